@@ -1,0 +1,25 @@
+//! The StoppableContainer API shared by the operator, the CSI node plugin, `sc-exec` and
+//! `kubectl sc`: the identifiers they agree on ([`consts`]), the workload settings the operator
+//! hands to `sc-exec` ([`exec_config`]) and, with the `crd` feature, the custom resource types
+//! (`stoppable_container`, `instance`, `template`) and their CustomResourceDefinitions (`crd`).
+
+pub mod consts;
+pub mod exec_config;
+
+#[cfg(feature = "crd")]
+pub mod crd;
+#[cfg(feature = "crd")]
+pub mod instance;
+#[cfg(feature = "crd")]
+pub mod stoppable_container;
+#[cfg(feature = "crd")]
+pub mod template;
+
+#[cfg(feature = "crd")]
+pub use instance::{
+    InstancePhase, StoppableContainerInstance, StoppableContainerInstanceSpec, StoppableContainerInstanceStatus,
+};
+#[cfg(feature = "crd")]
+pub use stoppable_container::{Phase, StoppableContainer, StoppableContainerSpec, StoppableContainerStatus};
+#[cfg(feature = "crd")]
+pub use template::{LegacyContainer, ProviderSpec, TemplateMetadata, WorkloadTemplate};

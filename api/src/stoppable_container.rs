@@ -1,0 +1,121 @@
+//! `StoppableContainer`: what users write. A container whose root filesystem survives stop/start.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::template::{ProviderSpec, WorkloadTemplate};
+
+/// Desired state of a StoppableContainer: a container whose root filesystem survives stop and
+/// start (packages installed, files edited and users added are still there after `running: false`
+/// then `running: true`, after a crash and after a node reboot).
+// kube's repeated `printcolumn(...)` arguments look like duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "stoppablecontainer.xtlsoft.top",
+    version = "v1alpha1",
+    kind = "StoppableContainer",
+    plural = "stoppablecontainers",
+    namespaced,
+    status = "StoppableContainerStatus",
+    derive = "PartialEq",
+    doc = "A container whose root filesystem survives stop and start. The operator runs the workload in a pod named like this object, over a persistent root filesystem built from the workload's image.",
+    printcolumn(name = "Running", type_ = "boolean", json_path = ".spec.running"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Node", type_ = "string", json_path = ".status.nodeName"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppableContainerSpec {
+    /// Whether the workload runs. `true` starts the workload pod (the first start also creates the
+    /// persistent root filesystem); `false` stops it gracefully and keeps the root filesystem.
+    #[serde(default)]
+    pub running: bool,
+    /// The workload pod's template: labels, annotations and a PodSpec whose first container is the
+    /// workload (or the legacy `container` shorthand). Edits take effect at the next start; while
+    /// the workload runs, the `RestartRequired` condition says that a restart is needed.
+    pub template: WorkloadTemplate,
+    /// Settings of the provider pod that keeps the workload's image available as the root
+    /// filesystem's lower layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderSpec>,
+    /// Deprecated and ignored. Accepted so that manifests written for earlier releases still
+    /// apply. Where the root filesystem is stored on a node is an administrator's setting of the
+    /// CSI node plugin (`--data-root`), never a user's: a value other than
+    /// `/var/lib/stoppablecontainer` is reported by the `HostPathPrefixIgnored` condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub host_path_prefix: Option<String>,
+}
+
+/// Lifecycle phase of a StoppableContainer (the same values as earlier releases).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Not running yet: waiting for the workload pod to be scheduled or the provider pod to start,
+    /// or stopping is not finished.
+    #[default]
+    Pending,
+    /// The provider pod runs on the workload's node; the workload pod is starting.
+    ProviderReady,
+    /// The workload pod is running and ready.
+    Running,
+    /// Nothing runs; the root filesystem is kept.
+    Stopped,
+    /// The workload cannot start or run: the spec is invalid, the workload pod failed, or another
+    /// object is in the way. `message` and the conditions say what to fix.
+    Failed,
+}
+
+impl Phase {
+    /// The phase as written in the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::ProviderReady => "ProviderReady",
+            Phase::Running => "Running",
+            Phase::Stopped => "Stopped",
+            Phase::Failed => "Failed",
+        }
+    }
+
+    /// Every phase, in lifecycle order (for metrics that report a count per phase).
+    pub const ALL: [Phase; 5] = [Phase::Pending, Phase::ProviderReady, Phase::Running, Phase::Stopped, Phase::Failed];
+}
+
+/// Observed state of a StoppableContainer, written by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppableContainerStatus {
+    /// Lifecycle phase: Pending, ProviderReady, Running, Stopped or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Human-readable summary of the current state; when something is wrong, what to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Node the workload pod runs on (empty while stopped or not yet scheduled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// Node that holds the persistent root filesystem. Set at the first start; later starts are
+    /// pinned to this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_node_name: Option<String>,
+    /// Name of the StoppableContainerInstance (the same as this object's name once started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_name: Option<String>,
+    /// Name of the provider pod while it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_pod_name: Option<String>,
+    /// Name of the workload pod while it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_pod_name: Option<String>,
+    /// Conditions, one per part: Ready, SpecValid, ConsumerReady, ProviderReady, RootfsVolume,
+    /// DataNode, RestartRequired, NameConflict, HostPathPrefixIgnored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

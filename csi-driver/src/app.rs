@@ -1,0 +1,228 @@
+//! Start-up: flags, the host mount namespace, the Kubernetes client, recovery, and the gRPC
+//! servers until SIGTERM.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use sc_proto::csi::{identity_server::IdentityServer, node_server::NodeServer};
+use sc_proto::registration::registration_server::RegistrationServer;
+use tracing::{info, warn};
+
+use crate::cluster::{ClusterView, KubeClusterView, StaticClusterView};
+use crate::layout::DataRoot;
+use crate::node::{NodeCore, NodeSettings};
+use crate::registration::{RegistrationService, registration_socket_name};
+use crate::server::{IdentityService, NodeService};
+use crate::sys::{RealSystem, enter_mount_namespace};
+use crate::validate::TargetPolicy;
+use crate::{cleanup, socket};
+
+/// StoppableContainer CSI node plugin: mounts each consumer's persistent root filesystem.
+#[derive(Debug, Parser)]
+#[command(name = "sc-csi-driver", version)]
+pub struct Args {
+    /// CSI endpoint to serve on, as a path valid in the mount namespace the plugin ends up in.
+    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///var/lib/kubelet/plugins/rootfs.stoppablecontainer.xtlsoft.top/csi.sock")]
+    pub endpoint: String,
+    /// This node's Kubernetes name (NodeGetInfo's node id; providers must run here).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_id: String,
+    /// Directory holding every StoppableContainer's persistent data on this node.
+    #[arg(long, env = "SC_DATA_ROOT", default_value = sc_api::consts::DEFAULT_DATA_ROOT)]
+    pub data_root: PathBuf,
+    /// Kubelet's root directory; volumes are only ever mounted below `<kubelet-dir>/pods`.
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
+    /// Enter this mount namespace (the host's: /proc/1/ns/mnt with hostPID) before anything else,
+    /// so mounts outlive the plugin's container and see the runtime's rootfs mounts.
+    #[arg(long)]
+    pub host_mount_namespace: Option<PathBuf>,
+    /// Register with kubelet through <kubelet-dir>/plugins_registry (for clusters without the
+    /// node-driver-registrar sidecar).
+    #[arg(long)]
+    pub register_with_kubelet: bool,
+    /// How long NodePublishVolume waits for a provider that is still starting.
+    #[arg(long, default_value_t = 60)]
+    pub provider_wait_seconds: u64,
+    /// Answer cluster questions from this JSON file instead of the API server (tests and
+    /// benchmarks without a cluster; disables data cleanup on SC deletion).
+    #[arg(long)]
+    pub static_cluster: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain, env = "SC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// Why the plugin could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Endpoint(String),
+    #[error("entering the mount namespace {path}: {source}; the plugin needs privileges and hostPID")]
+    MountNamespace { path: PathBuf, source: std::io::Error },
+    #[error("building the Kubernetes client: {0}; set KUBECONFIG or run in a pod")]
+    Kube(String),
+    #[error("listening on {path}: {source}")]
+    Listen { path: PathBuf, source: std::io::Error },
+    #[error("start-up recovery: {0}")]
+    Recovery(#[from] crate::node::IoError),
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs the plugin until SIGTERM/SIGINT. Synchronous on purpose: the mount namespace must be
+/// entered before the async runtime starts its threads.
+pub fn run(args: Args) -> Result<(), StartError> {
+    let endpoint = socket::endpoint_path(&args.endpoint).map_err(StartError::Endpoint)?;
+    // In a pod, the service-account files live in the container's filesystem, which the host
+    // mount namespace cannot see: read the in-cluster config now and keep a handle on the
+    // container's root to re-read the (rotating) token through it.
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && args.static_cluster.is_none();
+    let mut kube_config = None;
+    let mut _container_root: Option<OwnedFd> = None;
+    if let Some(namespace) = &args.host_mount_namespace {
+        if in_cluster {
+            let mut config = kube::Config::incluster().map_err(|error| StartError::Kube(error.to_string()))?;
+            let root = container_root().map_err(|source| StartError::MountNamespace { path: "/".into(), source })?;
+            config.auth_info.token_file =
+                Some(format!("/proc/self/fd/{}/var/run/secrets/kubernetes.io/serviceaccount/token", root.as_raw_fd()));
+            kube_config = Some(config);
+            _container_root = Some(root);
+        }
+        enter_mount_namespace(namespace).map_err(|source| StartError::MountNamespace { path: namespace.clone(), source })?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(StartError::Runtime)?;
+    runtime.block_on(serve(args, endpoint, kube_config))
+}
+
+fn container_root() -> std::io::Result<OwnedFd> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(std::io::Error::from)
+}
+
+async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>) -> Result<(), StartError> {
+    let settings = NodeSettings {
+        data_root: DataRoot::new(&args.data_root),
+        provider_wait: Duration::from_secs(args.provider_wait_seconds),
+        provider_poll: Duration::from_millis(500),
+    };
+    match &args.static_cluster {
+        Some(path) => serve_with(&args, endpoint, StaticClusterView::new(path.clone()), settings, None).await,
+        None => {
+            let config = match kube_config {
+                Some(config) => config,
+                None => kube::Config::infer().await.map_err(|error| StartError::Kube(error.to_string()))?,
+            };
+            let client = kube::Client::try_from(config).map_err(|error| StartError::Kube(error.to_string()))?;
+            let cluster = KubeClusterView::new(client.clone(), args.node_id.clone());
+            serve_with(&args, endpoint, cluster, settings, Some(client)).await
+        }
+    }
+}
+
+async fn serve_with<C: ClusterView>(
+    args: &Args,
+    endpoint: PathBuf,
+    cluster: C,
+    settings: NodeSettings,
+    client: Option<kube::Client>,
+) -> Result<(), StartError> {
+    let core = Arc::new(NodeCore::new(cluster, RealSystem::default(), settings));
+    let ready = Arc::new(AtomicBool::new(false));
+    let listen = |path: &PathBuf| socket::bind(path).map_err(|source| StartError::Listen { path: path.clone(), source });
+    let csi_listener = listen(&endpoint)?;
+    info!(endpoint = %endpoint.display(), node = %args.node_id, data_root = %args.data_root.display(), "serving CSI");
+
+    let live = core.recover().await?;
+    ready.store(true, Ordering::Release);
+    info!(live_volumes = live, "start-up recovery done; ready");
+
+    if let Some(client) = client {
+        tokio::spawn(cleanup::run(client, Arc::clone(&core), args.node_id.clone()));
+    }
+    let shutdown = shutdown_signal();
+    let shutdown_for_drain = shutdown.clone();
+    let csi = tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(IdentityService { ready: Arc::clone(&ready) }))
+        .add_service(NodeServer::new(NodeService {
+            core,
+            node_id: args.node_id.clone(),
+            policy: TargetPolicy { kubelet_dir: args.kubelet_dir.clone() },
+        }))
+        .serve_with_incoming_shutdown(crate::authority::incoming(csi_listener), shutdown.clone());
+    if args.register_with_kubelet {
+        let path = args.kubelet_dir.join("plugins_registry").join(registration_socket_name());
+        let registration_listener = listen(&path)?;
+        info!(socket = %path.display(), "registering with kubelet");
+        let registration = tonic::transport::Server::builder()
+            .add_service(RegistrationServer::new(RegistrationService { csi_endpoint_path: endpoint.display().to_string() }))
+            .serve_with_incoming_shutdown(crate::authority::incoming(registration_listener), shutdown);
+        let (csi, registration) = bounded_drain(async { tokio::join!(csi, registration) }, shutdown_for_drain)
+            .await
+            .unwrap_or((Ok(()), Ok(())));
+        // Unregister: kubelet drops the plugin when its socket disappears.
+        if let Err(error) = std::fs::remove_file(&path) {
+            warn!(socket = %path.display(), %error, "could not remove the registration socket");
+        }
+        csi?;
+        registration?;
+    } else {
+        bounded_drain(csi, shutdown_for_drain).await.unwrap_or(Ok(()))?;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// How long in-flight calls may take to finish after SIGTERM before the plugin exits anyway
+/// (kubelet retries whatever was cut off; every RPC is idempotent).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `servers` to completion, but gives up `DRAIN_TIMEOUT` after `shutdown` fired: a client
+/// keeping an idle connection open must not keep the plugin alive forever.
+async fn bounded_drain<T>(servers: impl std::future::Future<Output = T>, shutdown: impl std::future::Future<Output = ()>) -> Option<T> {
+    tokio::select! {
+        result = servers => Some(result),
+        () = async { shutdown.await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+            warn!("in-flight calls did not finish in time after the shutdown signal; exiting");
+            None
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; cloneable so every server stops on the same signal.
+fn shutdown_signal() -> futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+    use futures::FutureExt;
+    let signal: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+        info!("shutting down");
+    });
+    signal.shared()
+}

@@ -1,0 +1,103 @@
+//! Where the node plugin keeps things under its data root (`--data-root`, an admin setting):
+//!
+//! ```text
+//! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/upper   persistent rootfs changes
+//! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/work    overlayfs work dir
+//! <data-root>/publications/<volume-id>.json                     one record per published volume
+//! <data-root>/control/<volume-id>/                              control socket dir, bound into the volume
+//! ```
+//!
+//! Persistent data is keyed by the StoppableContainer's UID, not only its name, so a deleted and
+//! recreated SC with the same name never sees the old one's files. `volume_id` is new for every
+//! pod and keys only what lives as long as one publication.
+
+use std::path::{Path, PathBuf};
+
+/// The identity of a StoppableContainer's persistent data.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ScKey {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl std::fmt::Display for ScKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}/{} (uid {})", self.namespace, self.name, self.uid)
+    }
+}
+
+/// The driver-owned directory tree on the node.
+#[derive(Clone, Debug)]
+pub struct DataRoot {
+    root: PathBuf,
+}
+
+impl DataRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// All data of one StoppableContainer incarnation. The key's parts are validated DNS labels
+    /// and a UID before they get here, so they cannot climb out of the data root.
+    pub fn container_dir(&self, key: &ScKey) -> PathBuf {
+        self.root.join("containers").join(&key.namespace).join(&key.name).join(&key.uid)
+    }
+
+    pub fn upper_dir(&self, key: &ScKey) -> PathBuf {
+        self.container_dir(key).join("upper")
+    }
+
+    pub fn work_dir(&self, key: &ScKey) -> PathBuf {
+        self.container_dir(key).join("work")
+    }
+
+    pub fn records_dir(&self) -> PathBuf {
+        self.root.join("publications")
+    }
+
+    pub fn record_path(&self, volume_id: &str) -> PathBuf {
+        self.records_dir().join(format!("{volume_id}.json"))
+    }
+
+    pub fn control_dir(&self, volume_id: &str) -> PathBuf {
+        self.root.join("control").join(volume_id)
+    }
+}
+
+/// What a published volume's target holds: a small tmpfs with the overlay and the control dir
+/// mounted inside it, so the consumer gets both through one volume.
+pub fn target_rootfs(target: &Path) -> PathBuf {
+    target.join(sc_api::consts::ROOTFS_SUBDIR)
+}
+
+pub fn target_control(target: &Path) -> PathBuf {
+    target.join(sc_api::consts::CONTROL_SUBDIR)
+}
+
+/// The `source` field of the tmpfs the plugin mounts at each target, so its mounts are
+/// recognisable in mountinfo.
+pub const TARGET_TMPFS_SOURCE: &str = "stoppablecontainer";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_keyed_by_namespace_name_and_uid() {
+        let data = DataRoot::new("/var/lib/stoppablecontainer");
+        let key = ScKey { namespace: "team-a".into(), name: "dev".into(), uid: "6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d".into() };
+        assert_eq!(
+            data.upper_dir(&key),
+            Path::new("/var/lib/stoppablecontainer/containers/team-a/dev/6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d/upper")
+        );
+        assert_eq!(data.work_dir(&key).parent(), data.upper_dir(&key).parent());
+        assert_eq!(data.record_path("csi-1"), Path::new("/var/lib/stoppablecontainer/publications/csi-1.json"));
+        assert_eq!(target_rootfs(Path::new("/t")), Path::new("/t/rootfs"));
+        assert_eq!(target_control(Path::new("/t")), Path::new("/t/control"));
+    }
+}

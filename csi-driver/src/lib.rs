@@ -1,0 +1,21 @@
+//! The StoppableContainer CSI node plugin (`rootfs.stoppablecontainer.xtlsoft.top`).
+//!
+//! On `NodePublishVolume` for a consumer pod's inline volume it authorises the pod, finds the
+//! provider container's root filesystem as a mount in the host mount namespace, and mounts an
+//! overlay of it with a persistent upper directory from the node's data root. See the crate
+//! README for flags, the data layout and error codes.
+
+pub mod app;
+pub mod authority;
+pub mod cgroup;
+pub mod cleanup;
+pub mod cluster;
+pub mod layout;
+pub mod mountinfo;
+pub mod node;
+pub mod records;
+pub mod registration;
+pub mod server;
+pub mod socket;
+pub mod sys;
+pub mod validate;

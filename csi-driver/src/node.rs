@@ -1,0 +1,472 @@
+//! The node plugin's work, independent of gRPC: publish (authorise, find the provider's root
+//! filesystem, mount the overlay), unpublish, volume stats and start-up recovery.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::cgroup;
+use crate::cluster::{ClusterError, ClusterView, Consumer, Provider};
+use crate::layout::{self, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
+use crate::mountinfo::{self, MountEntry};
+use crate::records::{Record, Records, Stage};
+use crate::sys::{OverlayDirs, System};
+use crate::validate::{PublishRequest, UnpublishRequest};
+
+/// Why a publish failed. Each variant maps to one gRPC code in `server.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("provider of StoppableContainer {sc} is not ready after waiting {waited:?}: {reason}; kubelet will retry")]
+    ProviderNotReady { sc: ScKey, waited: Duration, reason: String },
+    #[error("provider container {container_id} of StoppableContainer {sc} has no process on this node; is the provider pod really running here?")]
+    ProviderProcessNotFound { sc: ScKey, container_id: String },
+    #[error("cannot find the provider's root filesystem (device {major}:{minor}) mounted in the node's mount namespace; the plugin must run in the host mount namespace (--host-mount-namespace) next to the container runtime")]
+    LowerNotFound { major: u32, minor: u32 },
+    #[error("the provider's root filesystem is at {path:?}, which contains ',' or ':' and cannot be an overlay lower directory")]
+    UnusableLower { path: PathBuf },
+    #[error("volume {volume_id} is already published at {existing} (for {existing_sc}); refusing to publish it at {requested}")]
+    VolumeConflict { volume_id: String, existing: String, existing_sc: ScKey, requested: String },
+    #[error("target {target} already has a mount this plugin did not make ({fs_type} from {device}); refusing to mount over it")]
+    ForeignMount { target: String, fs_type: String, device: String },
+    #[error("the rootfs of StoppableContainer {sc} is already mounted at {mounted_at}: only one consumer may use it at a time; stop the other consumer pod first")]
+    UpperInUse { sc: ScKey, mounted_at: String },
+    #[error("the overlay at {0} came up read-only; check the data root's filesystem (overlayfs needs a writable upper on ext4/xfs/btrfs)")]
+    ReadOnly(String),
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// Why an unpublish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpublishError {
+    #[error("target {target} is still in use ({source}); stop the processes using it (kubelet retries)")]
+    Busy { target: String, source: io::Error },
+    #[error("target {target} holds a mount this plugin did not make ({fs_type} from {device}); not touching it")]
+    ForeignMount { target: String, fs_type: String, device: String },
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// Why a stats request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("volume {volume_id} is not published at {path} on this node")]
+    NotFound { volume_id: String, path: String },
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// An I/O failure with what was being done and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct IoError {
+    pub action: &'static str,
+    pub path: String,
+    #[source]
+    pub source: io::Error,
+}
+
+trait Context<T> {
+    fn context(self, action: &'static str, path: &Path) -> Result<T, IoError>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn context(self, action: &'static str, path: &Path) -> Result<T, IoError> {
+        self.map_err(|source| IoError { action, path: path.display().to_string(), source })
+    }
+}
+
+impl From<mountinfo::ParseError> for IoError {
+    fn from(error: mountinfo::ParseError) -> Self {
+        IoError { action: "parsing", path: "mountinfo".into(), source: io::Error::new(io::ErrorKind::InvalidData, error) }
+    }
+}
+
+/// Usage of a published volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeStats {
+    pub bytes_total: u64,
+    pub bytes_available: u64,
+    pub bytes_used: u64,
+    pub inodes_total: u64,
+    pub inodes_free: u64,
+    pub inodes_used: u64,
+    /// Set when the volume is not mounted the way it was published.
+    pub abnormal: Option<String>,
+}
+
+/// Settings of the node plugin's work.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub data_root: DataRoot,
+    /// How long a publish waits for a provider that is still starting.
+    pub provider_wait: Duration,
+    /// How often it looks again while waiting.
+    pub provider_poll: Duration,
+}
+
+/// The node plugin's state: shared by every RPC.
+pub struct NodeCore<C, S> {
+    cluster: C,
+    system: Arc<S>,
+    settings: NodeSettings,
+    records: Records,
+    /// Serialises the check-then-mount phase of publishes and unpublishes: "at most one live
+    /// overlay per upper" is read from the mount table and must not race another mount.
+    mount_lock: Mutex<()>,
+}
+
+impl<C: ClusterView, S: System> NodeCore<C, S> {
+    pub fn new(cluster: C, system: S, settings: NodeSettings) -> Self {
+        let records = Records::new(settings.data_root.clone());
+        Self { cluster, system: Arc::new(system), settings, records, mount_lock: Mutex::new(()) }
+    }
+
+    pub fn data_root(&self) -> &DataRoot {
+        &self.settings.data_root
+    }
+
+    /// Publishes a consumer's rootfs at the request's target.
+    pub async fn publish(&self, request: &PublishRequest) -> Result<(), PublishError> {
+        let consumer = self.cluster.authorize_consumer(&request.pod, &request.sc_name).await?;
+        // Answer a repeated publish without waiting on the provider again.
+        {
+            let _guard = self.mount_lock.lock().await;
+            if self.already_published(request, &consumer.sc)? {
+                return Ok(());
+            }
+        }
+        let container_id = self.wait_for_provider(&consumer).await?;
+        let _guard = self.mount_lock.lock().await;
+        let system = Arc::clone(&self.system);
+        let records = self.records.clone();
+        let data = self.settings.data_root.clone();
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || mount_publication(&*system, &records, &data, &request, &consumer.sc, &container_id))
+            .await
+            .map_err(|join| IoError { action: "joining the mount task for", path: "publish".into(), source: io::Error::other(join) })?
+    }
+
+    /// Unmounts a published volume; never touches the persistent upper directory.
+    pub async fn unpublish(&self, request: &UnpublishRequest) -> Result<(), UnpublishError> {
+        let _guard = self.mount_lock.lock().await;
+        let system = Arc::clone(&self.system);
+        let records = self.records.clone();
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || unmount_publication(&*system, &records, &request))
+            .await
+            .map_err(|join| IoError { action: "joining the unmount task for", path: "unpublish".into(), source: io::Error::other(join) })?
+    }
+
+    /// Usage of the filesystem holding a published volume's upper layer.
+    pub async fn stats(&self, volume_id: &str, volume_path: &Path) -> Result<VolumeStats, StatsError> {
+        let not_found = || StatsError::NotFound { volume_id: volume_id.to_owned(), path: volume_path.display().to_string() };
+        let record = self.records.load(volume_id).context("reading the record of", Path::new(volume_id))?.ok_or_else(not_found)?;
+        if record.target_path != volume_path {
+            return Err(not_found());
+        }
+        let host = self.host_mounts()?;
+        let abnormal = check_published_shape(&host, &record.target_path, &self.settings.data_root.upper_dir(&record.sc)).err();
+        let upper = self.settings.data_root.upper_dir(&record.sc);
+        let stat = nix::sys::statvfs::statvfs(&upper).map_err(io::Error::from).context("statvfs of", &upper)?;
+        let fragment = stat.fragment_size();
+        Ok(VolumeStats {
+            bytes_total: stat.blocks() * fragment,
+            bytes_available: stat.blocks_available() * fragment,
+            bytes_used: (stat.blocks() - stat.blocks_free()) * fragment,
+            inodes_total: stat.files(),
+            inodes_free: stat.files_free(),
+            inodes_used: stat.files() - stat.files_free(),
+            abnormal,
+        })
+    }
+
+    /// Finishes or undoes whatever a previous run of the plugin left half done, from the records.
+    /// Returns how many publications are live.
+    pub async fn recover(&self) -> Result<usize, IoError> {
+        let _guard = self.mount_lock.lock().await;
+        let mut live = 0;
+        for entry in self.records.all().context("listing", &self.settings.data_root.records_dir())? {
+            let record = match entry {
+                Ok(record) => record,
+                Err((path, error)) => {
+                    warn!(path = %path.display(), %error, "unreadable publication record left in place; inspect and remove it by hand");
+                    continue;
+                }
+            };
+            let host = self.host_mounts()?;
+            let shape = check_published_shape(&host, &record.target_path, &self.settings.data_root.upper_dir(&record.sc));
+            match (record.stage, shape) {
+                (Stage::Published, Ok(())) => live += 1,
+                (Stage::Publishing, Ok(())) => {
+                    info!(volume_id = %record.volume_id, "publish finished before the restart; marking it published");
+                    self.records.save(&Record { stage: Stage::Published, ..record }).context("saving", &self.settings.data_root.records_dir())?;
+                    live += 1;
+                }
+                (stage, shape) => {
+                    info!(volume_id = %record.volume_id, ?stage, problem = shape.err().unwrap_or_default(), "cleaning up an unfinished or vanished publication");
+                    if let Err(error) = unwind_target(&*self.system, &record.target_path) {
+                        warn!(volume_id = %record.volume_id, %error, "could not clean up; keeping its record for the next attempt");
+                        continue;
+                    }
+                    self.records.remove(&record.volume_id).context("removing the record of", Path::new(&record.volume_id))?;
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Whether the StoppableContainer's persistent data is mounted anywhere on this node.
+    pub fn is_data_in_use(&self, sc: &ScKey) -> Result<bool, IoError> {
+        Ok(!mountinfo::overlays_with_upper(&self.host_mounts()?, &self.settings.data_root.upper_dir(sc)).is_empty())
+    }
+
+    fn host_mounts(&self) -> Result<Vec<MountEntry>, IoError> {
+        host_mounts(&*self.system)
+    }
+
+    fn already_published(&self, request: &PublishRequest, sc: &ScKey) -> Result<bool, PublishError> {
+        let Some(record) = self.records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))? else {
+            return Ok(false);
+        };
+        check_same_volume(&record, request, sc)?;
+        Ok(record.stage == Stage::Published
+            && check_published_shape(&self.host_mounts()?, &request.target_path, &self.settings.data_root.upper_dir(sc)).is_ok())
+    }
+
+    async fn wait_for_provider(&self, consumer: &Consumer) -> Result<String, PublishError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.cluster.provider(consumer).await? {
+                Provider::Running { container_id } => return Ok(container_id),
+                Provider::NotReady { reason } => {
+                    let waited = started.elapsed();
+                    if waited >= self.settings.provider_wait {
+                        return Err(PublishError::ProviderNotReady { sc: consumer.sc.clone(), waited, reason });
+                    }
+                    tokio::time::sleep(self.settings.provider_poll).await;
+                }
+            }
+        }
+    }
+}
+
+fn host_mounts(system: &dyn System) -> Result<Vec<MountEntry>, IoError> {
+    let text = system.own_mountinfo().context("reading", Path::new("/proc/self/mountinfo"))?;
+    Ok(mountinfo::parse(&text)?)
+}
+
+fn check_same_volume(record: &Record, request: &PublishRequest, sc: &ScKey) -> Result<(), PublishError> {
+    if record.target_path != request.target_path || &record.sc != sc {
+        return Err(PublishError::VolumeConflict {
+            volume_id: request.volume_id.clone(),
+            existing: record.target_path.display().to_string(),
+            existing_sc: record.sc.clone(),
+            requested: request.target_path.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `target` holds exactly what a publish puts there: our tmpfs, the overlay of
+/// `upper` mounted read-write at `rootfs/`, and the control directory at `control/`.
+fn check_published_shape(host: &[MountEntry], target: &Path, upper: &Path) -> Result<(), String> {
+    let tmpfs = mountinfo::mount_at(host, target).ok_or("the target is not mounted")?;
+    if !is_our_tmpfs(tmpfs) {
+        return Err(format!("the target holds a foreign {} mount", tmpfs.fs_type));
+    }
+    let rootfs = mountinfo::mount_at(host, &layout::target_rootfs(target)).ok_or("the overlay is not mounted")?;
+    if rootfs.fs_type != "overlay" || rootfs.super_option("upperdir").map(Path::new) != Some(upper) {
+        return Err("the rootfs mount is not this StoppableContainer's overlay".into());
+    }
+    if !rootfs.is_read_write() {
+        return Err("the overlay is read-only".into());
+    }
+    mountinfo::mount_at(host, &layout::target_control(target)).ok_or("the control directory is not mounted")?;
+    Ok(())
+}
+
+fn is_our_tmpfs(entry: &MountEntry) -> bool {
+    entry.fs_type == "tmpfs" && entry.source == TARGET_TMPFS_SOURCE
+}
+
+fn mount_publication(
+    system: &dyn System,
+    records: &Records,
+    data: &DataRoot,
+    request: &PublishRequest,
+    sc: &ScKey,
+    container_id: &str,
+) -> Result<(), PublishError> {
+    let target = &request.target_path;
+    let upper = data.upper_dir(sc);
+    let mut host = host_mounts(system)?;
+    if let Some(record) = records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))? {
+        check_same_volume(&record, request, sc)?;
+        if record.stage == Stage::Published && check_published_shape(&host, target, &upper).is_ok() {
+            return Ok(());
+        }
+        // A publication this plugin began but did not finish: start again from nothing.
+        unwind_target(system, target).map_err(|error| match error {
+            UnpublishError::Io(io) => PublishError::Io(io),
+            other => PublishError::Io(IoError { action: "cleaning up", path: target.display().to_string(), source: io::Error::other(other.to_string()) }),
+        })?;
+        records.remove(&request.volume_id).context("removing the record of", Path::new(&request.volume_id))?;
+        host = host_mounts(system)?;
+    }
+    if let Some(existing) = mountinfo::mount_at(&host, target) {
+        return Err(PublishError::ForeignMount {
+            target: target.display().to_string(),
+            fs_type: existing.fs_type.clone(),
+            device: existing.source.clone(),
+        });
+    }
+    if let Some(live) = mountinfo::overlays_with_upper(&host, &upper).first() {
+        return Err(PublishError::UpperInUse { sc: sc.clone(), mounted_at: live.mount_point.display().to_string() });
+    }
+    let lower = find_provider_rootfs(system, &host, sc, container_id)?;
+
+    records
+        .save(&Record {
+            volume_id: request.volume_id.clone(),
+            target_path: target.clone(),
+            pod: request.pod.clone(),
+            sc: sc.clone(),
+            lower_dir: lower.clone(),
+            stage: Stage::Publishing,
+        })
+        .context("saving the record of", Path::new(&request.volume_id))?;
+    let mounted = mount_layers(system, data, request, sc, &lower).and_then(|()| {
+        records
+            .save(&Record {
+                volume_id: request.volume_id.clone(),
+                target_path: target.clone(),
+                pod: request.pod.clone(),
+                sc: sc.clone(),
+                lower_dir: lower.clone(),
+                stage: Stage::Published,
+            })
+            .context("saving the record of", Path::new(&request.volume_id))
+            .map_err(PublishError::from)
+    });
+    if let Err(error) = mounted {
+        // Nothing may stay mounted after a failed publish.
+        if let Err(cleanup) = unwind_target(system, target) {
+            warn!(target = %target.display(), %cleanup, "cleanup after a failed publish failed; the record is kept for recovery");
+            return Err(error);
+        }
+        if let Err(cleanup) = records.remove(&request.volume_id) {
+            warn!(volume_id = %request.volume_id, %cleanup, "could not remove the record after a failed publish");
+        }
+        return Err(error);
+    }
+    info!(volume_id = %request.volume_id, sc = %sc, target = %target.display(), lower = %lower.display(), "published");
+    Ok(())
+}
+
+fn mount_layers(system: &dyn System, data: &DataRoot, request: &PublishRequest, sc: &ScKey, lower: &Path) -> Result<(), PublishError> {
+    let target = &request.target_path;
+    let (upper, work, control) = (data.upper_dir(sc), data.work_dir(sc), data.control_dir(&request.volume_id));
+    for dir in [&upper, &work, &control] {
+        create_private_dir_all(dir)?;
+    }
+    match std::fs::create_dir(target) {
+        Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(IoError { action: "creating", path: target.display().to_string(), source: error }.into()),
+        _ => {}
+    }
+    system.mount_target_tmpfs(target).context("mounting the volume tmpfs at", target)?;
+    let (rootfs, control_target) = (layout::target_rootfs(target), layout::target_control(target));
+    for dir in [&rootfs, &control_target] {
+        std::fs::create_dir(dir).context("creating", dir)?;
+    }
+    system
+        .mount_overlay(&OverlayDirs { lower, upper: &upper, work: &work }, &rootfs)
+        .context("mounting the overlay at", &rootfs)?;
+    system.bind_mount(&control, &control_target).context("bind-mounting the control directory at", &control_target)?;
+    let host = host_mounts(system)?;
+    let overlay = mountinfo::mount_at(&host, &rootfs)
+        .ok_or_else(|| IoError { action: "finding the new overlay at", path: rootfs.display().to_string(), source: io::ErrorKind::NotFound.into() })?;
+    if !overlay.is_read_write() {
+        return Err(PublishError::ReadOnly(rootfs.display().to_string()));
+    }
+    Ok(())
+}
+
+/// Creates a directory and its parents, root-only where this call creates them (the rootfs root
+/// directory's own mode comes from the upper dir, so that one is 0755).
+fn create_private_dir_all(dir: &Path) -> Result<(), IoError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).context("creating", dir)
+}
+
+/// Finds where the provider container's root filesystem is mounted in this mount namespace.
+fn find_provider_rootfs(system: &dyn System, host: &[MountEntry], sc: &ScKey, container_id: &str) -> Result<PathBuf, PublishError> {
+    let cgroups = system.process_cgroups().context("listing processes in", Path::new("/proc"))?;
+    let not_found = || PublishError::ProviderProcessNotFound { sc: sc.clone(), container_id: container_id.to_owned() };
+    let pid = cgroups
+        .iter()
+        .find(|(_, text)| cgroup::parse(text).container_id.as_deref() == Some(container_id))
+        .map(|(pid, _)| *pid)
+        .ok_or_else(not_found)?;
+    let text = system.process_mountinfo(pid).map_err(|_| not_found())?;
+    let process_mounts = mountinfo::parse(&text).map_err(IoError::from)?;
+    let root = mountinfo::root_mount(&process_mounts).ok_or_else(not_found)?;
+    let whole = mountinfo::find_whole_mount_of(root, host).ok_or(PublishError::LowerNotFound { major: root.major, minor: root.minor })?;
+    let path = whole.mount_point.clone();
+    if path.to_string_lossy().contains([',', ':']) {
+        return Err(PublishError::UnusableLower { path });
+    }
+    Ok(path)
+}
+
+fn unmount_publication(system: &dyn System, records: &Records, request: &UnpublishRequest) -> Result<(), UnpublishError> {
+    let record = records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))?;
+    let ours = record.as_ref().filter(|record| record.target_path == request.target_path);
+    if let Some(record) = ours {
+        records
+            .save(&Record { stage: Stage::Unpublishing, ..record.clone() })
+            .context("saving the record of", Path::new(&request.volume_id))?;
+    }
+    unwind_target(system, &request.target_path)?;
+    if ours.is_some() {
+        records.remove(&request.volume_id).context("removing the record of", Path::new(&request.volume_id))?;
+        info!(volume_id = %request.volume_id, target = %request.target_path.display(), "unpublished");
+    }
+    Ok(())
+}
+
+/// Unmounts everything this plugin mounted at and under `target` (deepest first) and removes the
+/// target directory. A target with no mount is fine; a foreign mount there is left alone.
+fn unwind_target(system: &dyn System, target: &Path) -> Result<(), UnpublishError> {
+    let host = host_mounts(system)?;
+    if let Some(top) = mountinfo::mount_at(&host, target) {
+        if !is_our_tmpfs(top) {
+            return Err(UnpublishError::ForeignMount { target: target.display().to_string(), fs_type: top.fs_type.clone(), device: top.source.clone() });
+        }
+        for entry in mountinfo::mounts_under(&host, target) {
+            system.unmount(&entry.mount_point).map_err(|source| {
+                if source.raw_os_error() == Some(nix::libc::EBUSY) {
+                    UnpublishError::Busy { target: entry.mount_point.display().to_string(), source }
+                } else {
+                    IoError { action: "unmounting", path: entry.mount_point.display().to_string(), source }.into()
+                }
+            })?;
+        }
+    }
+    match std::fs::remove_dir(target) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::DirectoryNotEmpty => {
+            // Not a directory this plugin made (it creates it empty): nothing of ours is there.
+            warn!(target = %target.display(), "target directory is not empty; leaving it");
+            Ok(())
+        }
+        Err(error) => Err(IoError { action: "removing", path: target.display().to_string(), source: error }.into()),
+    }
+}

@@ -1,0 +1,125 @@
+//! Every mount-related syscall and `/proc` read the node plugin makes, behind one trait, so the
+//! publish logic is tested with a fake mount table and the real thing is tested as root.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use sys_mount::{Mount, MountFlags, UnmountFlags};
+
+use crate::layout::TARGET_TMPFS_SOURCE;
+
+/// The lower, upper and work directories of one overlay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlayDirs<'a> {
+    pub lower: &'a Path,
+    pub upper: &'a Path,
+    pub work: &'a Path,
+}
+
+/// Overlay options that let a persistent upper be reused over a lower that changed (a restarted
+/// provider, a new image): no inode index, no metacopy, no redirects, no xino.
+pub const OVERLAY_COMPAT_OPTIONS: &str = "index=off,metacopy=off,redirect_dir=off,xino=off";
+
+/// The mount data string for an overlay.
+pub fn overlay_mount_data(dirs: &OverlayDirs<'_>) -> String {
+    format!(
+        "lowerdir={},upperdir={},workdir={},{OVERLAY_COMPAT_OPTIONS}",
+        dirs.lower.display(),
+        dirs.upper.display(),
+        dirs.work.display()
+    )
+}
+
+/// Mount operations and process introspection in the mount namespace the plugin runs in (the
+/// host's, in production).
+pub trait System: Send + Sync + 'static {
+    /// Mounts an overlay of `dirs` at `target`.
+    fn mount_overlay(&self, dirs: &OverlayDirs<'_>, target: &Path) -> io::Result<()>;
+    /// Mounts the small tmpfs that holds a published volume's `rootfs/` and `control/`.
+    fn mount_target_tmpfs(&self, target: &Path) -> io::Result<()>;
+    /// Bind-mounts `source` at `target`.
+    fn bind_mount(&self, source: &Path, target: &Path) -> io::Result<()>;
+    /// Unmounts the topmost mount at `target` (never lazily: a detached overlay would keep its
+    /// upper directory in use where nobody can see it).
+    fn unmount(&self, target: &Path) -> io::Result<()>;
+    /// The mountinfo of this process's mount namespace.
+    fn own_mountinfo(&self) -> io::Result<String>;
+    /// The mountinfo of process `pid`, as that process sees its mounts.
+    fn process_mountinfo(&self, pid: u32) -> io::Result<String>;
+    /// The `/proc/<pid>/cgroup` text of every process, for finding a container's processes.
+    fn process_cgroups(&self) -> io::Result<Vec<(u32, String)>>;
+}
+
+/// The real syscalls.
+#[derive(Clone, Debug)]
+pub struct RealSystem {
+    proc_root: PathBuf,
+}
+
+impl Default for RealSystem {
+    fn default() -> Self {
+        Self { proc_root: PathBuf::from("/proc") }
+    }
+}
+
+impl System for RealSystem {
+    fn mount_overlay(&self, dirs: &OverlayDirs<'_>, target: &Path) -> io::Result<()> {
+        let data = overlay_mount_data(dirs);
+        Mount::builder().fstype("overlay").data(&data).mount("overlay", target).map(drop)
+    }
+
+    fn mount_target_tmpfs(&self, target: &Path) -> io::Result<()> {
+        Mount::builder()
+            .fstype("tmpfs")
+            .flags(MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC)
+            .data("mode=0755,size=64k,nr_inodes=64")
+            .mount(TARGET_TMPFS_SOURCE, target)
+            .map(drop)
+    }
+
+    fn bind_mount(&self, source: &Path, target: &Path) -> io::Result<()> {
+        Mount::builder().flags(MountFlags::BIND).mount(source, target).map(drop)
+    }
+
+    fn unmount(&self, target: &Path) -> io::Result<()> {
+        sys_mount::unmount(target, UnmountFlags::empty())
+    }
+
+    fn own_mountinfo(&self) -> io::Result<String> {
+        std::fs::read_to_string(self.proc_root.join("self/mountinfo"))
+    }
+
+    fn process_mountinfo(&self, pid: u32) -> io::Result<String> {
+        std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("mountinfo"))
+    }
+
+    fn process_cgroups(&self) -> io::Result<Vec<(u32, String)>> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.proc_root)? {
+            let Some(pid) = entry?.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+            // Processes exit while we scan; a vanished one is simply not a candidate.
+            if let Ok(text) = std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")) {
+                found.push((pid, text));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Enters the mount namespace at `namespace_path` (e.g. `/proc/1/ns/mnt`). Must be called before
+/// any other thread exists: `setns(CLONE_NEWNS)` fails in a multi-threaded process.
+pub fn enter_mount_namespace(namespace_path: &Path) -> io::Result<()> {
+    let file = std::fs::File::open(namespace_path)?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNS).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_data_carries_the_compat_options() {
+        let data = overlay_mount_data(&OverlayDirs { lower: Path::new("/l"), upper: Path::new("/u"), work: Path::new("/w") });
+        assert_eq!(data, "lowerdir=/l,upperdir=/u,workdir=/w,index=off,metacopy=off,redirect_dir=off,xino=off");
+    }
+}

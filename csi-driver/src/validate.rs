@@ -1,0 +1,293 @@
+//! Turns raw CSI requests into typed, checked requests. Every rejection names the field and says
+//! what was expected, because kubelet shows the message in the pod's events.
+
+use std::path::{Component, Path, PathBuf};
+
+use sc_api::consts::VOLUME_ATTR_SC_NAME;
+use sc_proto::csi::{
+    NodePublishVolumeRequest, NodeUnpublishVolumeRequest, VolumeCapability,
+    volume_capability::{AccessType, access_mode::Mode},
+};
+
+use crate::cgroup::is_uid;
+
+/// `volume_context` keys kubelet adds for inline volumes when the CSIDriver has `podInfoOnMount`.
+pub mod context_keys {
+    pub const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
+    pub const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
+    pub const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
+    pub const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
+}
+
+/// A request field that is missing or malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {problem}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> InvalidField {
+    InvalidField { field, problem: problem.into() }
+}
+
+/// The pod kubelet is mounting the volume for, as it told us through `podInfoOnMount`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// A checked `NodePublishVolume` for a consumer's inline rootfs volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishRequest {
+    pub volume_id: String,
+    pub target_path: PathBuf,
+    pub pod: PodRef,
+    /// The StoppableContainer the pod claims to be the consumer of (verified before use).
+    pub sc_name: String,
+}
+
+/// A checked `NodeUnpublishVolume`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnpublishRequest {
+    pub volume_id: String,
+    pub target_path: PathBuf,
+}
+
+/// Where kubelet puts volume targets: only paths below `<kubelet_dir>/pods/` are ever mounted on.
+#[derive(Clone, Debug)]
+pub struct TargetPolicy {
+    pub kubelet_dir: PathBuf,
+}
+
+impl TargetPolicy {
+    fn check(&self, field: &'static str, target: &str) -> Result<PathBuf, InvalidField> {
+        if target.is_empty() {
+            return Err(invalid(field, "missing; kubelet always sends the directory to mount at"));
+        }
+        let path = Path::new(target);
+        if !path.is_absolute() {
+            return Err(invalid(field, format!("{target:?} is not an absolute path")));
+        }
+        if path.components().any(|component| matches!(component, Component::ParentDir | Component::CurDir)) {
+            return Err(invalid(field, format!("{target:?} contains '.' or '..' components")));
+        }
+        let pods_dir = self.kubelet_dir.join("pods");
+        if !path.starts_with(&pods_dir) || path == pods_dir {
+            return Err(invalid(
+                field,
+                format!("{target:?} is outside {}; set --kubelet-dir to kubelet's root directory", pods_dir.display()),
+            ));
+        }
+        if target.contains([',', ':', '\n']) {
+            return Err(invalid(field, format!("{target:?} contains ',', ':' or a newline, which mount options cannot carry")));
+        }
+        Ok(path.components().collect())
+    }
+}
+
+/// Checks a `NodePublishVolume` request for an inline rootfs volume.
+pub fn publish(request: &NodePublishVolumeRequest, policy: &TargetPolicy) -> Result<PublishRequest, InvalidField> {
+    let volume_id = volume_id("volume_id", &request.volume_id)?;
+    let target_path = policy.check("target_path", &request.target_path)?;
+    if !request.staging_target_path.is_empty() {
+        return Err(invalid("staging_target_path", "must be empty: this driver has no STAGE_UNSTAGE_VOLUME capability"));
+    }
+    check_capability(request.volume_capability.as_ref())?;
+    if request.readonly {
+        return Err(invalid("readonly", "must be false: a container's root filesystem is always writable (remove readOnly from the volume)"));
+    }
+    let context = &request.volume_context;
+    let get = |key: &'static str| context.get(key).map(String::as_str).unwrap_or_default();
+    if get(context_keys::EPHEMERAL) != "true" {
+        return Err(invalid(
+            "volume_context[csi.storage.k8s.io/ephemeral]",
+            "must be \"true\": the rootfs volume exists only as an inline CSI volume in the consumer pod (persistent volumes are not supported)",
+        ));
+    }
+    let pod_hint = "the CSIDriver object must have podInfoOnMount: true";
+    let pod = PodRef {
+        namespace: dns_label(get(context_keys::POD_NAMESPACE), 63)
+            .map_err(|problem| invalid("volume_context[csi.storage.k8s.io/pod.namespace]", format!("{problem} ({pod_hint})")))?,
+        name: dns_subdomain(get(context_keys::POD_NAME))
+            .map_err(|problem| invalid("volume_context[csi.storage.k8s.io/pod.name]", format!("{problem} ({pod_hint})")))?,
+        uid: {
+            let uid = get(context_keys::POD_UID);
+            if !is_uid(uid) {
+                return Err(invalid("volume_context[csi.storage.k8s.io/pod.uid]", format!("{uid:?} is not a Kubernetes UID ({pod_hint})")));
+            }
+            uid.to_owned()
+        },
+    };
+    let sc_name = dns_label(get(VOLUME_ATTR_SC_NAME), sc_api::consts::MAX_SC_NAME_LEN).map_err(|problem| {
+        invalid(
+            "volume_context[stoppablecontainer.xtlsoft.top/name]",
+            format!("{problem}; the operator sets this volume attribute to the StoppableContainer's name"),
+        )
+    })?;
+    Ok(PublishRequest { volume_id, target_path, pod, sc_name })
+}
+
+/// Checks a `NodeUnpublishVolume` request.
+pub fn unpublish(request: &NodeUnpublishVolumeRequest, policy: &TargetPolicy) -> Result<UnpublishRequest, InvalidField> {
+    Ok(UnpublishRequest {
+        volume_id: volume_id("volume_id", &request.volume_id)?,
+        target_path: policy.check("target_path", &request.target_path)?,
+    })
+}
+
+fn check_capability(capability: Option<&VolumeCapability>) -> Result<(), InvalidField> {
+    let capability = capability.ok_or_else(|| invalid("volume_capability", "missing"))?;
+    match &capability.access_type {
+        Some(AccessType::Mount(mount)) => {
+            if !(mount.fs_type.is_empty() || mount.fs_type == "overlay") {
+                return Err(invalid("volume_capability.mount.fs_type", format!("{:?} is not supported; leave fsType empty", mount.fs_type)));
+            }
+            if !mount.mount_flags.is_empty() {
+                return Err(invalid("volume_capability.mount.mount_flags", "mount flags are not supported for a rootfs volume"));
+            }
+        }
+        Some(AccessType::Block(_)) => {
+            return Err(invalid("volume_capability.block", "block volumes are not supported; the rootfs is a mounted filesystem"));
+        }
+        None => return Err(invalid("volume_capability.access_type", "missing; expected mount")),
+    }
+    let mode = capability.access_mode.as_ref().map(|access| access.mode()).unwrap_or(Mode::Unknown);
+    match mode {
+        Mode::SingleNodeWriter | Mode::SingleNodeSingleWriter => Ok(()),
+        other => Err(invalid(
+            "volume_capability.access_mode",
+            format!("{} is not supported; a rootfs is written by one pod on one node (SINGLE_NODE_WRITER)", other.as_str_name()),
+        )),
+    }
+}
+
+fn volume_id(field: &'static str, id: &str) -> Result<String, InvalidField> {
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.');
+    if id.is_empty() {
+        Err(invalid(field, "missing"))
+    } else if id.len() > 128 || !id.bytes().all(allowed) || id.starts_with('.') {
+        Err(invalid(field, format!("{id:?} must be 1-128 characters of [A-Za-z0-9._-], not starting with '.'")))
+    } else {
+        Ok(id.to_owned())
+    }
+}
+
+/// An RFC 1123 label (namespaces, StoppableContainer names): they become path components of the
+/// data root, so nothing else may pass.
+pub fn dns_label(value: &str, max_len: usize) -> Result<String, String> {
+    let valid_chars = value.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    if value.is_empty() {
+        Err("missing".to_owned())
+    } else if value.len() > max_len || !valid_chars || value.starts_with('-') || value.ends_with('-') {
+        Err(format!("{value:?} is not a DNS label (at most {max_len} of [a-z0-9-], starting and ending alphanumeric)"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+fn dns_subdomain(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("missing".to_owned());
+    }
+    let valid = value.len() <= 253 && value.split('.').all(|label| dns_label(label, 63).is_ok());
+    if valid { Ok(value.to_owned()) } else { Err(format!("{value:?} is not a DNS subdomain")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sc_proto::csi::volume_capability::{AccessMode, BlockVolume, MountVolume};
+
+    const UID: &str = "6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d";
+
+    fn policy() -> TargetPolicy {
+        TargetPolicy { kubelet_dir: PathBuf::from("/var/lib/kubelet") }
+    }
+
+    fn target() -> String {
+        format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~csi/sc-rootfs/mount")
+    }
+
+    fn valid_request() -> NodePublishVolumeRequest {
+        NodePublishVolumeRequest {
+            volume_id: "csi-0123abcd".into(),
+            target_path: target(),
+            volume_capability: Some(VolumeCapability {
+                access_type: Some(AccessType::Mount(MountVolume::default())),
+                access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
+            }),
+            volume_context: [
+                (context_keys::EPHEMERAL, "true"),
+                (context_keys::POD_NAME, "dev"),
+                (context_keys::POD_NAMESPACE, "team-a"),
+                (context_keys::POD_UID, UID),
+                (VOLUME_ATTR_SC_NAME, "dev"),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn rejection(change: impl FnOnce(&mut NodePublishVolumeRequest)) -> String {
+        let mut request = valid_request();
+        change(&mut request);
+        publish(&request, &policy()).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn accepts_what_kubelet_sends_for_an_inline_volume() {
+        let request = publish(&valid_request(), &policy()).expect("valid");
+        assert_eq!(request.pod, PodRef { namespace: "team-a".into(), name: "dev".into(), uid: UID.into() });
+        assert_eq!(request.sc_name, "dev");
+        assert_eq!(request.target_path, PathBuf::from(target()));
+    }
+
+    #[test]
+    fn every_malformed_publish_names_its_field() {
+        let cases: Vec<(String, &str)> = vec![
+            (rejection(|r| r.volume_id.clear()), "invalid volume_id: missing"),
+            (rejection(|r| r.volume_id = "../etc".into()), "invalid volume_id: \"../etc\" must be 1-128 characters"),
+            (rejection(|r| r.volume_id = "x".repeat(129)), "invalid volume_id"),
+            (rejection(|r| r.target_path.clear()), "invalid target_path: missing"),
+            (rejection(|r| r.target_path = "relative/mount".into()), "is not an absolute path"),
+            (rejection(|r| r.target_path = "/etc/mount".into()), "is outside /var/lib/kubelet/pods"),
+            (rejection(|r| r.target_path = "/var/lib/kubelet/pods/../../../etc".into()), "contains '.' or '..'"),
+            (rejection(|r| r.target_path = "/var/lib/kubelet/pods".into()), "is outside"),
+            (rejection(|r| r.target_path.push_str(",upperdir=/x")), "contains ',', ':'"),
+            (rejection(|r| r.staging_target_path = "/stage".into()), "invalid staging_target_path: must be empty"),
+            (rejection(|r| r.volume_capability = None), "invalid volume_capability: missing"),
+            (rejection(|r| r.volume_capability.as_mut().expect("set").access_type = None), "invalid volume_capability.access_type"),
+            (rejection(|r| r.volume_capability.as_mut().expect("set").access_type = Some(AccessType::Block(BlockVolume {}))), "block volumes are not supported"),
+            (rejection(|r| r.volume_capability.as_mut().expect("set").access_type = Some(AccessType::Mount(MountVolume { fs_type: "ext4".into(), ..Default::default() }))), "invalid volume_capability.mount.fs_type: \"ext4\""),
+            (rejection(|r| r.volume_capability.as_mut().expect("set").access_type = Some(AccessType::Mount(MountVolume { mount_flags: vec!["ro".into()], ..Default::default() }))), "mount flags are not supported"),
+            (rejection(|r| r.volume_capability.as_mut().expect("set").access_mode = Some(AccessMode { mode: Mode::MultiNodeMultiWriter as i32 })), "MULTI_NODE_MULTI_WRITER is not supported"),
+            (rejection(|r| r.volume_capability.as_mut().expect("set").access_mode = None), "UNKNOWN is not supported"),
+            (rejection(|r| r.readonly = true), "invalid readonly: must be false"),
+            (rejection(|r| { r.volume_context.remove(context_keys::EPHEMERAL); }), "ephemeral]: must be \"true\""),
+            (rejection(|r| { r.volume_context.remove(context_keys::POD_NAME); }), "pod.name]: missing (the CSIDriver object must have podInfoOnMount: true)"),
+            (rejection(|r| { r.volume_context.insert(context_keys::POD_NAMESPACE.into(), "Team_A".into()); }), "pod.namespace]: \"Team_A\" is not a DNS label"),
+            (rejection(|r| { r.volume_context.insert(context_keys::POD_UID.into(), "1234".into()); }), "pod.uid]: \"1234\" is not a Kubernetes UID"),
+            (rejection(|r| { r.volume_context.remove(VOLUME_ATTR_SC_NAME); }), "stoppablecontainer.xtlsoft.top/name]: missing; the operator sets"),
+            (rejection(|r| { r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "../other".into()); }), "\"../other\" is not a DNS label"),
+            (rejection(|r| { r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "a".repeat(58)); }), "is not a DNS label (at most 54"),
+        ];
+        for (message, expected) in cases {
+            assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn unpublish_checks_id_and_target() {
+        let ok = NodeUnpublishVolumeRequest { volume_id: "csi-1".into(), target_path: target() };
+        assert_eq!(unpublish(&ok, &policy()).expect("valid").volume_id, "csi-1");
+        let bad = NodeUnpublishVolumeRequest { volume_id: String::new(), target_path: target() };
+        assert_eq!(unpublish(&bad, &policy()).expect_err("no id").to_string(), "invalid volume_id: missing");
+        let bad = NodeUnpublishVolumeRequest { volume_id: "csi-1".into(), target_path: "/tmp/x".into() };
+        assert!(unpublish(&bad, &policy()).expect_err("outside").to_string().contains("outside /var/lib/kubelet/pods"));
+    }
+}

@@ -1,0 +1,315 @@
+//! Shared harness for the node plugin's root integration tests and benchmark: a provider-like
+//! process whose root is a real overlay mount (like a containerd container) inside a real cgroup
+//! named by a container id, the real `sc-csi-driver` binary serving gRPC on a Unix socket, and a
+//! CSI client. Everything is torn down on drop. Needs root.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use csi_driver::cluster::{StaticCluster, StaticConsumer};
+use csi_driver::validate::{PodRef, context_keys};
+use hyper_util::rt::TokioIo;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{ForkResult, Pid, chdir, chroot, fork};
+use sc_api::consts::VOLUME_ATTR_SC_NAME;
+use sc_proto::csi::{
+    NodePublishVolumeRequest, NodeUnpublishVolumeRequest, VolumeCapability, identity_client::IdentityClient, node_client::NodeClient,
+    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
+};
+use tonic::transport::{Channel, Endpoint};
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A unique lowercase-hex string of `len` characters.
+pub fn unique_hex(len: usize) -> String {
+    let seed = format!(
+        "{}-{}-{:?}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+    );
+    let mut out = String::new();
+    let mut counter = 0u64;
+    while out.len() < len {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (seed.as_str(), counter).hash(&mut hasher);
+        out.push_str(&format!("{:016x}", hasher.finish()));
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn uid() -> String {
+    let hex = unique_hex(32);
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// A container-like process: its root is an overlay of an "image" directory, mounted in the host
+/// mount namespace the way containerd mounts a container's rootfs, and it lives in a cgroup whose
+/// last component is its container id.
+pub struct ProviderProcess {
+    pub container_id: String,
+    pub pid: Pid,
+    pub rootfs_mount: PathBuf,
+    cgroup_dir: PathBuf,
+}
+
+impl ProviderProcess {
+    /// `image` is filled by the caller; it becomes the provider's read-only image layer.
+    pub fn start(dir: &Path, image: &Path) -> Self {
+        let container_id = unique_hex(64);
+        let layer = dir.join(format!("layer-{}", &container_id[..8]));
+        let (upper, work, rootfs) = (layer.join("upper"), layer.join("work"), layer.join("rootfs"));
+        for path in [&upper, &work, &rootfs] {
+            std::fs::create_dir_all(path).expect("provider layer dirs");
+        }
+        let data = format!("lowerdir={},upperdir={},workdir={}", image.display(), upper.display(), work.display());
+        mount(Some("overlay"), &rootfs, Some("overlay"), MsFlags::empty(), Some(data.as_str())).expect("mount provider rootfs");
+
+        let cgroup_dir = PathBuf::from("/sys/fs/cgroup/pids/sc-test").join(&container_id);
+        std::fs::create_dir_all(&cgroup_dir).expect("create cgroup (cgroup v1 pids hierarchy)");
+        let rootfs_c = CString::new(rootfs.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: the child only makes raw syscalls (no allocation, no locks) before pausing forever.
+        #[allow(unsafe_code)]
+        let forked = unsafe { fork() };
+        let pid = match forked.expect("fork") {
+            ForkResult::Child => {
+                let _ = unshare(CloneFlags::CLONE_NEWNS);
+                let _ = mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>);
+                let _ = chroot(rootfs_c.as_c_str());
+                let _ = chdir("/");
+                loop {
+                    nix::unistd::pause();
+                }
+            }
+            ForkResult::Parent { child } => child,
+        };
+        std::fs::write(cgroup_dir.join("cgroup.procs"), pid.to_string()).expect("join cgroup");
+        // Wait until the child is chrooted: its mountinfo then has the overlay at "/".
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+            if text.lines().count() < 5 && text.contains(" / / ") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Self { container_id, pid, rootfs_mount: rootfs, cgroup_dir }
+    }
+}
+
+impl Drop for ProviderProcess {
+    fn drop(&mut self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+        let _ = std::fs::remove_dir(&self.cgroup_dir);
+        let _ = umount2(&self.rootfs_mount, MntFlags::MNT_DETACH);
+    }
+}
+
+/// One consumer the static cluster knows.
+#[derive(Clone, Debug)]
+pub struct ConsumerPod {
+    pub pod: PodRef,
+    pub sc_name: String,
+    pub sc_uid: String,
+}
+
+impl ConsumerPod {
+    pub fn new(namespace: &str, sc_name: &str) -> Self {
+        Self { pod: PodRef { namespace: namespace.into(), name: sc_name.into(), uid: uid() }, sc_name: sc_name.into(), sc_uid: uid() }
+    }
+
+    /// The same SC, a new consumer pod (a restart).
+    pub fn next_pod(&self) -> Self {
+        Self { pod: PodRef { uid: uid(), ..self.pod.clone() }, ..self.clone() }
+    }
+}
+
+/// A test world: temp dirs, a static cluster file, the driver process and a client.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub data_root: PathBuf,
+    pub kubelet_dir: PathBuf,
+    pub socket: PathBuf,
+    pub cluster_file: PathBuf,
+    pub provider_wait_seconds: u64,
+    driver: Option<Child>,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("sc-csi-").tempdir().expect("tempdir");
+        let world = Self {
+            data_root: dir.path().join("data"),
+            kubelet_dir: dir.path().join("kubelet"),
+            socket: dir.path().join("csi.sock"),
+            cluster_file: dir.path().join("cluster.json"),
+            provider_wait_seconds: 2,
+            dir,
+            driver: None,
+        };
+        std::fs::create_dir_all(world.kubelet_dir.join("pods")).expect("kubelet dir");
+        world.set_cluster(&[]);
+        world
+    }
+
+    /// An "image" directory with a few files, as the provider's lower layer.
+    pub fn image(&self, name: &str) -> PathBuf {
+        let image = self.dir.path().join(format!("image-{name}"));
+        for sub in ["bin", "etc", "usr/bin", "tmp", "proc", "dev", "sys"] {
+            std::fs::create_dir_all(image.join(sub)).expect("image dirs");
+        }
+        std::fs::write(image.join("etc/os-release"), format!("NAME={name}\n")).expect("image file");
+        image
+    }
+
+    pub fn set_cluster(&self, consumers: &[(ConsumerPod, Option<&ProviderProcess>)]) {
+        let cluster = StaticCluster {
+            consumers: consumers
+                .iter()
+                .map(|(consumer, provider)| StaticConsumer {
+                    pod: consumer.pod.clone(),
+                    sc_name: consumer.sc_name.clone(),
+                    sc_uid: consumer.sc_uid.clone(),
+                    provider_container_id: provider.map(|provider| provider.container_id.clone()),
+                })
+                .collect(),
+        };
+        let temporary = self.cluster_file.with_extension("tmp");
+        std::fs::write(&temporary, serde_json::to_vec(&cluster).expect("json")).expect("write cluster");
+        std::fs::rename(&temporary, &self.cluster_file).expect("rename cluster");
+    }
+
+    pub fn start_driver(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_sc-csi-driver"))
+            .args(["--endpoint", &format!("unix://{}", self.socket.display())])
+            .args(["--node-id", "test-node"])
+            .args(["--data-root", &self.data_root.display().to_string()])
+            .args(["--kubelet-dir", &self.kubelet_dir.display().to_string()])
+            .args(["--static-cluster", &self.cluster_file.display().to_string()])
+            .args(["--provider-wait-seconds", &self.provider_wait_seconds.to_string()])
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sc-csi-driver");
+        self.driver = Some(child);
+    }
+
+    pub fn driver_pid(&self) -> Option<u32> {
+        self.driver.as_ref().map(Child::id)
+    }
+
+    /// kill -9, the way a crash or OOM kill ends the plugin.
+    pub fn kill_driver(&mut self) {
+        if let Some(mut child) = self.driver.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop_driver(&mut self) -> std::process::ExitStatus {
+        let mut child = self.driver.take().expect("driver running");
+        kill(Pid::from_raw(i32::try_from(child.id()).expect("pid")), Signal::SIGTERM).expect("SIGTERM");
+        child.wait().expect("wait")
+    }
+
+    /// A connected client, waiting for the socket and for Probe to report ready.
+    pub async fn client(&self) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(channel) = connect(&self.socket).await {
+                let mut identity = IdentityClient::new(channel.clone());
+                if let Ok(response) = identity.probe(sc_proto::csi::ProbeRequest {}).await {
+                    if response.into_inner().ready == Some(true) {
+                        return Client { node: NodeClient::new(channel.clone()), identity, channel };
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "driver did not become ready on {}", self.socket.display());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn target_for(&self, consumer: &ConsumerPod) -> PathBuf {
+        self.kubelet_dir.join("pods").join(&consumer.pod.uid).join("volumes/kubernetes.io~csi/sc-rootfs/mount")
+    }
+
+    pub fn publish_request(&self, consumer: &ConsumerPod, volume_id: &str) -> NodePublishVolumeRequest {
+        let target = self.target_for(consumer);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("kubelet creates the parent");
+        NodePublishVolumeRequest {
+            volume_id: volume_id.into(),
+            target_path: target.display().to_string(),
+            volume_capability: Some(VolumeCapability {
+                access_type: Some(AccessType::Mount(MountVolume::default())),
+                access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
+            }),
+            volume_context: HashMap::from([
+                (context_keys::EPHEMERAL.to_owned(), "true".to_owned()),
+                (context_keys::POD_NAME.to_owned(), consumer.pod.name.clone()),
+                (context_keys::POD_NAMESPACE.to_owned(), consumer.pod.namespace.clone()),
+                (context_keys::POD_UID.to_owned(), consumer.pod.uid.clone()),
+                (VOLUME_ATTR_SC_NAME.to_owned(), consumer.sc_name.clone()),
+            ]),
+            ..Default::default()
+        }
+    }
+
+    pub fn unpublish_request(&self, consumer: &ConsumerPod, volume_id: &str) -> NodeUnpublishVolumeRequest {
+        NodeUnpublishVolumeRequest { volume_id: volume_id.into(), target_path: self.target_for(consumer).display().to_string() }
+    }
+
+    /// Mount points below this world's directory, from the host's mountinfo.
+    pub fn mounts_below(&self, path: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        csi_driver::mountinfo::parse(&text)
+            .expect("parse")
+            .into_iter()
+            .filter(|entry| entry.mount_point.starts_with(path))
+            .map(|entry| entry.mount_point.display().to_string())
+            .collect()
+    }
+
+    pub fn upper_dir(&self, consumer: &ConsumerPod) -> PathBuf {
+        self.data_root.join("containers").join(&consumer.pod.namespace).join(&consumer.sc_name).join(&consumer.sc_uid).join("upper")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.kill_driver();
+        // Unmount whatever a failed test left below the kubelet dir, deepest first.
+        let mut leftovers = self.mounts_below(&self.kubelet_dir);
+        leftovers.sort_by_key(|path| std::cmp::Reverse(path.len()));
+        for path in leftovers {
+            let _ = umount2(path.as_str(), MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+pub struct Client {
+    pub node: NodeClient<Channel>,
+    pub identity: IdentityClient<Channel>,
+    pub channel: Channel,
+}
+
+pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket = socket.to_path_buf();
+    // The URI is required by the API but unused: the connector dials the Unix socket.
+    Endpoint::try_from("http://localhost")?
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
+        }))
+        .await
+}

@@ -1,0 +1,482 @@
+//! Pure rendering of what the commands print: the `list` table, the `status` text, object lists
+//! as JSON/YAML, ages. Every function takes "now" as an argument so the output is reproducible.
+
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::jiff::Timestamp;
+use sc_api::{Phase, StoppableContainer};
+
+use crate::cli::OutputFormat;
+use crate::error::CliError;
+
+/// What `list` and `status` show of one StoppableContainer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScView {
+    pub name: String,
+    pub namespace: String,
+    pub running: bool,
+    pub phase: Option<Phase>,
+    pub message: Option<String>,
+    pub instance: Option<String>,
+    pub node: Option<String>,
+    pub data_node: Option<String>,
+    pub created: Option<Timestamp>,
+    pub conditions: Vec<ConditionView>,
+}
+
+/// One status condition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConditionView {
+    pub type_: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// One event about the StoppableContainer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventView {
+    pub type_: String,
+    pub reason: String,
+    pub last_seen: Option<Timestamp>,
+    pub count: i32,
+    pub message: String,
+}
+
+impl ScView {
+    pub fn from_object(object: &StoppableContainer) -> Self {
+        let status = object.status.as_ref();
+        Self {
+            name: object.metadata.name.clone().unwrap_or_default(),
+            namespace: object.metadata.namespace.clone().unwrap_or_default(),
+            running: object.spec.running,
+            phase: status.and_then(|status| status.phase),
+            message: status.and_then(|status| status.message.clone()),
+            instance: status.and_then(|status| status.instance_name.clone()),
+            node: status.and_then(|status| status.node_name.clone()),
+            data_node: status.and_then(|status| status.data_node_name.clone()),
+            created: object.metadata.creation_timestamp.as_ref().map(|time| time.0),
+            conditions: status
+                .map(|status| {
+                    status
+                        .conditions
+                        .iter()
+                        .map(|condition| ConditionView {
+                            type_: condition.type_.clone(),
+                            status: condition.status.clone(),
+                            reason: condition.reason.clone(),
+                            message: condition.message.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The phase as shown to users: an SC the operator has not looked at yet is `Pending`.
+    pub fn phase_text(&self) -> &'static str {
+        self.phase.unwrap_or(Phase::Pending).as_str()
+    }
+}
+
+impl EventView {
+    pub fn from_event(event: &Event) -> Self {
+        // Events written with the events.k8s.io API fill eventTime/series instead of
+        // lastTimestamp/count; take whichever the writer used.
+        let last_seen = event
+            .last_timestamp
+            .as_ref()
+            .map(|time| time.0)
+            .or_else(|| event.event_time.as_ref().map(|time| time.0))
+            .or_else(|| event.first_timestamp.as_ref().map(|time| time.0));
+        Self {
+            type_: event.type_.clone().unwrap_or_default(),
+            reason: event.reason.clone().unwrap_or_default(),
+            last_seen,
+            count: event
+                .count
+                .or_else(|| event.series.as_ref().and_then(|series| series.count))
+                .unwrap_or(1),
+            message: event.message.clone().unwrap_or_default().trim_end().to_owned(),
+        }
+    }
+}
+
+/// kubectl-style age: `Ns` under a minute, `Nm` under an hour, `Nh` under a day, then `Nd`.
+pub fn format_age(created: Option<Timestamp>, now: Timestamp) -> String {
+    let Some(created) = created else {
+        return "<unknown>".to_owned();
+    };
+    // Clock skew between the API server and this machine can make a fresh object look future.
+    let seconds = now.duration_since(created).as_secs().max(0);
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..86_400 => format!("{}h", seconds / 3600),
+        _ => format!("{}d", seconds / 86_400),
+    }
+}
+
+/// The `list` table: `NAME RUNNING PHASE NODE AGE`, with `NAMESPACE` first when listing every
+/// namespace.
+pub fn render_table(views: &[ScView], with_namespace: bool, now: Timestamp) -> String {
+    let mut header = vec!["NAME", "RUNNING", "PHASE", "NODE", "AGE"];
+    if with_namespace {
+        header.insert(0, "NAMESPACE");
+    }
+    let rows = views.iter().map(|view| {
+        let mut row = vec![
+            view.name.clone(),
+            if view.running { "Yes" } else { "No" }.to_owned(),
+            view.phase_text().to_owned(),
+            view.node
+                .clone()
+                .filter(|node| !node.is_empty())
+                .unwrap_or_else(|| "<none>".to_owned()),
+            format_age(view.created, now),
+        ];
+        if with_namespace {
+            row.insert(0, view.namespace.clone());
+        }
+        row
+    });
+    let header = header.into_iter().map(str::to_owned).collect();
+    align_columns(std::iter::once(header).chain(rows).collect())
+}
+
+/// Left-aligns columns separated by three spaces (what kubectl's tabwriter prints).
+fn align_columns(rows: Vec<Vec<String>>) -> String {
+    let column_count = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..column_count)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut output = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            if column + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}   ", width = widths[column]));
+            }
+        }
+        output.push_str(line.trim_end());
+        output.push('\n');
+    }
+    output
+}
+
+/// The default `status` text: aligned fields, conditions, then the most recent events.
+pub fn render_status(view: &ScView, events: &[EventView], now: Timestamp) -> String {
+    let dash = |value: &Option<String>| {
+        value
+            .clone()
+            .filter(|text| !text.is_empty())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let mut fields = vec![
+        ("Name:", view.name.clone()),
+        ("Namespace:", view.namespace.clone()),
+        ("Running:", view.running.to_string()),
+        ("Phase:", view.phase_text().to_owned()),
+        ("Message:", dash(&view.message)),
+        ("Instance:", dash(&view.instance)),
+        ("Node:", dash(&view.node)),
+    ];
+    // Where the data lives matters once stopped (the next start is pinned there).
+    if view.data_node.is_some() && view.data_node != view.node {
+        fields.push(("Data node:", dash(&view.data_node)));
+    }
+    fields.push(("Age:", format_age(view.created, now)));
+    let label_width = fields.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    let mut output = String::new();
+    for (label, value) in &fields {
+        output.push_str(&format!("{label:<label_width$}  {value}\n"));
+    }
+    output.push_str("Conditions:");
+    if view.conditions.is_empty() {
+        output.push_str(" <none>\n");
+    } else {
+        output.push('\n');
+        for condition in &view.conditions {
+            let mut line = format!("  {}: {}", condition.type_, condition.status);
+            if !condition.reason.is_empty() {
+                line.push_str(&format!(" ({})", condition.reason));
+            }
+            if !condition.message.is_empty() {
+                line.push(' ');
+                line.push_str(&condition.message);
+            }
+            output.push_str(&line);
+            output.push('\n');
+        }
+    }
+    output.push_str("Events:");
+    if events.is_empty() {
+        output.push_str(" <none>\n");
+        return output;
+    }
+    output.push('\n');
+    let mut rows = vec![vec![
+        "TYPE".to_owned(),
+        "REASON".to_owned(),
+        "AGE".to_owned(),
+        "MESSAGE".to_owned(),
+    ]];
+    for event in events {
+        let age = match event.count {
+            count if count > 1 => format!("{} (x{count})", format_age(event.last_seen, now)),
+            _ => format_age(event.last_seen, now),
+        };
+        rows.push(vec![
+            event.type_.clone(),
+            event.reason.clone(),
+            age,
+            event.message.clone(),
+        ]);
+    }
+    for line in align_columns(rows).lines() {
+        output.push_str("  ");
+        output.push_str(line);
+        output.push('\n');
+    }
+    output
+}
+
+/// The events to show: the `limit` most recent, oldest first (as `kubectl describe` orders them).
+pub fn recent_events(mut events: Vec<EventView>, limit: usize) -> Vec<EventView> {
+    events.sort_by_key(|event| event.last_seen);
+    let skip = events.len().saturating_sub(limit);
+    events.split_off(skip)
+}
+
+/// Serializes objects for `-o json|yaml`: one object as itself, several as a `v1/List` (what
+/// `kubectl get -o` prints). `managedFields` are dropped, as kubectl does by default.
+pub fn render_objects(objects: &[StoppableContainer], single: bool, format: OutputFormat) -> Result<String, CliError> {
+    let mut values = objects
+        .iter()
+        .map(|object| {
+            let mut object = object.clone();
+            object.metadata.managed_fields = None;
+            serde_json::to_value(object)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let document = if single && values.len() == 1 {
+        values.remove(0)
+    } else {
+        serde_json::json!({ "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": "" }, "items": values })
+    };
+    match format {
+        OutputFormat::Json => Ok(serde_json::to_string_pretty(&document)? + "\n"),
+        OutputFormat::Yaml => Ok(serde_yaml::to_string(&document)?),
+        OutputFormat::Table => Err(CliError::Internal(
+            "render_objects called for the table format".to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use sc_api::{StoppableContainerSpec, StoppableContainerStatus};
+
+    fn now() -> Timestamp {
+        "2024-05-01T12:00:00Z".parse().expect("valid timestamp")
+    }
+
+    fn seconds_ago(seconds: i64) -> Option<Timestamp> {
+        Some(Timestamp::from_second(now().as_second() - seconds).expect("in range"))
+    }
+
+    fn view(
+        name: &str,
+        namespace: &str,
+        running: bool,
+        phase: Option<Phase>,
+        node: Option<&str>,
+        age_seconds: i64,
+    ) -> ScView {
+        ScView {
+            name: name.into(),
+            namespace: namespace.into(),
+            running,
+            phase,
+            message: None,
+            instance: None,
+            node: node.map(str::to_owned),
+            data_node: None,
+            created: seconds_ago(age_seconds),
+            conditions: vec![],
+        }
+    }
+
+    #[test]
+    fn ages_use_the_largest_whole_unit() {
+        let cases = [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m"),
+            (3599, "59m"),
+            (3600, "1h"),
+            (86_399, "23h"),
+            (86_400, "1d"),
+            (90 * 86_400, "90d"),
+            (-30, "0s"),
+        ];
+        for (seconds, expected) in cases {
+            assert_eq!(format_age(seconds_ago(seconds), now()), expected, "{seconds}s");
+        }
+        assert_eq!(format_age(None, now()), "<unknown>");
+    }
+
+    fn sample_views() -> Vec<ScView> {
+        vec![
+            view(
+                "dev-box",
+                "team-a",
+                true,
+                Some(Phase::Running),
+                Some("node-1"),
+                3 * 86_400,
+            ),
+            view(
+                "builder-with-a-long-name",
+                "team-b",
+                false,
+                Some(Phase::Stopped),
+                None,
+                125,
+            ),
+            view("fresh", "default", true, None, None, 4),
+        ]
+    }
+
+    #[test]
+    fn table_snapshots() {
+        insta::assert_snapshot!("table", render_table(&sample_views(), false, now()));
+        insta::assert_snapshot!("table_all_namespaces", render_table(&sample_views(), true, now()));
+        insta::assert_snapshot!("table_empty", render_table(&[], false, now()));
+    }
+
+    #[test]
+    fn status_snapshots() {
+        let mut failed = view("dev-box", "team-a", true, Some(Phase::Failed), Some("node-1"), 7200);
+        failed.message = Some("workload pod failed: OutOfcpu; lower the cpu request or free the node".into());
+        failed.instance = Some("dev-box".into());
+        failed.data_node = Some("node-2".into());
+        failed.conditions = vec![
+            ConditionView {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: "Failed".into(),
+                message: "workload pod failed".into(),
+            },
+            ConditionView {
+                type_: "SpecValid".into(),
+                status: "True".into(),
+                reason: "".into(),
+                message: "".into(),
+            },
+        ];
+        let events = vec![
+            EventView {
+                type_: "Normal".into(),
+                reason: "Started".into(),
+                last_seen: seconds_ago(600),
+                count: 1,
+                message: "workload pod created".into(),
+            },
+            EventView {
+                type_: "Warning".into(),
+                reason: "ConsumerFailed".into(),
+                last_seen: seconds_ago(30),
+                count: 3,
+                message: "OutOfcpu".into(),
+            },
+        ];
+        insta::assert_snapshot!("status_failed", render_status(&failed, &events, now()));
+        let fresh = view("fresh", "default", false, None, None, 5);
+        insta::assert_snapshot!("status_fresh", render_status(&fresh, &[], now()));
+    }
+
+    #[test]
+    fn recent_events_keeps_the_newest_in_order() {
+        let event = |reason: &str, age: i64| EventView {
+            type_: "Normal".into(),
+            reason: reason.into(),
+            last_seen: seconds_ago(age),
+            count: 1,
+            message: String::new(),
+        };
+        let kept = recent_events(
+            vec![event("b", 20), event("newest", 1), event("oldest", 300), event("a", 50)],
+            3,
+        );
+        let reasons: Vec<&str> = kept.iter().map(|event| event.reason.as_str()).collect();
+        assert_eq!(reasons, ["a", "b", "newest"]);
+    }
+
+    fn object() -> StoppableContainer {
+        let mut object = StoppableContainer::new(
+            "dev-box",
+            StoppableContainerSpec {
+                running: true,
+                ..Default::default()
+            },
+        );
+        object.metadata.namespace = Some("team-a".into());
+        object.metadata.creation_timestamp = seconds_ago(60).map(Time);
+        object.metadata.managed_fields = Some(vec![Default::default()]);
+        object.status = Some(StoppableContainerStatus {
+            phase: Some(Phase::Running),
+            node_name: Some("node-1".into()),
+            instance_name: Some("dev-box".into()),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "Running".into(),
+                message: "".into(),
+                last_transition_time: Time(now()),
+                observed_generation: Some(1),
+            }],
+            ..Default::default()
+        });
+        object
+    }
+
+    #[test]
+    fn views_take_what_the_status_says() {
+        let view = ScView::from_object(&object());
+        assert_eq!(
+            (view.name.as_str(), view.namespace.as_str(), view.running),
+            ("dev-box", "team-a", true)
+        );
+        assert_eq!((view.phase_text(), view.node.as_deref()), ("Running", Some("node-1")));
+        assert_eq!(view.conditions[0].reason, "Running");
+        let bare = ScView::from_object(&StoppableContainer::new("new", Default::default()));
+        assert_eq!(bare.phase_text(), "Pending");
+    }
+
+    #[test]
+    fn objects_render_as_themselves_or_as_a_list_without_managed_fields() {
+        let single_yaml = render_objects(&[object()], true, OutputFormat::Yaml).expect("yaml");
+        let single: StoppableContainer = serde_yaml::from_str(&single_yaml).expect("parses back");
+        assert_eq!(single.metadata.managed_fields, None);
+        assert_eq!(single.status, object().status);
+
+        let list_json = render_objects(&[object(), object()], false, OutputFormat::Json).expect("json");
+        let list: serde_json::Value = serde_json::from_str(&list_json).expect("json");
+        assert_eq!(list["kind"], "List");
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
+        assert_eq!(list["items"][0]["spec"]["running"], true);
+        let empty: serde_json::Value =
+            serde_json::from_str(&render_objects(&[], false, OutputFormat::Json).expect("json")).expect("json");
+        assert_eq!(empty["items"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,535 @@
+//! The reconciler: the only part of the operator that talks to the API server. Each reconcile
+//! fetches what it needs, validates the spec, asks the pure builders for the desired objects,
+//! creates or deletes at most what the lifecycle step needs, and writes the status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use sc_api::consts::{
+    LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, NODE_DATA_FINALIZER, OPERATOR_FIELD_MANAGER, SC_FINALIZER, SCI_FINALIZER,
+    provider_pod_name,
+};
+use sc_api::{Phase, StoppableContainer, StoppableContainerInstance, StoppableContainerStatus};
+use serde_json::json;
+
+use crate::consumer_pod::build_consumer_pod;
+use crate::http::Health;
+use crate::instance_builder::{build_instance, is_controlled_by};
+use crate::provider_pod::build_provider_pod;
+use crate::settings::PodSettings;
+use crate::status::{Found, Observed, instance_status, sc_status};
+use crate::validate::{Workload, describe_problems, validate};
+
+/// Requeue while something is in motion (pods starting or terminating); pod watches usually
+/// trigger a reconcile sooner.
+const REQUEUE_IN_MOTION: Duration = Duration::from_secs(5);
+/// Requeue when steady, to notice what watches cannot (a node that disappeared).
+const REQUEUE_STEADY: Duration = Duration::from_secs(300);
+/// Requeue after an error.
+const REQUEUE_AFTER_ERROR: Duration = Duration::from_secs(15);
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the API server failed.
+    #[error("API request failed while {action}: {source}")]
+    Kube {
+        /// What the operator was doing.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The StoppableContainer came without a namespace (the CRD is namespaced, so the API server
+    /// never sends one; this guards against a broken cache).
+    #[error("StoppableContainer {0:?} has no namespace")]
+    NoNamespace(String),
+    /// Adding or removing the operator's finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// Label of the error in metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube_api",
+            Error::NoNamespace(_) => "no_namespace",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+fn kube_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Kube { action, source }
+}
+
+fn is_status(error: &kube::Error, code: u16) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == code)
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Shapes the pods.
+    pub settings: PodSettings,
+    /// Readiness and metrics.
+    pub health: Arc<Health>,
+}
+
+/// The objects of one StoppableContainer, as fetched.
+struct Children {
+    instance: Option<StoppableContainerInstance>,
+    consumer: Option<Pod>,
+    provider: Option<Pod>,
+}
+
+impl Children {
+    fn classify<'a>(&'a self, pod: Option<&'a Pod>) -> Found<'a> {
+        let instance_uid = self.instance.as_ref().and_then(|instance| instance.uid());
+        match (pod, instance_uid) {
+            (None, _) => Found::Absent,
+            (Some(pod), Some(uid)) if is_controlled_by(pod, &uid) => Found::Owned(pod),
+            (Some(pod), _) => Found::Foreign(pod),
+        }
+    }
+
+    fn consumer(&self) -> Found<'_> {
+        self.classify(self.consumer.as_ref())
+    }
+
+    fn provider(&self) -> Found<'_> {
+        self.classify(self.provider.as_ref())
+    }
+}
+
+/// One StoppableContainer's reconcile, with its APIs at hand.
+struct Reconciler<'a> {
+    ctx: &'a Context,
+    sc: Arc<StoppableContainer>,
+    name: String,
+    key: String,
+    scs: Api<StoppableContainer>,
+    instances: Api<StoppableContainerInstance>,
+    pods: Api<Pod>,
+    nodes: Api<Node>,
+}
+
+impl<'a> Reconciler<'a> {
+    fn new(ctx: &'a Context, sc: Arc<StoppableContainer>) -> Result<Self, Error> {
+        let name = sc.name_any();
+        let namespace = sc.namespace().ok_or_else(|| Error::NoNamespace(name.clone()))?;
+        Ok(Self {
+            key: format!("{namespace}/{name}"),
+            scs: Api::namespaced(ctx.client.clone(), &namespace),
+            instances: Api::namespaced(ctx.client.clone(), &namespace),
+            pods: Api::namespaced(ctx.client.clone(), &namespace),
+            nodes: Api::all(ctx.client.clone()),
+            ctx,
+            sc,
+            name,
+        })
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        if let Err(error) = self.ctx.recorder.publish(&event, &self.sc.object_ref(&())).await {
+            tracing::warn!(sc = %self.key, %error, reason, "publishing an Event failed");
+        }
+    }
+
+    async fn fetch(&self) -> Result<Children, Error> {
+        let instance = self.instances.get_opt(&self.name).await.map_err(kube_error("reading the instance"))?;
+        let consumer = self.pods.get_opt(&self.name).await.map_err(kube_error("reading the workload pod"))?;
+        let provider = self.pods.get_opt(&provider_pod_name(&self.name)).await.map_err(kube_error("reading the provider pod"))?;
+        Ok(Children { instance, consumer, provider })
+    }
+
+    /// False only when the node is known to be gone (404); other errors are not proof.
+    async fn node_exists(&self, node: &str) -> Result<bool, Error> {
+        match self.nodes.get_opt(node).await {
+            Ok(found) => Ok(found.is_some()),
+            Err(source) => Err(Error::Kube { action: format!("reading node {node:?}"), source }),
+        }
+    }
+
+    async fn delete_pod(&self, pod: &Pod, why: &str) -> Result<(), Error> {
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let name = pod.name_any();
+        // Preconditioned on the UID we checked, so a pod recreated by someone else in between is
+        // never deleted. The pod's own terminationGracePeriodSeconds (the template's) applies.
+        let params = DeleteParams { preconditions: pod.uid().map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }), ..DeleteParams::default() };
+        match self.pods.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(error) if is_status(&error, 404) || is_status(&error, 409) => {}
+            Err(source) => return Err(Error::Kube { action: format!("deleting pod {name:?}"), source }),
+        }
+        self.event(EventType::Normal, "PodDeleted", "Delete", format!("deleted pod {name:?}: {why}")).await;
+        Ok(())
+    }
+
+    /// Creates a pod; an existing pod with that name is returned instead (and then classified).
+    async fn create_pod(&self, pod: &Pod) -> Result<Option<Pod>, Error> {
+        let name = pod.name_any();
+        let params = PostParams { dry_run: false, field_manager: Some(OPERATOR_FIELD_MANAGER.into()) };
+        match self.pods.create(&params, pod).await {
+            Ok(created) => {
+                self.event(EventType::Normal, "PodCreated", "Create", format!("created pod {name:?}")).await;
+                Ok(Some(created))
+            }
+            Err(error) if is_status(&error, 409) => self.pods.get_opt(&name).await.map_err(kube_error(format!("reading pod {name:?}"))),
+            Err(source) => {
+                let message = format!("creating pod {name:?} failed: {source}");
+                self.event(EventType::Warning, "PodCreateFailed", "Create", message).await;
+                Err(Error::Kube { action: format!("creating pod {name:?}"), source })
+            }
+        }
+    }
+
+    async fn apply_instance(&self, desired: &StoppableContainerInstance) -> Result<StoppableContainerInstance, Error> {
+        let params = PatchParams::apply(OPERATOR_FIELD_MANAGER).force();
+        let mut body = serde_json::to_value(desired).unwrap_or_default();
+        body["apiVersion"] = json!(sc_api::consts::API_VERSION);
+        body["kind"] = json!(sc_api::consts::SCI_KIND);
+        self.instances.patch(&self.name, &params, &Patch::Apply(body)).await.map_err(kube_error("applying the instance"))
+    }
+
+    /// Adds or removes one finalizer, conditioned on the resourceVersion that was read.
+    async fn set_finalizer(&self, finalizer: &str, present: bool) -> Result<(), Error> {
+        let current = self.sc.finalizers().to_vec();
+        if current.iter().any(|f| f == finalizer) == present {
+            return Ok(());
+        }
+        let mut wanted: Vec<String> = current.into_iter().filter(|f| f != finalizer).collect();
+        if present {
+            wanted.push(finalizer.to_owned());
+        }
+        let patch = json!({ "metadata": { "finalizers": wanted, "resourceVersion": self.sc.resource_version() } });
+        self.scs.patch(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(kube_error(format!("updating finalizer {finalizer}")))?;
+        Ok(())
+    }
+
+    async fn write_status(&self, status: &StoppableContainerStatus) -> Result<(), Error> {
+        if self.sc.status.as_ref() == Some(status) {
+            return Ok(());
+        }
+        let body = json!({ "apiVersion": sc_api::consts::API_VERSION, "kind": sc_api::consts::SC_KIND, "status": status });
+        self.scs
+            .patch_status(&self.name, &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(body))
+            .await
+            .map_err(kube_error("writing the status"))?;
+        Ok(())
+    }
+
+    /// Deletion: workload pod, then provider pod, then instance, then the node plugin's data.
+    /// Returns the action to wait with while something remains.
+    async fn teardown(&self) -> Result<Option<Action>, Error> {
+        let children = self.fetch().await?;
+        if let Found::Owned(consumer) = children.consumer() {
+            self.delete_pod(consumer, "the StoppableContainer is being deleted").await?;
+            return Ok(Some(Action::requeue(REQUEUE_IN_MOTION)));
+        }
+        if let Found::Owned(provider) = children.provider() {
+            self.delete_pod(provider, "the StoppableContainer is being deleted and its workload pod is gone").await?;
+            return Ok(Some(Action::requeue(REQUEUE_IN_MOTION)));
+        }
+        if let Some(instance) = &children.instance {
+            self.release_instance(instance).await?;
+            if instance.metadata.deletion_timestamp.is_none() {
+                self.instances.delete(&self.name, &DeleteParams::default()).await.map_err(kube_error("deleting the instance"))?;
+            }
+            return Ok(Some(Action::requeue(REQUEUE_IN_MOTION)));
+        }
+        if self.sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER) {
+            let data_node = self.sc.status.as_ref().and_then(|status| status.data_node_name.clone());
+            match data_node {
+                None => self.set_finalizer(NODE_DATA_FINALIZER, false).await?,
+                Some(node) if !self.node_exists(&node).await? => {
+                    self.set_finalizer(NODE_DATA_FINALIZER, false).await?;
+                    let note = format!("node {node:?}, which held the root filesystem, no longer exists; released {NODE_DATA_FINALIZER} so the deletion can finish");
+                    self.event(EventType::Warning, "DataNodeGone", "Delete", note).await;
+                }
+                Some(node) => {
+                    tracing::info!(sc = %self.key, %node, "waiting for the node plugin to delete the data");
+                    return Ok(Some(Action::requeue(REQUEUE_IN_MOTION)));
+                }
+            }
+            return Ok(Some(Action::requeue(REQUEUE_IN_MOTION)));
+        }
+        self.ctx.health.metrics.forget(&self.key);
+        Ok(None)
+    }
+
+    /// Removes the instance's finalizer once its pods are gone (they are, when this is called).
+    async fn release_instance(&self, instance: &StoppableContainerInstance) -> Result<(), Error> {
+        if !instance.finalizers().iter().any(|f| f == SCI_FINALIZER) {
+            return Ok(());
+        }
+        let wanted: Vec<&String> = instance.finalizers().iter().filter(|f| *f != SCI_FINALIZER).collect();
+        let patch = json!({ "metadata": { "finalizers": wanted, "resourceVersion": instance.resource_version() } });
+        self.instances.patch(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(kube_error("releasing the instance"))?;
+        Ok(())
+    }
+
+    /// The lifecycle step for the current spec, then the status.
+    async fn apply(&self) -> Result<Action, Error> {
+        let validation = validate(&self.sc);
+        let spec_problems = validation.as_ref().err().map(|problems| describe_problems(problems));
+        let mut children = self.fetch().await?;
+        let previous = self.sc.status.clone();
+        let mut data_node = previous.as_ref().and_then(|status| status.data_node_name.clone());
+        let instance_deleting = children.instance.as_ref().is_some_and(|i| i.metadata.deletion_timestamp.is_some());
+        let want_running = self.sc.spec.running && !instance_deleting;
+        let mut data_node_exists = true;
+
+        if want_running {
+            if let Ok(valid) = &validation {
+                self.set_finalizer(NODE_DATA_FINALIZER, true).await?;
+                // The instance: a fresh snapshot at a start, the deployed one while the pod exists.
+                let deployed = match children.consumer() {
+                    Found::Owned(_) => children.instance.as_ref().map(|instance| &instance.spec),
+                    Found::Absent | Found::Foreign(_) => None,
+                };
+                let desired = build_instance(&self.sc, deployed, true);
+                let current_spec = children.instance.as_ref().map(|instance| &instance.spec);
+                if current_spec != Some(&desired.spec) || children.instance.is_none() {
+                    children.instance = Some(self.apply_instance(&desired).await?);
+                }
+                if let Some(node) = &data_node {
+                    data_node_exists = self.node_exists(node).await?;
+                }
+                if matches!(children.consumer(), Found::Absent) && data_node_exists && let Some(instance) = &children.instance {
+                    let pod = build_consumer_pod(&valid.workload, instance, data_node.as_deref(), &self.ctx.settings);
+                    children.consumer = self.create_pod(&pod).await?;
+                    if matches!(children.consumer(), Found::Owned(_)) {
+                        self.ctx.health.metrics.start_began(&self.key);
+                        let pin = data_node.as_ref().map(|node| format!(", pinned to node {node:?}")).unwrap_or_default();
+                        self.event(EventType::Normal, "Starting", "Start", format!("starting the workload{pin}")).await;
+                    }
+                }
+                if matches!(children.consumer(), Found::Foreign(_)) {
+                    let note = format!("pod {:?} exists and is not owned by this StoppableContainer; it is left alone", self.name);
+                    self.event(EventType::Warning, "NameConflict", "Start", note).await;
+                }
+            }
+            self.ensure_provider(&mut children, &mut data_node).await?;
+        } else {
+            self.stop(&children).await?;
+            children = self.fetch().await?;
+            if let Some(instance) = &children.instance {
+                if instance_deleting && children.consumer().owned().is_none() && children.provider().owned().is_none() {
+                    self.release_instance(instance).await?;
+                } else if !instance_deleting && instance.spec.running {
+                    let desired = build_instance(&self.sc, Some(&instance.spec), false);
+                    children.instance = Some(self.apply_instance(&desired).await?);
+                }
+            }
+        }
+
+        let restart_required = match (children.consumer().owned(), &children.instance) {
+            (Some(_), Some(instance)) => instance.spec.template != self.sc.spec.template || instance.spec.provider != self.sc.spec.provider,
+            _ => false,
+        };
+        let observed = Observed {
+            running: want_running,
+            generation: self.sc.metadata.generation,
+            spec_problems: spec_problems.clone(),
+            instance_exists: children.instance.is_some(),
+            consumer: children.consumer(),
+            provider: children.provider(),
+            data_node: data_node.clone(),
+            data_node_exists,
+            restart_required,
+            ignored_host_path_prefix: validation.as_ref().ok().and_then(|valid| valid.ignored_host_path_prefix.clone()),
+        };
+        let status = sc_status(&observed, Some(self.name.clone()), previous.as_ref(), Time(Timestamp::now()));
+        let phase = status.phase.unwrap_or_default();
+        self.report_transitions(previous.as_ref(), &status).await;
+        self.write_status(&status).await?;
+        self.ctx.health.metrics.phase_observed(&self.key, phase);
+        if let Some(instance) = children.instance.as_ref().filter(|i| i.metadata.deletion_timestamp.is_none()) {
+            let wanted = instance_status(&status, children.consumer().owned(), children.provider().owned(), instance.metadata.generation, want_running);
+            if instance.status.as_ref() != Some(&wanted) {
+                let body = json!({ "apiVersion": sc_api::consts::API_VERSION, "kind": sc_api::consts::SCI_KIND, "status": wanted });
+                self.instances
+                    .patch_status(&self.name, &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(body))
+                    .await
+                    .map_err(kube_error("writing the instance status"))?;
+            }
+        }
+        let steady = matches!(phase, Phase::Running | Phase::Stopped | Phase::Failed)
+            && !(phase == Phase::Stopped && (children.consumer().owned().is_some() || children.provider().owned().is_some()));
+        Ok(Action::requeue(if steady { REQUEUE_STEADY } else { REQUEUE_IN_MOTION }))
+    }
+
+    /// Once the workload pod is bound to a node: record that node as the data node (before the
+    /// provider exists, so the data is never on a node the status does not name), then make sure
+    /// the provider runs there.
+    async fn ensure_provider(&self, children: &mut Children, data_node: &mut Option<String>) -> Result<(), Error> {
+        let Some(consumer) = children.consumer().owned() else { return Ok(()) };
+        if consumer.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let Some(node) = consumer.spec.as_ref().and_then(|spec| spec.node_name.clone()) else { return Ok(()) };
+        if data_node.is_none() {
+            // The whole previous status plus the node: an apply that named only this field would
+            // drop the other status fields this manager owns until the final status write.
+            let recorded = StoppableContainerStatus { data_node_name: Some(node.clone()), ..self.sc.status.clone().unwrap_or_default() };
+            let patch = json!({ "apiVersion": sc_api::consts::API_VERSION, "kind": sc_api::consts::SC_KIND, "status": recorded });
+            self.scs
+                .patch_status(&self.name, &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(patch))
+                .await
+                .map_err(kube_error("recording the data node"))?;
+            self.event(EventType::Normal, "DataNodeAssigned", "Start", format!("the root filesystem is created on node {node:?}; later starts are pinned there")).await;
+            *data_node = Some(node.clone());
+        }
+        match children.provider() {
+            Found::Owned(provider) => {
+                let provider_node = provider.spec.as_ref().and_then(|spec| spec.node_name.clone());
+                if provider_node.as_deref() != Some(node.as_str()) {
+                    self.delete_pod(provider, "it runs on another node than the workload pod").await?;
+                }
+            }
+            Found::Foreign(_) => {
+                let note = format!("pod {:?} exists and is not owned by this StoppableContainer; it is left alone", provider_pod_name(&self.name));
+                self.event(EventType::Warning, "NameConflict", "Start", note).await;
+            }
+            Found::Absent => {
+                let Some(instance) = &children.instance else { return Ok(()) };
+                // The provider runs the deployed snapshot's image, which the running pod uses.
+                let workload = match Workload::from_template(&instance.spec.template, instance.spec.provider.as_ref()) {
+                    Ok(workload) => workload,
+                    Err(problems) => {
+                        self.event(EventType::Warning, "InvalidSpec", "Start", describe_problems(&problems)).await;
+                        return Ok(());
+                    }
+                };
+                let pod = build_provider_pod(&workload, instance, &node, &self.ctx.settings);
+                children.provider = self.create_pod(&pod).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop: the workload pod first, the provider only once the workload pod is gone (the
+    /// provider keeps the image and the lower layer alive while the workload runs).
+    async fn stop(&self, children: &Children) -> Result<(), Error> {
+        if let Found::Owned(consumer) = children.consumer() {
+            if consumer.metadata.deletion_timestamp.is_none() {
+                self.ctx.health.metrics.stop_began(&self.key);
+                self.event(EventType::Normal, "Stopping", "Stop", "stopping the workload; the root filesystem is kept".into()).await;
+            }
+            return self.delete_pod(consumer, "running is false").await;
+        }
+        if let Found::Owned(provider) = children.provider() {
+            return self.delete_pod(provider, "the workload pod is gone").await;
+        }
+        Ok(())
+    }
+
+    async fn report_transitions(&self, previous: Option<&StoppableContainerStatus>, status: &StoppableContainerStatus) {
+        let old_phase = previous.and_then(|status| status.phase);
+        let new_phase = status.phase.unwrap_or_default();
+        if old_phase != Some(new_phase) {
+            let type_ = if new_phase == Phase::Failed { EventType::Warning } else { EventType::Normal };
+            self.event(type_, new_phase.as_str(), "Reconcile", status.message.clone().unwrap_or_default()).await;
+        }
+        let old_true = |type_: &str| previous.is_some_and(|p| p.conditions.iter().any(|c| c.type_ == type_ && c.status == "True"));
+        for condition in &status.conditions {
+            let warn = matches!(
+                (condition.type_.as_str(), condition.status.as_str()),
+                ("RestartRequired" | "NameConflict" | "HostPathPrefixIgnored", "True") | ("SpecValid", "False")
+            );
+            let was = old_true(&condition.type_);
+            let newly = if condition.type_ == "SpecValid" { was || previous.is_none() } else { !was };
+            if warn && newly {
+                self.event(EventType::Warning, &condition.reason, "Reconcile", condition.message.clone()).await;
+            }
+        }
+    }
+}
+
+/// One reconcile of one StoppableContainer.
+pub async fn reconcile(sc: Arc<StoppableContainer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.health.metrics.reconciled();
+    let reconciler = Reconciler::new(&ctx, sc.clone())?;
+    if sc.metadata.deletion_timestamp.is_some() {
+        // The finalizer helper removes SC_FINALIZER as soon as its cleanup returns; deletion is
+        // multi-step (pods terminate, the node plugin deletes data), so the steps run here and
+        // the helper is reached only when they are all done.
+        if let Some(wait) = reconciler.teardown().await? {
+            return Ok(wait);
+        }
+    }
+    let reconciler = &reconciler;
+    finalizer(&reconciler.scs, SC_FINALIZER, sc, |event| async move {
+        match event {
+            finalizer::Event::Apply(_) => reconciler.apply().await,
+            finalizer::Event::Cleanup(_) => Ok(Action::await_change()),
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)))
+}
+
+/// What to do after a failed reconcile.
+pub fn error_policy(sc: Arc<StoppableContainer>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(sc = %sc.name_any(), namespace = ?sc.namespace(), %error, "reconcile failed");
+    ctx.health.metrics.failed(error.kind());
+    Action::requeue(REQUEUE_AFTER_ERROR)
+}
+
+/// The pod a watch event concerns → the StoppableContainer to reconcile.
+fn owner_of_pod(pod: Pod) -> Option<ObjectRef<StoppableContainer>> {
+    let name = pod.labels().get(LABEL_INSTANCE)?.clone();
+    Some(ObjectRef::new(&name).within(&pod.namespace()?))
+}
+
+/// Runs the controller until SIGTERM/SIGINT. `namespace` limits it to one namespace.
+pub async fn run(client: Client, settings: PodSettings, health: Arc<Health>, namespace: Option<String>, reporter: Reporter) {
+    let (scs, instances, pods): (Api<StoppableContainer>, Api<StoppableContainerInstance>, Api<Pod>) = match &namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let managed_pods = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"));
+    let controller = Controller::new(scs, watcher::Config::default())
+        .owns(instances, watcher::Config::default())
+        .watches(pods, managed_pods, owner_of_pod)
+        .shutdown_on_signal();
+    let store = controller.store();
+    let ready_flag = health.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready_flag.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("caches synced; ready");
+        }
+    });
+    let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), reporter), client, settings, health });
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(sc = %object.name, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile loop reported an error"),
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+}

@@ -1,0 +1,18 @@
+//! The StoppableContainer operator: turns a StoppableContainer into an instance, a provider pod
+//! and a consumer (workload) pod, and reports on them.
+//!
+//! The reconcile pipeline: fetch → [`validate`] into a typed spec → pure builders
+//! ([`instance_builder`], [`consumer_pod`], [`provider_pod`]) → apply → [`status`]. Only
+//! [`controller`] talks to the API server.
+
+pub mod consumer_pod;
+pub mod instance_builder;
+pub mod provider_pod;
+pub mod security;
+pub mod settings;
+pub mod status;
+pub mod validate;
+pub mod cli;
+pub mod controller;
+pub mod http;
+pub mod metrics;

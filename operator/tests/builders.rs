@@ -1,0 +1,192 @@
+//! Snapshot tests of the pure builders over every fixture StoppableContainer in `fixtures/`
+//! (including every example manifest of the earlier release's docs), property tests of the
+//! invariants every built pod must keep, and the message of every rejected input in `invalid/`.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use sc_api::consts::{
+    CSI_DRIVER_NAME, EXEC_WRAPPER_PATH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE, ROLE_CONSUMER,
+    ROLE_PROVIDER, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME, VOLUME_ATTR_SC_NAME,
+};
+use sc_api::exec_config::{EXEC_CONFIG_ENV, ExecConfig};
+use sc_api::{StoppableContainer, StoppableContainerInstance};
+use sc_operator::consumer_pod::{build_consumer_pod, pinned_node};
+use sc_operator::instance_builder::{build_instance, is_controlled_by};
+use sc_operator::provider_pod::build_provider_pod;
+use sc_operator::settings::PodSettings;
+use sc_operator::validate::{ValidatedSpec, describe_problems, validate};
+
+const NAMESPACE: &str = "team-a";
+const SC_UID: &str = "0b7e2a55-0000-4000-8000-000000000001";
+const SCI_UID: &str = "0b7e2a55-0000-4000-8000-000000000002";
+const NODE: &str = "worker-1";
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+}
+
+/// Every `*.yaml` in a test directory, as (file stem, StoppableContainer as the API server would
+/// hand it over: namespaced, with a UID).
+fn load(name: &str) -> Vec<(String, StoppableContainer)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir(name))
+        .expect("test directory exists")
+        .map(|entry| entry.expect("readable entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no fixtures in {name}");
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("readable fixture");
+            let mut sc: StoppableContainer =
+                serde_yaml::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            sc.metadata.namespace = Some(NAMESPACE.into());
+            sc.metadata.uid = Some(SC_UID.into());
+            let stem = path.file_stem().expect("file name").to_string_lossy().into_owned();
+            (stem, sc)
+        })
+        .collect()
+}
+
+fn instance_of(sc: &StoppableContainer) -> StoppableContainerInstance {
+    let mut instance = build_instance(sc, None, true);
+    instance.metadata.uid = Some(SCI_UID.into());
+    instance
+}
+
+struct Built {
+    valid: ValidatedSpec,
+    instance: StoppableContainerInstance,
+    consumer: Pod,
+    consumer_pinned: Pod,
+    provider: Pod,
+}
+
+fn build(sc: &StoppableContainer) -> Built {
+    let valid = validate(sc).unwrap_or_else(|problems| panic!("{}: {}", sc.name_any(), describe_problems(&problems)));
+    let settings = PodSettings::for_tests();
+    let instance = instance_of(sc);
+    let consumer = build_consumer_pod(&valid.workload, &instance, None, &settings);
+    let consumer_pinned = build_consumer_pod(&valid.workload, &instance, Some(NODE), &settings);
+    let provider = build_provider_pod(&valid.workload, &instance, NODE, &settings);
+    Built { valid, instance, consumer, consumer_pinned, provider }
+}
+
+#[test]
+fn snapshots_of_every_fixture() {
+    for (stem, sc) in load("fixtures") {
+        let built = build(&sc);
+        let mut documents = serde_yaml::to_string(&built.instance).expect("yaml");
+        documents.push_str("---\n");
+        documents.push_str(&serde_yaml::to_string(&built.consumer).expect("yaml"));
+        documents.push_str("---\n");
+        documents.push_str(&serde_yaml::to_string(&built.provider).expect("yaml"));
+        insta::assert_snapshot!(stem, documents);
+    }
+}
+
+#[test]
+fn every_consumer_has_the_rootfs_volume_mounted_in_the_workload() {
+    for (stem, sc) in load("fixtures") {
+        let built = build(&sc);
+        for pod in [&built.consumer, &built.consumer_pinned] {
+            let spec = pod.spec.as_ref().expect("spec");
+            let rootfs: Vec<_> = spec.volumes.iter().flatten().filter(|v| v.name == ROOTFS_VOLUME_NAME).collect();
+            assert_eq!(rootfs.len(), 1, "{stem}: exactly one rootfs volume");
+            let csi = rootfs[0].csi.as_ref().expect("inline CSI volume");
+            assert_eq!(csi.driver, CSI_DRIVER_NAME, "{stem}");
+            assert_eq!(csi.volume_attributes.as_ref().and_then(|a| a.get(VOLUME_ATTR_SC_NAME)), Some(&sc.name_any()), "{stem}");
+            let workload = &spec.containers[0];
+            assert!(
+                workload.volume_mounts.iter().flatten().any(|m| m.name == ROOTFS_VOLUME_NAME && m.mount_path == ROOTFS_VOLUME_MOUNT_PATH),
+                "{stem}: the workload container mounts the rootfs"
+            );
+            assert_eq!(workload.image.as_deref(), Some(PodSettings::for_tests().exec_wrapper_image.as_str()), "{stem}");
+            assert_eq!(workload.command.as_ref().map(|c| c[..3].to_vec()), Some(vec![EXEC_WRAPPER_PATH.to_owned(), "run".into(), "--".into()]), "{stem}");
+            let config = workload.env.iter().flatten().find(|e| e.name == EXEC_CONFIG_ENV).and_then(|e| e.value.clone()).expect("exec config env");
+            serde_json::from_str::<ExecConfig>(&config).unwrap_or_else(|error| panic!("{stem}: sc-exec cannot read its config: {error}"));
+            // Every volume a container mounts exists in the pod (old defect 9: sidecar mounts
+            // referenced renamed volumes).
+            let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+            for mount in containers.flat_map(|c| c.volume_mounts.iter().flatten()) {
+                assert!(spec.volumes.iter().flatten().any(|v| v.name == mount.name), "{stem}: mount of unknown volume {:?}", mount.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn template_labels_and_annotations_reach_the_pod_and_system_labels_win() {
+    for (stem, sc) in load("fixtures") {
+        let built = build(&sc);
+        let labels = built.consumer.labels();
+        for (key, value) in &built.valid.workload.labels {
+            if key == LABEL_MANAGED_BY || key == LABEL_INSTANCE || key == LABEL_ROLE {
+                continue;
+            }
+            assert_eq!(labels.get(key), Some(value), "{stem}: template label {key}");
+        }
+        for (key, value) in &built.valid.workload.annotations {
+            assert_eq!(built.consumer.annotations().get(key), Some(value), "{stem}: template annotation {key}");
+        }
+        assert_eq!(labels.get(LABEL_MANAGED_BY).map(String::as_str), Some(MANAGED_BY_VALUE), "{stem}");
+        assert_eq!(labels.get(LABEL_INSTANCE), Some(&sc.name_any()), "{stem}");
+        assert_eq!(labels.get(LABEL_ROLE).map(String::as_str), Some(ROLE_CONSUMER), "{stem}");
+        assert_eq!(built.provider.labels().get(LABEL_ROLE).map(String::as_str), Some(ROLE_PROVIDER), "{stem}");
+    }
+}
+
+#[test]
+fn pods_are_owned_by_the_instance_and_placed_as_designed() {
+    for (stem, sc) in load("fixtures") {
+        let built = build(&sc);
+        assert!(is_controlled_by(&built.instance, SC_UID), "{stem}: the instance is owned by the SC");
+        for pod in [&built.consumer, &built.consumer_pinned, &built.provider] {
+            assert!(is_controlled_by(pod, SCI_UID), "{stem}: {} is owned by the instance", pod.name_any());
+            assert_eq!(pod.namespace().as_deref(), Some(NAMESPACE), "{stem}");
+        }
+        assert_eq!(built.consumer.name_any(), sc.name_any(), "{stem}: the workload pod is named like the SC");
+        assert_eq!(built.consumer.spec.as_ref().and_then(|s| s.node_name.clone()), None, "{stem}: the scheduler places the first start");
+        assert_eq!(pinned_node(&built.consumer), None, "{stem}");
+        assert_eq!(pinned_node(&built.consumer_pinned).as_deref(), Some(NODE), "{stem}: later starts are pinned");
+        let provider = built.provider.spec.as_ref().expect("spec");
+        assert_eq!(provider.node_name.as_deref(), Some(NODE), "{stem}: the provider joins the consumer's node");
+        assert_eq!(provider.automount_service_account_token, Some(false), "{stem}");
+        assert_eq!(provider.containers[0].image.as_deref(), Some(built.valid.workload.image()), "{stem}: the provider runs the workload image");
+        let caps = provider.containers[0].security_context.as_ref().and_then(|s| s.capabilities.as_ref()).and_then(|c| c.drop.clone());
+        assert_eq!(caps, Some(vec!["ALL".to_owned()]), "{stem}: the provider has no capabilities");
+    }
+}
+
+#[test]
+fn user_affinity_terms_are_kept_and_narrowed_to_the_data_node() {
+    let (_, sc) = load("fixtures").into_iter().find(|(stem, _)| stem == "sidecars-and-init-containers").expect("fixture");
+    let built = build(&sc);
+    let terms = built.consumer_pinned.spec.as_ref().and_then(|s| s.affinity.as_ref()).and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref()).expect("required node affinity").node_selector_terms.clone();
+    assert_eq!(terms.len(), 1);
+    assert_eq!(terms[0].match_expressions.as_ref().map(|m| m[0].key.as_str()), Some("disktype"), "the user's requirement stays");
+    assert_eq!(terms[0].match_fields.as_ref().map(|m| m[0].values.clone()), Some(Some(vec![NODE.to_owned()])));
+}
+
+#[test]
+fn rejected_inputs_say_what_to_fix() {
+    let mut messages = String::new();
+    for (stem, sc) in load("invalid") {
+        let problems = validate(&sc).expect_err(&format!("{stem} must be rejected"));
+        messages.push_str(&format!("{stem}: {}\n", describe_problems(&problems)));
+    }
+    insta::assert_snapshot!("rejected_inputs", messages);
+}
+
+#[test]
+fn ignored_host_path_prefix_is_reported_and_the_legacy_default_is_not() {
+    let fixtures = load("fixtures");
+    let custom = fixtures.iter().find(|(stem, _)| stem == "custom-host-path-prefix").expect("fixture");
+    assert_eq!(validate(&custom.1).expect("valid").ignored_host_path_prefix.as_deref(), Some("/etc"));
+    let legacy = fixtures.iter().find(|(stem, _)| stem == "development-env").expect("fixture");
+    assert_eq!(validate(&legacy.1).expect("valid").ignored_host_path_prefix, None);
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Imports docker-archive tars (from pack-image.py, or `docker save`) into the e2e cluster's
+# containerd, in the `k8s.io` namespace that kubelet's CRI uses. Pods then use the image by
+# its tag with `imagePullPolicy: Never` or `IfNotPresent`.
+#
+# Usage: tests/e2e/images/import.sh IMAGE.tar...
+# The containerd socket is $SC_E2E_CONTAINERD_SOCK, or the one of the cluster in
+# ${SC_E2E_DIR:-/var/tmp/sc-e2e}.
+set -euo pipefail
+
+if [[ $# -eq 0 ]]; then
+  echo "usage: $0 IMAGE.tar..." >&2
+  exit 2
+fi
+sock="${SC_E2E_CONTAINERD_SOCK:-${SC_E2E_DIR:-/var/tmp/sc-e2e}/run/containerd/containerd.sock}"
+if [[ ! -S "$sock" ]]; then
+  echo "import.sh: no containerd socket at $sock; start the cluster with tests/e2e/cluster.sh up" \
+       "(or set SC_E2E_CONTAINERD_SOCK)" >&2
+  exit 1
+fi
+for archive in "$@"; do
+  if [[ ! -f "$archive" ]]; then
+    echo "import.sh: $archive is not a file" >&2
+    exit 1
+  fi
+  # Unpacked for the overlayfs snapshotter CRI uses, so the first pod start needs no unpack.
+  ctr -a "$sock" -n k8s.io images import --snapshotter overlayfs "$archive" >&2
+done
