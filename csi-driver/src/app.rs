@@ -97,18 +97,20 @@ pub fn run(args: Args) -> Result<(), StartError> {
     let endpoint = socket::endpoint_path(&args.endpoint).map_err(StartError::Endpoint)?;
     // In a pod, the service-account files live in the container's filesystem, which the host
     // mount namespace cannot see: read the in-cluster config now and keep a handle on the
-    // container's root to re-read the (rotating) token through it.
+    // service-account directory to re-read the (rotating) token through it. A handle on the
+    // container's root would not do: once in another mount namespace, a path walk from it does
+    // not cross into mounts of the container's namespace (the token directory is one).
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && args.static_cluster.is_none();
     let mut kube_config = None;
-    let mut _container_root: Option<OwnedFd> = None;
+    let mut _token_dir: Option<OwnedFd> = None;
     if let Some(namespace) = &args.host_mount_namespace {
         if in_cluster {
             let mut config = kube::Config::incluster().map_err(|error| StartError::Kube(error.to_string()))?;
-            let root = container_root().map_err(|source| StartError::MountNamespace { path: "/".into(), source })?;
-            config.auth_info.token_file =
-                Some(format!("/proc/self/fd/{}/var/run/secrets/kubernetes.io/serviceaccount/token", root.as_raw_fd()));
+            let token_dir = open_directory(SERVICE_ACCOUNT_DIR)
+                .map_err(|error| StartError::Kube(format!("opening {SERVICE_ACCOUNT_DIR}: {error}")))?;
+            config.auth_info.token_file = Some(format!("/proc/self/fd/{}/token", token_dir.as_raw_fd()));
             kube_config = Some(config);
-            _container_root = Some(root);
+            _token_dir = Some(token_dir);
         }
         enter_mount_namespace(namespace).map_err(|source| StartError::MountNamespace { path: namespace.clone(), source })?;
     }
@@ -116,10 +118,13 @@ pub fn run(args: Args) -> Result<(), StartError> {
     runtime.block_on(serve(args, endpoint, kube_config))
 }
 
-fn container_root() -> std::io::Result<OwnedFd> {
+/// Where kubelet mounts a pod's service-account token, CA and namespace.
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+fn open_directory(path: &str) -> std::io::Result<OwnedFd> {
     use nix::fcntl::{OFlag, open};
     use nix::sys::stat::Mode;
-    open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(std::io::Error::from)
+    open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(std::io::Error::from)
 }
 
 async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>) -> Result<(), StartError> {

@@ -162,9 +162,12 @@ impl ClusterView for KubeClusterView {
 
 /// A cluster described by a JSON file, re-read on every question, for running the plugin without
 /// an API server (root integration tests, benchmarks). Selected with `--static-cluster`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct StaticClusterView {
     path: PathBuf,
+    /// The last parse, keyed by the file's modification time and length, so a benchmark's
+    /// publishes do not re-parse an unchanged file.
+    cache: std::sync::Mutex<Option<(std::time::SystemTime, u64, std::sync::Arc<StaticCluster>)>>,
 }
 
 /// The file format of [`StaticClusterView`].
@@ -187,24 +190,34 @@ pub struct StaticConsumer {
 
 impl StaticClusterView {
     pub fn new(path: PathBuf) -> Self {
-        Self { path }
+        Self { path, cache: std::sync::Mutex::new(None) }
     }
 
-    fn read(&self) -> Result<StaticCluster, ClusterError> {
+    fn read(&self) -> Result<std::sync::Arc<StaticCluster>, ClusterError> {
         let error = |message: String| ClusterError::StaticFile { path: self.path.clone(), message };
+        let metadata = std::fs::metadata(&self.path).map_err(|io| error(io.to_string()))?;
+        let stamp = (metadata.modified().map_err(|io| error(io.to_string()))?, metadata.len());
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((modified, len, cluster)) = cache.as_ref() {
+            if (*modified, *len) == stamp {
+                return Ok(std::sync::Arc::clone(cluster));
+            }
+        }
         let text = std::fs::read_to_string(&self.path).map_err(|io| error(io.to_string()))?;
-        serde_json::from_str(&text).map_err(|json| error(json.to_string()))
+        let cluster = std::sync::Arc::new(serde_json::from_str::<StaticCluster>(&text).map_err(|json| error(json.to_string()))?);
+        *cache = Some((stamp.0, stamp.1, std::sync::Arc::clone(&cluster)));
+        Ok(cluster)
     }
 }
 
 impl ClusterView for StaticClusterView {
     async fn authorize_consumer(&self, pod: &PodRef, sc_name: &str) -> Result<Consumer, ClusterError> {
         let cluster = self.read()?;
-        let consumer = cluster.consumers.into_iter().find(|consumer| &consumer.pod == pod && consumer.sc_name == sc_name);
+        let consumer = cluster.consumers.iter().find(|consumer| &consumer.pod == pod && consumer.sc_name == sc_name);
         match consumer {
             Some(consumer) => Ok(Consumer {
-                sc: ScKey { namespace: pod.namespace.clone(), name: consumer.sc_name, uid: consumer.sc_uid.clone() },
-                instance_uid: consumer.sc_uid,
+                sc: ScKey { namespace: pod.namespace.clone(), name: consumer.sc_name.clone(), uid: consumer.sc_uid.clone() },
+                instance_uid: consumer.sc_uid.clone(),
             }),
             None => Err(ClusterError::Denied(format!(
                 "pod {}/{} may not mount the rootfs of StoppableContainer {}/{sc_name}: it is not its consumer",
@@ -217,9 +230,9 @@ impl ClusterView for StaticClusterView {
         let cluster = self.read()?;
         let id = cluster
             .consumers
-            .into_iter()
+            .iter()
             .find(|candidate| candidate.sc_name == consumer.sc.name && candidate.pod.namespace == consumer.sc.namespace)
-            .and_then(|candidate| candidate.provider_container_id);
+            .and_then(|candidate| candidate.provider_container_id.clone());
         Ok(match id {
             Some(container_id) => Provider::Running { container_id },
             None => Provider::NotReady { reason: "provider container is not running yet".into() },

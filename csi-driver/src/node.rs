@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::cgroup;
+use crate::control::{ControlSettings, ControlSockets};
 use crate::cluster::{ClusterError, ClusterView, Consumer, Provider};
 use crate::layout::{self, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
 use crate::mountinfo::{self, MountEntry};
@@ -120,12 +121,16 @@ pub struct NodeCore<C, S> {
     /// Serialises the check-then-mount phase of publishes and unpublishes: "at most one live
     /// overlay per upper" is read from the mount table and must not race another mount.
     mount_lock: Mutex<()>,
+    /// The control socket of every live publication, through which its consumer asks to have
+    /// its rootfs prepared.
+    controls: ControlSockets,
 }
 
 impl<C: ClusterView, S: System> NodeCore<C, S> {
     pub fn new(cluster: C, system: S, settings: NodeSettings) -> Self {
         let records = Records::new(settings.data_root.clone());
-        Self { cluster, system: Arc::new(system), settings, records, mount_lock: Mutex::new(()) }
+        let controls = ControlSockets::new(settings.data_root.clone(), ControlSettings::default());
+        Self { cluster, system: Arc::new(system), settings, records, mount_lock: Mutex::new(()), controls }
     }
 
     pub fn data_root(&self) -> &DataRoot {
@@ -139,7 +144,9 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         {
             let _guard = self.mount_lock.lock().await;
             if self.already_published(request, &consumer.sc)? {
-                return Ok(());
+                // After a plugin restart the socket is served again by recovery; this covers a
+                // socket that failed to open the first time.
+                return self.open_control(&request.volume_id, &request.pod);
             }
         }
         let container_id = self.wait_for_provider(&consumer).await?;
@@ -148,20 +155,33 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let records = self.records.clone();
         let data = self.settings.data_root.clone();
         let request = request.clone();
+        let (volume_id, pod) = (request.volume_id.clone(), request.pod.clone());
         tokio::task::spawn_blocking(move || mount_publication(&*system, &records, &data, &request, &consumer.sc, &container_id))
             .await
-            .map_err(|join| IoError { action: "joining the mount task for", path: "publish".into(), source: io::Error::other(join) })?
+            .map_err(|join| IoError { action: "joining the mount task for", path: "publish".into(), source: io::Error::other(join) })??;
+        self.open_control(&volume_id, &pod)
+    }
+
+    /// Serves a published volume's control socket. A failure fails the publish: kubelet retries
+    /// it, and a consumer without the socket could never start.
+    fn open_control(&self, volume_id: &str, pod: &crate::validate::PodRef) -> Result<(), PublishError> {
+        self.controls.open(volume_id, pod).context("serving the control socket in", &self.settings.data_root.control_dir(volume_id)).map_err(PublishError::from)
     }
 
     /// Unmounts a published volume; never touches the persistent upper directory.
     pub async fn unpublish(&self, request: &UnpublishRequest) -> Result<(), UnpublishError> {
         let _guard = self.mount_lock.lock().await;
+        // A consumer that is going away needs no more preparing.
+        self.controls.close(&request.volume_id);
         let system = Arc::clone(&self.system);
         let records = self.records.clone();
+        let volume_id = request.volume_id.clone();
         let request = request.clone();
         tokio::task::spawn_blocking(move || unmount_publication(&*system, &records, &request))
             .await
-            .map_err(|join| IoError { action: "joining the unmount task for", path: "unpublish".into(), source: io::Error::other(join) })?
+            .map_err(|join| IoError { action: "joining the unmount task for", path: "unpublish".into(), source: io::Error::other(join) })??;
+        self.controls.remove_dir(&volume_id);
+        Ok(())
     }
 
     /// Usage of the filesystem holding a published volume's upper layer.
@@ -203,10 +223,14 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             let host = self.host_mounts()?;
             let shape = check_published_shape(&host, &record.target_path, &self.settings.data_root.upper_dir(&record.sc));
             match (record.stage, shape) {
-                (Stage::Published, Ok(())) => live += 1,
+                (Stage::Published, Ok(())) => {
+                    self.reopen_control(&record);
+                    live += 1;
+                }
                 (Stage::Publishing, Ok(())) => {
                     info!(volume_id = %record.volume_id, "publish finished before the restart; marking it published");
-                    self.records.save(&Record { stage: Stage::Published, ..record }).context("saving", &self.settings.data_root.records_dir())?;
+                    self.records.save(&Record { stage: Stage::Published, ..record.clone() }).context("saving", &self.settings.data_root.records_dir())?;
+                    self.reopen_control(&record);
                     live += 1;
                 }
                 (stage, shape) => {
@@ -216,10 +240,21 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
                         continue;
                     }
                     self.records.remove(&record.volume_id).context("removing the record of", Path::new(&record.volume_id))?;
+                    self.controls.close(&record.volume_id);
+                    self.controls.remove_dir(&record.volume_id);
                 }
             }
         }
         Ok(live)
+    }
+
+    /// Serves a live publication's control socket again after a restart: consumers that restart
+    /// later must still get their rootfs prepared. A failure is logged, not fatal: the other
+    /// volumes must still be served (the consumer's `sc-exec` reports the silent socket).
+    fn reopen_control(&self, record: &Record) {
+        if let Err(error) = self.controls.open(&record.volume_id, &record.pod) {
+            warn!(volume_id = %record.volume_id, %error, "could not serve the control socket again; the consumer cannot be prepared until it is");
+        }
     }
 
     /// Whether the StoppableContainer's persistent data is mounted anywhere on this node.

@@ -1,7 +1,7 @@
 //! One JSON record per published volume, written before the first mount and removed after the
 //! last unmount, so a plugin killed at any point knows on restart what it was doing.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -48,19 +48,24 @@ impl Records {
         read_record(&self.data.record_path(volume_id))
     }
 
-    /// Writes a record atomically (temp file, fsync, rename, fsync the directory), so a crash
-    /// leaves either the old or the new record, never half of one.
+    /// Writes a record atomically (temp file, then rename), so a plugin killed at any point
+    /// leaves either the old or the new record, never half of one. No fsync: records protect
+    /// against the *plugin* dying, which keeps the page cache; a machine crash takes every mount
+    /// with it, and recovery drops records whose mounts are gone — so durability would buy
+    /// nothing and cost milliseconds per publish.
     pub fn save(&self, record: &Record) -> io::Result<()> {
         let dir = self.data.records_dir();
-        std::fs::create_dir_all(&dir)?;
         let path = self.data.record_path(&record.volume_id);
         let temporary = dir.join(format!(".{}.tmp", record.volume_id));
         let body = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        std::fs::File::open(&dir)?.sync_all()
+        match std::fs::write(&temporary, &body) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(&temporary, &body)?;
+            }
+            other => other?,
+        }
+        std::fs::rename(&temporary, &path)
     }
 
     pub fn remove(&self, volume_id: &str) -> io::Result<()> {

@@ -313,3 +313,215 @@ pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> 
         }))
         .await
 }
+
+/// The kubelet-managed files a consumer container gets, on the "host": what the node plugin must
+/// bind into the rootfs (and never copy into the persistent layer).
+pub struct KubeletFiles {
+    pub dir: PathBuf,
+}
+
+impl KubeletFiles {
+    pub const HOSTS: &'static str = "127.0.0.1 localhost\n10.0.0.7 dev-pod # kubelet-managed\n";
+    pub const RESOLV_CONF: &'static str = "nameserver 10.96.0.10\nsearch ns.svc.cluster.local\n";
+    pub const HOSTNAME: &'static str = "dev-pod\n";
+    pub const TOKEN: &'static str = "eyJhbGciOiJSUzI1NiJ9.test-token";
+
+    pub fn create(parent: &Path) -> Self {
+        let dir = parent.join("kubelet-files");
+        std::fs::create_dir_all(dir.join("serviceaccount")).expect("kubelet files dir");
+        for (name, text) in [("hosts", Self::HOSTS), ("resolv.conf", Self::RESOLV_CONF), ("hostname", Self::HOSTNAME), ("serviceaccount/token", Self::TOKEN)] {
+            std::fs::write(dir.join(name), text).expect("kubelet file");
+        }
+        Self { dir }
+    }
+}
+
+/// Set in a consumer's environment to the control socket it should talk to: the test binary run
+/// as the consumer's `/client` then acts as the client instead of testing.
+pub const CONSUMER_CLIENT_ENV: &str = "SC_TEST_CONTROL_CLIENT";
+
+/// Which cgroup a consumer-like process is put in.
+#[derive(Clone, Debug)]
+pub enum ConsumerCgroup {
+    /// A container of this pod: `/sc-test/kubepods/pod<uid>/<container-id>`.
+    Container { pod_uid: String },
+    /// The pod's own cgroup, in no container: `/sc-test/kubepods/pod<uid>`.
+    PodOnly { pod_uid: String },
+}
+
+/// A consumer container simulated the way a runtime builds one: new mount and PID namespaces, a
+/// root of its own (a tmpfs) with the published volume at `/.sc`, its own `/proc`, a `/dev` with a
+/// private devpts and a termination log, `/sys` read-only, kubelet's files bind-mounted, and the
+/// whole thing in a pod container's cgroup. Its PID 1 is `client` (a path on the host, run as
+/// `/client` inside), so the peer of the control socket is that container's process.
+pub struct ConsumerProcess {
+    child: Child,
+    /// PID 1 of the container, as a host pid.
+    pub pid: u32,
+    cgroup_dirs: Vec<PathBuf>,
+    lines: std::sync::mpsc::Receiver<String>,
+    stdin: std::process::ChildStdin,
+}
+
+impl ConsumerProcess {
+    pub fn start(root_dir: &Path, target: &Path, kubelet: &KubeletFiles, cgroup: &ConsumerCgroup, client: &Path, client_args: &[&str]) -> Self {
+        use std::io::BufRead;
+        std::fs::create_dir_all(root_dir).expect("container root dir");
+        let base = PathBuf::from("/sys/fs/cgroup/pids/sc-test/kubepods");
+        let (cgroup_dir, cgroup_dirs) = match cgroup {
+            ConsumerCgroup::Container { pod_uid } => {
+                let pod = base.join(format!("pod{pod_uid}"));
+                let container = pod.join(unique_hex(64));
+                (container.clone(), vec![container, pod])
+            }
+            ConsumerCgroup::PodOnly { pod_uid } => {
+                let pod = base.join(format!("pod{pod_uid}"));
+                (pod.clone(), vec![pod])
+            }
+        };
+        std::fs::create_dir_all(&cgroup_dir).expect("create cgroup (cgroup v1 pids hierarchy)");
+        // Runs as PID 1 of the new PID namespace, in the new mount namespace, with the host root.
+        let setup = r#"set -e
+mount -t tmpfs -o mode=0755 container "$C"
+cd "$C"
+mkdir -p .sc proc dev sys etc usr tmp var/run/secrets/kubernetes.io/serviceaccount
+ln -s usr/bin bin; ln -s usr/lib lib; ln -s usr/lib64 lib64
+mount --bind /usr usr
+mount --rbind "$TARGET" .sc
+mount -t proc -o nosuid,nodev,noexec proc proc
+# What runtimes do to a container's /proc: mask and make read-only.
+mount --bind proc/sys proc/sys
+mount -o remount,bind,ro proc/sys
+mount -t tmpfs -o mode=0755,nosuid dev dev
+mkdir dev/pts dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts dev/pts
+mount -t tmpfs -o nosuid,nodev shm dev/shm
+touch dev/null && mount --bind /dev/null dev/null
+echo "the container's termination log" > dev/termination-log
+mount --rbind /sys sys
+mount -o remount,bind,ro sys
+for file in hosts resolv.conf hostname; do touch "etc/$file"; mount --bind "$KUBELET/$file" "etc/$file"; done
+mount --bind "$KUBELET/serviceaccount" var/run/secrets/kubernetes.io/serviceaccount
+touch client && mount --bind "$CLIENT" client
+exec chroot . /client "$@""#;
+        let launcher = r#"echo $$ > "$CGROUP/cgroup.procs" && exec unshare --mount --pid --kill-child --propagation private /bin/sh -c "$SETUP" sh "$@""#;
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", launcher, "sh"])
+            .args(client_args)
+            .env("C", root_dir)
+            .env("TARGET", target)
+            .env("KUBELET", &kubelet.dir)
+            .env("CLIENT", client)
+            .env("CGROUP", &cgroup_dir)
+            .env("SETUP", setup)
+            .env(CONSUMER_CLIENT_ENV, sc_api::consts::CONSUMER_CONTROL_SOCKET_PATH)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the consumer");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take().expect("stdin");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut consumer = Self { child, pid: 0, cgroup_dirs, lines, stdin };
+        consumer.wait_for_line("CLIENT READY");
+        consumer.pid = consumer.find_init(&cgroup_dir);
+        consumer
+    }
+
+    /// The process of the cgroup that lives in another PID namespace: the container's PID 1.
+    fn find_init(&self, cgroup_dir: &Path) -> u32 {
+        let ours = std::fs::read_link("/proc/self/ns/pid").expect("own pid ns");
+        let procs = std::fs::read_to_string(cgroup_dir.join("cgroup.procs")).expect("cgroup.procs");
+        procs
+            .lines()
+            .filter_map(|line| line.trim().parse::<u32>().ok())
+            .find(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|ns| ns != ours))
+            .expect("the container's init is in the cgroup")
+    }
+
+    /// Waits (bounded) for a stdout line containing `prefix`; returns what follows it.
+    pub fn wait_for_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(remaining) {
+                Ok(line) => {
+                    // Anywhere in the line: a test harness may have printed "test x ... " first.
+                    if let Some(start) = line.find(prefix) {
+                        return line[start + prefix.len()..].trim().to_owned();
+                    }
+                }
+                Err(error) => panic!("the consumer printed no {prefix:?} line: {error}"),
+            }
+        }
+    }
+
+    /// Sends one command line to the client.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").expect("write to the consumer");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// A path inside the container, reachable from the host through `/proc/<pid>/root`.
+    pub fn path(&self, inside: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.pid)).join(inside.trim_start_matches('/'))
+    }
+
+    /// The container's mounts, as it sees them.
+    pub fn mounts(&self) -> Vec<csi_driver::mountinfo::MountEntry> {
+        let text = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.pid)).expect("consumer mountinfo");
+        csi_driver::mountinfo::parse(&text).expect("parse")
+    }
+
+    /// The container's mounts below `/.sc/rootfs` (not the rootfs itself).
+    pub fn rootfs_mounts(&self) -> Vec<csi_driver::mountinfo::MountEntry> {
+        let rootfs = Path::new(sc_api::consts::CONSUMER_ROOTFS_PATH);
+        self.mounts().into_iter().filter(|entry| entry.mount_point.starts_with(rootfs) && entry.mount_point != rootfs).collect()
+    }
+}
+
+impl Drop for ConsumerProcess {
+    fn drop(&mut self) {
+        // Killing the container's init ends its PID namespace; its mount namespace goes with it.
+        if self.pid != 0 {
+            let _ = kill(Pid::from_raw(i32::try_from(self.pid).unwrap_or(0)), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The own cgroup empties once the processes are reaped; the pod's may still hold another
+        // container of the same pod (its last one removes it).
+        let mut dirs = self.cgroup_dirs.iter();
+        if let Some(own) = dirs.next() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::fs::remove_dir(own).is_err() && own.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        for dir in dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Host mount points, except those of test worlds (other tests running in parallel make and
+/// remove those): what must be the same before and after a consumer is prepared.
+pub fn host_mounts_outside_test_worlds() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let temp = std::env::temp_dir();
+    let mut points: Vec<String> = csi_driver::mountinfo::parse(&text)
+        .expect("parse")
+        .into_iter()
+        .filter(|entry| !entry.mount_point.strip_prefix(&temp).is_ok_and(|rest| rest.to_string_lossy().starts_with("sc-csi-")))
+        .map(|entry| format!("{} {} {}", entry.mount_point.display(), entry.fs_type, entry.mount_options.join(",")))
+        .collect();
+    points.sort();
+    points
+}
