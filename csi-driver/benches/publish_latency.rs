@@ -4,7 +4,9 @@
 //!
 //!     cargo bench -p csi-driver --bench publish_latency [-- --volumes N]
 //!
-//! Prints p50/p99 of each and the ratio publish p50 / bare mount p50 (target: under 3).
+//! Prints p50/p99 of each and the ratio publish p50 / bare mount p50 (target: under 3). Two
+//! rounds: every volume's provider is a new container (a start or resume: the plugin must find
+//! the provider's root filesystem), then the same providers again (a consumer restart).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -47,16 +49,16 @@ async fn run(volumes: usize) {
     for index in 0..200 {
         std::fs::write(image.join(format!("usr/bin/tool-{index}")), b"#!/bin/sh\n").expect("image file");
     }
-    let provider = ProviderProcess::start(world.dir.path(), &image);
+    let providers: Vec<ProviderProcess> = (0..volumes).map(|_| ProviderProcess::start(world.dir.path(), &image)).collect();
     let consumers: Vec<ConsumerPod> = (0..volumes).map(|index| ConsumerPod::new("bench", &format!("sc-{index}"))).collect();
-    let cluster: Vec<_> = consumers.iter().map(|consumer| (consumer.clone(), Some(&provider))).collect();
+    let cluster: Vec<_> = consumers.iter().zip(&providers).map(|(consumer, provider)| (consumer.clone(), Some(provider))).collect();
     world.set_cluster(&cluster);
     world.start_driver();
     let mut client = world.client().await;
 
     // Baseline: the same overlay (same lower, a fresh upper/work each time), bare syscalls.
     let baseline_dir = world.dir.path().join("baseline");
-    let lower = provider.rootfs_mount.display().to_string();
+    let lower = providers[0].rootfs_mount.display().to_string();
     let mut bare_mount = Vec::with_capacity(volumes);
     let mut bare_umount = Vec::with_capacity(volumes);
     for index in 0..volumes {
@@ -78,19 +80,23 @@ async fn run(volumes: usize) {
         bare_umount.push(started.elapsed());
     }
 
-    let mut publish = Vec::with_capacity(volumes);
-    for (index, consumer) in consumers.iter().enumerate() {
-        let request = world.publish_request(consumer, &format!("csi-bench-{index}"));
-        let started = Instant::now();
-        client.node.node_publish_volume(request).await.expect("publish");
-        publish.push(started.elapsed());
-    }
-    let mut unpublish = Vec::with_capacity(volumes);
-    for (index, consumer) in consumers.iter().enumerate() {
-        let request = world.unpublish_request(consumer, &format!("csi-bench-{index}"));
-        let started = Instant::now();
-        client.node.node_unpublish_volume(request).await.expect("unpublish");
-        unpublish.push(started.elapsed());
+    let mut rounds = Vec::new();
+    for round in ["new provider", "known provider"] {
+        let mut publish = Vec::with_capacity(volumes);
+        for (index, consumer) in consumers.iter().enumerate() {
+            let request = world.publish_request(consumer, &format!("csi-bench-{round:.3}-{index}"));
+            let started = Instant::now();
+            client.node.node_publish_volume(request).await.expect("publish");
+            publish.push(started.elapsed());
+        }
+        let mut unpublish = Vec::with_capacity(volumes);
+        for (index, consumer) in consumers.iter().enumerate() {
+            let request = world.unpublish_request(consumer, &format!("csi-bench-{round:.3}-{index}"));
+            let started = Instant::now();
+            client.node.node_unpublish_volume(request).await.expect("unpublish");
+            unpublish.push(started.elapsed());
+        }
+        rounds.push((round, publish, unpublish));
     }
     let peak_rss_kib = world
         .driver_pid()
@@ -101,11 +107,13 @@ async fn run(volumes: usize) {
     println!("\nsc-csi-driver publish latency, {volumes} volumes, one run (real gRPC, real mounts)\n");
     let bare = row("bare mount(2) of the same overlay", &mut bare_mount);
     let bare_un = row("bare umount(2)", &mut bare_umount);
-    let published = row("NodePublishVolume", &mut publish);
-    let unpublished = row("NodeUnpublishVolume", &mut unpublish);
     println!();
-    println!("publish p50 / bare mount p50     = {:.2}x (target < 3x)", published.as_secs_f64() / bare.as_secs_f64());
-    println!("unpublish p50 / bare umount p50  = {:.2}x", unpublished.as_secs_f64() / bare_un.as_secs_f64());
+    for (round, publish, unpublish) in &mut rounds {
+        let published = row(&format!("NodePublishVolume ({round})"), publish);
+        let unpublished = row(&format!("NodeUnpublishVolume ({round})"), unpublish);
+        println!("  publish p50 / bare mount p50     = {:.2}x (target < 3x)", published.as_secs_f64() / bare.as_secs_f64());
+        println!("  unpublish p50 / bare umount p50  = {:.2}x\n", unpublished.as_secs_f64() / bare_un.as_secs_f64());
+    }
     println!("plugin peak RSS: {}", peak_rss_kib.trim_start_matches("VmHWM:").trim());
     assert!(world.mounts_below(&world.kubelet_dir).is_empty(), "every volume was unmounted");
 }

@@ -97,7 +97,7 @@ pub fn run(args: Args) -> Result<(), StartError> {
     let endpoint = socket::endpoint_path(&args.endpoint).map_err(StartError::Endpoint)?;
     // In a pod, the service-account files live in the container's filesystem, which the host
     // mount namespace cannot see: read the in-cluster config now and keep a handle on the
-    // service-account directory to re-read the (rotating) token through it. A handle on the
+    // service-account directory to re-read the (rotating) token and the CA through it. A handle on the
     // container's root would not do: once in another mount namespace, a path walk from it does
     // not cross into mounts of the container's namespace (the token directory is one).
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && args.static_cluster.is_none();
@@ -109,6 +109,8 @@ pub fn run(args: Args) -> Result<(), StartError> {
             let token_dir = open_directory(SERVICE_ACCOUNT_DIR)
                 .map_err(|error| StartError::Kube(format!("opening {SERVICE_ACCOUNT_DIR}: {error}")))?;
             config.auth_info.token_file = Some(format!("/proc/self/fd/{}/token", token_dir.as_raw_fd()));
+            // kube re-reads the CA bundle from this file (it takes precedence over root_cert).
+            config.root_cert_file = Some(format!("/proc/self/fd/{}/ca.crt", token_dir.as_raw_fd()).into());
             kube_config = Some(config);
             _token_dir = Some(token_dir);
         }

@@ -1,6 +1,7 @@
 //! The node plugin's work, independent of gRPC: publish (authorise, find the provider's root
 //! filesystem, mount the overlay), unpublish, volume stats and start-up recovery.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,13 +125,24 @@ pub struct NodeCore<C, S> {
     /// The control socket of every live publication, through which its consumer asks to have
     /// its rootfs prepared.
     controls: ControlSockets,
+    providers: Arc<ProviderCache>,
+    live: Arc<LiveUppers>,
 }
 
 impl<C: ClusterView, S: System> NodeCore<C, S> {
     pub fn new(cluster: C, system: S, settings: NodeSettings) -> Self {
         let records = Records::new(settings.data_root.clone());
         let controls = ControlSockets::new(settings.data_root.clone(), ControlSettings::default());
-        Self { cluster, system: Arc::new(system), settings, records, mount_lock: Mutex::new(()), controls }
+        Self {
+            cluster,
+            system: Arc::new(system),
+            settings,
+            records,
+            mount_lock: Mutex::new(()),
+            controls,
+            providers: Arc::default(),
+            live: Arc::default(),
+        }
     }
 
     pub fn data_root(&self) -> &DataRoot {
@@ -151,12 +163,14 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         }
         let container_id = self.wait_for_provider(&consumer).await?;
         let _guard = self.mount_lock.lock().await;
-        let system = Arc::clone(&self.system);
-        let records = self.records.clone();
-        let data = self.settings.data_root.clone();
+        let (system, records, data) = (Arc::clone(&self.system), self.records.clone(), self.settings.data_root.clone());
+        let (providers, live) = (Arc::clone(&self.providers), Arc::clone(&self.live));
         let request = request.clone();
         let (volume_id, pod) = (request.volume_id.clone(), request.pod.clone());
-        tokio::task::spawn_blocking(move || mount_publication(&*system, &records, &data, &request, &consumer.sc, &container_id))
+        tokio::task::spawn_blocking(move || {
+            let context = MountContext { system: &*system, records: &records, data: &data, providers: &providers, live: &live };
+            mount_publication(&context, &request, &consumer.sc, &container_id)
+        })
             .await
             .map_err(|join| IoError { action: "joining the mount task for", path: "publish".into(), source: io::Error::other(join) })??;
         self.open_control(&volume_id, &pod)
@@ -175,12 +189,13 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         self.controls.close(&request.volume_id);
         let system = Arc::clone(&self.system);
         let records = self.records.clone();
-        let volume_id = request.volume_id.clone();
+        let (volume_id, target) = (request.volume_id.clone(), request.target_path.clone());
         let request = request.clone();
         tokio::task::spawn_blocking(move || unmount_publication(&*system, &records, &request))
             .await
             .map_err(|join| IoError { action: "joining the unmount task for", path: "unpublish".into(), source: io::Error::other(join) })??;
         self.controls.remove_dir(&volume_id);
+        self.live.remove_target(&target);
         Ok(())
     }
 
@@ -225,12 +240,14 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             match (record.stage, shape) {
                 (Stage::Published, Ok(())) => {
                     self.reopen_control(&record);
+                    self.live.insert(self.settings.data_root.upper_dir(&record.sc), record.target_path.clone());
                     live += 1;
                 }
                 (Stage::Publishing, Ok(())) => {
                     info!(volume_id = %record.volume_id, "publish finished before the restart; marking it published");
                     self.records.save(&Record { stage: Stage::Published, ..record.clone() }).context("saving", &self.settings.data_root.records_dir())?;
                     self.reopen_control(&record);
+                    self.live.insert(self.settings.data_root.upper_dir(&record.sc), record.target_path.clone());
                     live += 1;
                 }
                 (stage, shape) => {
@@ -331,20 +348,23 @@ fn is_our_tmpfs(entry: &MountEntry) -> bool {
     entry.fs_type == "tmpfs" && entry.source == TARGET_TMPFS_SOURCE
 }
 
-fn mount_publication(
-    system: &dyn System,
-    records: &Records,
-    data: &DataRoot,
-    request: &PublishRequest,
-    sc: &ScKey,
-    container_id: &str,
-) -> Result<(), PublishError> {
+/// What the mount phase of a publish needs from the plugin's state.
+struct MountContext<'a> {
+    system: &'a dyn System,
+    records: &'a Records,
+    data: &'a DataRoot,
+    providers: &'a ProviderCache,
+    live: &'a LiveUppers,
+}
+
+fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &ScKey, container_id: &str) -> Result<(), PublishError> {
+    let MountContext { system, records, data, providers, live } = *context;
     let target = &request.target_path;
     let upper = data.upper_dir(sc);
-    let mut host = host_mounts(system)?;
-    if let Some(record) = records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))? {
+    let record = records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))?;
+    if let Some(record) = record {
         check_same_volume(&record, request, sc)?;
-        if record.stage == Stage::Published && check_published_shape(&host, target, &upper).is_ok() {
+        if record.stage == Stage::Published && check_published_shape(&host_mounts(system)?, target, &upper).is_ok() {
             return Ok(());
         }
         // A publication this plugin began but did not finish: start again from nothing.
@@ -353,42 +373,36 @@ fn mount_publication(
             other => PublishError::Io(IoError { action: "cleaning up", path: target.display().to_string(), source: io::Error::other(other.to_string()) }),
         })?;
         records.remove(&request.volume_id).context("removing the record of", Path::new(&request.volume_id))?;
-        host = host_mounts(system)?;
+        live.remove(&upper);
     }
-    if let Some(existing) = mountinfo::mount_at(&host, target) {
-        return Err(PublishError::ForeignMount {
-            target: target.display().to_string(),
-            fs_type: existing.fs_type.clone(),
-            device: existing.source.clone(),
-        });
+    // Kubelet creates only the target's parent, so normally nothing can be mounted on the target
+    // and the (large, slow to read) mount table is not needed; an existing target is checked.
+    if target.exists() {
+        if let Some(existing) = mountinfo::mount_at(&host_mounts(system)?, target) {
+            return Err(PublishError::ForeignMount {
+                target: target.display().to_string(),
+                fs_type: existing.fs_type.clone(),
+                device: existing.source.clone(),
+            });
+        }
     }
-    if let Some(live) = mountinfo::overlays_with_upper(&host, &upper).first() {
-        return Err(PublishError::UpperInUse { sc: sc.clone(), mounted_at: live.mount_point.display().to_string() });
+    if let Some(mounted_at) = live.target_of(&upper) {
+        return Err(PublishError::UpperInUse { sc: sc.clone(), mounted_at: layout::target_rootfs(&mounted_at).display().to_string() });
     }
-    let lower = find_provider_rootfs(system, &host, sc, container_id)?;
+    let lower = providers.lower_dir(system, sc, container_id)?;
 
-    records
-        .save(&Record {
-            volume_id: request.volume_id.clone(),
-            target_path: target.clone(),
-            pod: request.pod.clone(),
-            sc: sc.clone(),
-            lower_dir: lower.clone(),
-            stage: Stage::Publishing,
-        })
-        .context("saving the record of", Path::new(&request.volume_id))?;
+    let mut record = Record {
+        volume_id: request.volume_id.clone(),
+        target_path: target.clone(),
+        pod: request.pod.clone(),
+        sc: sc.clone(),
+        lower_dir: lower.clone(),
+        stage: Stage::Publishing,
+    };
+    records.save(&record).context("saving the record of", Path::new(&request.volume_id))?;
     let mounted = mount_layers(system, data, request, sc, &lower).and_then(|()| {
-        records
-            .save(&Record {
-                volume_id: request.volume_id.clone(),
-                target_path: target.clone(),
-                pod: request.pod.clone(),
-                sc: sc.clone(),
-                lower_dir: lower.clone(),
-                stage: Stage::Published,
-            })
-            .context("saving the record of", Path::new(&request.volume_id))
-            .map_err(PublishError::from)
+        record.stage = Stage::Published;
+        records.save(&record).context("saving the record of", Path::new(&request.volume_id)).map_err(PublishError::from)
     });
     if let Err(error) = mounted {
         // Nothing may stay mounted after a failed publish.
@@ -401,8 +415,81 @@ fn mount_publication(
         }
         return Err(error);
     }
+    live.insert(upper, target.clone());
     info!(volume_id = %request.volume_id, sc = %sc, target = %target.display(), lower = %lower.display(), "published");
     Ok(())
+}
+
+/// The target of every live publication, by upper directory: "one live overlay per upper"
+/// without reading the mount table on every publish. Built from the records by start-up
+/// recovery (which checks them against the mount table) and kept by publish and unpublish,
+/// all under the mount lock.
+#[derive(Default)]
+pub struct LiveUppers {
+    targets: std::sync::Mutex<HashMap<PathBuf, PathBuf>>,
+}
+
+impl LiveUppers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, PathBuf>> {
+        self.targets.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn target_of(&self, upper: &Path) -> Option<PathBuf> {
+        self.lock().get(upper).cloned()
+    }
+
+    fn insert(&self, upper: PathBuf, target: PathBuf) {
+        self.lock().insert(upper, target);
+    }
+
+    fn remove(&self, upper: &Path) {
+        self.lock().remove(upper);
+    }
+
+    fn remove_target(&self, target: &Path) {
+        self.lock().retain(|_, live_target| live_target != target);
+    }
+}
+
+/// Where each provider container's root filesystem is mounted in the host namespace. Finding it
+/// costs a process scan and two mount tables; a known provider is re-checked with two `stat`s.
+#[derive(Default)]
+pub struct ProviderCache {
+    entries: std::sync::Mutex<HashMap<String, KnownProvider>>,
+}
+
+#[derive(Clone)]
+struct KnownProvider {
+    pid: u32,
+    lower: PathBuf,
+}
+
+/// Providers are remembered until this many are known, then forgotten all at once (a node runs
+/// far fewer; this only bounds memory if containers churn for months).
+const PROVIDER_CACHE_LIMIT: usize = 4096;
+
+impl ProviderCache {
+    fn lower_dir(&self, system: &dyn System, sc: &ScKey, container_id: &str) -> Result<PathBuf, PublishError> {
+        let known = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(container_id).cloned();
+        if let Some(known) = known {
+            // Still the same process of that container, and the lower still that filesystem.
+            let same_process = system
+                .process_cgroup(known.pid)
+                .is_ok_and(|text| cgroup::parse(&text).container_id.as_deref() == Some(container_id));
+            let same_filesystem = same_process
+                && matches!((system.process_root_device(known.pid), system.device_of(&known.lower)), (Ok(root), Ok(lower)) if root == lower);
+            if same_filesystem {
+                return Ok(known.lower);
+            }
+        }
+        let (pid, lower) = find_provider_rootfs(system, &host_mounts(system)?, sc, container_id)?;
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= PROVIDER_CACHE_LIMIT {
+            entries.clear();
+        }
+        entries.insert(container_id.to_owned(), KnownProvider { pid, lower: lower.clone() });
+        Ok(lower)
+    }
 }
 
 fn mount_layers(system: &dyn System, data: &DataRoot, request: &PublishRequest, sc: &ScKey, lower: &Path) -> Result<(), PublishError> {
@@ -424,10 +511,9 @@ fn mount_layers(system: &dyn System, data: &DataRoot, request: &PublishRequest, 
         .mount_overlay(&OverlayDirs { lower, upper: &upper, work: &work }, &rootfs)
         .context("mounting the overlay at", &rootfs)?;
     system.bind_mount(&control, &control_target).context("bind-mounting the control directory at", &control_target)?;
-    let host = host_mounts(system)?;
-    let overlay = mountinfo::mount_at(&host, &rootfs)
-        .ok_or_else(|| IoError { action: "finding the new overlay at", path: rootfs.display().to_string(), source: io::ErrorKind::NotFound.into() })?;
-    if !overlay.is_read_write() {
+    // statvfs answers "is it writable" for the new mount without reading the mount table.
+    let flags = nix::sys::statvfs::statvfs(&rootfs).map_err(io::Error::from).context("statvfs of the new overlay at", &rootfs)?.flags();
+    if flags.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
         return Err(PublishError::ReadOnly(rootfs.display().to_string()));
     }
     Ok(())
@@ -441,7 +527,7 @@ fn create_private_dir_all(dir: &Path) -> Result<(), IoError> {
 }
 
 /// Finds where the provider container's root filesystem is mounted in this mount namespace.
-fn find_provider_rootfs(system: &dyn System, host: &[MountEntry], sc: &ScKey, container_id: &str) -> Result<PathBuf, PublishError> {
+fn find_provider_rootfs(system: &dyn System, host: &[MountEntry], sc: &ScKey, container_id: &str) -> Result<(u32, PathBuf), PublishError> {
     let cgroups = system.process_cgroups().context("listing processes in", Path::new("/proc"))?;
     let not_found = || PublishError::ProviderProcessNotFound { sc: sc.clone(), container_id: container_id.to_owned() };
     let pid = cgroups
@@ -457,7 +543,7 @@ fn find_provider_rootfs(system: &dyn System, host: &[MountEntry], sc: &ScKey, co
     if path.to_string_lossy().contains([',', ':']) {
         return Err(PublishError::UnusableLower { path });
     }
-    Ok(path)
+    Ok((pid, path))
 }
 
 fn unmount_publication(system: &dyn System, records: &Records, request: &UnpublishRequest) -> Result<(), UnpublishError> {
@@ -468,12 +554,39 @@ fn unmount_publication(system: &dyn System, records: &Records, request: &Unpubli
             .save(&Record { stage: Stage::Unpublishing, ..record.clone() })
             .context("saving the record of", Path::new(&request.volume_id))?;
     }
-    unwind_target(system, &request.target_path)?;
+    match ours {
+        // The record says exactly what this plugin mounted there: unmount that, without reading
+        // the node's whole mount table.
+        Some(record) if record.stage == Stage::Published => unmount_published(system, &request.target_path)?,
+        _ => unwind_target(system, &request.target_path)?,
+    }
     if ours.is_some() {
         records.remove(&request.volume_id).context("removing the record of", Path::new(&request.volume_id))?;
         info!(volume_id = %request.volume_id, target = %request.target_path.display(), "unpublished");
     }
     Ok(())
+}
+
+/// Unmounts the three mounts a completed publish made at `target`, innermost first, and removes
+/// the target directory. One that is already gone (`EINVAL`: not a mount point) is skipped, so a
+/// repeated or interrupted unpublish converges.
+fn unmount_published(system: &dyn System, target: &Path) -> Result<(), UnpublishError> {
+    for mount_point in [layout::target_control(target), layout::target_rootfs(target), target.to_path_buf()] {
+        match system.unmount(&mount_point) {
+            Ok(()) => {}
+            Err(error) if matches!(error.raw_os_error(), Some(nix::libc::EINVAL | nix::libc::ENOENT)) => {}
+            Err(source) => return Err(unmount_error(&mount_point, source)),
+        }
+    }
+    remove_target_dir(target)
+}
+
+fn unmount_error(mount_point: &Path, source: io::Error) -> UnpublishError {
+    if source.raw_os_error() == Some(nix::libc::EBUSY) {
+        UnpublishError::Busy { target: mount_point.display().to_string(), source }
+    } else {
+        IoError { action: "unmounting", path: mount_point.display().to_string(), source }.into()
+    }
 }
 
 /// Unmounts everything this plugin mounted at and under `target` (deepest first) and removes the
@@ -485,15 +598,13 @@ fn unwind_target(system: &dyn System, target: &Path) -> Result<(), UnpublishErro
             return Err(UnpublishError::ForeignMount { target: target.display().to_string(), fs_type: top.fs_type.clone(), device: top.source.clone() });
         }
         for entry in mountinfo::mounts_under(&host, target) {
-            system.unmount(&entry.mount_point).map_err(|source| {
-                if source.raw_os_error() == Some(nix::libc::EBUSY) {
-                    UnpublishError::Busy { target: entry.mount_point.display().to_string(), source }
-                } else {
-                    IoError { action: "unmounting", path: entry.mount_point.display().to_string(), source }.into()
-                }
-            })?;
+            system.unmount(&entry.mount_point).map_err(|source| unmount_error(&entry.mount_point, source))?;
         }
     }
+    remove_target_dir(target)
+}
+
+fn remove_target_dir(target: &Path) -> Result<(), UnpublishError> {
     match std::fs::remove_dir(target) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -48,6 +48,12 @@ pub trait System: Send + Sync + 'static {
     fn process_mountinfo(&self, pid: u32) -> io::Result<String>;
     /// The `/proc/<pid>/cgroup` text of every process, for finding a container's processes.
     fn process_cgroups(&self) -> io::Result<Vec<(u32, String)>>;
+    /// The `/proc/<pid>/cgroup` text of one process.
+    fn process_cgroup(&self, pid: u32) -> io::Result<String>;
+    /// The device of the filesystem process `pid` sees as its `/`.
+    fn process_root_device(&self, pid: u32) -> io::Result<u64>;
+    /// The device of the filesystem holding `path`.
+    fn device_of(&self, path: &Path) -> io::Result<u64>;
 }
 
 /// The real syscalls.
@@ -103,6 +109,19 @@ impl System for RealSystem {
             }
         }
         Ok(found)
+    }
+
+    fn process_cgroup(&self, pid: u32) -> io::Result<String> {
+        std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup"))
+    }
+
+    fn process_root_device(&self, pid: u32) -> io::Result<u64> {
+        self.device_of(&self.proc_root.join(pid.to_string()).join("root/"))
+    }
+
+    fn device_of(&self, path: &Path) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).map(|metadata| metadata.dev())
     }
 }
 
