@@ -24,7 +24,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 step() { printf '\n=== %s\n' "$*"; }
 
 step "packages"
-tests/e2e/lib/deps.sh
+tests/e2e/lib/deps.sh --deb-src
+
+# The operator's reconcile tests run a real kube-apiserver 1.20 (built once, cached by version
+# outside the checkout); the e2e suite runs the whole cluster from the same binaries.
+step "Kubernetes 1.20 binaries"
+SC_K8S_BIN="$(tests/e2e/lib/k8s-binaries.sh)"
+export SC_K8S_BIN
 
 step "unit and root integration tests (cargo test --workspace)"
 cargo test --workspace --locked

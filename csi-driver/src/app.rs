@@ -97,9 +97,9 @@ pub fn run(args: Args) -> Result<(), StartError> {
     let endpoint = socket::endpoint_path(&args.endpoint).map_err(StartError::Endpoint)?;
     // In a pod, the service-account files live in the container's filesystem, which the host
     // mount namespace cannot see: read the in-cluster config now and keep a handle on the
-    // service-account directory to re-read the (rotating) token and the CA through it. A handle on the
-    // container's root would not do: once in another mount namespace, a path walk from it does
-    // not cross into mounts of the container's namespace (the token directory is one).
+    // service-account directory to re-read the (rotating) token and the CA through it. A handle
+    // on the container's root would not do: once in another mount namespace, a path walk from it
+    // does not cross into mounts of the container's namespace (the token directory is one).
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && args.static_cluster.is_none();
     let mut kube_config = None;
     let mut _token_dir: Option<OwnedFd> = None;

@@ -13,8 +13,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use sc_api::consts::{
     LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, NODE_DATA_FINALIZER, OPERATOR_FIELD_MANAGER, SC_FINALIZER, SCI_FINALIZER,
@@ -38,6 +38,9 @@ const REQUEUE_IN_MOTION: Duration = Duration::from_secs(5);
 const REQUEUE_STEADY: Duration = Duration::from_secs(300);
 /// Requeue after an error.
 const REQUEUE_AFTER_ERROR: Duration = Duration::from_secs(15);
+/// Requeue while a foreign object holds one of our names: no watch tells when a stranger pod
+/// (unlabelled) or a leftover instance goes away, and the start should follow soon when it does.
+const REQUEUE_NAME_CONFLICT: Duration = Duration::from_secs(10);
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +97,12 @@ pub struct Context {
 
 /// The objects of one StoppableContainer, as fetched.
 struct Children {
+    /// The instance, only when this StoppableContainer controls it.
     instance: Option<StoppableContainerInstance>,
+    /// An instance with our name that this StoppableContainer does not control (left over by an
+    /// earlier StoppableContainer of the same name): never adopted, changed or deleted, and the
+    /// pods it controls are foreign too.
+    foreign_instance: Option<StoppableContainerInstance>,
     consumer: Option<Pod>,
     provider: Option<Pod>,
 }
@@ -154,10 +162,15 @@ impl<'a> Reconciler<'a> {
     }
 
     async fn fetch(&self) -> Result<Children, Error> {
-        let instance = self.instances.get_opt(&self.name).await.map_err(kube_error("reading the instance"))?;
+        let found = self.instances.get_opt(&self.name).await.map_err(kube_error("reading the instance"))?;
+        let sc_uid = self.sc.uid().unwrap_or_default();
+        let (instance, foreign_instance) = match found {
+            Some(instance) if !is_controlled_by(&instance, &sc_uid) => (None, Some(instance)),
+            found => (found, None),
+        };
         let consumer = self.pods.get_opt(&self.name).await.map_err(kube_error("reading the workload pod"))?;
         let provider = self.pods.get_opt(&provider_pod_name(&self.name)).await.map_err(kube_error("reading the provider pod"))?;
-        Ok(Children { instance, consumer, provider })
+        Ok(Children { instance, foreign_instance, consumer, provider })
     }
 
     /// False only when the node is known to be gone (404); other errors are not proof.
@@ -300,7 +313,10 @@ impl<'a> Reconciler<'a> {
         let mut data_node_exists = true;
 
         if want_running {
-            if let Ok(valid) = &validation {
+            if let Some(foreign) = &children.foreign_instance {
+                let note = format!("StoppableContainerInstance {:?} exists and is not controlled by this StoppableContainer; it and its pods are left alone", foreign.name_any());
+                self.event(EventType::Warning, "NameConflict", "Start", note).await;
+            } else if let Ok(valid) = &validation {
                 self.set_finalizer(NODE_DATA_FINALIZER, true).await?;
                 // The instance: a fresh snapshot at a start, the deployed one while the pod exists.
                 let deployed = match children.consumer() {
@@ -352,6 +368,7 @@ impl<'a> Reconciler<'a> {
             generation: self.sc.metadata.generation,
             spec_problems: spec_problems.clone(),
             instance_exists: children.instance.is_some(),
+            foreign_instance: children.foreign_instance.as_ref().map(|instance| instance.name_any()),
             consumer: children.consumer(),
             provider: children.provider(),
             data_node: data_node.clone(),
@@ -376,7 +393,15 @@ impl<'a> Reconciler<'a> {
         }
         let steady = matches!(phase, Phase::Running | Phase::Stopped | Phase::Failed)
             && !(phase == Phase::Stopped && (children.consumer().owned().is_some() || children.provider().owned().is_some()));
-        Ok(Action::requeue(if steady { REQUEUE_STEADY } else { REQUEUE_IN_MOTION }))
+        let name_conflict = children.foreign_instance.is_some()
+            || matches!(children.consumer(), Found::Foreign(_))
+            || matches!(children.provider(), Found::Foreign(_));
+        let requeue = match (name_conflict, steady) {
+            (true, _) => REQUEUE_NAME_CONFLICT,
+            (false, true) => REQUEUE_STEADY,
+            (false, false) => REQUEUE_IN_MOTION,
+        };
+        Ok(Action::requeue(requeue))
     }
 
     /// Once the workload pod is bound to a node: record that node as the data node (before the
@@ -509,24 +534,33 @@ pub async fn run(client: Client, settings: PodSettings, health: Arc<Health>, nam
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
     };
     let managed_pods = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"));
-    let controller = Controller::new(scs, watcher::Config::default())
+    // Readiness comes from the StoppableContainer watch itself: ready once its first full list
+    // is in the cache. (A second task awaiting `Store::wait_until_ready` is not reliable: the
+    // controller awaits the same one-shot signal, which wakes only one waiter, so /readyz could
+    // stay 503 forever.)
+    let (reader, writer) = reflector::store::<StoppableContainer>();
+    let ready_flag = health.clone();
+    let sc_objects = reflector(writer, watcher(scs, watcher::Config::default()))
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) && !ready_flag.ready.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!("caches synced; ready");
+            }
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(sc_objects, reader)
         .owns(instances, watcher::Config::default())
         .watches(pods, managed_pods, owner_of_pod)
         .shutdown_on_signal();
-    let store = controller.store();
-    let ready_flag = health.clone();
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            ready_flag.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!("caches synced; ready");
-        }
-    });
     let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), reporter), client, settings, health });
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(sc = %object.name, "reconciled"),
+                // A failing watch (RBAC, an API server going away) is retried with backoff; say so,
+                // or the operator silently works from a stale cache.
+                Err(error @ kube::runtime::controller::Error::QueueError(_)) => tracing::warn!(%error, "watching failed; retrying"),
+                // Failed reconciles are logged by `error_policy`; a vanished object is normal.
                 Err(error) => tracing::debug!(%error, "reconcile loop reported an error"),
             }
         })

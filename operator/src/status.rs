@@ -70,6 +70,9 @@ pub struct Observed<'a> {
     pub spec_problems: Option<String>,
     /// Whether the instance exists.
     pub instance_exists: bool,
+    /// Name of an instance named like the StoppableContainer that it does not control (a
+    /// leftover of an earlier StoppableContainer of the same name): never adopted or touched.
+    pub foreign_instance: Option<String>,
     /// The workload pod.
     pub consumer: Found<'a>,
     /// The provider pod.
@@ -239,7 +242,14 @@ pub fn sc_status(observed: &Observed<'_>, instance_name: Option<String>, previou
         .iter()
         .filter_map(|found| if let Found::Foreign(pod) = found { Some(pod_name(pod)) } else { None })
         .collect();
-    if foreign.is_empty() {
+    if let Some(instance) = &observed.foreign_instance {
+        conditions.set(
+            condition::NAME_CONFLICT,
+            true,
+            "InstanceNotOwned",
+            format!("StoppableContainerInstance {instance:?} exists and is not controlled by this StoppableContainer (a leftover of an earlier one with this name?); it and its pods are left alone: delete them, or rename this StoppableContainer"),
+        );
+    } else if foreign.is_empty() {
         conditions.set(condition::NAME_CONFLICT, false, "NoConflict", "no foreign pod uses this StoppableContainer's pod names");
     } else {
         conditions.set(
@@ -286,6 +296,9 @@ fn progress_condition(progress: &PodProgress) -> (bool, &'static str, String) {
 }
 
 fn phase_and_message(observed: &Observed<'_>, consumer: Option<&PodProgress>, provider: Option<&PodProgress>) -> (Phase, String) {
+    if let Some(instance) = &observed.foreign_instance {
+        return (Phase::Failed, format!("StoppableContainerInstance {instance:?} already exists and is not controlled by this StoppableContainer; it and its pods were left alone. Delete them, or rename this StoppableContainer"));
+    }
     if let Found::Foreign(pod) = observed.consumer {
         return (Phase::Failed, format!("pod {:?} already exists and is not owned by this StoppableContainer; it was left alone. Delete or rename it, or rename this StoppableContainer", pod_name(pod)));
     }
@@ -402,6 +415,7 @@ mod tests {
             generation: Some(3),
             spec_problems: None,
             instance_exists: true,
+            foreign_instance: None,
             consumer,
             provider,
             data_node: Some("n1".into()),
@@ -466,6 +480,18 @@ mod tests {
         assert_eq!(status.phase, Some(Phase::Failed));
         assert_eq!(find(&status, condition::NAME_CONFLICT).status, "True");
         assert_eq!(status.consumer_pod_name, None, "a stranger is not reported as our pod");
+    }
+
+    #[test]
+    fn foreign_instance_is_a_name_conflict_even_when_stopped() {
+        let mut facts = observed(false, Found::Absent, Found::Absent);
+        facts.instance_exists = false;
+        facts.foreign_instance = Some("sc".into());
+        let status = sc_status(&facts, Some("sc".into()), None, now());
+        assert_eq!(status.phase, Some(Phase::Failed));
+        let conflict = find(&status, condition::NAME_CONFLICT);
+        assert_eq!((conflict.status.as_str(), conflict.reason.as_str()), ("True", "InstanceNotOwned"));
+        assert_eq!(status.instance_name, None, "a foreign instance is not reported as ours");
     }
 
     #[test]

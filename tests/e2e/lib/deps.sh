@@ -9,6 +9,7 @@ set -euo pipefail
 # The packages, and why each one is here.
 readonly SC_E2E_PACKAGES=(
   golang-1.19-go               # builds Kubernetes 1.20.2 (the version its source expects)
+  golang-github-modern-go-reflect2-dev  # reflect2 1.0.2 replaces Kubernetes' vendored 1.0.1 (crashes under Go 1.18+)
   rsync                        # the Kubernetes Makefile rsyncs generated files; must exist before the first make
   make
   jq

@@ -13,6 +13,13 @@ readonly K8S_COMPONENTS=(kube-apiserver kubelet kube-controller-manager kube-sch
 readonly CACHE_ROOT="${SC_CACHE_DIR:-/var/cache/stoppablecontainer}"
 readonly K8S_CACHE="$CACHE_ROOT/kubernetes-$K8S_VERSION"
 readonly K8S_BIN="$K8S_CACHE/bin"
+# Bump when the build recipe changes, so cached binaries of an older recipe are rebuilt.
+# 2: vendored reflect2 1.0.1 replaced by 1.0.2 (1.0.1 crashes under Go >= 1.18).
+readonly K8S_BUILD_REVISION=2
+# Kubernetes 1.20 vendors github.com/modern-go/reflect2 v1.0.1, whose map iteration faults under
+# Go 1.18+ ("unexpected fault address" in mapiterinit): kube-apiserver dies as soon as it encodes
+# certain maps (seen on the first StoppableContainer create). Debian's 1.0.2 fixes it.
+readonly REFLECT2_SOURCE=/usr/share/gocode/src/github.com/modern-go/reflect2
 readonly GO_ROOT_BIN=/usr/lib/go-1.19/bin
 LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly LIB_DIR
@@ -24,6 +31,21 @@ binaries_complete() {
   for component in "${K8S_COMPONENTS[@]}"; do
     [[ -x "$K8S_BIN/$component" ]] || return 1
   done
+  [[ "$(cat "$K8S_BIN/.build-revision" 2>/dev/null)" == "$K8S_BUILD_REVISION" ]]
+}
+
+# Replaces vendored packages that do not work with the Go we build with (see REFLECT2_SOURCE).
+patch_vendor() {
+  local vendored="$1/vendor/github.com/modern-go/reflect2"
+  [[ -f "$REFLECT2_SOURCE/go_above_118.go" ]] ||
+    { echo "k8s-binaries.sh: $REFLECT2_SOURCE is missing; apt-get install golang-github-modern-go-reflect2-dev" >&2; return 1; }
+  [[ -d "$vendored" ]] || { echo "k8s-binaries.sh: $vendored is not in the source tree" >&2; return 1; }
+  log "replacing vendored reflect2 1.0.1 with Debian's $(basename "$(dirname "$REFLECT2_SOURCE")")/reflect2 (Go 1.18+ fix)"
+  rm -rf "$vendored"
+  mkdir -p "$vendored"
+  # Package sources only: a vendored module carries no go.mod and no tests.
+  find "$REFLECT2_SOURCE" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' -o -name LICENSE \) \
+    ! -name '*_test.go' -exec cp {} "$vendored/" \;
 }
 
 # Downloads the source package once into $K8S_CACHE/src (kept: it is the slow download).
@@ -60,6 +82,7 @@ build() {
   log "unpacking $(basename "$orig")"
   mkdir -p "$work/tree"
   tar -xzf "$orig" -C "$work/tree" --strip-components=1
+  patch_vendor "$work/tree"
 
   # The Kubernetes build insists on living at $GOPATH/src/k8s.io/kubernetes.
   mkdir -p "$work/gopath/src/k8s.io"
@@ -92,6 +115,7 @@ build() {
     fi
     cp "$built" "$work/bin/$component"
   done
+  echo "$K8S_BUILD_REVISION" >"$work/bin/.build-revision"
   rm -rf "$K8S_BIN"
   mv "$work/bin" "$K8S_BIN"
 }

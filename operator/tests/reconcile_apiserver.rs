@@ -1,0 +1,806 @@
+//! Reconcile tests against a real Kubernetes 1.20 API server (etcd + kube-apiserver, started
+//! privately by `support::apiserver`; see there for the binaries and environment it needs).
+//!
+//! The CRDs are installed exactly as the chart ships them. Every test gets its own namespace and
+//! its own in-process operator scoped to it; the tests play scheduler, kubelet and node plugin.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use sc_api::consts::{
+    LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE, NODE_DATA_FINALIZER, OPERATOR_FIELD_MANAGER, ROLE_CONSUMER,
+    ROLE_PROVIDER, SC_FINALIZER, SCI_FINALIZER, provider_pod_name,
+};
+use sc_api::{StoppableContainer, StoppableContainerInstance};
+use sc_operator::consumer_pod::{build_consumer_pod, pinned_node};
+use sc_operator::instance_builder::{build_instance, is_controlled_by};
+use sc_operator::provider_pod::build_provider_pod;
+use sc_operator::validate::validate;
+use serde_json::{Value, json};
+use support::apiserver::ApiServer;
+use support::cluster::{TestEnv, WRAPPER_IMAGE, condition_message, condition_of, eventually, message, phase, sc_manifest, settings};
+
+fn fixture_paths(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(dir);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+        .map(|entry| entry.expect("readable entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn read_manifest(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("readable fixture");
+    serde_yaml::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// Fields of `sent` that `stored` lacks or holds differently (the API server may add defaults,
+/// never drop or change what was sent).
+fn lost_fields(sent: &Value, stored: &Value, path: &str, lost: &mut Vec<String>) {
+    match (sent, stored) {
+        (Value::Object(sent), Value::Object(stored)) => {
+            for (key, value) in sent {
+                match stored.get(key) {
+                    Some(stored_value) => lost_fields(value, stored_value, &format!("{path}.{key}"), lost),
+                    None => lost.push(format!("{path}.{key}")),
+                }
+            }
+        }
+        (Value::Array(sent), Value::Array(stored)) if sent.len() == stored.len() => {
+            for (index, (value, stored_value)) in sent.iter().zip(stored).enumerate() {
+                lost_fields(value, stored_value, &format!("{path}[{index}]"), lost);
+            }
+        }
+        // Admission may add items (DefaultTolerationSeconds adds tolerations): each sent item
+        // must still be there.
+        (Value::Array(sent), Value::Array(stored)) => {
+            for (index, value) in sent.iter().enumerate() {
+                let kept = stored.iter().any(|stored_value| {
+                    let mut item_lost = Vec::new();
+                    lost_fields(value, stored_value, "", &mut item_lost);
+                    item_lost.is_empty()
+                });
+                if !kept {
+                    lost.push(format!("{path}[{index}]: sent {value}, stored {}", Value::Array(stored.clone())));
+                }
+            }
+        }
+        (sent, stored) if sent == stored => {}
+        (sent, stored) => lost.push(format!("{path}: sent {sent}, stored {stored}")),
+    }
+}
+
+fn owned_by(pod: &Pod, instance: &StoppableContainerInstance) -> bool {
+    instance.uid().is_some_and(|uid| is_controlled_by(pod, &uid))
+}
+
+fn node_of(pod: &Pod) -> Option<String> {
+    pod.spec.as_ref().and_then(|spec| spec.node_name.clone())
+}
+
+fn image_of(pod: &Pod, container: usize) -> String {
+    pod.spec.as_ref().and_then(|spec| spec.containers.get(container)).and_then(|c| c.image.clone()).unwrap_or_default()
+}
+
+/// Plays the cluster through a first or later start until the SC is Running on `node`.
+/// Returns the consumer and provider pods.
+async fn start_until_running(env: &TestEnv, name: &str, node: &str) -> (Pod, Pod) {
+    let consumer = env.wait_pod(name, "created by the operator", |pod| pod.metadata.deletion_timestamp.is_none()).await;
+    let instance = env.instances.get(name).await.expect("the instance exists once a workload pod does");
+    assert!(owned_by(&consumer, &instance), "the workload pod is controlled by the instance");
+    env.bind(name, node).await;
+    let provider_name = provider_pod_name(name);
+    let provider = env.wait_pod(&provider_name, "created on the workload's node", |pod| node_of(pod).as_deref() == Some(node)).await;
+    env.set_pod_ready(&provider_name).await;
+    env.set_pod_ready(name).await;
+    env.wait_sc(name, "phase Running", |sc| phase(sc) == "Running").await;
+    (consumer, provider)
+}
+
+/// Plays the kubelet while the operator removes the pods: it must delete the consumer first and
+/// the provider only once the consumer is gone.
+async fn terminate_in_order(env: &TestEnv, name: &str) {
+    let provider_name = provider_pod_name(name);
+    env.wait_pod_terminating(name).await;
+    let provider = env.pod(&provider_name).await.expect("the provider still exists while the workload pod terminates");
+    assert!(provider.metadata.deletion_timestamp.is_none(), "the provider is deleted only after the workload pod is gone");
+    env.finish_termination(name).await;
+    env.finish_termination(&provider_name).await;
+}
+
+/// A stop, played through until the SC reports Stopped.
+async fn stop_until_stopped(env: &TestEnv, name: &str) {
+    terminate_in_order(env, name).await;
+    env.wait_sc(name, "phase Stopped with no pods", |sc| phase(sc) == "Stopped" && message(sc) == "stopped; the root filesystem is kept").await;
+}
+
+#[tokio::test]
+async fn chart_crds_are_established_and_every_fixture_applies_unchanged() {
+    let Some(env) = TestEnv::new("fixtures").await else { return };
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    for name in ["stoppablecontainers.stoppablecontainer.xtlsoft.top", "stoppablecontainerinstances.stoppablecontainer.xtlsoft.top"] {
+        let crd = crds.get(name).await.unwrap_or_else(|error| panic!("CRD {name} is installed: {error}"));
+        let conditions = crd.status.and_then(|status| status.conditions).unwrap_or_default();
+        assert!(!conditions.iter().any(|c| c.type_ == "NonStructuralSchema"), "{name} is structural on 1.20: {conditions:?}");
+        assert!(conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"), "{name} is established: {conditions:?}");
+    }
+
+    let resource = ApiResource::erase::<StoppableContainer>(&());
+    let untyped: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), &env.namespace, &resource);
+    let paths = fixture_paths("fixtures");
+    assert!(paths.len() >= 10, "every example manifest of the earlier release is a fixture");
+    for path in paths {
+        let manifest = read_manifest(&path);
+        let object: DynamicObject = serde_json::from_value(manifest.clone()).expect("a manifest");
+        let name = object.name_any();
+        // Server-side apply compares against the schema and fails on fields it does not declare
+        // (a POST would silently prune them); dry-run first, then really create it.
+        untyped
+            .patch(&name, &PatchParams::apply("fixture-test").dry_run(), &Patch::Apply(&manifest))
+            .await
+            .unwrap_or_else(|error| panic!("{}: server-side apply on 1.20 failed: {error}", path.display()));
+        let created = untyped
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|error| panic!("{}: rejected by the 1.20 API server: {error}", path.display()));
+        let mut lost = Vec::new();
+        lost_fields(&manifest["spec"], &created.data["spec"], "spec", &mut lost);
+        assert!(lost.is_empty(), "{}: the API server dropped or changed fields (pruned by the CRD schema?): {lost:#?}", path.display());
+        // And the typed view the operator works with reads it back.
+        let typed = env.scs.get(&name).await.unwrap_or_else(|error| panic!("{}: the operator's type cannot read it back: {error}", path.display()));
+        assert!(validate(&typed).is_ok(), "{}: valid", path.display());
+    }
+}
+
+#[tokio::test]
+async fn operator_pod_bodies_are_accepted_by_kubernetes_1_20() {
+    let Some(env) = TestEnv::new("pod-bodies").await else { return };
+    let node = "worker-1";
+    // The check has teeth: a field 1.20 does not know (schedulingGates, 1.26) fails the apply.
+    let from_the_future = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "future" },
+        "spec": { "schedulingGates": [{ "name": "example.com/gate" }], "containers": [{ "name": "c", "image": "busybox" }] }
+    });
+    let refused = env.pods.patch("future", &PatchParams::apply("pod-body-test").dry_run(), &Patch::Apply(&from_the_future)).await;
+    assert!(refused.is_err(), "server-side apply on 1.20 refuses fields it does not know");
+    // The Priority admission plugin resolves priorityClassName: the classes the fixtures name
+    // must exist (as they would in the clusters those manifests were written for).
+    let classes: Api<PriorityClass> = Api::all(env.client.clone());
+    for name in ["high-priority", "dev"] {
+        let class: PriorityClass = serde_json::from_value(json!({ "metadata": { "name": name }, "value": 1000 })).expect("a PriorityClass");
+        classes.create(&PostParams::default(), &class).await.unwrap_or_else(|error| panic!("creating PriorityClass {name}: {error}"));
+    }
+    for path in fixture_paths("fixtures") {
+        let mut manifest = read_manifest(&path);
+        manifest["spec"]["running"] = json!(false);
+        let sc = env.create_sc(manifest).await;
+        let valid = validate(&sc).unwrap_or_else(|problems| panic!("{}: {problems:?}", path.display()));
+        let mut instance = build_instance(&sc, None, true);
+        instance.metadata.uid = Some("00000000-0000-4000-8000-00000000000a".into());
+        let pods = [
+            ("first-start consumer", build_consumer_pod(&valid.workload, &instance, None, &settings())),
+            ("pinned consumer", build_consumer_pod(&valid.workload, &instance, Some(node), &settings())),
+            ("provider", build_provider_pod(&valid.workload, &instance, node, &settings())),
+        ];
+        for (role, pod) in pods {
+            let name = pod.name_any();
+            let sent = serde_json::to_value(&pod).expect("pod serializes");
+            // Server-side apply fails on any field unknown to 1.20 (a POST would drop it silently).
+            env.pods
+                .patch(&name, &PatchParams::apply("pod-body-test").dry_run(), &Patch::Apply(&sent))
+                .await
+                .unwrap_or_else(|error| panic!("{} {role}: server-side apply on 1.20 failed: {error}", path.display()));
+            // What the operator really sends: a POST. Nothing it sends may be dropped.
+            let created = env
+                .pods
+                .create(&PostParams { dry_run: true, field_manager: Some(OPERATOR_FIELD_MANAGER.into()) }, &pod)
+                .await
+                .unwrap_or_else(|error| panic!("{} {role}: creating the pod on 1.20 failed: {error}", path.display()));
+            let stored = serde_json::to_value(&created).expect("pod serializes");
+            let mut lost = Vec::new();
+            lost_fields(&sent["spec"], &stored["spec"], "spec", &mut lost);
+            assert!(lost.is_empty(), "{} {role}: the 1.20 API server dropped or changed fields: {lost:#?}", path.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn create_stopped_provisions_nothing() {
+    let Some(env) = TestEnv::with_operator("create-stopped").await else { return };
+    env.create_sc(sc_manifest("idle", false, "busybox:1.36")).await;
+    let sc = env.wait_sc("idle", "phase Stopped, not started yet", |sc| phase(sc) == "Stopped" && message(sc) == "not started yet").await;
+    let status = sc.status.clone().expect("status");
+    assert_eq!(status.observed_generation, sc.metadata.generation);
+    assert_eq!(status.data_node_name, None);
+    assert_eq!(condition_of(&sc, "DataNode"), Some(("False".into(), "NotAssigned".into())));
+    assert_eq!(condition_of(&sc, "Ready"), Some(("False".into(), "Stopped".into())));
+    assert_eq!(condition_of(&sc, "SpecValid"), Some(("True".into(), "Valid".into())));
+    assert_eq!(sc.finalizers(), [SC_FINALIZER], "only the operator's finalizer before the first start");
+    // Give the operator time to do something wrong.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(env.instances.get_opt("idle").await.expect("read").is_none(), "no instance before the first start");
+    assert!(env.pods.list(&Default::default()).await.expect("list").items.is_empty(), "no pods before the first start");
+    // The status is the operator's, written by server-side apply.
+    let managed = sc.metadata.managed_fields.clone().unwrap_or_default();
+    assert!(
+        managed.iter().any(|entry| entry.manager.as_deref() == Some(OPERATOR_FIELD_MANAGER)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry.fields_v1.as_ref().is_some_and(|fields| fields.0.get("f:status").is_some())),
+        "status is applied by {OPERATOR_FIELD_MANAGER}: {managed:#?}"
+    );
+    env.wait_event("idle", "Stopped").await;
+}
+
+#[tokio::test]
+async fn start_reports_every_step_until_running() {
+    let Some(env) = TestEnv::with_operator("start").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("web", true, "busybox:1.36")).await;
+
+    // The consumer first, placed by the scheduler: not bound, not pinned.
+    let consumer = env.wait_pod("web", "created", |_| true).await;
+    let sc = env.wait_sc("web", "both finalizers", |sc| {
+        sc.finalizers().iter().any(|f| f == SC_FINALIZER) && sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER)
+    })
+    .await;
+    let instance = env.instances.get("web").await.expect("the instance exists once started");
+    assert_eq!(instance.finalizers(), [SCI_FINALIZER]);
+    assert!(is_controlled_by(&instance, &sc.uid().expect("uid")), "the instance is controlled by the SC");
+    assert_eq!(instance.spec.base_image.as_deref(), Some("busybox:1.36"));
+    assert!(owned_by(&consumer, &instance), "the workload pod is controlled by the instance");
+    let labels = consumer.labels();
+    assert_eq!(labels.get(LABEL_MANAGED_BY).map(String::as_str), Some(MANAGED_BY_VALUE));
+    assert_eq!(labels.get(LABEL_INSTANCE).map(String::as_str), Some("web"));
+    assert_eq!(labels.get(LABEL_ROLE).map(String::as_str), Some(ROLE_CONSUMER));
+    assert_eq!(labels.get("app").map(String::as_str), Some("web"), "the template's labels pass through");
+    assert_eq!(node_of(&consumer), None, "the first start is placed by the scheduler");
+    assert_eq!(pinned_node(&consumer), None, "nothing to pin to before the data exists");
+    assert_eq!(image_of(&consumer, 0), WRAPPER_IMAGE);
+    let command = consumer.spec.as_ref().and_then(|spec| spec.containers[0].command.clone()).unwrap_or_default();
+    assert_eq!(command, ["/.sc-bin/sc-exec", "run", "--", "sleep", "infinity"]);
+    assert_eq!(consumer.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds), Some(7));
+    assert!(env.pod("web-provider").await.is_none(), "no provider before the workload pod has a node");
+    let sc = env.wait_sc("web", "Pending, waiting for the scheduler", |sc| phase(sc) == "Pending" && message(sc).contains("scheduler")).await;
+    assert_eq!(sc.status.as_ref().and_then(|s| s.instance_name.as_deref()), Some("web"));
+    assert_eq!(sc.status.as_ref().and_then(|s| s.consumer_pod_name.as_deref()), Some("web"));
+    env.wait_event("web", "Starting").await;
+    env.wait_event("web", "PodCreated").await;
+
+    // The scheduler cannot place it yet: its reason shows.
+    env.set_unschedulable("web", "0/1 nodes are available: 1 Insufficient cpu.").await;
+    let sc = env.wait_sc("web", "Unschedulable in the message", |sc| message(sc).contains("Insufficient cpu")).await;
+    assert_eq!(phase(&sc), "Pending");
+    assert_eq!(condition_of(&sc, "ConsumerReady"), Some(("False".into(), "Unschedulable".into())));
+
+    // Bound: the data node is recorded, the provider goes to that node.
+    env.bind("web", &node).await;
+    let provider = env.wait_pod("web-provider", "created", |_| true).await;
+    assert_eq!(node_of(&provider).as_deref(), Some(node.as_str()), "the provider is bound to the workload's node");
+    assert!(owned_by(&provider, &instance));
+    assert_eq!(provider.labels().get(LABEL_ROLE).map(String::as_str), Some(ROLE_PROVIDER));
+    assert_eq!(image_of(&provider, 0), "busybox:1.36", "the provider runs the workload image");
+    // The node is recorded on its own first (before the provider exists), the condition follows.
+    env.wait_sc("web", "data node recorded", |sc| {
+        sc.status.as_ref().and_then(|s| s.data_node_name.as_deref()) == Some(node.as_str())
+            && condition_of(sc, "DataNode") == Some(("True".into(), "Assigned".into()))
+    })
+    .await;
+    env.wait_event("web", "DataNodeAssigned").await;
+
+    // Containers being created while the provider starts.
+    env.set_container_waiting("web", "ContainerCreating", "").await;
+    env.set_container_waiting("web-provider", "ContainerCreating", "").await;
+    env.wait_sc("web", "Pending while the provider starts", |sc| phase(sc) == "Pending" && message(sc).contains("provider pod is starting")).await;
+    env.set_pod_ready("web-provider").await;
+    let sc = env.wait_sc("web", "ProviderReady", |sc| phase(sc) == "ProviderReady").await;
+    assert_eq!(condition_of(&sc, "ProviderReady"), Some(("True".into(), "PodReady".into())));
+    assert_eq!(condition_of(&sc, "RootfsVolume"), Some(("False".into(), "Mounting".into())));
+
+    // Stuck containers surface with their reason, and recover.
+    env.set_container_waiting("web", "ImagePullBackOff", "Back-off pulling image \"busybox:1.36\"").await;
+    let sc = env.wait_sc("web", "Failed with ImagePullBackOff", |sc| phase(sc) == "Failed" && message(sc).contains("ImagePullBackOff")).await;
+    assert_eq!(condition_of(&sc, "ConsumerReady"), Some(("False".into(), "ContainerWaiting".into())));
+    env.wait_event("web", "Failed").await;
+    env.set_container_waiting("web", "CrashLoopBackOff", "back-off 10s restarting failed container").await;
+    env.wait_sc("web", "Failed with CrashLoopBackOff", |sc| phase(sc) == "Failed" && message(sc).contains("CrashLoopBackOff")).await;
+
+    env.set_pod_ready("web").await;
+    let sc = env.wait_sc("web", "Running", |sc| phase(sc) == "Running").await;
+    let status = sc.status.clone().expect("status");
+    assert_eq!(status.node_name.as_deref(), Some(node.as_str()));
+    assert_eq!(status.observed_generation, sc.metadata.generation);
+    assert_eq!(status.provider_pod_name.as_deref(), Some("web-provider"));
+    for (type_, expected) in [
+        ("Ready", ("True", "Running")),
+        ("SpecValid", ("True", "Valid")),
+        ("ConsumerReady", ("True", "PodReady")),
+        ("ProviderReady", ("True", "PodReady")),
+        ("RootfsVolume", ("True", "Mounted")),
+        ("DataNode", ("True", "Assigned")),
+        ("RestartRequired", ("False", "UpToDate")),
+        ("NameConflict", ("False", "NoConflict")),
+    ] {
+        assert_eq!(condition_of(&sc, type_), Some((expected.0.to_owned(), expected.1.to_owned())), "condition {type_}");
+    }
+    assert!(status.conditions.iter().all(|c| c.observed_generation == sc.metadata.generation));
+    env.wait_event("web", "Running").await;
+    let instance = eventually("the instance status to follow", || async {
+        let instance = env.instances.get("web").await.map_err(|error| error.to_string())?;
+        match instance.status.as_ref().and_then(|status| status.phase) {
+            Some(sc_api::InstancePhase::Running) => Ok(instance),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let instance_status = instance.status.expect("status");
+    assert_eq!(instance_status.consumer_pod_uid, consumer.uid());
+    assert_eq!(instance_status.provider_pod_uid, provider.uid());
+    let metrics = env.health.metrics.render();
+    assert!(env.health.ready.load(std::sync::atomic::Ordering::Relaxed), "ready once the caches synced");
+    assert!(metrics.contains("sc_operator_start_seconds_count 1"), "{metrics}");
+    assert!(metrics.contains("sc_operator_stoppablecontainers{phase=\"Running\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn stop_then_start_is_pinned_and_applies_the_template_change() {
+    let Some(env) = TestEnv::with_operator("stop-start").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_node("n2").await;
+    env.create_sc(sc_manifest("dev", true, "busybox:1.36")).await;
+    let (consumer, _) = start_until_running(&env, "dev", &node).await;
+
+    // A template change while running: reported, not applied.
+    let changed = env
+        .patch_spec("dev", json!({ "template": { "spec": { "containers": [{ "name": "main", "image": "busybox:1.37", "command": ["sleep", "infinity"] }] } } }))
+        .await;
+    let sc = env.wait_sc("dev", "RestartRequired", |sc| condition_of(sc, "RestartRequired").is_some_and(|(status, _)| status == "True")).await;
+    assert_eq!(condition_of(&sc, "RestartRequired"), Some(("True".into(), "TemplateChanged".into())));
+    assert_eq!(sc.status.as_ref().and_then(|s| s.observed_generation), changed.metadata.generation);
+    assert_eq!(phase(&sc), "Running", "a template change does not stop the workload");
+    env.wait_event("dev", "TemplateChanged").await;
+    assert_eq!(env.pod("dev").await.and_then(|pod| pod.uid()), consumer.uid(), "the running pod is not touched");
+    let instance = env.instances.get("dev").await.expect("instance");
+    assert_eq!(instance.spec.base_image.as_deref(), Some("busybox:1.36"), "the instance keeps describing what runs");
+
+    // Stop: consumer first, provider after it; the data stays.
+    env.patch_spec("dev", json!({ "running": false })).await;
+    env.wait_event("dev", "Stopping").await;
+    stop_until_stopped(&env, "dev").await;
+    let sc = env.scs.get("dev").await.expect("sc");
+    let status = sc.status.clone().expect("status");
+    assert_eq!(status.data_node_name.as_deref(), Some(node.as_str()), "the data node is kept");
+    assert_eq!(status.consumer_pod_name, None);
+    assert_eq!(status.provider_pod_name, None);
+    assert_eq!(condition_of(&sc, "RestartRequired"), Some(("False".into(), "UpToDate".into())), "nothing runs: nothing to restart");
+    assert!(sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER), "the data is still on the node");
+    let instance = env.instances.get("dev").await.expect("the instance outlives a stop");
+    assert!(!instance.spec.running);
+    let metrics = env.health.metrics.render();
+    assert!(metrics.contains("sc_operator_stop_seconds_count 1"), "{metrics}");
+
+    // Start again: pinned to the data node, with the new template.
+    env.patch_spec("dev", json!({ "running": true })).await;
+    let consumer = env.wait_pod("dev", "recreated", |_| true).await;
+    assert_eq!(pinned_node(&consumer).as_deref(), Some(node.as_str()), "later starts are pinned to the data node");
+    let instance = env.instances.get("dev").await.expect("instance");
+    assert_eq!(instance.spec.base_image.as_deref(), Some("busybox:1.37"), "the new image is applied at the next start");
+    assert!(instance.spec.running);
+    // The data node is full: the scheduler's reason and the pinning are both in the message.
+    env.set_unschedulable("dev", "0/2 nodes are available: 1 Insufficient memory, 1 node(s) didn't match node selector.").await;
+    let sc = env.wait_sc("dev", "Unschedulable, pinned", |sc| message(sc).contains("Insufficient memory")).await;
+    assert!(message(&sc).contains(&format!("pinned to node {node:?}")), "{}", message(&sc));
+    env.bind("dev", &node).await;
+    let provider = env.wait_pod("dev-provider", "on the data node", |pod| node_of(pod).as_deref() == Some(node.as_str())).await;
+    assert_eq!(image_of(&provider, 0), "busybox:1.37", "the provider (lower layer) runs the new image");
+    env.set_pod_ready("dev-provider").await;
+    env.set_pod_ready("dev").await;
+    let sc = env.wait_sc("dev", "Running again", |sc| phase(sc) == "Running").await;
+    assert_eq!(condition_of(&sc, "RestartRequired"), Some(("False".into(), "UpToDate".into())));
+}
+
+#[tokio::test]
+async fn delete_removes_pods_then_instance_then_waits_for_the_node_plugin() {
+    let Some(env) = TestEnv::with_operator("delete").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("doomed", true, "busybox:1.36")).await;
+    start_until_running(&env, "doomed", &node).await;
+
+    env.scs.delete("doomed", &DeleteParams::default()).await.expect("delete");
+    terminate_in_order(&env, "doomed").await;
+    // No garbage collector runs here: the operator deletes the instance itself.
+    eventually("the instance to be gone", || async {
+        match env.instances.get_opt("doomed").await.map_err(|error| error.to_string())? {
+            None => Ok(()),
+            Some(instance) => Err(format!("finalizers={:?}", instance.finalizers())),
+        }
+    })
+    .await;
+    // The SC waits for the node plugin.
+    let sc = env
+        .wait_sc("doomed", "only the finalizers of the operator and the node plugin left", |sc| sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER))
+        .await;
+    assert!(sc.metadata.deletion_timestamp.is_some());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sc = env.scs.get("doomed").await.expect("held by the node-data finalizer");
+    assert!(sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER), "the operator does not release the data of an existing node");
+    env.release_node_data("doomed").await;
+    env.wait_sc_gone("doomed").await;
+    let reasons: Vec<String> = env.events_for("doomed").await.into_iter().filter_map(|event| event.reason).collect();
+    assert!(!reasons.iter().any(|reason| reason == "DataNodeGone"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn delete_with_the_data_node_gone_releases_the_data_finalizer() {
+    let Some(env) = TestEnv::with_operator("node-gone").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("orphan", true, "busybox:1.36")).await;
+    start_until_running(&env, "orphan", &node).await;
+    env.patch_spec("orphan", json!({ "running": false })).await;
+    stop_until_stopped(&env, "orphan").await;
+
+    // The node disappears; a start cannot happen.
+    env.delete_node(&node).await;
+    env.patch_spec("orphan", json!({ "running": true })).await;
+    let sc = env.wait_sc("orphan", "Failed: data node gone", |sc| phase(sc) == "Failed").await;
+    assert_eq!(condition_of(&sc, "DataNode"), Some(("False".into(), "NodeGone".into())));
+    assert!(message(&sc).contains("no longer exists"), "{}", message(&sc));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(env.pod("orphan").await.is_none(), "no pod is created for a node that is gone");
+
+    env.scs.delete("orphan", &DeleteParams::default()).await.expect("delete");
+    env.wait_sc_gone("orphan").await;
+    let event = env.wait_event("orphan", "DataNodeGone").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(event.note.unwrap_or_default().contains(&node));
+}
+
+#[tokio::test]
+async fn delete_of_a_never_started_sc_needs_no_node_plugin() {
+    let Some(env) = TestEnv::with_operator("delete-idle").await else { return };
+    env.create_sc(sc_manifest("idle", false, "busybox:1.36")).await;
+    env.wait_sc("idle", "Stopped", |sc| phase(sc) == "Stopped").await;
+    env.scs.delete("idle", &DeleteParams::default()).await.expect("delete");
+    env.wait_sc_gone("idle").await;
+}
+
+#[tokio::test]
+async fn a_stranger_pod_is_reported_and_never_touched() {
+    let Some(env) = TestEnv::with_operator("stranger").await else { return };
+    let stranger: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "app", "labels": { "owner": "someone-else" } },
+        "spec": { "containers": [{ "name": "c", "image": "nginx" }] }
+    }))
+    .expect("a pod");
+    let stranger = env.pods.create(&PostParams::default(), &stranger).await.expect("create the stranger");
+    env.create_sc(sc_manifest("app", true, "busybox:1.36")).await;
+
+    let sc = env.wait_sc("app", "NameConflict", |sc| condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "True")).await;
+    assert_eq!(condition_of(&sc, "NameConflict"), Some(("True".into(), "PodNotOwned".into())));
+    assert_eq!(condition_of(&sc, "ConsumerReady"), Some(("False".into(), "PodNotOwned".into())));
+    assert_eq!(phase(&sc), "Failed");
+    assert!(message(&sc).contains("not owned"), "{}", message(&sc));
+    assert!(condition_message(&sc, "NameConflict").contains("\"app\""));
+    assert_eq!(sc.status.as_ref().and_then(|s| s.consumer_pod_name.clone()), None, "a stranger is not reported as ours");
+    let event = env.wait_event("app", "NameConflict").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+
+    // Stop and delete: the stranger stays exactly as it was.
+    env.patch_spec("app", json!({ "running": false })).await;
+    env.wait_sc("app", "Failed still (the conflict remains)", |sc| phase(sc) == "Failed").await;
+    env.scs.delete("app", &DeleteParams::default()).await.expect("delete");
+    env.wait_sc_gone("app").await;
+    let after = env.pod("app").await.expect("the stranger still exists");
+    assert_eq!(after.uid(), stranger.uid());
+    assert_eq!(after.resource_version(), stranger.resource_version(), "the stranger was not modified");
+    assert!(after.metadata.deletion_timestamp.is_none());
+
+    // Once its owner removes the stranger (no watch sees an unlabelled pod go), a start proceeds
+    // without waiting for the steady-state resync.
+    env.create_sc(sc_manifest("app", true, "busybox:1.36")).await;
+    env.wait_sc("app", "NameConflict again", |sc| condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "True")).await;
+    env.pods.delete("app", &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await.expect("delete the stranger");
+    let instance = env.instances.get("app").await.expect("instance");
+    env.wait_pod("app", "created by the operator once the name is free", |pod| owned_by(pod, &instance)).await;
+    let sc = env.wait_sc("app", "NameConflict cleared", |sc| condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "False")).await;
+    assert_eq!(phase(&sc), "Pending");
+}
+
+#[tokio::test]
+async fn a_foreign_instance_is_reported_and_never_adopted() {
+    let Some(env) = TestEnv::with_operator("foreign-instance").await else { return };
+    // An instance named like the SC but controlled by another object (a StoppableContainer of an
+    // earlier incarnation whose instance survived, e.g. finalizers removed by hand without a
+    // garbage collector), with a workload pod of its own.
+    let leftover: StoppableContainerInstance = serde_json::from_value(json!({
+        "apiVersion": sc_api::consts::API_VERSION, "kind": "StoppableContainerInstance",
+        "metadata": {
+            "name": "reborn",
+            "ownerReferences": [{ "apiVersion": sc_api::consts::API_VERSION, "kind": "StoppableContainer", "name": "reborn", "uid": "00000000-0000-4000-8000-0000000000aa", "controller": true }]
+        },
+        "spec": { "stoppableContainerName": "reborn", "running": true, "template": { "spec": { "containers": [{ "name": "main", "image": "busybox:1.35" }] } } }
+    }))
+    .expect("an instance");
+    let leftover = env.instances.create(&PostParams::default(), &leftover).await.expect("create the leftover instance");
+    let mut old_pod = serde_json::to_value(Pod::default()).expect("pod");
+    old_pod["metadata"] = json!({
+        "name": "reborn",
+        "labels": { LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_INSTANCE: "reborn", LABEL_ROLE: ROLE_CONSUMER },
+        "ownerReferences": [{ "apiVersion": sc_api::consts::API_VERSION, "kind": "StoppableContainerInstance", "name": "reborn", "uid": leftover.uid(), "controller": true }]
+    });
+    old_pod["spec"] = json!({ "containers": [{ "name": "main", "image": WRAPPER_IMAGE }] });
+    let old_pod: Pod = serde_json::from_value(old_pod).expect("a pod");
+    let old_pod = env.pods.create(&PostParams::default(), &old_pod).await.expect("create the old pod");
+
+    env.create_sc(sc_manifest("reborn", true, "busybox:1.36")).await;
+    let sc = env.wait_sc("reborn", "NameConflict", |sc| condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "True")).await;
+    assert_eq!(phase(&sc), "Failed");
+    assert!(condition_message(&sc, "NameConflict").contains("StoppableContainerInstance"), "{}", condition_message(&sc, "NameConflict"));
+    env.wait_event("reborn", "NameConflict").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let instance = env.instances.get("reborn").await.expect("the leftover instance");
+    assert_eq!(instance.resource_version(), leftover.resource_version(), "the foreign instance is not adopted or changed");
+    let pod = env.pod("reborn").await.expect("the old pod");
+    assert_eq!(pod.resource_version(), old_pod.resource_version(), "the old pod is not adopted or changed");
+
+    // Deleting the SC leaves both alone.
+    env.scs.delete("reborn", &DeleteParams::default()).await.expect("delete");
+    env.wait_sc_gone("reborn").await;
+    assert_eq!(env.instances.get("reborn").await.expect("still there").resource_version(), leftover.resource_version());
+    assert_eq!(env.pod("reborn").await.expect("still there").resource_version(), old_pod.resource_version());
+}
+
+#[tokio::test]
+async fn a_deleted_instance_is_held_until_its_pods_are_gone() {
+    let Some(env) = TestEnv::with_operator("instance-deleted").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("held", true, "busybox:1.36")).await;
+    start_until_running(&env, "held", &node).await;
+    let first = env.instances.get("held").await.expect("instance");
+
+    env.instances.delete("held", &DeleteParams::default()).await.expect("delete the instance");
+    terminate_in_order(&env, "held").await;
+    eventually("the old instance to be released and gone", || async {
+        match env.instances.get_opt("held").await.map_err(|error| error.to_string())? {
+            Some(instance) if instance.uid() == first.uid() => Err(format!("finalizers={:?}", instance.finalizers())),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    // running is still true: a new instance and workload pod, pinned to the data node.
+    let second = eventually("a new instance", || async {
+        env.instances.get_opt("held").await.map_err(|error| error.to_string())?.ok_or_else(|| "absent".to_owned())
+    })
+    .await;
+    assert_ne!(second.uid(), first.uid());
+    let consumer = env.wait_pod("held", "recreated under the new instance", |pod| owned_by(pod, &second)).await;
+    assert_eq!(pinned_node(&consumer).as_deref(), Some(node.as_str()));
+}
+
+
+#[tokio::test]
+async fn a_stranger_provider_is_reported_and_never_touched() {
+    let Some(env) = TestEnv::with_operator("stranger-provider").await else { return };
+    let node = env.create_node("n1").await;
+    let stranger: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "box-provider" },
+        "spec": { "containers": [{ "name": "c", "image": "nginx" }] }
+    }))
+    .expect("a pod");
+    let stranger = env.pods.create(&PostParams::default(), &stranger).await.expect("create the stranger");
+    env.create_sc(sc_manifest("box", true, "busybox:1.36")).await;
+    env.wait_pod("box", "created", |_| true).await;
+    env.bind("box", &node).await;
+    let sc = env.wait_sc("box", "NameConflict", |sc| condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "True")).await;
+    assert_eq!(condition_of(&sc, "ProviderReady"), Some(("False".into(), "PodNotOwned".into())));
+    assert_eq!(phase(&sc), "Failed");
+    env.wait_event("box", "NameConflict").await;
+
+    env.scs.delete("box", &DeleteParams::default()).await.expect("delete");
+    env.finish_termination("box").await;
+    let sc = env.wait_sc("box", "waiting for the node plugin", |sc| sc.finalizers() == [SC_FINALIZER, NODE_DATA_FINALIZER] || sc.finalizers() == [NODE_DATA_FINALIZER, SC_FINALIZER]).await;
+    assert!(sc.metadata.deletion_timestamp.is_some());
+    env.release_node_data("box").await;
+    env.wait_sc_gone("box").await;
+    let after = env.pod("box-provider").await.expect("the stranger still exists");
+    assert_eq!(after.resource_version(), stranger.resource_version(), "the stranger was not modified");
+}
+
+#[tokio::test]
+async fn a_recreated_sc_gets_a_new_identity_and_never_adopts_the_old_pods() {
+    let Some(env) = TestEnv::with_operator("recreate").await else { return };
+    let node = env.create_node("n1").await;
+    let first = env.create_sc(sc_manifest("again", true, "busybox:1.36")).await;
+    start_until_running(&env, "again", &node).await;
+    let old_instance = env.instances.get("again").await.expect("instance");
+    env.scs.delete("again", &DeleteParams::default()).await.expect("delete");
+    env.finish_termination("again").await;
+    env.finish_termination("again-provider").await;
+    env.wait_sc("again", "waiting for the node plugin", |sc| sc.metadata.deletion_timestamp.is_some() && env_has_only_data_finalizers(sc)).await;
+    env.release_node_data("again").await;
+    env.wait_sc_gone("again").await;
+
+    // A leftover of the old incarnation (as if someone had removed the finalizers by hand while
+    // the operator was down): a workload pod controlled by the old instance.
+    let mut leftover = serde_json::to_value(Pod::default()).expect("pod");
+    leftover["metadata"] = json!({
+        "name": "again",
+        "labels": { LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_INSTANCE: "again", LABEL_ROLE: ROLE_CONSUMER },
+        "ownerReferences": [{ "apiVersion": sc_api::consts::API_VERSION, "kind": "StoppableContainerInstance", "name": "again", "uid": old_instance.uid(), "controller": true }]
+    });
+    leftover["spec"] = json!({ "containers": [{ "name": "main", "image": WRAPPER_IMAGE }] });
+    let leftover: Pod = serde_json::from_value(leftover).expect("a pod");
+    let leftover = env.pods.create(&PostParams::default(), &leftover).await.expect("create the leftover");
+
+    let second = env.create_sc(sc_manifest("again", true, "busybox:1.36")).await;
+    assert_ne!(first.uid(), second.uid(), "a recreated SC has a new UID, so the node plugin's data key differs");
+    let sc = env.wait_sc("again", "NameConflict over the leftover", |sc| condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "True")).await;
+    assert_eq!(sc.status.as_ref().and_then(|s| s.data_node_name.clone()), None, "the new SC knows nothing of the old data");
+    let new_instance = env.instances.get("again").await.expect("a new instance");
+    assert_ne!(new_instance.uid(), old_instance.uid());
+    assert!(is_controlled_by(&new_instance, &second.uid().expect("uid")));
+    let after = env.pod("again").await.expect("the leftover still exists");
+    assert_eq!(after.resource_version(), leftover.resource_version(), "the leftover is neither adopted nor deleted");
+
+    // Once the leftover is removed (by whoever owns the problem), the new SC starts fresh.
+    env.pods.delete("again", &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await.expect("delete the leftover");
+    let consumer = env.wait_pod("again", "created for the new SC", |pod| owned_by(pod, &new_instance)).await;
+    assert_eq!(pinned_node(&consumer), None, "not pinned to the old SC's node");
+}
+
+fn env_has_only_data_finalizers(sc: &StoppableContainer) -> bool {
+    let mut finalizers = sc.finalizers().to_vec();
+    finalizers.sort();
+    finalizers == [NODE_DATA_FINALIZER, SC_FINALIZER]
+}
+
+#[tokio::test]
+async fn invalid_specs_are_rejected_by_the_schema_or_reported() {
+    let Some(env) = TestEnv::with_operator("invalid").await else { return };
+    let mut reported = BTreeMap::new();
+    for path in fixture_paths("invalid") {
+        let mut manifest = read_manifest(&path);
+        manifest["spec"]["running"] = json!(true);
+        let sc: StoppableContainer = serde_json::from_value(manifest).expect("a manifest");
+        match env.scs.create(&PostParams::default(), &sc).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{}: {status:?}", path.display());
+                reported.insert(sc.name_any(), format!("schema: {}", status.message));
+            }
+            Err(error) => panic!("{}: {error}", path.display()),
+            Ok(created) => {
+                let name = created.name_any();
+                let sc = env.wait_sc(&name, "SpecValid=False", |sc| condition_of(sc, "SpecValid").is_some_and(|(status, _)| status == "False")).await;
+                assert_eq!(condition_of(&sc, "SpecValid"), Some(("False".into(), "InvalidSpec".into())));
+                assert_eq!(phase(&sc), "Failed");
+                let event = env.wait_event(&name, "InvalidSpec").await;
+                assert_eq!(event.type_.as_deref(), Some("Warning"));
+                assert!(env.pod(&name).await.is_none(), "{name}: no pod for an invalid spec");
+                reported.insert(name, format!("operator: {}", message(&sc)));
+            }
+        }
+    }
+    assert!(reported.get("no-containers").is_some_and(|how| how.starts_with("schema:")), "minItems rejects an empty containers list: {reported:#?}");
+    assert!(reported.get("privileged").is_some_and(|how| how.starts_with("operator:")), "{reported:#?}");
+    assert_eq!(reported.len(), fixture_paths("invalid").len());
+}
+
+/// The `rules` of the chart's operator ClusterRole (the templated metadata is not needed).
+fn chart_operator_rules() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/stoppablecontainer/templates/operator-rbac.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let role = text.split("\n---").find(|document| document.contains("\nkind: ClusterRole\n")).expect("the chart has an operator ClusterRole");
+    let rules = &role[role.find("\nrules:").expect("the ClusterRole has rules")..];
+    let parsed: Value = serde_yaml::from_str(rules).unwrap_or_else(|error| panic!("{}: rules: {error}", path.display()));
+    parsed["rules"].clone()
+}
+
+#[tokio::test]
+async fn the_binary_runs_with_the_charts_rbac_serves_health_and_stops_on_sigterm() {
+    let Some(env) = TestEnv::new("binary").await else { return };
+    let server = ApiServer::shared().expect("not skipped");
+    // The operator's own user gets exactly the chart's ClusterRole.
+    let roles: Api<DynamicObject> = Api::all_with(env.client.clone(), &ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()));
+    let role: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": { "name": "sc-operator-test" }, "rules": chart_operator_rules()
+    }))
+    .expect("a ClusterRole");
+    roles.create(&PostParams::default(), &role).await.expect("create the chart's ClusterRole");
+    let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(env.client.clone());
+    let binding = serde_json::from_value(json!({
+        "metadata": { "name": "sc-operator-test" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sc-operator-test" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": support::apiserver::OPERATOR_USER }]
+    }))
+    .expect("a ClusterRoleBinding");
+    bindings.create(&PostParams::default(), &binding).await.expect("bind the operator's user");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+    let operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_sc-operator"))
+        .args(["run", "--exec-wrapper-image", WRAPPER_IMAGE, "--namespace", &env.namespace, "--log-format", "json"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", server.operator_kubeconfig())
+        .env("RUST_LOG", "info")
+        .env("POD_NAME", "sc-operator-0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sc-operator");
+    let pid = operator.id().expect("pid");
+    let stop = |signal: &str| {
+        let sent = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("run kill");
+        assert!(sent.success(), "signal {signal} sent to {pid}");
+    };
+
+    let get = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|error| error.to_string())?;
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.map_err(|error| error.to_string())?;
+        Ok::<String, String>(answer)
+    };
+    let livez = eventually("/livez to answer", || async { get("/livez").await }).await;
+    assert!(livez.starts_with("HTTP/1.1 200"), "{livez}");
+    let mut readyz = String::new();
+    for _ in 0..300 {
+        readyz = get("/readyz").await.unwrap_or_else(|error| error);
+        if readyz.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !readyz.starts_with("HTTP/1.1 200") {
+        stop("-TERM");
+        let output = operator.wait_with_output().await.expect("wait");
+        panic!(
+            "/readyz did not turn 200 within 30 s: {readyz}\nlogs:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    // A whole lifecycle with nothing but the chart's permissions.
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("probe", true, "busybox:1.36")).await;
+    start_until_running(&env, "probe", &node).await;
+    let event = env.wait_event("probe", "Running").await;
+    assert_eq!(event.reporting_instance.as_deref(), Some("sc-operator-0"), "POD_NAME is the reporting instance");
+    env.scs.delete("probe", &DeleteParams::default()).await.expect("delete");
+    env.finish_termination("probe").await;
+    env.finish_termination("probe-provider").await;
+    env.wait_sc("probe", "waiting for the node plugin", |sc| sc.metadata.deletion_timestamp.is_some() && env_has_only_data_finalizers(sc)).await;
+    env.release_node_data("probe").await;
+    env.wait_sc_gone("probe").await;
+
+    let metrics = eventually("/metrics to show the lifecycle", || async {
+        let answer = get("/metrics").await?;
+        if answer.contains("sc_operator_start_seconds_count 1") { Ok(answer) } else { Err(answer) }
+    })
+    .await;
+    assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
+    assert!(!metrics.contains("sc_operator_reconciles_total 0\n"), "{metrics}");
+    let not_found = get("/nope").await.expect("answer");
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+
+    stop("-TERM");
+    let output = tokio::time::timeout(Duration::from_secs(20), operator.wait_with_output()).await.expect("exits within 20 s of SIGTERM").expect("wait");
+    let logs = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    // A failed reconcile is retried (a conflict with a concurrent writer is normal); one the
+    // chart's RBAC forbids would be retried forever.
+    assert!(!logs.contains("forbidden"), "a request was forbidden by the chart's ClusterRole: {metrics}\nlogs:\n{logs}");
+    assert!(output.status.success(), "exit status {:?} after SIGTERM; logs:\n{logs}", output.status);
+    assert!(logs.lines().filter(|line| !line.trim().is_empty()).all(|line| line.starts_with('{')), "JSON logs:\n{logs}");
+    assert!(logs.contains("caches synced; ready") && logs.contains("controller stopped"), "{logs}");
+}
