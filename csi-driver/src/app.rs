@@ -132,6 +132,7 @@ fn open_directory(path: &str) -> std::io::Result<OwnedFd> {
 async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>) -> Result<(), StartError> {
     let settings = NodeSettings {
         data_root: DataRoot::new(&args.data_root),
+        kubelet_dir: args.kubelet_dir.clone(),
         provider_wait: Duration::from_secs(args.provider_wait_seconds),
         provider_poll: Duration::from_millis(500),
     };

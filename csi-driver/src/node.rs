@@ -15,7 +15,7 @@ use crate::control::{ControlSettings, ControlSockets};
 use crate::cluster::{ClusterError, ClusterView, Consumer, Provider};
 use crate::layout::{self, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
 use crate::mountinfo::{self, MountEntry};
-use crate::records::{Record, Records, Stage};
+use crate::records::{Record, Records};
 use crate::sys::{OverlayDirs, System};
 use crate::validate::{PublishRequest, UnpublishRequest};
 
@@ -107,6 +107,8 @@ pub struct VolumeStats {
 #[derive(Clone, Debug)]
 pub struct NodeSettings {
     pub data_root: DataRoot,
+    /// Kubelet's root directory: volume targets, and so this plugin's mounts, are below `pods/`.
+    pub kubelet_dir: PathBuf,
     /// How long a publish waits for a provider that is still starting.
     pub provider_wait: Duration,
     /// How often it looks again while waiting.
@@ -236,22 +238,14 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
                 }
             };
             let host = self.host_mounts()?;
-            let shape = check_published_shape(&host, &record.target_path, &self.settings.data_root.upper_dir(&record.sc));
-            match (record.stage, shape) {
-                (Stage::Published, Ok(())) => {
+            match check_published_shape(&host, &record.target_path, &self.settings.data_root.upper_dir(&record.sc)) {
+                Ok(()) => {
                     self.reopen_control(&record);
                     self.live.insert(self.settings.data_root.upper_dir(&record.sc), record.target_path.clone());
                     live += 1;
                 }
-                (Stage::Publishing, Ok(())) => {
-                    info!(volume_id = %record.volume_id, "publish finished before the restart; marking it published");
-                    self.records.save(&Record { stage: Stage::Published, ..record.clone() }).context("saving", &self.settings.data_root.records_dir())?;
-                    self.reopen_control(&record);
-                    self.live.insert(self.settings.data_root.upper_dir(&record.sc), record.target_path.clone());
-                    live += 1;
-                }
-                (stage, shape) => {
-                    info!(volume_id = %record.volume_id, ?stage, problem = shape.err().unwrap_or_default(), "cleaning up an unfinished or vanished publication");
+                Err(problem) => {
+                    info!(volume_id = %record.volume_id, %problem, "cleaning up a broken or vanished publication");
                     if let Err(error) = unwind_target(&*self.system, &record.target_path) {
                         warn!(volume_id = %record.volume_id, %error, "could not clean up; keeping its record for the next attempt");
                         continue;
@@ -260,6 +254,22 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
                     self.controls.close(&record.volume_id);
                     self.controls.remove_dir(&record.volume_id);
                 }
+            }
+        }
+        // Mounts of this plugin's kind with no record: a publish killed before it recorded itself.
+        let recorded = self.live.targets();
+        let host = self.host_mounts()?;
+        let orphans: Vec<PathBuf> = host
+            .iter()
+            .filter(|entry| {
+                is_our_tmpfs(entry) && entry.mount_point.starts_with(self.settings.kubelet_dir.join("pods")) && !recorded.contains(&entry.mount_point)
+            })
+            .map(|entry| entry.mount_point.clone())
+            .collect();
+        for target in orphans {
+            info!(target = %target.display(), "unwinding a publish that was interrupted before it was recorded");
+            if let Err(error) = unwind_target(&*self.system, &target) {
+                warn!(target = %target.display(), %error, "could not unwind an interrupted publish");
             }
         }
         Ok(live)
@@ -288,8 +298,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             return Ok(false);
         };
         check_same_volume(&record, request, sc)?;
-        Ok(record.stage == Stage::Published
-            && check_published_shape(&self.host_mounts()?, &request.target_path, &self.settings.data_root.upper_dir(sc)).is_ok())
+        Ok(check_published_shape(&self.host_mounts()?, &request.target_path, &self.settings.data_root.upper_dir(sc)).is_ok())
     }
 
     async fn wait_for_provider(&self, consumer: &Consumer) -> Result<String, PublishError> {
@@ -364,10 +373,10 @@ fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &
     let record = records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))?;
     if let Some(record) = record {
         check_same_volume(&record, request, sc)?;
-        if record.stage == Stage::Published && check_published_shape(&host_mounts(system)?, target, &upper).is_ok() {
+        if check_published_shape(&host_mounts(system)?, target, &upper).is_ok() {
             return Ok(());
         }
-        // A publication this plugin began but did not finish: start again from nothing.
+        // A recorded publication whose mounts are broken: start again from nothing.
         unwind_target(system, target).map_err(|error| match error {
             UnpublishError::Io(io) => PublishError::Io(io),
             other => PublishError::Io(IoError { action: "cleaning up", path: target.display().to_string(), source: io::Error::other(other.to_string()) }),
@@ -378,12 +387,19 @@ fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &
     // Kubelet creates only the target's parent, so normally nothing can be mounted on the target
     // and the (large, slow to read) mount table is not needed; an existing target is checked.
     if target.exists() {
-        if let Some(existing) = mountinfo::mount_at(&host_mounts(system)?, target) {
-            return Err(PublishError::ForeignMount {
+        let host = host_mounts(system)?;
+        match mountinfo::mount_at(&host, target) {
+            // Ours, unrecorded: a publish of this volume killed before it recorded itself.
+            Some(existing) if is_our_tmpfs(existing) => unwind_target(system, target).map_err(|error| match error {
+                UnpublishError::Io(io) => PublishError::Io(io),
+                other => PublishError::Io(IoError { action: "cleaning up", path: target.display().to_string(), source: io::Error::other(other.to_string()) }),
+            })?,
+            Some(existing) => return Err(PublishError::ForeignMount {
                 target: target.display().to_string(),
                 fs_type: existing.fs_type.clone(),
                 device: existing.source.clone(),
-            });
+            }),
+            None => {}
         }
     }
     if let Some(mounted_at) = live.target_of(&upper) {
@@ -391,23 +407,19 @@ fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &
     }
     let lower = providers.lower_dir(system, sc, container_id)?;
 
-    let mut record = Record {
+    let record = Record {
         volume_id: request.volume_id.clone(),
         target_path: target.clone(),
         pod: request.pod.clone(),
         sc: sc.clone(),
         lower_dir: lower.clone(),
-        stage: Stage::Publishing,
     };
-    records.save(&record).context("saving the record of", Path::new(&request.volume_id))?;
-    let mounted = mount_layers(system, data, request, sc, &lower).and_then(|()| {
-        record.stage = Stage::Published;
-        records.save(&record).context("saving the record of", Path::new(&request.volume_id)).map_err(PublishError::from)
-    });
+    let mounted = mount_layers(system, data, request, sc, &lower)
+        .and_then(|()| records.save(&record).context("saving the record of", Path::new(&request.volume_id)).map_err(PublishError::from));
     if let Err(error) = mounted {
         // Nothing may stay mounted after a failed publish.
         if let Err(cleanup) = unwind_target(system, target) {
-            warn!(target = %target.display(), %cleanup, "cleanup after a failed publish failed; the record is kept for recovery");
+            warn!(target = %target.display(), %cleanup, "cleanup after a failed publish failed; start-up recovery or kubelet's retry unwinds it");
             return Err(error);
         }
         if let Err(cleanup) = records.remove(&request.volume_id) {
@@ -444,6 +456,10 @@ impl LiveUppers {
 
     fn remove(&self, upper: &Path) {
         self.lock().remove(upper);
+    }
+
+    fn targets(&self) -> Vec<PathBuf> {
+        self.lock().values().cloned().collect()
     }
 
     fn remove_target(&self, target: &Path) {
@@ -549,16 +565,12 @@ fn find_provider_rootfs(system: &dyn System, host: &[MountEntry], sc: &ScKey, co
 fn unmount_publication(system: &dyn System, records: &Records, request: &UnpublishRequest) -> Result<(), UnpublishError> {
     let record = records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))?;
     let ours = record.as_ref().filter(|record| record.target_path == request.target_path);
-    if let Some(record) = ours {
-        records
-            .save(&Record { stage: Stage::Unpublishing, ..record.clone() })
-            .context("saving the record of", Path::new(&request.volume_id))?;
-    }
     match ours {
         // The record says exactly what this plugin mounted there: unmount that, without reading
-        // the node's whole mount table.
-        Some(record) if record.stage == Stage::Published => unmount_published(system, &request.target_path)?,
-        _ => unwind_target(system, &request.target_path)?,
+        // the node's whole mount table. The record goes last, so an interrupted unpublish is
+        // finished by kubelet's retry.
+        Some(_) => unmount_published(system, &request.target_path)?,
+        None => unwind_target(system, &request.target_path)?,
     }
     if ours.is_some() {
         records.remove(&request.volume_id).context("removing the record of", Path::new(&request.volume_id))?;

@@ -1,5 +1,6 @@
-//! One JSON record per published volume, written before the first mount and removed after the
-//! last unmount, so a plugin killed at any point knows on restart what it was doing.
+//! One JSON record per published volume, written once every mount is in place and removed after
+//! the last unmount. A plugin killed before the record was written left only mounts of its own
+//! kind (recognised by the tmpfs source marker), which start-up recovery unwinds.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,18 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::layout::{DataRoot, ScKey};
 use crate::validate::PodRef;
-
-/// How far a publication got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Stage {
-    /// Mounting has started and not finished: on restart, finish nothing — unwind.
-    Publishing,
-    /// Every mount is in place.
-    Published,
-    /// Unmounting has started: on restart, finish it.
-    Unpublishing,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -30,7 +19,6 @@ pub struct Record {
     pub sc: ScKey,
     /// The provider root filesystem used as lower layer when published.
     pub lower_dir: PathBuf,
-    pub stage: Stage,
 }
 
 /// The records directory of a data root.
@@ -122,7 +110,6 @@ mod tests {
             pod: PodRef { namespace: "ns".into(), name: "dev".into(), uid: "u".into() },
             sc: ScKey { namespace: "ns".into(), name: "dev".into(), uid: "s".into() },
             lower_dir: "/l".into(),
-            stage: Stage::Publishing,
         }
     }
 
@@ -133,7 +120,7 @@ mod tests {
         assert_eq!(records.load("csi-1").expect("load"), None);
         records.save(&record("csi-1")).expect("save");
         let mut updated = record("csi-1");
-        updated.stage = Stage::Published;
+        updated.lower_dir = "/new-lower".into();
         records.save(&updated).expect("save again");
         assert_eq!(records.load("csi-1").expect("load"), Some(updated));
         std::fs::write(dir.path().join("publications/.csi-2.tmp"), b"{half").expect("write");

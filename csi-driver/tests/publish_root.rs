@@ -339,22 +339,16 @@ async fn recovery_unwinds_a_half_done_publish_and_sigterm_stops_cleanly_as_root(
     let provider = ProviderProcess::start(world.dir.path(), &image);
     let consumer = ConsumerPod::new("ns", "dev");
     world.set_cluster(&[(consumer.clone(), Some(&provider))]);
-    // What a crash between the first mount and the overlay leaves: a record in Publishing and
-    // our tmpfs at the target, nothing else.
+    // What a crash between the first mount and the overlay leaves: our tmpfs at the target and no
+    // record (the record is written only once every mount is in place).
     let target = world.target_for(&consumer);
     std::fs::create_dir_all(&target).expect("target");
     nix::mount::mount(Some("stoppablecontainer"), &target, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).expect("tmpfs");
-    std::fs::create_dir_all(world.data_root.join("publications")).expect("records dir");
-    let record = serde_json::json!({
-        "volumeId": "csi-1", "targetPath": target, "lowerDir": "/nowhere", "stage": "publishing",
-        "pod": consumer.pod, "sc": {"namespace": "ns", "name": "dev", "uid": consumer.sc_uid},
-    });
-    std::fs::write(world.data_root.join("publications/csi-1.json"), record.to_string()).expect("record");
+    std::fs::create_dir_all(target.join("rootfs")).expect("half-made rootfs dir");
 
     world.start_driver();
     let mut client = world.client().await;
     assert!(world.mounts_below(&world.kubelet_dir).is_empty(), "recovery unwound the half-done publish");
-    assert!(!world.data_root.join("publications/csi-1.json").exists());
     client.node.node_publish_volume(world.publish_request(&consumer, "csi-1")).await.expect("kubelet's retry works");
     let status = world.stop_driver();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
