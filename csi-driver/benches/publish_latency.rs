@@ -49,7 +49,7 @@ async fn run(volumes: usize) {
     for index in 0..200 {
         std::fs::write(image.join(format!("usr/bin/tool-{index}")), b"#!/bin/sh\n").expect("image file");
     }
-    let providers: Vec<ProviderProcess> = (0..volumes).map(|_| ProviderProcess::start(world.dir.path(), &image)).collect();
+    let providers: Vec<ProviderProcess> = (0..volumes).map(|_| ProviderProcess::start(&world, &image)).collect();
     let consumers: Vec<ConsumerPod> = (0..volumes).map(|index| ConsumerPod::new("bench", &format!("sc-{index}"))).collect();
     let cluster: Vec<_> = consumers.iter().zip(&providers).map(|(consumer, provider)| (consumer.clone(), Some(provider))).collect();
     world.set_cluster(&cluster);

@@ -2,7 +2,7 @@
 //! servers until SIGTERM.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,12 +12,13 @@ use sc_proto::csi::{identity_server::IdentityServer, node_server::NodeServer};
 use sc_proto::registration::registration_server::RegistrationServer;
 use tracing::{info, warn};
 
+use crate::cgroup::{self, CGROUP_MOUNT_ROOT, KubeletCgroups};
 use crate::cluster::{ClusterView, KubeClusterView, StaticClusterView};
 use crate::layout::DataRoot;
 use crate::node::{NodeCore, NodeSettings};
 use crate::registration::{RegistrationService, registration_socket_name};
 use crate::server::{IdentityService, NodeService};
-use crate::sys::{RealSystem, enter_mount_namespace};
+use crate::sys::{RealSystem, enter_mount_namespace, is_cgroup_unified};
 use crate::validate::TargetPolicy;
 use crate::{cleanup, socket};
 
@@ -45,6 +46,11 @@ pub struct Args {
     /// node-driver-registrar sidecar).
     #[arg(long)]
     pub register_with_kubelet: bool,
+    /// Kubelet's --cgroup-root: the cgroup (in every hierarchy) that holds `kubepods` or
+    /// `kubepods.slice`. The provider's processes are looked up in its container's cgroup
+    /// directory below it, falling back to scanning every process.
+    #[arg(long, default_value = "/")]
+    pub kubelet_cgroup_root: PathBuf,
     /// How long NodePublishVolume waits for a provider that is still starting.
     #[arg(long, default_value_t = 60)]
     pub provider_wait_seconds: u64,
@@ -135,6 +141,11 @@ async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>)
         kubelet_dir: args.kubelet_dir.clone(),
         provider_wait: Duration::from_secs(args.provider_wait_seconds),
         provider_poll: Duration::from_millis(500),
+        // Read after entering the host mount namespace: the host's cgroup mounts, not the pod's.
+        kubelet_cgroups: KubeletCgroups {
+            hierarchies: cgroup::hierarchies(Path::new(CGROUP_MOUNT_ROOT), is_cgroup_unified(Path::new(CGROUP_MOUNT_ROOT))),
+            root: args.kubelet_cgroup_root.clone(),
+        },
     };
     match &args.static_cluster {
         Some(path) => serve_with(&args, endpoint, StaticClusterView::new(path.clone()), settings, None).await,

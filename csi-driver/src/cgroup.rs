@@ -14,6 +14,73 @@
 //!
 //! Paths may be relative (`/../..`) when read from inside another cgroup namespace, so only the
 //! components are trusted, never the prefix.
+//!
+//! The same table, read the other way, says where a known container's cgroup directory can be
+//! ([`KubeletCgroups::container_dirs`]): its `cgroup.procs` lists the container's processes
+//! without reading the cgroup file of every process on the node.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Where a node mounts its cgroup hierarchies.
+pub const CGROUP_MOUNT_ROOT: &str = "/sys/fs/cgroup";
+
+/// The cgroup v1 hierarchies kubelet creates pod cgroups in, in the order they are tried: every
+/// runtime puts containers in `pids`; `systemd` and `memory` cover nodes that lack it.
+const V1_HIERARCHIES: [&str; 3] = ["pids", "systemd", "memory"];
+
+/// The hierarchies to look for a container's cgroup directory in: the unified hierarchy itself on
+/// cgroup v2 (`unified`: `<mount_root>/cgroup.controllers` exists), else the v1 ones.
+pub fn hierarchies(mount_root: &Path, unified: bool) -> Vec<PathBuf> {
+    if unified {
+        vec![mount_root.to_path_buf()]
+    } else {
+        V1_HIERARCHIES.iter().map(|name| mount_root.join(name)).collect()
+    }
+}
+
+/// Where kubelet creates pod cgroups on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeletCgroups {
+    /// Mount point of each hierarchy to look in (see [`hierarchies`]).
+    pub hierarchies: Vec<PathBuf>,
+    /// Kubelet's `--cgroup-root`: where `kubepods` is, relative to each hierarchy's root.
+    pub root: PathBuf,
+}
+
+impl KubeletCgroups {
+    /// Every directory the container `container_id` of pod `pod_uid` can have, in every hierarchy,
+    /// for each layout of the table above (cgroupfs and systemd drivers, each QoS class,
+    /// containerd, CRI-O and Docker naming). Empty when either id is malformed, so neither can
+    /// steer the path anywhere else.
+    pub fn container_dirs(&self, pod_uid: &str, container_id: &str) -> Vec<PathBuf> {
+        if !is_uid(pod_uid) || !is_container_id(container_id) {
+            return Vec::new();
+        }
+        let systemd_uid = pod_uid.replace('-', "_");
+        let cgroupfs_pods = ["kubepods", "kubepods/besteffort", "kubepods/burstable"].map(|parent| format!("{parent}/pod{pod_uid}"));
+        let cgroupfs_containers = [container_id.to_owned(), format!("crio-{container_id}"), format!("docker-{container_id}")];
+        let systemd_pods = [
+            format!("kubepods.slice/kubepods-pod{systemd_uid}.slice"),
+            format!("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{systemd_uid}.slice"),
+            format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{systemd_uid}.slice"),
+        ];
+        let systemd_containers = ["cri-containerd", "crio", "docker"].map(|runtime| format!("{runtime}-{container_id}.scope"));
+        let relative: Vec<String> = cgroupfs_pods
+            .iter()
+            .flat_map(|pod| cgroupfs_containers.iter().map(move |container| format!("{pod}/{container}")))
+            .chain(systemd_pods.iter().flat_map(|pod| systemd_containers.iter().map(move |container| format!("{pod}/{container}"))))
+            .collect();
+        // Only plain names of the root count: it is a path inside each hierarchy, never above it.
+        let root: PathBuf = self.root.components().filter(|component| matches!(component, Component::Normal(_))).collect();
+        self.hierarchies
+            .iter()
+            .flat_map(|hierarchy| {
+                let base = hierarchy.join(&root);
+                relative.iter().map(move |path| base.join(path))
+            })
+            .collect()
+    }
+}
 
 /// What a process's cgroup file says about its container.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -152,6 +219,79 @@ mod tests {
         assert!(!is_uid("6d1c2b7e43a14e5e9d630c5a3f1b2e7d"));
         assert!(!is_uid("../../../../etc/passwd-xxxx-xxxx-xxxxxxxxxxxx"));
         assert!(parse(&format!("0::/kubepods/besteffort/podnot-a-uid/{ID}\n")).pod_uid.is_none());
+    }
+
+    fn kubelet_cgroups(unified: bool, root: &str) -> KubeletCgroups {
+        KubeletCgroups { hierarchies: hierarchies(Path::new(CGROUP_MOUNT_ROOT), unified), root: PathBuf::from(root) }
+    }
+
+    /// The directory a fixture's process is in, in the hierarchy the plugin looks in first.
+    fn fixture_dir(name: &str, root: &str) -> PathBuf {
+        let text = fixture(name);
+        let (hierarchy, line_prefix) = if name.starts_with("v2-") { ("", "0::") } else { ("pids", "12:pids:") };
+        let path = text.lines().find_map(|line| line.strip_prefix(line_prefix)).unwrap_or_else(|| panic!("{name} has a {line_prefix} line"));
+        Path::new(CGROUP_MOUNT_ROOT).join(hierarchy).join(root.trim_start_matches('/')).join(path.trim_start_matches('/'))
+    }
+
+    #[test]
+    fn container_dirs_cover_every_kubelet_layout_of_the_fixtures() {
+        for name in [
+            "v1-cgroupfs-containerd",
+            "v1-systemd-containerd",
+            "v1-cgroupfs-crio",
+            "v1-systemd-crio",
+            "v1-systemd-docker",
+            "v2-cgroupfs-containerd",
+            "v2-systemd-containerd",
+            "v2-systemd-crio",
+        ] {
+            for root in ["/", "/sc-test-1234"] {
+                let candidates = kubelet_cgroups(name.starts_with("v2-"), root).container_dirs(UID, ID);
+                let expected = fixture_dir(name, root);
+                assert!(candidates.contains(&expected), "{name} under {root}: {} is not a candidate", expected.display());
+            }
+        }
+    }
+
+    #[test]
+    fn container_dirs_never_name_conmon() {
+        let conmon = fixture_dir("v2-systemd-crio-conmon", "/");
+        assert!(!kubelet_cgroups(true, "/").container_dirs(UID, ID).contains(&conmon));
+    }
+
+    #[test]
+    fn every_container_dir_parses_back_to_its_container_and_pod() {
+        for unified in [true, false] {
+            let cgroups = kubelet_cgroups(unified, "/");
+            let candidates = cgroups.container_dirs(UID, ID);
+            assert_eq!(candidates.len(), 18 * cgroups.hierarchies.len(), "3 cgroupfs + 3 systemd pod dirs x 3 runtimes, per hierarchy");
+            for dir in candidates {
+                let hierarchy = cgroups.hierarchies.iter().find(|hierarchy| dir.starts_with(hierarchy)).expect("below a hierarchy");
+                let line = format!("0::/{}\n", dir.strip_prefix(hierarchy).expect("prefix").display());
+                let parsed = parse(&line);
+                assert_eq!(parsed.container_id.as_deref(), Some(ID), "{line}");
+                assert_eq!(parsed.pod_uid.as_deref(), Some(UID), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn container_dirs_use_the_hierarchies_of_the_cgroup_version() {
+        let v2 = kubelet_cgroups(true, "/").container_dirs(UID, ID);
+        assert!(v2.iter().all(|dir| dir.starts_with("/sys/fs/cgroup/kubepods") || dir.starts_with("/sys/fs/cgroup/kubepods.slice")), "{v2:?}");
+        let v1 = kubelet_cgroups(false, "/").container_dirs(UID, ID);
+        for hierarchy in ["pids", "systemd", "memory"] {
+            assert_eq!(v1.iter().filter(|dir| dir.starts_with(format!("/sys/fs/cgroup/{hierarchy}"))).count(), 18, "{hierarchy}");
+        }
+        assert!(v1[0].starts_with("/sys/fs/cgroup/pids"), "pids is tried first");
+    }
+
+    #[test]
+    fn container_dirs_stay_inside_the_hierarchies() {
+        let escaping = kubelet_cgroups(false, "/../../etc").container_dirs(UID, ID);
+        assert!(escaping.iter().all(|dir| dir.starts_with("/sys/fs/cgroup/pids/etc") || dir.starts_with("/sys/fs/cgroup/systemd/etc") || dir.starts_with("/sys/fs/cgroup/memory/etc")));
+        assert!(kubelet_cgroups(true, "/").container_dirs("../../../../etc/passwd-xxxx-xxxx-xxxxxxxxxxxx", ID).is_empty());
+        assert!(kubelet_cgroups(true, "/").container_dirs(UID, "../short").is_empty());
     }
 
     #[test]

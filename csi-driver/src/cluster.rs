@@ -27,8 +27,9 @@ pub struct Consumer {
 /// The provider container's state on this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Provider {
-    /// Running with this CRI container id.
-    Running { container_id: String },
+    /// Running with this CRI container id, in the pod with this UID (when known: it locates the
+    /// container's cgroup directory; without it the plugin scans every process).
+    Running { container_id: String, pod_uid: Option<String> },
     /// Not (yet) usable; the reason is shown to the user if waiting times out.
     NotReady { reason: String },
 }
@@ -149,7 +150,7 @@ impl ClusterView for KubeClusterView {
         };
         let running = status.state.as_ref().is_some_and(|state| state.running.is_some());
         match (running, status.container_id.as_deref().and_then(container_id_from_status)) {
-            (true, Some(id)) => Ok(Provider::Running { container_id: id.to_owned() }),
+            (true, Some(id)) => Ok(Provider::Running { container_id: id.to_owned(), pod_uid: provider.uid() }),
             _ => {
                 let waiting = status.state.as_ref().and_then(|state| state.waiting.as_ref());
                 let reason = waiting.and_then(|waiting| waiting.reason.clone()).unwrap_or_else(|| "not running".into());
@@ -186,6 +187,10 @@ pub struct StaticConsumer {
     /// The provider container's id, once "running".
     #[serde(default)]
     pub provider_container_id: Option<String>,
+    /// The provider pod's UID, as the API would give it; without it the plugin finds the provider
+    /// by scanning every process.
+    #[serde(default)]
+    pub provider_pod_uid: Option<String>,
 }
 
 impl StaticClusterView {
@@ -228,13 +233,12 @@ impl ClusterView for StaticClusterView {
 
     async fn provider(&self, consumer: &Consumer) -> Result<Provider, ClusterError> {
         let cluster = self.read()?;
-        let id = cluster
+        let candidate = cluster
             .consumers
             .iter()
-            .find(|candidate| candidate.sc_name == consumer.sc.name && candidate.pod.namespace == consumer.sc.namespace)
-            .and_then(|candidate| candidate.provider_container_id.clone());
-        Ok(match id {
-            Some(container_id) => Provider::Running { container_id },
+            .find(|candidate| candidate.sc_name == consumer.sc.name && candidate.pod.namespace == consumer.sc.namespace);
+        Ok(match candidate.and_then(|candidate| candidate.provider_container_id.clone().map(|id| (id, candidate.provider_pod_uid.clone()))) {
+            Some((container_id, pod_uid)) => Provider::Running { container_id, pod_uid },
             None => Provider::NotReady { reason: "provider container is not running yet".into() },
         })
     }

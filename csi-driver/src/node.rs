@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::cgroup;
+use crate::cgroup::{self, KubeletCgroups};
 use crate::control::{ControlSettings, ControlSockets};
 use crate::cluster::{ClusterError, ClusterView, Consumer, Provider};
 use crate::layout::{self, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
@@ -113,6 +113,8 @@ pub struct NodeSettings {
     pub provider_wait: Duration,
     /// How often it looks again while waiting.
     pub provider_poll: Duration,
+    /// Where kubelet puts pod cgroups: the provider's processes are looked up there first.
+    pub kubelet_cgroups: KubeletCgroups,
 }
 
 /// The node plugin's state: shared by every RPC.
@@ -135,6 +137,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
     pub fn new(cluster: C, system: S, settings: NodeSettings) -> Self {
         let records = Records::new(settings.data_root.clone());
         let controls = ControlSockets::new(settings.data_root.clone(), ControlSettings::default());
+        let providers = Arc::new(ProviderCache::new(settings.kubelet_cgroups.clone()));
         Self {
             cluster,
             system: Arc::new(system),
@@ -142,7 +145,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             records,
             mount_lock: Mutex::new(()),
             controls,
-            providers: Arc::default(),
+            providers,
             live: Arc::default(),
         }
     }
@@ -163,7 +166,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
                 return self.open_control(&request.volume_id, &request.pod);
             }
         }
-        let container_id = self.wait_for_provider(&consumer).await?;
+        let provider = self.wait_for_provider(&consumer).await?;
         let _guard = self.mount_lock.lock().await;
         let (system, records, data) = (Arc::clone(&self.system), self.records.clone(), self.settings.data_root.clone());
         let (providers, live) = (Arc::clone(&self.providers), Arc::clone(&self.live));
@@ -171,7 +174,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let (volume_id, pod) = (request.volume_id.clone(), request.pod.clone());
         tokio::task::spawn_blocking(move || {
             let context = MountContext { system: &*system, records: &records, data: &data, providers: &providers, live: &live };
-            mount_publication(&context, &request, &consumer.sc, &container_id)
+            mount_publication(&context, &request, &consumer.sc, &provider)
         })
             .await
             .map_err(|join| IoError { action: "joining the mount task for", path: "publish".into(), source: io::Error::other(join) })??;
@@ -301,11 +304,11 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         Ok(check_published_shape(&self.host_mounts()?, &request.target_path, &self.settings.data_root.upper_dir(sc)).is_ok())
     }
 
-    async fn wait_for_provider(&self, consumer: &Consumer) -> Result<String, PublishError> {
+    async fn wait_for_provider(&self, consumer: &Consumer) -> Result<ProviderContainer, PublishError> {
         let started = tokio::time::Instant::now();
         loop {
             match self.cluster.provider(consumer).await? {
-                Provider::Running { container_id } => return Ok(container_id),
+                Provider::Running { container_id, pod_uid } => return Ok(ProviderContainer { container_id, pod_uid }),
                 Provider::NotReady { reason } => {
                     let waited = started.elapsed();
                     if waited >= self.settings.provider_wait {
@@ -366,7 +369,14 @@ struct MountContext<'a> {
     live: &'a LiveUppers,
 }
 
-fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &ScKey, container_id: &str) -> Result<(), PublishError> {
+/// The running provider container a publish uses.
+struct ProviderContainer {
+    container_id: String,
+    /// Its pod's UID, when the cluster view knows it.
+    pod_uid: Option<String>,
+}
+
+fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &ScKey, provider: &ProviderContainer) -> Result<(), PublishError> {
     let MountContext { system, records, data, providers, live } = *context;
     let target = &request.target_path;
     let upper = data.upper_dir(sc);
@@ -405,7 +415,7 @@ fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &
     if let Some(mounted_at) = live.target_of(&upper) {
         return Err(PublishError::UpperInUse { sc: sc.clone(), mounted_at: layout::target_rootfs(&mounted_at).display().to_string() });
     }
-    let lower = providers.lower_dir(system, sc, container_id)?;
+    let lower = providers.lower_dir(system, sc, provider)?;
 
     let record = Record {
         volume_id: request.volume_id.clone(),
@@ -468,9 +478,10 @@ impl LiveUppers {
 }
 
 /// Where each provider container's root filesystem is mounted in the host namespace. Finding it
-/// costs a process scan and two mount tables; a known provider is re-checked with two `stat`s.
-#[derive(Default)]
+/// costs a look into the container's cgroup directory (a process scan when that fails) and two
+/// mount tables; a known provider is re-checked with two `stat`s.
 pub struct ProviderCache {
+    kubelet_cgroups: KubeletCgroups,
     entries: std::sync::Mutex<HashMap<String, KnownProvider>>,
 }
 
@@ -485,20 +496,25 @@ struct KnownProvider {
 const PROVIDER_CACHE_LIMIT: usize = 4096;
 
 impl ProviderCache {
-    fn lower_dir(&self, system: &dyn System, sc: &ScKey, container_id: &str) -> Result<PathBuf, PublishError> {
+    pub fn new(kubelet_cgroups: KubeletCgroups) -> Self {
+        Self { kubelet_cgroups, entries: std::sync::Mutex::default() }
+    }
+
+    fn lower_dir(&self, system: &dyn System, sc: &ScKey, provider: &ProviderContainer) -> Result<PathBuf, PublishError> {
+        let container_id = provider.container_id.as_str();
         let known = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(container_id).cloned();
         if let Some(known) = known {
             // Still the same process of that container, and the lower still that filesystem.
-            let same_process = system
-                .process_cgroup(known.pid)
-                .is_ok_and(|text| cgroup::parse(&text).container_id.as_deref() == Some(container_id));
+            let same_process = is_process_of_container(system, known.pid, container_id);
             let same_filesystem = same_process
                 && matches!((system.process_root_device(known.pid), system.device_of(&known.lower)), (Ok(root), Ok(lower)) if root == lower);
             if same_filesystem {
                 return Ok(known.lower);
             }
         }
-        let (pid, lower) = find_provider_rootfs(system, &host_mounts(system)?, sc, container_id)?;
+        let pid = find_provider_pid(system, &self.kubelet_cgroups, container_id, provider.pod_uid.as_deref())?
+            .ok_or_else(|| PublishError::ProviderProcessNotFound { sc: sc.clone(), container_id: container_id.to_owned() })?;
+        let lower = find_provider_rootfs(system, &host_mounts(system)?, sc, container_id, pid)?;
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= PROVIDER_CACHE_LIMIT {
             entries.clear();
@@ -542,15 +558,41 @@ fn create_private_dir_all(dir: &Path) -> Result<(), IoError> {
     std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).context("creating", dir)
 }
 
-/// Finds where the provider container's root filesystem is mounted in this mount namespace.
-fn find_provider_rootfs(system: &dyn System, host: &[MountEntry], sc: &ScKey, container_id: &str) -> Result<(u32, PathBuf), PublishError> {
+/// Whether `/proc/<pid>/cgroup` puts process `pid` in the container `container_id`: the proof
+/// that a pid (remembered, or listed by a cgroup directory) is the container's.
+fn is_process_of_container(system: &dyn System, pid: u32, container_id: &str) -> bool {
+    system.process_cgroup(pid).is_ok_and(|text| cgroup::parse(&text).container_id.as_deref() == Some(container_id))
+}
+
+/// A process of the provider container. With the pod UID, it is one of the pids listed by the
+/// container's cgroup directory under kubelet's cgroup root (a few `stat`s and two small reads).
+/// Without it, or when no candidate directory exists (a layout this plugin does not know), every
+/// process's `/proc/<pid>/cgroup` is read, which costs milliseconds on a busy node.
+fn find_provider_pid(system: &dyn System, kubelet_cgroups: &KubeletCgroups, container_id: &str, pod_uid: Option<&str>) -> Result<Option<u32>, IoError> {
+    if let Some(pod_uid) = pod_uid {
+        let candidates = kubelet_cgroups.container_dirs(pod_uid, container_id);
+        match system.first_cgroup_procs(&candidates) {
+            Ok(Some((dir, procs))) => {
+                // The directory's name is only a hint: a pid counts once its own cgroup file
+                // names the container (the directory may list a pid that has since been reused).
+                let pid = procs.lines().filter_map(|line| line.trim().parse::<u32>().ok()).find(|&pid| is_process_of_container(system, pid, container_id));
+                if pid.is_some() {
+                    return Ok(pid);
+                }
+                debug!(dir = %dir.display(), container_id, "no process of the container in its cgroup directory; scanning every process");
+            }
+            Ok(None) => debug!(pod_uid, container_id, "no cgroup directory of the container under the kubelet cgroup root; scanning every process"),
+            Err(error) => debug!(pod_uid, container_id, %error, "cannot read the container's cgroup directory; scanning every process"),
+        }
+    }
     let cgroups = system.process_cgroups().context("listing processes in", Path::new("/proc"))?;
+    Ok(cgroups.iter().find(|(_, text)| cgroup::parse(text).container_id.as_deref() == Some(container_id)).map(|(pid, _)| *pid))
+}
+
+/// Finds where the root filesystem of the provider's process `pid` is mounted in this mount
+/// namespace.
+fn find_provider_rootfs(system: &dyn System, host: &[MountEntry], sc: &ScKey, container_id: &str, pid: u32) -> Result<PathBuf, PublishError> {
     let not_found = || PublishError::ProviderProcessNotFound { sc: sc.clone(), container_id: container_id.to_owned() };
-    let pid = cgroups
-        .iter()
-        .find(|(_, text)| cgroup::parse(text).container_id.as_deref() == Some(container_id))
-        .map(|(pid, _)| *pid)
-        .ok_or_else(not_found)?;
     let text = system.process_mountinfo(pid).map_err(|_| not_found())?;
     let process_mounts = mountinfo::parse(&text).map_err(IoError::from)?;
     let root = mountinfo::root_mount(&process_mounts).ok_or_else(not_found)?;
@@ -559,7 +601,7 @@ fn find_provider_rootfs(system: &dyn System, host: &[MountEntry], sc: &ScKey, co
     if path.to_string_lossy().contains([',', ':']) {
         return Err(PublishError::UnusableLower { path });
     }
-    Ok((pid, path))
+    Ok(path)
 }
 
 fn unmount_publication(system: &dyn System, records: &Records, request: &UnpublishRequest) -> Result<(), UnpublishError> {
@@ -626,5 +668,136 @@ fn remove_target_dir(target: &Path) -> Result<(), UnpublishError> {
             Ok(())
         }
         Err(error) => Err(IoError { action: "removing", path: target.display().to_string(), source: error }.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    const ID: &str = "8b7e0f6ad23b2c1bd3c0b1e6f84a3d7c1e3f0aa1c19f8c2de5d9a4b7f2c61e0a";
+    const OTHER_ID: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const POD_UID: &str = "6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d";
+
+    /// Processes and cgroup directories of a made-up node; counts full process scans.
+    #[derive(Default)]
+    struct FakeNode {
+        cgroup_dirs: HashMap<PathBuf, String>,
+        process_cgroups: Vec<(u32, String)>,
+        scans: AtomicUsize,
+    }
+
+    fn not_part_of_this_fake() -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, "the pid lookup tests make no mounts")
+    }
+
+    impl System for FakeNode {
+        fn mount_overlay(&self, _: &OverlayDirs<'_>, _: &Path) -> io::Result<()> {
+            Err(not_part_of_this_fake())
+        }
+        fn mount_target_tmpfs(&self, _: &Path) -> io::Result<()> {
+            Err(not_part_of_this_fake())
+        }
+        fn bind_mount(&self, _: &Path, _: &Path) -> io::Result<()> {
+            Err(not_part_of_this_fake())
+        }
+        fn unmount(&self, _: &Path) -> io::Result<()> {
+            Err(not_part_of_this_fake())
+        }
+        fn own_mountinfo(&self) -> io::Result<String> {
+            Err(not_part_of_this_fake())
+        }
+        fn process_mountinfo(&self, _: u32) -> io::Result<String> {
+            Err(not_part_of_this_fake())
+        }
+        fn process_cgroups(&self) -> io::Result<Vec<(u32, String)>> {
+            self.scans.fetch_add(1, Ordering::Relaxed);
+            Ok(self.process_cgroups.clone())
+        }
+        fn process_cgroup(&self, pid: u32) -> io::Result<String> {
+            self.process_cgroups.iter().find(|(candidate, _)| *candidate == pid).map(|(_, text)| text.clone()).ok_or_else(|| io::ErrorKind::NotFound.into())
+        }
+        fn first_cgroup_procs(&self, dirs: &[PathBuf]) -> io::Result<Option<(PathBuf, String)>> {
+            Ok(dirs.iter().find_map(|dir| self.cgroup_dirs.get(dir).map(|procs| (dir.clone(), procs.clone()))))
+        }
+        fn process_root_device(&self, _: u32) -> io::Result<u64> {
+            Err(not_part_of_this_fake())
+        }
+        fn device_of(&self, _: &Path) -> io::Result<u64> {
+            Err(not_part_of_this_fake())
+        }
+    }
+
+    fn kubelet_cgroups() -> KubeletCgroups {
+        KubeletCgroups { hierarchies: vec![PathBuf::from("/sys/fs/cgroup/pids")], root: PathBuf::from("/") }
+    }
+
+    fn container_dir(container_id: &str) -> PathBuf {
+        PathBuf::from(format!("/sys/fs/cgroup/pids/kubepods/besteffort/pod{POD_UID}/{container_id}"))
+    }
+
+    fn cgroup_file(container_id: &str) -> String {
+        format!("12:pids:/kubepods/besteffort/pod{POD_UID}/{container_id}\n0::/\n")
+    }
+
+    #[test]
+    fn a_known_pod_uid_finds_the_process_through_its_cgroup_directory_without_a_scan() {
+        let node = FakeNode {
+            cgroup_dirs: HashMap::from([(container_dir(ID), "17\n18\n".to_owned())]),
+            process_cgroups: vec![(17, cgroup_file(ID)), (18, cgroup_file(ID))],
+            ..FakeNode::default()
+        };
+        assert_eq!(find_provider_pid(&node, &kubelet_cgroups(), ID, Some(POD_UID)).expect("lookup"), Some(17));
+        assert_eq!(node.scans.load(Ordering::Relaxed), 0, "no process scan");
+    }
+
+    #[test]
+    fn a_listed_pid_that_is_not_the_containers_is_skipped() {
+        // Pid 17 exited and was reused by a process of another container.
+        let node = FakeNode {
+            cgroup_dirs: HashMap::from([(container_dir(ID), "17\n18\n".to_owned())]),
+            process_cgroups: vec![(17, cgroup_file(OTHER_ID)), (18, cgroup_file(ID))],
+            ..FakeNode::default()
+        };
+        assert_eq!(find_provider_pid(&node, &kubelet_cgroups(), ID, Some(POD_UID)).expect("lookup"), Some(18));
+        assert_eq!(node.scans.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_unknown_layout_falls_back_to_scanning_every_process() {
+        let elsewhere = "5:pids:/custom-runtime/8b7e0f6ad23b2c1bd3c0b1e6f84a3d7c1e3f0aa1c19f8c2de5d9a4b7f2c61e0a\n";
+        let node = FakeNode { process_cgroups: vec![(1, "0::/\n".to_owned()), (42, elsewhere.to_owned())], ..FakeNode::default() };
+        assert_eq!(find_provider_pid(&node, &kubelet_cgroups(), ID, Some(POD_UID)).expect("lookup"), Some(42));
+        assert_eq!(node.scans.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_cgroup_directory_without_the_containers_process_falls_back_to_the_scan() {
+        let node = FakeNode {
+            cgroup_dirs: HashMap::from([(container_dir(ID), "17\n".to_owned())]),
+            process_cgroups: vec![(17, cgroup_file(OTHER_ID)), (42, cgroup_file(ID))],
+            ..FakeNode::default()
+        };
+        assert_eq!(find_provider_pid(&node, &kubelet_cgroups(), ID, Some(POD_UID)).expect("lookup"), Some(42));
+        assert_eq!(node.scans.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn without_a_pod_uid_every_process_is_scanned() {
+        let node = FakeNode {
+            cgroup_dirs: HashMap::from([(container_dir(ID), "17\n".to_owned())]),
+            process_cgroups: vec![(17, cgroup_file(ID))],
+            ..FakeNode::default()
+        };
+        assert_eq!(find_provider_pid(&node, &kubelet_cgroups(), ID, None).expect("lookup"), Some(17));
+        assert_eq!(node.scans.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_container_with_no_process_anywhere_is_not_found() {
+        let node = FakeNode { process_cgroups: vec![(17, cgroup_file(OTHER_ID))], ..FakeNode::default() };
+        assert_eq!(find_provider_pid(&node, &kubelet_cgroups(), ID, Some(POD_UID)).expect("lookup"), None);
     }
 }

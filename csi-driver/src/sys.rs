@@ -46,10 +46,14 @@ pub trait System: Send + Sync + 'static {
     fn own_mountinfo(&self) -> io::Result<String>;
     /// The mountinfo of process `pid`, as that process sees its mounts.
     fn process_mountinfo(&self, pid: u32) -> io::Result<String>;
-    /// The `/proc/<pid>/cgroup` text of every process, for finding a container's processes.
+    /// The `/proc/<pid>/cgroup` text of every process: finds a container's processes when its
+    /// cgroup directory cannot be found (slow on a busy node).
     fn process_cgroups(&self) -> io::Result<Vec<(u32, String)>>;
     /// The `/proc/<pid>/cgroup` text of one process.
     fn process_cgroup(&self, pid: u32) -> io::Result<String>;
+    /// The first of `dirs` that exists, with the text of its `cgroup.procs` (the pids in it), or
+    /// `None` when none exists: a container's processes without scanning `/proc`.
+    fn first_cgroup_procs(&self, dirs: &[PathBuf]) -> io::Result<Option<(PathBuf, String)>>;
     /// The device of the filesystem process `pid` sees as its `/`.
     fn process_root_device(&self, pid: u32) -> io::Result<u64>;
     /// The device of the filesystem holding `path`.
@@ -115,6 +119,16 @@ impl System for RealSystem {
         std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup"))
     }
 
+    fn first_cgroup_procs(&self, dirs: &[PathBuf]) -> io::Result<Option<(PathBuf, String)>> {
+        // A missing directory is the common case (another layout, another hierarchy): one stat
+        // each, and only the directory that exists is read.
+        let Some(dir) = dirs.iter().find(|dir| std::fs::metadata(dir).is_ok_and(|metadata| metadata.is_dir())) else {
+            return Ok(None);
+        };
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs"))?;
+        Ok(Some((dir.clone(), procs)))
+    }
+
     fn process_root_device(&self, pid: u32) -> io::Result<u64> {
         self.device_of(&self.proc_root.join(pid.to_string()).join("root/"))
     }
@@ -123,6 +137,12 @@ impl System for RealSystem {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(path).map(|metadata| metadata.dev())
     }
+}
+
+/// Whether the node runs cgroup v2 (the unified hierarchy is mounted at `mount_root`), which
+/// decides where kubelet's pod cgroups are (see [`crate::cgroup::hierarchies`]).
+pub fn is_cgroup_unified(mount_root: &Path) -> bool {
+    mount_root.join("cgroup.controllers").exists()
 }
 
 /// Enters the mount namespace at `namespace_path` (e.g. `/proc/1/ns/mnt`). Must be called before

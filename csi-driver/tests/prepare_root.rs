@@ -124,7 +124,7 @@ struct Published {
 async fn publish(volume_id: &str) -> (Published, common::Client) {
     let mut world = World::new();
     let image = world.image("base");
-    let provider = ProviderProcess::start(world.dir.path(), &image);
+    let provider = ProviderProcess::start(&world, &image);
     let consumer = ConsumerPod::new("team-a", "dev");
     world.set_cluster(&[(consumer.clone(), Some(&provider))]);
     world.start_driver();

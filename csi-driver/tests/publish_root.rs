@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ConsumerPod, ProviderProcess, World};
+use common::{ConsumerPod, ProviderCgroup, ProviderProcess, World};
 use sc_proto::csi::{NodeGetCapabilitiesRequest, NodeGetInfoRequest, NodeGetVolumeStatsRequest, NodeStageVolumeRequest, GetPluginInfoRequest};
 use tonic::Code;
 
@@ -18,7 +18,7 @@ fn read(path: &Path) -> String {
 async fn publish_write_unpublish_republish_keeps_files_as_root() {
     let mut world = World::new();
     let image = world.image("base");
-    let provider = ProviderProcess::start(world.dir.path(), &image);
+    let provider = ProviderProcess::start(&world, &image);
     let first = ConsumerPod::new("team-a", "dev");
     world.set_cluster(&[(first.clone(), Some(&provider))]);
     world.start_driver();
@@ -68,7 +68,7 @@ async fn a_new_provider_image_is_the_base_under_the_same_upper_as_root() {
     let mut world = World::new();
     let old_image = world.image("old");
     std::fs::write(old_image.join("etc/version"), "1\n").expect("write");
-    let old_provider = ProviderProcess::start(world.dir.path(), &old_image);
+    let old_provider = ProviderProcess::start(&world, &old_image);
     let consumer = ConsumerPod::new("ns", "app");
     world.set_cluster(&[(consumer.clone(), Some(&old_provider))]);
     world.start_driver();
@@ -80,7 +80,9 @@ async fn a_new_provider_image_is_the_base_under_the_same_upper_as_root() {
 
     let new_image = world.image("new");
     std::fs::write(new_image.join("etc/version"), "2\n").expect("write");
-    let new_provider = ProviderProcess::start(world.dir.path(), &new_image);
+    // In a cgroup layout the plugin does not know: it is found only by the fallback scan of
+    // every process's cgroup file.
+    let new_provider = ProviderProcess::start_in(&world, &new_image, ProviderCgroup::Elsewhere);
     let restarted = consumer.next_pod();
     world.set_cluster(&[(restarted.clone(), Some(&new_provider))]);
     client.node.node_publish_volume(world.publish_request(&restarted, "csi-2")).await.expect("publish over the new image");
@@ -95,7 +97,7 @@ async fn a_new_provider_image_is_the_base_under_the_same_upper_as_root() {
 async fn idempotency_matrix_as_root() {
     let mut world = World::new();
     let image = world.image("base");
-    let provider = ProviderProcess::start(world.dir.path(), &image);
+    let provider = ProviderProcess::start(&world, &image);
     let consumer = ConsumerPod::new("ns", "dev");
     let other_pod = consumer.next_pod();
     world.set_cluster(&[(consumer.clone(), Some(&provider)), (other_pod.clone(), Some(&provider))]);
@@ -140,7 +142,7 @@ async fn idempotency_matrix_as_root() {
 async fn malformed_unauthorised_and_unsupported_requests_as_root() {
     let mut world = World::new();
     let image = world.image("base");
-    let provider = ProviderProcess::start(world.dir.path(), &image);
+    let provider = ProviderProcess::start(&world, &image);
     let consumer = ConsumerPod::new("ns", "dev");
     world.set_cluster(&[(consumer.clone(), Some(&provider))]);
     world.start_driver();
@@ -210,7 +212,7 @@ async fn a_starting_provider_is_waited_for_then_unavailable_as_root() {
     assert!(world.mounts_below(&world.kubelet_dir).is_empty());
 
     // The provider comes up while kubelet retries: the publish now waits for it and succeeds.
-    let provider = ProviderProcess::start(world.dir.path(), &image);
+    let provider = ProviderProcess::start(&world, &image);
     let publish = client.node.node_publish_volume(world.publish_request(&consumer, "csi-1"));
     let cluster = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -234,7 +236,7 @@ async fn a_failed_mount_leaves_nothing_mounted_as_root() {
     let data = format!("lowerdir={},upperdir={},workdir={}", image.display(), stacked.join("upper").display(), stacked.join("work").display());
     nix::mount::mount(Some("overlay"), &stacked.join("merged"), Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()))
         .expect("stacked image");
-    let provider = ProviderProcess::start(world.dir.path(), &stacked.join("merged"));
+    let provider = ProviderProcess::start(&world, &stacked.join("merged"));
     let consumer = ConsumerPod::new("ns", "deep");
     world.set_cluster(&[(consumer.clone(), Some(&provider))]);
     world.start_driver();
@@ -258,7 +260,7 @@ async fn a_symlink_laden_rootfs_mounts_nothing_outside_the_target_as_root() {
         let _ = std::fs::remove_dir(&path);
         std::os::unix::fs::symlink(destination, &path).expect("symlink");
     }
-    let provider = ProviderProcess::start(world.dir.path(), &image);
+    let provider = ProviderProcess::start(&world, &image);
     let consumer = ConsumerPod::new("ns", "evil");
     world.set_cluster(&[(consumer.clone(), Some(&provider))]);
     let host_mounts_before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count();
@@ -283,7 +285,7 @@ async fn a_symlink_laden_rootfs_mounts_nothing_outside_the_target_as_root() {
 async fn kill_9_at_any_point_then_restart_keeps_consumers_working_as_root() {
     let mut world = World::new();
     let image = world.image("base");
-    let provider = ProviderProcess::start(world.dir.path(), &image);
+    let provider = ProviderProcess::start(&world, &image);
     let steady = ConsumerPod::new("ns", "steady");
     let churn: Vec<ConsumerPod> = (0..6).map(|index| ConsumerPod::new("ns", &format!("churn-{index}"))).collect();
     let mut cluster: Vec<(ConsumerPod, Option<&ProviderProcess>)> = vec![(steady.clone(), Some(&provider))];
@@ -336,7 +338,7 @@ async fn kill_9_at_any_point_then_restart_keeps_consumers_working_as_root() {
 async fn recovery_unwinds_a_half_done_publish_and_sigterm_stops_cleanly_as_root() {
     let mut world = World::new();
     let image = world.image("base");
-    let provider = ProviderProcess::start(world.dir.path(), &image);
+    let provider = ProviderProcess::start(&world, &image);
     let consumer = ConsumerPod::new("ns", "dev");
     world.set_cluster(&[(consumer.clone(), Some(&provider))]);
     // What a crash between the first mount and the overlay leaves: our tmpfs at the target and no

@@ -24,6 +24,9 @@ use sc_proto::csi::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+/// The cgroup v1 hierarchy the test processes are placed in (this machine runs cgroup v1).
+pub const PIDS_HIERARCHY: &str = "/sys/fs/cgroup/pids";
+
 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// A unique lowercase-hex string of `len` characters.
@@ -52,21 +55,42 @@ pub fn uid() -> String {
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
+/// Where a provider-like process's cgroup is, below its world's test cgroup root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderCgroup {
+    /// Kubelet's cgroupfs layout, `kubepods/besteffort/pod<uid>/<container id>`: the plugin finds
+    /// the process through this directory.
+    Kubelet,
+    /// `elsewhere/<container id>`, a layout the plugin does not know: it finds the process only
+    /// by scanning every process's cgroup file.
+    Elsewhere,
+}
+
 /// A container-like process: its root is an overlay of an "image" directory, mounted in the host
-/// mount namespace the way containerd mounts a container's rootfs, and it lives in a cgroup whose
-/// last component is its container id.
+/// mount namespace the way containerd mounts a container's rootfs, and it lives in a cgroup (of
+/// the v1 `pids` hierarchy) whose last component is its container id.
 pub struct ProviderProcess {
     pub container_id: String,
+    /// UID of the (pretend) provider pod, as the API would report it.
+    pub pod_uid: String,
     pub pid: Pid,
     pub rootfs_mount: PathBuf,
-    cgroup_dir: PathBuf,
+    /// The process's cgroup and its parents up to the test cgroup root, leaf first: removed in
+    /// this order on drop (a parent still holding another provider's cgroup stays).
+    cgroup_dirs: Vec<PathBuf>,
 }
 
 impl ProviderProcess {
-    /// `image` is filled by the caller; it becomes the provider's read-only image layer.
-    pub fn start(dir: &Path, image: &Path) -> Self {
+    /// A provider in kubelet's cgroup layout. `image` is filled by the caller; it becomes the
+    /// provider's read-only image layer.
+    pub fn start(world: &World, image: &Path) -> Self {
+        Self::start_in(world, image, ProviderCgroup::Kubelet)
+    }
+
+    pub fn start_in(world: &World, image: &Path, placement: ProviderCgroup) -> Self {
         let container_id = unique_hex(64);
-        let layer = dir.join(format!("layer-{}", &container_id[..8]));
+        let pod_uid = uid();
+        let layer = world.dir.path().join(format!("layer-{}", &container_id[..8]));
         let (upper, work, rootfs) = (layer.join("upper"), layer.join("work"), layer.join("rootfs"));
         for path in [&upper, &work, &rootfs] {
             std::fs::create_dir_all(path).expect("provider layer dirs");
@@ -74,7 +98,12 @@ impl ProviderProcess {
         let data = format!("lowerdir={},upperdir={},workdir={}", image.display(), upper.display(), work.display());
         mount(Some("overlay"), &rootfs, Some("overlay"), MsFlags::empty(), Some(data.as_str())).expect("mount provider rootfs");
 
-        let cgroup_dir = PathBuf::from("/sys/fs/cgroup/pids/sc-test").join(&container_id);
+        let root = Path::new(PIDS_HIERARCHY).join(&world.cgroup_root);
+        let cgroup_dir = match placement {
+            ProviderCgroup::Kubelet => root.join("kubepods/besteffort").join(format!("pod{pod_uid}")).join(&container_id),
+            ProviderCgroup::Elsewhere => root.join("elsewhere").join(&container_id),
+        };
+        let cgroup_dirs: Vec<PathBuf> = cgroup_dir.ancestors().take_while(|dir| dir.starts_with(&root)).map(Path::to_path_buf).collect();
         std::fs::create_dir_all(&cgroup_dir).expect("create cgroup (cgroup v1 pids hierarchy)");
         let rootfs_c = CString::new(rootfs.as_os_str().as_encoded_bytes()).expect("path");
         // SAFETY: the child only makes raw syscalls (no allocation, no locks) before pausing forever.
@@ -102,7 +131,7 @@ impl ProviderProcess {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        Self { container_id, pid, rootfs_mount: rootfs, cgroup_dir }
+        Self { container_id, pod_uid, pid, rootfs_mount: rootfs, cgroup_dirs }
     }
 }
 
@@ -110,7 +139,9 @@ impl Drop for ProviderProcess {
     fn drop(&mut self) {
         let _ = kill(self.pid, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(self.pid, None);
-        let _ = std::fs::remove_dir(&self.cgroup_dir);
+        for dir in &self.cgroup_dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
         let _ = umount2(&self.rootfs_mount, MntFlags::MNT_DETACH);
     }
 }
@@ -142,6 +173,9 @@ pub struct World {
     pub socket: PathBuf,
     pub cluster_file: PathBuf,
     pub provider_wait_seconds: u64,
+    /// This world's kubelet cgroup root (`--kubelet-cgroup-root`), a cgroup of its own so tests
+    /// never touch the node's real `kubepods` tree (which kubelet garbage-collects).
+    pub cgroup_root: String,
     driver: Option<Child>,
 }
 
@@ -154,6 +188,7 @@ impl World {
             socket: dir.path().join("csi.sock"),
             cluster_file: dir.path().join("cluster.json"),
             provider_wait_seconds: 2,
+            cgroup_root: format!("sc-test-{}", unique_hex(12)),
             dir,
             driver: None,
         };
@@ -181,6 +216,7 @@ impl World {
                     sc_name: consumer.sc_name.clone(),
                     sc_uid: consumer.sc_uid.clone(),
                     provider_container_id: provider.map(|provider| provider.container_id.clone()),
+                    provider_pod_uid: provider.map(|provider| provider.pod_uid.clone()),
                 })
                 .collect(),
         };
@@ -197,6 +233,7 @@ impl World {
             .args(["--kubelet-dir", &self.kubelet_dir.display().to_string()])
             .args(["--static-cluster", &self.cluster_file.display().to_string()])
             .args(["--provider-wait-seconds", &self.provider_wait_seconds.to_string()])
+            .args(["--kubelet-cgroup-root", &format!("/{}", self.cgroup_root)])
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .spawn()
