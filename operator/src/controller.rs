@@ -331,7 +331,22 @@ impl<'a> Reconciler<'a> {
                 if let Some(node) = &data_node {
                     data_node_exists = self.node_exists(node).await?;
                 }
-                if matches!(children.consumer(), Found::Absent) && data_node_exists && let Some(instance) = &children.instance {
+                // A provider left from the previous run (its stop had not finished, or the workload
+                // pod was deleted by hand) may run an older image: remove it before creating the
+                // workload pod, so that both pods always come from the same snapshot. No workload
+                // pod exists, so nothing uses its lower layer.
+                if matches!(children.consumer(), Found::Absent)
+                    && let Found::Owned(provider) = children.provider()
+                {
+                    self.delete_pod(provider, "a start needs a provider built from the new snapshot").await?;
+                }
+                // Wait until our old provider is gone; a stranger named like it is reported below
+                // and must not block the workload pod's creation.
+                if matches!(children.consumer(), Found::Absent)
+                    && !matches!(children.provider(), Found::Owned(_))
+                    && data_node_exists
+                    && let Some(instance) = &children.instance
+                {
                     let pod = build_consumer_pod(&valid.workload, instance, data_node.as_deref(), &self.ctx.settings);
                     children.consumer = self.create_pod(&pod).await?;
                     if matches!(children.consumer(), Found::Owned(_)) {

@@ -78,7 +78,8 @@ require_root() {
 
 in_netns() { nsenter --net="$NETNS_PATH" -- "$@"; }
 
-kubectl_admin() { in_netns "$HOST_KUBECTL" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
+# KUBECONFIG rather than --kubeconfig: kubectl refuses flags before a plugin's name (`kubectl sc`).
+kubectl_admin() { KUBECONFIG="$ADMIN_KUBECONFIG" in_netns "$HOST_KUBECTL" "$@"; }
 
 # --- processes ---------------------------------------------------------------------------
 
@@ -406,7 +407,8 @@ EOF
   cat >"$KUBECTL_WRAPPER.tmp" <<EOF
 #!/bin/sh
 # kubectl against the StoppableContainer e2e cluster (written by tests/e2e/cluster.sh up).
-exec nsenter --net=$NETNS_PATH -- $HOST_KUBECTL --kubeconfig=$ADMIN_KUBECONFIG "\$@"
+# KUBECONFIG rather than --kubeconfig: kubectl refuses flags before a plugin's name (kubectl sc).
+KUBECONFIG=$ADMIN_KUBECONFIG exec nsenter --net=$NETNS_PATH -- $HOST_KUBECTL "\$@"
 EOF
   chmod +x "$KUBECTL_WRAPPER.tmp"
   mv "$KUBECTL_WRAPPER.tmp" "$KUBECTL_WRAPPER"

@@ -1,0 +1,381 @@
+# shellcheck shell=bash disable=SC2034  # SCENARIOS and SCENARIO_NAMESPACES are read by run.sh
+# The end-to-end scenarios (issue 5) and their helpers. Sourced by tests/e2e/run.sh after
+# lib/product.sh; each scenario runs in a subshell with `set -e`, so any failing command fails it.
+# Every scenario asserts on data (files, users, binaries, capabilities, mounts), not only on phases.
+
+SCENARIO_MANIFESTS="$(cd "$(dirname "${BASH_SOURCE[0]}")/../manifests" && pwd)"
+readonly SCENARIO_MANIFESTS
+readonly SC_DATA_ROOT_ON_NODE=/var/lib/stoppablecontainer
+readonly NODE_NAME_E2E=sc-e2e-node
+# Namespaces the scenarios create (diagnostics describe them on failure).
+readonly SCENARIO_NAMESPACES=(e2e-persist e2e-legacy e2e-other e2e-unpriv e2e-durable e2e-image)
+
+# --- assertions ----------------------------------------------------------------------------
+
+step() { printf '  - %s\n' "$*" >&2; }
+fail() {
+  printf '  FAIL: %s\n' "$*" >&2
+  exit 1
+}
+expect_eq() {
+  local what="$1" expected="$2" actual="$3"
+  [[ "$actual" == "$expected" ]] || fail "$what: expected '$expected', got '$actual'"
+}
+expect_contains() {
+  local what="$1" haystack="$2" needle="$3"
+  [[ "$haystack" == *"$needle"* ]] || fail "$what: expected to contain '$needle', got: $haystack"
+}
+expect_not_contains() {
+  local what="$1" haystack="$2" needle="$3"
+  [[ "$haystack" != *"$needle"* ]] || fail "$what: must not contain '$needle', got: $haystack"
+}
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: polls every second.
+wait_for() {
+  local description="$1" timeout="$2"
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "timed out after ${timeout}s waiting for $description"
+    sleep 1
+  done
+}
+
+# --- cluster access --------------------------------------------------------------------------
+
+# kubectl against the e2e cluster; `kubectl sc` runs the kubectl-sc plugin built by this run.
+kc() { kubectl "$@"; }
+
+sc_field() { kc -n "$1" get stoppablecontainer "$2" -o "jsonpath=$3" 2>/dev/null; }
+sc_phase() { sc_field "$1" "$2" '{.status.phase}'; }
+sc_uid() { sc_field "$1" "$2" '{.metadata.uid}'; }
+phase_is() { [[ "$(sc_phase "$1" "$2")" == "$3" ]]; }
+pod_ready() {
+  [[ "$(kc -n "$1" get pod "$2" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+}
+running_and_ready() { phase_is "$1" "$2" Running && pod_ready "$1" "$2"; }
+
+wait_running() {
+  local namespace="$1" name="$2" timeout="${3:-180}"
+  wait_for "StoppableContainer $namespace/$name to be Running (phase now: $(sc_phase "$namespace" "$name"))" \
+    "$timeout" running_and_ready "$namespace" "$name"
+}
+
+# Runs a command inside the StoppableContainer's persistent rootfs, the way users do.
+in_sc() {
+  local namespace="$1" name="$2"
+  shift 2
+  kc sc -n "$namespace" exec "$name" -- "$@"
+}
+
+# Host path of the SC's persistent upper layer (keyed by namespace, name and UID).
+upper_dir() { echo "$SC_DATA_ROOT_ON_NODE/containers/$1/$2/$3/upper"; }
+
+container_pids() {
+  # container_pids CONTAINER_ID: host PIDs whose cgroup names the container.
+  grep -l -- "$1" /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3
+}
+
+node_plugin_ready() {
+  kc -n "$PRODUCT_NAMESPACE" rollout status "daemonset/$PRODUCT_RELEASE-node" --timeout=5s &&
+    csi_driver_registered
+}
+operator_ready() { kc -n "$PRODUCT_NAMESPACE" rollout status "deployment/$PRODUCT_RELEASE-operator" --timeout=5s; }
+
+fresh_namespace() {
+  kc delete namespace "$1" --ignore-not-found --wait=true >/dev/null
+  kc create namespace "$1" >/dev/null
+}
+
+random_token() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# --- 1. persistence with kubectl sc ----------------------------------------------------------
+
+scenario_persistence() {
+  local ns=e2e-persist token tool_sha
+  token="$(random_token)"
+  fresh_namespace "$ns"
+  step "kubectl sc create dev --image sc-test/debian:bookworm -- sleep infinity"
+  kc sc -n "$ns" create dev --image sc-test/debian:bookworm -e E2E_MARK=persist -- sleep infinity >/dev/null
+  wait_running "$ns" dev 240
+
+  step "write a file, add a user, install a static binary (kubectl cp of a static busybox into /usr/local/bin)"
+  in_sc "$ns" dev sh -c "echo $token > /root/note.txt"
+  in_sc "$ns" dev useradd --create-home --shell /bin/bash alice
+  in_sc "$ns" dev sh -c 'echo hello-from-alice > /home/alice/hello && chown alice:alice /home/alice/hello'
+  kc cp /bin/busybox "$ns/dev:/usr/local/bin/busybox"
+  in_sc "$ns" dev chmod 0755 /usr/local/bin/busybox
+  expect_eq "the installed binary runs" installed-ok "$(in_sc "$ns" dev busybox echo installed-ok)"
+  expect_eq "the workload's env" persist "$(in_sc "$ns" dev printenv E2E_MARK)"
+
+  local uid
+  uid="$(sc_uid "$ns" dev)"
+  step "stop (kubectl sc stop --wait): the pods go, the data stays on the node"
+  kc sc -n "$ns" stop dev --wait --timeout 2m >/dev/null
+  expect_eq "phase after stop" Stopped "$(sc_phase "$ns" dev)"
+  wait_for "the consumer pod to be gone" 60 bash -c "! kubectl -n $ns get pod dev >/dev/null 2>&1"
+  expect_eq "the note in the upper layer on the node" "$token" "$(cat "$(upper_dir "$ns" dev "$uid")/root/note.txt")"
+
+  step "start (kubectl sc start --wait); check everything on a fresh exec"
+  kc sc -n "$ns" start dev --wait --timeout 3m >/dev/null
+  wait_running "$ns" dev 180
+  expect_eq "the note after restart" "$token" "$(in_sc "$ns" dev cat /root/note.txt)"
+  expect_contains "the user after restart" "$(in_sc "$ns" dev getent passwd alice)" "alice:x:"
+  expect_eq "the user's file owner" alice "$(in_sc "$ns" dev stat -c %U /home/alice/hello)"
+  tool_sha="$(sha256sum /bin/busybox | cut -d' ' -f1)"
+  expect_eq "the installed binary's checksum" "$tool_sha" \
+    "$(in_sc "$ns" dev sha256sum /usr/local/bin/busybox | cut -d' ' -f1)"
+  expect_eq "the installed binary runs after restart" still-here "$(in_sc "$ns" dev busybox echo still-here)"
+  step "plain kubectl exec finds the installed binary (sc-exec's symlink farm)"
+  wait_for "kubectl exec dev -- busybox" 30 kc -n "$ns" exec dev -- busybox true
+  expect_eq "plain kubectl exec" farm-ok "$(kc -n "$ns" exec dev -- busybox echo farm-ok)"
+}
+
+# --- 7. manifests written for the old Go operator ---------------------------------------------
+
+scenario_legacy_manifests() {
+  local ns=e2e-legacy
+  fresh_namespace "$ns"
+  step "the dev-environment example (PodSpec form) needs its PVC, service account and node label"
+  kc label node "$NODE_NAME_E2E" node-type=development --overwrite >/dev/null
+  kc apply -f "$SCENARIO_MANIFESTS/legacy-dev-env-deps.yaml" >/dev/null
+  kc apply -f "$SCENARIO_MANIFESTS/legacy-dev-env.yaml" >/dev/null
+  kc apply -f "$SCENARIO_MANIFESTS/legacy-shorthand.yaml" >/dev/null
+  wait_running "$ns" development-env 240
+  wait_running "$ns" my-app 240
+
+  step "development-env: env, labels, the PVC inside the rootfs at /workspace"
+  expect_eq "ENVIRONMENT" development "$(in_sc "$ns" development-env printenv ENVIRONMENT)"
+  expect_eq "template label on the pod" dev-env "$(kc -n "$ns" get pod development-env -o 'jsonpath={.metadata.labels.app}')"
+  in_sc "$ns" development-env sh -c 'echo from-the-rootfs > /workspace/proof'
+  expect_eq "the workspace file on the PV's host path" from-the-rootfs "$(cat /var/tmp/sc-e2e/run/dev-workspace/proof)"
+  expect_contains "the workload's own output" "$(kc -n "$ns" logs development-env)" "Development environment starting..."
+
+  step "my-app (template.container shorthand): runs its command in the persistent rootfs"
+  expect_contains "my-app's output" "$(kc -n "$ns" logs my-app)" "my-app is up"
+  in_sc "$ns" my-app sh -c 'echo kept > /root/kept'
+  kc sc -n "$ns" restart my-app --wait --timeout 3m >/dev/null
+  wait_running "$ns" my-app 180
+  expect_eq "my-app's file after restart" kept "$(in_sc "$ns" my-app cat /root/kept)"
+
+  kc sc -n "$ns" delete development-env --timeout 2m >/dev/null
+  kc sc -n "$ns" delete my-app --timeout 2m >/dev/null
+  kc delete -f "$SCENARIO_MANIFESTS/legacy-dev-env-deps.yaml" --wait=false >/dev/null
+  kc label node "$NODE_NAME_E2E" node-type- >/dev/null
+}
+
+# --- 6. another namespace gets nothing; deletion leaves nothing --------------------------------
+
+foreign_pod() {
+  local namespace="$1" pod="$2" sc_name="$3"
+  sed -e "s/NAMESPACE/$namespace/; s/POD_NAME/$pod/; s/SC_NAME/$sc_name/" \
+    "$SCENARIO_MANIFESTS/foreign-pod.yaml" | kc apply -f - >/dev/null
+}
+
+failed_mount_event() {
+  kc -n "$1" get events --field-selector "involvedObject.name=$2,reason=FailedMount" \
+    -o 'jsonpath={.items[*].message}' 2>/dev/null
+}
+has_permission_denied() { [[ "$(failed_mount_event "$1" "$2")" == *PermissionDenied* ]]; }
+
+scenario_isolation_and_delete() {
+  local ns=e2e-persist other=e2e-other uid
+  phase_is "$ns" dev Running || fail "needs the Running StoppableContainer $ns/dev of the persistence scenario"
+  uid="$(sc_uid "$ns" dev)"
+  fresh_namespace "$other"
+  step "a pod in another namespace names dev's volume; an impostor pod in dev's namespace too"
+  foreign_pod "$other" thief dev
+  foreign_pod "$ns" dev-impostor dev
+  wait_for "FailedMount PermissionDenied for $other/thief" 90 has_permission_denied "$other" thief
+  wait_for "FailedMount PermissionDenied for $ns/dev-impostor" 90 has_permission_denied "$ns" dev-impostor
+  expect_contains "the refusal names the reason" "$(failed_mount_event "$other" thief)" "may not mount"
+  local pod thief_uid
+  for pod in "$other/thief" "$ns/dev-impostor"; do
+    expect_eq "$pod phase" Pending "$(kc -n "${pod%/*}" get pod "${pod#*/}" -o 'jsonpath={.status.phase}')"
+    thief_uid="$(kc -n "${pod%/*}" get pod "${pod#*/}" -o 'jsonpath={.metadata.uid}')"
+    expect_eq "CSI mounts in $pod's volume dir" "" "$(grep -F "/pods/$thief_uid/volumes/kubernetes.io~csi" /proc/self/mountinfo || true)"
+  done
+  kc delete namespace "$other" --wait=false >/dev/null
+  kc -n "$ns" delete pod dev-impostor --wait=false >/dev/null
+
+  step "kubectl sc delete dev: no mount and no directory left on the node"
+  local data_dir="$SC_DATA_ROOT_ON_NODE/containers/$ns/dev/$uid"
+  [[ -d "$data_dir" ]] || fail "expected dev's data at $data_dir before the delete"
+  kc sc -n "$ns" delete dev --timeout 2m >/dev/null
+  wait_for "StoppableContainer $ns/dev to be gone" 60 bash -c "! kubectl -n $ns get stoppablecontainer dev >/dev/null 2>&1"
+  expect_eq "pods left" "" "$(kc -n "$ns" get pods -l stoppablecontainer.xtlsoft.top/instance=dev -o name)"
+  expect_eq "mounts mentioning dev's data" "" "$(grep -F "$uid" /proc/self/mountinfo || true)"
+  [[ ! -e "$data_dir" ]] || fail "$data_dir still exists after the delete"
+  [[ ! -e "$SC_DATA_ROOT_ON_NODE/containers/$ns/dev" ]] || fail "$SC_DATA_ROOT_ON_NODE/containers/$ns/dev still exists"
+}
+
+# --- 2. unprivileged workload -------------------------------------------------------------------
+
+scenario_unprivileged() {
+  local ns=e2e-unpriv
+  fresh_namespace "$ns"
+  kc apply -f "$SCENARIO_MANIFESTS/unprivileged.yaml" >/dev/null
+  step "the workload's own readiness probe holds the phase until /tmp/ready-flag exists"
+  wait_for "the workload to start" 240 bash -c \
+    "kubectl -n $ns logs app 2>/dev/null | grep -q 'workload started as uid'"
+  sleep 5
+  pod_ready "$ns" app && fail "the pod is Ready although its readiness probe cannot pass yet"
+  [[ "$(sc_phase "$ns" app)" != Running ]] || fail "phase Running although the workload is not ready"
+  in_sc "$ns" app touch /tmp/ready-flag
+  wait_running "$ns" app 60
+
+  step "kubectl logs: the workload's stdout, as uid 1000"
+  expect_contains "kubectl logs app" "$(kc -n "$ns" logs app)" "workload started as uid 1000"
+
+  step "identity and capabilities inside: uid 1000, no capabilities, no_new_privs"
+  expect_eq "id -u" 1000 "$(in_sc "$ns" app id -u)"
+  local status
+  status="$(in_sc "$ns" app cat /proc/self/status)"
+  expect_contains "CapEff" "$status" "CapEff:	0000000000000000"
+  expect_contains "NoNewPrivs" "$status" "NoNewPrivs:	1"
+  step "the consumer container itself: not privileged, no CAP_SYS_ADMIN"
+  local security
+  security="$(kc -n "$ns" get pod app -o 'jsonpath={.spec.containers[0].securityContext}')"
+  expect_not_contains "consumer securityContext" "$security" '"privileged":true'
+  expect_not_contains "consumer securityContext" "$security" SYS_ADMIN
+  expect_contains "consumer securityContext" "$security" SYS_CHROOT
+
+  step "/proc shows only the pod's processes"
+  local comms pid_count
+  comms="$(in_sc "$ns" app sh -c 'cat /proc/[0-9]*/comm')"
+  expect_not_contains "processes visible inside" "$comms" kubelet
+  expect_not_contains "processes visible inside" "$comms" containerd
+  pid_count="$(in_sc "$ns" app sh -c 'ls -d /proc/[0-9]* | wc -l')"
+  ((pid_count < 10)) || fail "$pid_count processes visible inside the pod: $comms"
+
+  step "kubectl exec -it gets a terminal"
+  local tty_output
+  tty_output="$(script -qec "kubectl -n $ns exec -it app -- sh -c 'tty; echo tty-ok'" /dev/null 2>&1 </dev/null || true)"
+  expect_contains "kubectl exec -it" "$tty_output" "/dev/pts/"
+  expect_contains "kubectl exec -it" "$tty_output" "tty-ok"
+
+  step "kubectl cp in and out of the persistent rootfs"
+  local local_file copied
+  local_file="$(mktemp)"
+  copied="$(mktemp -u)"
+  random_token >"$local_file"
+  kc cp "$local_file" "$ns/app:/tmp/copied-in"
+  expect_eq "the copied file inside" "$(cat "$local_file")" "$(in_sc "$ns" app cat /tmp/copied-in)"
+  kc cp "$ns/app:/tmp/copied-in" "$copied"
+  expect_eq "the file copied back out" "$(cat "$local_file")" "$(cat "$copied")"
+  rm -f "$local_file" "$copied"
+  kc sc -n "$ns" delete app --timeout 2m >/dev/null
+}
+
+# --- 3. crashes and restarts of every component --------------------------------------------------
+
+restart_count() {
+  kc -n "$1" get pod "$2" -o 'jsonpath={.status.containerStatuses[0].restartCount}' 2>/dev/null
+}
+restarted_since() { [[ "$(restart_count "$1" "$2")" -gt "$3" ]]; }
+
+expect_token() {
+  local ns="$1" name="$2" token="$3" when="$4"
+  expect_eq "the file $when" "$token" "$(in_sc "$ns" "$name" cat /root/durable.txt)"
+}
+
+scenario_crashes_and_restarts() {
+  local ns=e2e-durable token before
+  token="$(random_token)"
+  fresh_namespace "$ns"
+  kc sc -n "$ns" create box --image sc-test/debian:bookworm -- sleep infinity >/dev/null
+  wait_running "$ns" box 240
+  in_sc "$ns" box sh -c "echo $token > /root/durable.txt"
+
+  step "crash the workload process (kill -9 inside): the container restarts, the data stays"
+  before="$(restart_count "$ns" box)"
+  # shellcheck disable=SC2016  # expanded inside the container
+  in_sc "$ns" box sh -c 'kill -9 $(pidof sleep)' || true
+  wait_for "the consumer container to restart" 90 restarted_since "$ns" box "$before"
+  wait_running "$ns" box 120
+  expect_token "$ns" box "$token" "after the workload crashed"
+
+  step "kill the provider container (SIGKILL from the node)"
+  local provider_id pids
+  before="$(restart_count "$ns" box-provider)"
+  provider_id="$(kc -n "$ns" get pod box-provider -o 'jsonpath={.status.containerStatuses[0].containerID}')"
+  provider_id="${provider_id#*://}"
+  pids="$(container_pids "$provider_id")"
+  [[ -n "$pids" ]] || fail "no process found for the provider container $provider_id"
+  # shellcheck disable=SC2086
+  kill -KILL $pids
+  wait_for "the provider container to restart" 90 restarted_since "$ns" box-provider "$before"
+  wait_running "$ns" box 120
+  expect_token "$ns" box "$token" "after the provider was killed"
+
+  step "restart the node plugin (delete its pod); then stop/start through the new one"
+  kc -n "$PRODUCT_NAMESPACE" delete pod -l app.kubernetes.io/component=node --wait=true >/dev/null
+  wait_for "the node plugin to be back" 120 node_plugin_ready
+  expect_token "$ns" box "$token" "while the node plugin restarted"
+  kc sc -n "$ns" restart box --wait --timeout 3m >/dev/null
+  wait_running "$ns" box 120
+  expect_token "$ns" box "$token" "after a restart through the new node plugin"
+
+  step "restart the operator (delete its pod); then stop/start through the new one"
+  kc -n "$PRODUCT_NAMESPACE" delete pod -l app.kubernetes.io/component=operator --wait=true >/dev/null
+  wait_for "the operator to be back" 120 operator_ready
+  expect_eq "phase while the operator restarted" Running "$(sc_phase "$ns" box)"
+  kc sc -n "$ns" restart box --wait --timeout 3m >/dev/null
+  wait_running "$ns" box 120
+  expect_token "$ns" box "$token" "after a restart through the new operator"
+}
+
+# --- 4. node reboot ----------------------------------------------------------------------------
+
+scenario_node_reboot() {
+  local ns=e2e-durable token
+  phase_is "$ns" box Running || fail "needs the Running StoppableContainer $ns/box of the restart scenario"
+  token="$(in_sc "$ns" box cat /root/durable.txt)"
+  [[ -n "$token" ]] || fail "no /root/durable.txt in $ns/box"
+  step "cluster.sh reboot-node: every pod and mount gone, kubelet and containerd start again"
+  "$PRODUCT_CLUSTER" reboot-node >&2
+  wait_for "the node plugin to be back" 180 node_plugin_ready
+  wait_running "$ns" box 300
+  expect_token "$ns" box "$token" "after the node reboot"
+  in_sc "$ns" box sh -c 'echo after-reboot > /root/after-reboot.txt'
+  expect_eq "a write after the reboot" after-reboot "$(in_sc "$ns" box cat /root/after-reboot.txt)"
+  kc sc -n "$ns" delete box --timeout 2m >/dev/null
+}
+
+# --- 5. image change while stopped ---------------------------------------------------------------
+
+scenario_image_change() {
+  local ns=e2e-image token
+  token="$(random_token)"
+  fresh_namespace "$ns"
+  kc sc -n "$ns" create img --image sc-test/busybox:1 -- sleep 1000000 >/dev/null
+  wait_running "$ns" img 240
+  in_sc "$ns" img sh -c "echo $token > /root/user-file"
+  expect_eq "/etc/debian_version on busybox" absent "$(in_sc "$ns" img sh -c 'cat /etc/debian_version 2>/dev/null || echo absent')"
+
+  step "stop, change the image to sc-test/debian:bookworm, start"
+  kc sc -n "$ns" stop img --wait --timeout 2m >/dev/null
+  kc -n "$ns" patch stoppablecontainer img --type=json \
+    -p '[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"sc-test/debian:bookworm"}]' >/dev/null
+  kc sc -n "$ns" start img --wait --timeout 3m >/dev/null
+  wait_running "$ns" img 180
+  step "the new image is the base, the user's file is on top"
+  expect_contains "/etc/debian_version" "$(in_sc "$ns" img cat /etc/debian_version)" "12"
+  # shellcheck disable=SC2016  # a dpkg-query format, not a shell expansion
+  expect_contains "the new base's tools" "$(in_sc "$ns" img dpkg-query -W -f '${Package}\n' bash)" bash
+  expect_eq "the user's file" "$token" "$(in_sc "$ns" img cat /root/user-file)"
+  expect_eq "provider image" sc-test/debian:bookworm \
+    "$(kc -n "$ns" get pod img-provider -o 'jsonpath={.spec.containers[0].image}')"
+  kc sc -n "$ns" delete img --timeout 2m >/dev/null
+}
+
+# Scenario order: later ones reuse what earlier ones left (6 uses 1's SC, 4 uses 3's).
+readonly SCENARIOS=(
+  "1 persistence: create, write, add a user, install a binary, stop, start|scenario_persistence"
+  "7 manifests of the old operator: PodSpec form and template.container|scenario_legacy_manifests"
+  "6 isolation: foreign pods get nothing; delete leaves nothing on the node|scenario_isolation_and_delete"
+  "2 unprivileged workload: capabilities, /proc, exec -it, cp, logs, readiness|scenario_unprivileged"
+  "3 crashes and restarts: workload, provider, node plugin, operator|scenario_crashes_and_restarts"
+  "4 node reboot|scenario_node_reboot"
+  "5 image change while stopped|scenario_image_change"
+)
