@@ -545,6 +545,11 @@ impl Drop for ConsumerProcess {
         for dir in dirs {
             let _ = std::fs::remove_dir(dir);
         }
+        // The shared parents go with the last consumer; while another test's consumer still uses
+        // them, rmdir fails harmlessly.
+        for shared in ["/sys/fs/cgroup/pids/sc-test/kubepods", "/sys/fs/cgroup/pids/sc-test"] {
+            let _ = std::fs::remove_dir(shared);
+        }
     }
 }
 
