@@ -167,19 +167,22 @@ mod tests {
         std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
     }
 
+    /// Fixtures of a container cgroup as kubelet lays it out, one per runtime and cgroup driver.
+    const KUBELET_LAYOUT_FIXTURES: &[&str] = &[
+        "v1-cgroupfs-containerd",
+        "v1-systemd-containerd",
+        "v1-cgroupfs-crio",
+        "v1-systemd-crio",
+        "v1-systemd-docker",
+        "v2-cgroupfs-containerd",
+        "v2-systemd-containerd",
+        "v2-systemd-crio",
+    ];
+
     #[test]
     fn every_runtime_and_driver_layout_yields_container_and_pod() {
-        for name in [
-            "v1-cgroupfs-containerd",
-            "v1-systemd-containerd",
-            "v1-cgroupfs-crio",
-            "v1-systemd-crio",
-            "v1-systemd-docker",
-            "v2-cgroupfs-containerd",
-            "v2-systemd-containerd",
-            "v2-systemd-crio",
-            "v2-nested-cgroupns",
-        ] {
+        // Plus a path read from inside another cgroup namespace (relative, with `..`).
+        for name in KUBELET_LAYOUT_FIXTURES.iter().copied().chain(["v2-nested-cgroupns"]) {
             let parsed = parse(&fixture(name));
             assert_eq!(parsed.container_id.as_deref(), Some(ID), "{name}");
             assert_eq!(parsed.pod_uid.as_deref(), Some(UID), "{name}");
@@ -235,16 +238,7 @@ mod tests {
 
     #[test]
     fn container_dirs_cover_every_kubelet_layout_of_the_fixtures() {
-        for name in [
-            "v1-cgroupfs-containerd",
-            "v1-systemd-containerd",
-            "v1-cgroupfs-crio",
-            "v1-systemd-crio",
-            "v1-systemd-docker",
-            "v2-cgroupfs-containerd",
-            "v2-systemd-containerd",
-            "v2-systemd-crio",
-        ] {
+        for name in KUBELET_LAYOUT_FIXTURES.iter().copied() {
             for root in ["/", "/sc-test-1234"] {
                 let candidates = kubelet_cgroups(name.starts_with("v2-"), root).container_dirs(UID, ID);
                 let expected = fixture_dir(name, root);
