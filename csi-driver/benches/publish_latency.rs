@@ -14,6 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{ConsumerPod, ProviderProcess, World};
+use csi_driver::sys::{OverlayDirs, overlay_mount_data};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 fn percentile(samples: &mut [Duration], fraction: f64) -> Duration {
@@ -58,7 +59,7 @@ async fn run(volumes: usize) {
 
     // Baseline: the same overlay (same lower, a fresh upper/work each time), bare syscalls.
     let baseline_dir = world.dir.path().join("baseline");
-    let lower = providers[0].rootfs_mount.display().to_string();
+    let lower = providers[0].rootfs_mount.clone();
     let mut bare_mount = Vec::with_capacity(volumes);
     let mut bare_umount = Vec::with_capacity(volumes);
     for index in 0..volumes {
@@ -67,11 +68,8 @@ async fn run(volumes: usize) {
         for path in [&upper, &work, &target] {
             std::fs::create_dir_all(path).expect("baseline dirs");
         }
-        let data = format!(
-            "lowerdir={lower},upperdir={},workdir={},index=off,metacopy=off,redirect_dir=off,xino=off",
-            upper.display(),
-            work.display()
-        );
+        // The plugin's own option string, so the baseline mounts exactly what a publish mounts.
+        let data = overlay_mount_data(&OverlayDirs { lower: &lower, upper: &upper, work: &work });
         let started = Instant::now();
         mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(data.as_str())).expect("bare mount");
         bare_mount.push(started.elapsed());
@@ -94,11 +92,8 @@ async fn run(volumes: usize) {
     for index in 0..volumes {
         let dir = baseline_dir.join(index.to_string());
         let (upper, work, target) = (dir.join("upper"), dir.join("work"), dir.join("mnt"));
-        let data = format!(
-            "lowerdir={lower},upperdir={},workdir={},index=off,metacopy=off,redirect_dir=off,xino=off",
-            upper.display(),
-            work.display()
-        );
+        // The plugin's own option string, so the baseline mounts exactly what a publish mounts.
+        let data = overlay_mount_data(&OverlayDirs { lower: &lower, upper: &upper, work: &work });
         let started = Instant::now();
         mount(Some("bench"), &target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=64k")).expect("tmpfs");
         std::fs::create_dir(target.join("rootfs")).expect("mkdir");

@@ -360,6 +360,14 @@ fn is_our_tmpfs(entry: &MountEntry) -> bool {
     entry.fs_type == "tmpfs" && entry.source == TARGET_TMPFS_SOURCE
 }
 
+/// Clears a target this plugin left half-published, so a publish can start from nothing.
+fn unwind_before_publish(system: &dyn System, target: &Path) -> Result<(), PublishError> {
+    unwind_target(system, target).map_err(|error| match error {
+        UnpublishError::Io(io) => PublishError::Io(io),
+        other => PublishError::Io(IoError { action: "cleaning up", path: target.display().to_string(), source: io::Error::other(other.to_string()) }),
+    })
+}
+
 /// What the mount phase of a publish needs from the plugin's state.
 struct MountContext<'a> {
     system: &'a dyn System,
@@ -387,10 +395,7 @@ fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &
             return Ok(());
         }
         // A recorded publication whose mounts are broken: start again from nothing.
-        unwind_target(system, target).map_err(|error| match error {
-            UnpublishError::Io(io) => PublishError::Io(io),
-            other => PublishError::Io(IoError { action: "cleaning up", path: target.display().to_string(), source: io::Error::other(other.to_string()) }),
-        })?;
+        unwind_before_publish(system, target)?;
         records.remove(&request.volume_id).context("removing the record of", Path::new(&request.volume_id))?;
         live.remove(&upper);
     }
@@ -400,10 +405,7 @@ fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &
         let host = host_mounts(system)?;
         match mountinfo::mount_at(&host, target) {
             // Ours, unrecorded: a publish of this volume killed before it recorded itself.
-            Some(existing) if is_our_tmpfs(existing) => unwind_target(system, target).map_err(|error| match error {
-                UnpublishError::Io(io) => PublishError::Io(io),
-                other => PublishError::Io(IoError { action: "cleaning up", path: target.display().to_string(), source: io::Error::other(other.to_string()) }),
-            })?,
+            Some(existing) if is_our_tmpfs(existing) => unwind_before_publish(system, target)?,
             Some(existing) => return Err(PublishError::ForeignMount {
                 target: target.display().to_string(),
                 fs_type: existing.fs_type.clone(),
