@@ -3,7 +3,8 @@
 # plus one static binary), two ways to pack it.
 #
 # Usage: images/build.sh COMMAND
-#   binaries           static release binaries (sc-csi-driver, sc-operator, sc-exec, kubectl-sc)
+#   binaries [PKG...]  static release binaries (sc-csi-driver, sc-operator, sc-exec, kubectl-sc),
+#                      and of more workspace packages if named (tests/e2e/bench.sh: sc-bench)
 #   engine [--push]    build the images with docker, podman or buildah (and push them)
 #   archives OUT_DIR   docker-archive tars without a container engine (what the e2e tests import);
 #                      prints "<image> <archive>" per image, reuses unchanged archives
@@ -56,11 +57,14 @@ release_dir() {
 
 cmd_binaries() {
   log "static release build (cargo build --release --target $TARGET_TRIPLE, crt-static)"
+  local extra=() package
+  # Built in the same invocation, so they share the product's compiled dependencies.
+  for package in "$@"; do extra+=(-p "$package"); done
   # An explicit --target gets its own target dir, so these flags never rebuild the host's
   # debug/test artifacts. glibc linked statically: the images are FROM scratch.
   (cd "$REPO_DIR" && RUSTFLAGS="-C target-feature=+crt-static${RUSTFLAGS:+ $RUSTFLAGS}" \
     cargo build --release --locked --target "$TARGET_TRIPLE" \
-      -p csi-driver -p operator -p exec-wrapper -p kubectl-sc)
+      -p csi-driver -p operator -p exec-wrapper -p kubectl-sc "${extra[@]}")
   local binary file_output
   for binary in sc-csi-driver sc-operator sc-exec kubectl-sc; do
     [[ -x "$(release_dir)/$binary" ]] || die "cargo did not produce $(release_dir)/$binary"
@@ -162,7 +166,7 @@ main() {
   local command="${1:-}"
   [[ $# -eq 0 ]] || shift
   case "$command" in
-    binaries) cmd_binaries ;;
+    binaries) cmd_binaries "$@" ;;
     archives) cmd_archives "$@" ;;
     engine) cmd_engine "$@" ;;
     list) cmd_list ;;

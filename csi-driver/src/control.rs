@@ -164,11 +164,13 @@ async fn accept_loop(listener: UnixListener, publication: Arc<Publication>) {
 }
 
 async fn serve_connection(mut stream: UnixStream, publication: &Publication) {
+    let started = std::time::Instant::now();
     let peer = stream.peer_cred().ok().and_then(|credentials| credentials.pid()).filter(|pid| *pid > 0);
     let (reader, mut writer) = stream.split();
     let response = match handle(peer, reader, publication).await {
         Ok(report) => {
-            info!(volume_id = %publication.volume_id, pod = %pod_name(&publication.pod), pid = peer, ?report, "prepared the consumer's rootfs");
+            let elapsed_ms = crate::node::millis(started.elapsed());
+            info!(volume_id = %publication.volume_id, pod = %pod_name(&publication.pod), pid = peer, elapsed_ms, ?report, "prepared the consumer's rootfs");
             ControlResponse::Prepared
         }
         Err(problem) => {

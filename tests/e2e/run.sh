@@ -22,16 +22,6 @@ passed=0
 failed=0
 failed_names=()
 setup_done=0
-timings=()
-
-timed() {
-  # timed LABEL COMMAND...: runs it and records how long it took.
-  local label="$1" started=$SECONDS
-  shift
-  product_log "== $label"
-  "$@"
-  timings+=("$label: $((SECONDS - started)) s")
-}
 
 run_scenario() {
   local title="$1" function="$2" started=$SECONDS status
@@ -71,8 +61,7 @@ finish() {
     "$PRODUCT_CLUSTER" down >&2 || product_log "warning: cluster.sh down reported a problem"
   fi
   printf '\n' >&2
-  local timing
-  for timing in "${timings[@]}"; do printf '  %s\n' "$timing" >&2; done
+  product_print_timings
   local name
   for name in "${failed_names[@]}"; do printf '  failed: %s\n' "$name" >&2; done
   echo "e2e: $passed passed, $failed failed"
@@ -99,16 +88,7 @@ main() {
   fi
   export PATH="$HOME/.cargo/bin:$PATH"
   trap finish EXIT
-  timed "packages" "$E2E_DIR/lib/deps.sh"
-  timed "Kubernetes binaries (cached in ${SC_CACHE_DIR:-/var/cache/stoppablecontainer})" \
-    "$E2E_DIR/lib/k8s-binaries.sh" >/dev/null
-  timed "chart lint and static release binaries" product_build
-  timed "cluster up" "$PRODUCT_CLUSTER" up
-  timed "images" product_import_images
-  timed "chart install" product_install
-  # kubectl is the cluster's wrapper (nsenter into its netns); kubectl-sc is the one just built.
-  eval "$("$PRODUCT_CLUSTER" env)"
-  export PATH="$PATH:$PRODUCT_RELEASE_DIR"
+  product_setup
   setup_done=1
 
   local entry title function started=$SECONDS
@@ -118,7 +98,7 @@ main() {
     selected "$title" || continue
     run_scenario "$title" "$function"
   done
-  timings+=("scenarios: $((SECONDS - started)) s")
+  PRODUCT_TIMINGS+=("scenarios: $((SECONDS - started)) s")
 }
 
 main "$@"

@@ -15,6 +15,8 @@ readonly PRODUCT_WORK_DIR="${SC_E2E_DIR:-/var/tmp/sc-e2e}"
 readonly PRODUCT_IMAGE_DIR="$PRODUCT_WORK_DIR/project-images"
 PRODUCT_RELEASE_DIR=""   # set by product_build: where kubectl-sc and the static binaries are
 PRODUCT_PYTHON=""        # set by product_build: a python3 that imports helm_python
+PRODUCT_EXTRA_PACKAGES=() # more workspace packages product_build builds alongside (sc-bench)
+PRODUCT_TIMINGS=()       # "label: N s" of each product_setup step
 
 product_log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -23,7 +25,7 @@ product_build() {
   PRODUCT_PYTHON="$("$PRODUCT_E2E_DIR/lib/helm-python.sh")"
   "$PRODUCT_PYTHON" "$PRODUCT_E2E_DIR/lib/chart.py" lint "$PRODUCT_CHART"
   local started=$SECONDS
-  PRODUCT_RELEASE_DIR="$("$PRODUCT_REPO_DIR/images/build.sh" binaries | tail -n 1)"
+  PRODUCT_RELEASE_DIR="$("$PRODUCT_REPO_DIR/images/build.sh" binaries "${PRODUCT_EXTRA_PACKAGES[@]}" | tail -n 1)"
   product_log "binaries ready in $((SECONDS - started)) s: $PRODUCT_RELEASE_DIR"
 }
 
@@ -43,6 +45,35 @@ product_import_images() {
 }
 
 kubectl_e2e() { "$PRODUCT_CLUSTER" kubectl "$@"; }
+
+# product_step LABEL COMMAND...: runs it and records how long it took in PRODUCT_TIMINGS.
+product_step() {
+  local label="$1" started=$SECONDS
+  shift
+  product_log "== $label"
+  "$@"
+  PRODUCT_TIMINGS+=("$label: $((SECONDS - started)) s")
+}
+
+# Everything before the first test: packages, the cached Kubernetes build, our binaries, the
+# cluster (reused when it is up), the images and the chart. Then kubectl (the cluster's wrapper)
+# and the binaries just built are on PATH, and KUBECONFIG points at the cluster.
+product_setup() {
+  product_step "packages" "$PRODUCT_E2E_DIR/lib/deps.sh"
+  product_step "Kubernetes binaries (cached in ${SC_CACHE_DIR:-/var/cache/stoppablecontainer})" \
+    "$PRODUCT_E2E_DIR/lib/k8s-binaries.sh" >/dev/null
+  product_step "chart lint and static release binaries" product_build
+  product_step "cluster up" "$PRODUCT_CLUSTER" up
+  product_step "images" product_import_images
+  product_step "chart install" product_install
+  eval "$("$PRODUCT_CLUSTER" env)"
+  export PATH="$PATH:$PRODUCT_RELEASE_DIR"
+}
+
+product_print_timings() {
+  local timing
+  for timing in "${PRODUCT_TIMINGS[@]}"; do printf '  %s\n' "$timing" >&2; done
+}
 
 product_install() {
   product_log "applying the CRDs (server-side: they are too big for client-side apply)"
