@@ -70,14 +70,11 @@ pub fn assess(target: Target, object: &StoppableContainer, min_generation: Optio
         return WaitStep::Waiting;
     }
     // The operator reports Stopped as soon as the workload pod is being deleted; a user who waits
-    // for a stop expects the pods to be gone (the node freed, the next start clean).
-    let pods_gone = || {
-        [&status.consumer_pod_name, &status.provider_pod_name]
-            .iter()
-            .all(|name| name.as_deref().is_none_or(str::is_empty))
-    };
+    // for a stop expects it to be gone (its resources freed). The provider pod, a pause process
+    // that keeps the image as the lower layer so the next start is only a mount, stays.
+    let workload_gone = || status.consumer_pod_name.as_deref().is_none_or(str::is_empty);
     match status.phase {
-        Some(Phase::Stopped) if target == Target::Stopped && !pods_gone() => WaitStep::Waiting,
+        Some(Phase::Stopped) if target == Target::Stopped && !workload_gone() => WaitStep::Waiting,
         Some(phase) if phase == target.phase() => WaitStep::Reached,
         Some(Phase::Failed) => WaitStep::Failed(
             status
@@ -344,14 +341,15 @@ mod tests {
     }
 
     #[test]
-    fn a_stop_is_reached_only_once_both_pods_are_gone() {
+    fn a_stop_is_reached_once_the_workload_pod_is_gone_and_the_provider_may_stay() {
         let mut stopping = object(false, Some(Phase::Stopped), Some(4), Some("stopping: waiting for pods"));
         if let Some(status) = stopping.status.as_mut() {
+            status.consumer_pod_name = Some("box".into());
             status.provider_pod_name = Some("box-provider".into());
         }
         assert_eq!(assess(Target::Stopped, &stopping, Some(4)), WaitStep::Waiting);
         if let Some(status) = stopping.status.as_mut() {
-            status.provider_pod_name = None;
+            status.consumer_pod_name = None;
         }
         assert_eq!(assess(Target::Stopped, &stopping, Some(4)), WaitStep::Reached);
     }

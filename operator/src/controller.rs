@@ -26,10 +26,10 @@ use serde_json::json;
 use crate::consumer_pod::build_consumer_pod;
 use crate::http::Health;
 use crate::instance_builder::{build_instance, is_controlled_by};
-use crate::provider_pod::build_provider_pod;
+use crate::provider_pod::{build_provider_pod, provider_is_current};
 use crate::settings::PodSettings;
 use crate::status::{Found, Observed, instance_status, sc_status};
-use crate::validate::{Workload, describe_problems, validate};
+use crate::validate::{SpecProblem, Workload, describe_problems, validate};
 
 /// Requeue while something is in motion (pods starting or terminating); pod watches usually
 /// trigger a reconcile sooner.
@@ -331,19 +331,30 @@ impl<'a> Reconciler<'a> {
                 if let Some(node) = &data_node {
                     data_node_exists = self.node_exists(node).await?;
                 }
-                // A provider left from the previous run (its stop had not finished, or the workload
-                // pod was deleted by hand) may run an older image: remove it before creating the
-                // workload pod, so that both pods always come from the same snapshot. No workload
-                // pod exists, so nothing uses its lower layer.
+                // The provider the stop kept (or one left by a stop that had not finished, or by a
+                // workload pod deleted by hand) is reused when it is what this start would build, on
+                // the data node: the start is then just the workload pod and a mount. Otherwise (the
+                // image or provider settings changed while stopped, an older operator made it, it
+                // terminated or is on its way out) it is removed before the workload pod is created,
+                // so that both pods always come from the same snapshot. No workload pod exists, so
+                // nothing uses its lower layer.
+                let mut reusing_provider = false;
+                let mut old_provider_in_the_way = false;
                 if matches!(children.consumer(), Found::Absent)
                     && let Found::Owned(provider) = children.provider()
                 {
-                    self.delete_pod(provider, "a start needs a provider built from the new snapshot").await?;
+                    if data_node_exists && self.provider_is_reusable(provider, children.instance.as_ref(), data_node.as_deref()) {
+                        reusing_provider = true;
+                    } else {
+                        old_provider_in_the_way = true;
+                        let why = "a start needs a provider built from the new snapshot on the data node, and this one is not (changed image or provider settings, made by an older operator, or terminated)";
+                        self.delete_pod(provider, why).await?;
+                    }
                 }
                 // Wait until our old provider is gone; a stranger named like it is reported below
                 // and must not block the workload pod's creation.
                 if matches!(children.consumer(), Found::Absent)
-                    && !matches!(children.provider(), Found::Owned(_))
+                    && !old_provider_in_the_way
                     && data_node_exists
                     && let Some(instance) = &children.instance
                 {
@@ -352,7 +363,8 @@ impl<'a> Reconciler<'a> {
                     if matches!(children.consumer(), Found::Owned(_)) {
                         self.ctx.health.metrics.start_began(&self.key);
                         let pin = data_node.as_ref().map(|node| format!(", pinned to node {node:?}")).unwrap_or_default();
-                        self.event(EventType::Normal, "Starting", "Start", format!("starting the workload{pin}")).await;
+                        let reuse = if reusing_provider { ", reusing the provider pod kept by the stop" } else { "" };
+                        self.event(EventType::Normal, "Starting", "Start", format!("starting the workload{pin}{reuse}")).await;
                     }
                 }
                 if matches!(children.consumer(), Found::Foreign(_)) {
@@ -360,9 +372,10 @@ impl<'a> Reconciler<'a> {
                     self.event(EventType::Warning, "NameConflict", "Start", note).await;
                 }
             }
-            self.ensure_provider(&mut children, &mut data_node).await?;
+            self.ensure_provider(&mut children, &mut data_node, data_node_exists).await?;
         } else {
-            self.stop(&children).await?;
+            // A deleted instance takes its pods with it; a plain stop keeps the provider.
+            self.stop(&children, !instance_deleting).await?;
             children = self.fetch().await?;
             if let Some(instance) = &children.instance {
                 if instance_deleting && children.consumer().owned().is_none() && children.provider().owned().is_none() {
@@ -406,8 +419,11 @@ impl<'a> Reconciler<'a> {
                     .map_err(kube_error("writing the instance status"))?;
             }
         }
+        // Stopped is steady once the workload pod is gone: the provider a stop keeps does not
+        // change by itself (its watch reports what does), only one being deleted is in motion.
+        let provider_leaving = children.provider().owned().is_some_and(|provider| provider.metadata.deletion_timestamp.is_some());
         let steady = matches!(phase, Phase::Running | Phase::Stopped | Phase::Failed)
-            && !(phase == Phase::Stopped && (children.consumer().owned().is_some() || children.provider().owned().is_some()));
+            && !(phase == Phase::Stopped && (children.consumer().owned().is_some() || provider_leaving));
         let name_conflict = children.foreign_instance.is_some()
             || matches!(children.consumer(), Found::Foreign(_))
             || matches!(children.provider(), Found::Foreign(_));
@@ -419,15 +435,36 @@ impl<'a> Reconciler<'a> {
         Ok(Action::requeue(requeue))
     }
 
-    /// Once the workload pod is bound to a node: record that node as the data node (before the
-    /// provider exists, so the data is never on a node the status does not name), then make sure
-    /// the provider runs there.
-    async fn ensure_provider(&self, children: &mut Children, data_node: &mut Option<String>) -> Result<(), Error> {
+    /// The provider pod a start with `instance`'s snapshot builds on `node`.
+    fn desired_provider(&self, instance: &StoppableContainerInstance, node: &str) -> Result<Pod, Vec<SpecProblem>> {
+        // The provider runs the deployed snapshot's image, which the workload pod uses.
+        let workload = Workload::from_template(&instance.spec.template, instance.spec.provider.as_ref())?;
+        Ok(build_provider_pod(&workload, instance, node, &self.ctx.settings))
+    }
+
+    /// Whether a start with `instance` (the snapshot just applied) can keep `provider`.
+    fn provider_is_reusable(&self, provider: &Pod, instance: Option<&StoppableContainerInstance>, data_node: Option<&str>) -> bool {
+        let (Some(instance), Some(node)) = (instance, data_node) else { return false };
+        self.desired_provider(instance, node).is_ok_and(|desired| provider_is_current(provider, &desired))
+    }
+
+    /// While the workload pod exists, makes sure the provider runs on its node. At the first
+    /// start that is the node the workload pod gets bound to, recorded as the data node here
+    /// before the provider exists (so the data is never on a node the status does not name). At
+    /// later starts the data node is already recorded and the workload pod is pinned to it, so
+    /// the provider is created at once, while the workload pod is still being scheduled.
+    async fn ensure_provider(&self, children: &mut Children, data_node: &mut Option<String>, data_node_exists: bool) -> Result<(), Error> {
         let Some(consumer) = children.consumer().owned() else { return Ok(()) };
         if consumer.metadata.deletion_timestamp.is_some() {
             return Ok(());
         }
-        let Some(node) = consumer.spec.as_ref().and_then(|spec| spec.node_name.clone()) else { return Ok(()) };
+        let bound_to = consumer.spec.as_ref().and_then(|spec| spec.node_name.clone());
+        let node = match (bound_to, data_node.as_ref()) {
+            // Where the workload pod is: a provider anywhere else would be of no use to it.
+            (Some(node), _) => node,
+            (None, Some(node)) if data_node_exists => node.clone(),
+            (None, _) => return Ok(()),
+        };
         if data_node.is_none() {
             // The whole previous status plus the node: an apply that named only this field would
             // drop the other status fields this manager owns until the final status write.
@@ -444,7 +481,7 @@ impl<'a> Reconciler<'a> {
             Found::Owned(provider) => {
                 let provider_node = provider.spec.as_ref().and_then(|spec| spec.node_name.clone());
                 if provider_node.as_deref() != Some(node.as_str()) {
-                    self.delete_pod(provider, "it runs on another node than the workload pod").await?;
+                    self.delete_pod(provider, "it is not on the node the workload pod runs on or is pinned to").await?;
                 }
             }
             Found::Foreign(_) => {
@@ -453,24 +490,22 @@ impl<'a> Reconciler<'a> {
             }
             Found::Absent => {
                 let Some(instance) = &children.instance else { return Ok(()) };
-                // The provider runs the deployed snapshot's image, which the running pod uses.
-                let workload = match Workload::from_template(&instance.spec.template, instance.spec.provider.as_ref()) {
-                    Ok(workload) => workload,
-                    Err(problems) => {
-                        self.event(EventType::Warning, "InvalidSpec", "Start", describe_problems(&problems)).await;
-                        return Ok(());
-                    }
-                };
-                let pod = build_provider_pod(&workload, instance, &node, &self.ctx.settings);
-                children.provider = self.create_pod(&pod).await?;
+                match self.desired_provider(instance, &node) {
+                    Ok(pod) => children.provider = self.create_pod(&pod).await?,
+                    Err(problems) => self.event(EventType::Warning, "InvalidSpec", "Start", describe_problems(&problems)).await,
+                }
             }
         }
         Ok(())
     }
 
-    /// Stop: the workload pod first, the provider only once the workload pod is gone (the
-    /// provider keeps the image and the lower layer alive while the workload runs).
-    async fn stop(&self, children: &Children) -> Result<(), Error> {
+    /// Stop: delete the workload pod. A plain stop (`keep_provider`) keeps the provider: it is a
+    /// pause process (10m CPU, 16Mi requested) whose only job is to keep the image mounted as the
+    /// overlay's lower layer, and keeping it makes the next start just the workload pod and a
+    /// mount (the persistent data is in the upper dir on the node, not in the provider). When the
+    /// instance is being deleted the provider goes too, only once the workload pod is gone (it
+    /// keeps the image and the lower layer alive while the workload runs).
+    async fn stop(&self, children: &Children, keep_provider: bool) -> Result<(), Error> {
         if let Found::Owned(consumer) = children.consumer() {
             if consumer.metadata.deletion_timestamp.is_none() {
                 self.ctx.health.metrics.stop_began(&self.key);
@@ -478,8 +513,8 @@ impl<'a> Reconciler<'a> {
             }
             return self.delete_pod(consumer, "running is false").await;
         }
-        if let Found::Owned(provider) = children.provider() {
-            return self.delete_pod(provider, "the workload pod is gone").await;
+        if !keep_provider && let Found::Owned(provider) = children.provider() {
+            return self.delete_pod(provider, "its instance is being deleted and the workload pod is gone").await;
         }
         Ok(())
     }

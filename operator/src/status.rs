@@ -146,6 +146,10 @@ pub fn pod_progress(pod: &Pod) -> PodProgress {
     if started { PodProgress::NotReady } else { PodProgress::Creating }
 }
 
+fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
 fn pod_name(pod: &Pod) -> String {
     pod.metadata.name.clone().unwrap_or_default()
 }
@@ -207,7 +211,7 @@ pub fn sc_status(observed: &Observed<'_>, instance_name: Option<String>, previou
     conditions.set(condition::CONSUMER_READY, consumer_ready, consumer_reason, consumer_message);
     let (provider_ready, provider_reason, provider_message) = match (&observed.provider, &provider_progress) {
         (Found::Foreign(pod), _) => (false, "PodNotOwned", format!("pod {:?} exists and is not this StoppableContainer's", pod_name(pod))),
-        (_, None) => (false, "NotCreated", "no provider pod (it is created on the workload pod's node once that pod is scheduled)".to_owned()),
+        (_, None) => (false, "NotCreated", "no provider pod (it is created on the data node with the workload pod; at the first start, once that pod is scheduled)".to_owned()),
         (_, Some(progress)) => progress_condition(progress),
     };
     conditions.set(condition::PROVIDER_READY, provider_ready, provider_reason, provider_message);
@@ -306,7 +310,13 @@ fn phase_and_message(observed: &Observed<'_>, consumer: Option<&PodProgress>, pr
         return (Phase::Failed, format!("pod {:?} already exists and is not owned by this StoppableContainer; it was left alone. Delete or rename it, or rename this StoppableContainer", pod_name(pod)));
     }
     if !observed.running {
-        let remaining: Vec<String> = [observed.consumer.owned(), observed.provider.owned()].into_iter().flatten().map(pod_name).collect();
+        // The provider a stop keeps is part of the stopped state; only a workload pod, or a
+        // provider being deleted (its instance is), is something to wait for.
+        let remaining: Vec<String> = [observed.consumer.owned(), observed.provider.owned().filter(|pod| is_terminating(pod))]
+            .into_iter()
+            .flatten()
+            .map(pod_name)
+            .collect();
         if remaining.is_empty() {
             let message = if observed.data_node.is_some() { "stopped; the root filesystem is kept" } else { "not started yet" };
             return (Phase::Stopped, message.to_owned());
@@ -357,7 +367,8 @@ pub fn instance_status(sc: &StoppableContainerStatus, consumer: Option<&Pod>, pr
     let phase = match sc.phase.unwrap_or_default() {
         Phase::Running => InstancePhase::Running,
         Phase::Failed => InstancePhase::Failed,
-        Phase::Stopped if consumer.is_some() || provider.is_some() => InstancePhase::Stopping,
+        // The provider a stop keeps does not make the instance Stopping; one being deleted does.
+        Phase::Stopped if consumer.is_some() || provider.is_some_and(is_terminating) => InstancePhase::Stopping,
         Phase::Stopped => InstancePhase::Stopped,
         Phase::ProviderReady => InstancePhase::ConsumerStarting,
         Phase::Pending if !running => InstancePhase::Stopping,
@@ -503,6 +514,34 @@ mod tests {
         let stopped = sc_status(&observed(false, Found::Absent, Found::Absent), None, None, now());
         assert_eq!(stopped.message.as_deref(), Some("stopped; the root filesystem is kept"));
         assert_eq!(stopped.data_node_name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn a_kept_provider_is_part_of_the_stopped_state_and_a_deleted_one_is_waited_for() {
+        let (consumer, provider) = (ready_pod("sc"), ready_pod("sc-provider"));
+        let stopping = sc_status(&observed(false, Found::Owned(&consumer), Found::Owned(&provider)), None, None, now());
+        assert_eq!(stopping.message.as_deref(), Some("stopping: waiting for pods [\"sc\"] to terminate"), "only the workload pod is waited for");
+        assert_eq!(instance_status(&stopping, Some(&consumer), Some(&provider), Some(1), false).phase, Some(InstancePhase::Stopping));
+
+        let stopped = sc_status(&observed(false, Found::Absent, Found::Owned(&provider)), Some("sc".into()), None, now());
+        assert_eq!(stopped.phase, Some(Phase::Stopped));
+        assert_eq!(stopped.message.as_deref(), Some("stopped; the root filesystem is kept"));
+        assert_eq!(stopped.provider_pod_name.as_deref(), Some("sc-provider"), "the kept provider is reported while it exists");
+        assert_eq!(stopped.consumer_pod_name, None);
+        assert_eq!(stopped.node_name, None, "no workload pod runs");
+        assert_eq!(find(&stopped, condition::READY).status, "False");
+        assert_eq!(find(&stopped, condition::PROVIDER_READY).status, "True");
+        let instance = instance_status(&stopped, None, Some(&provider), Some(1), false);
+        assert_eq!(instance.phase, Some(InstancePhase::Stopped));
+        assert_eq!(instance.provider_pod_name.as_deref(), Some("sc-provider"));
+
+        // The instance is being deleted: its provider goes, and that is waited for.
+        let mut leaving = ready_pod("sc-provider");
+        leaving.metadata.deletion_timestamp = Some(now());
+        let stopping = sc_status(&observed(false, Found::Absent, Found::Owned(&leaving)), None, None, now());
+        assert_eq!(stopping.phase, Some(Phase::Stopped));
+        assert_eq!(stopping.message.as_deref(), Some("stopping: waiting for pods [\"sc-provider\"] to terminate"));
+        assert_eq!(instance_status(&stopping, None, Some(&leaving), Some(1), false).phase, Some(InstancePhase::Stopping));
     }
 
     #[test]

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use sc_api::consts::{
-    CSI_DRIVER_NAME, EXEC_WRAPPER_PATH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE, ROLE_CONSUMER,
+    CSI_DRIVER_NAME, EXEC_WRAPPER_PATH, GROUP, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE, ROLE_CONSUMER,
     ROLE_PROVIDER, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME, VOLUME_ATTR_SC_NAME,
 };
 use sc_api::exec_config::{EXEC_CONFIG_ENV, ExecConfig};
 use sc_api::{StoppableContainer, StoppableContainerInstance};
 use sc_operator::consumer_pod::{build_consumer_pod, pinned_node};
 use sc_operator::instance_builder::{build_instance, is_controlled_by};
-use sc_operator::provider_pod::build_provider_pod;
+use sc_operator::provider_pod::{PROVIDER_HASH_ANNOTATION, build_provider_pod, provider_is_current};
 use sc_operator::settings::PodSettings;
 use sc_operator::validate::{ValidatedSpec, describe_problems, validate};
 
@@ -189,4 +189,85 @@ fn ignored_host_path_prefix_is_reported_and_the_legacy_default_is_not() {
     assert_eq!(validate(&custom.1).expect("valid").ignored_host_path_prefix.as_deref(), Some("/etc"));
     let legacy = fixtures.iter().find(|(stem, _)| stem == "development-env").expect("fixture");
     assert_eq!(validate(&legacy.1).expect("valid").ignored_host_path_prefix, None);
+}
+
+fn provider_hash(pod: &Pod) -> &str {
+    pod.annotations().get(PROVIDER_HASH_ANNOTATION).map(String::as_str).unwrap_or_default()
+}
+
+/// The provider built for `sc` on `node`, as a start would build it (a fresh instance snapshot).
+fn provider_for(sc: &StoppableContainer, node: &str) -> Pod {
+    let valid = validate(sc).unwrap_or_else(|problems| panic!("{}: {}", sc.name_any(), describe_problems(&problems)));
+    build_provider_pod(&valid.workload, &instance_of(sc), node, &PodSettings::for_tests())
+}
+
+fn with_image(sc: &StoppableContainer, image: &str) -> StoppableContainer {
+    let mut changed = sc.clone();
+    let mut template = serde_json::to_value(&changed.spec.template).expect("template serializes");
+    if template["spec"]["containers"][0]["image"].is_string() {
+        template["spec"]["containers"][0]["image"] = image.into();
+    } else {
+        template["container"]["image"] = image.into();
+    }
+    changed.spec.template = serde_json::from_value(template).expect("template deserializes");
+    changed
+}
+
+#[test]
+fn the_provider_records_the_hash_of_its_spec_stable_for_equal_inputs() {
+    assert!(PROVIDER_HASH_ANNOTATION.starts_with(&format!("{GROUP}/")), "the annotation is under the API group");
+    for (stem, sc) in load("fixtures") {
+        let provider = provider_for(&sc, NODE);
+        let hash = provider_hash(&provider);
+        assert_eq!(hash.len(), 64, "{stem}: hex SHA-256, got {hash:?}");
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{stem}: lowercase hex, got {hash:?}");
+        // A later start from the same spec builds the same provider, with the same hash.
+        let again = provider_for(&sc, NODE);
+        assert_eq!(provider_hash(&again), hash, "{stem}: equal inputs, equal hash");
+        assert!(provider_is_current(&provider, &again), "{stem}: a provider built from the same inputs is reused");
+    }
+}
+
+#[test]
+fn an_image_or_provider_change_makes_the_kept_provider_stale() {
+    for (stem, sc) in load("fixtures") {
+        let kept = provider_for(&sc, NODE);
+        let new_image = provider_for(&with_image(&sc, "registry.example/other:2"), NODE);
+        assert_ne!(provider_hash(&new_image), provider_hash(&kept), "{stem}: a new image changes the hash");
+        assert!(!provider_is_current(&kept, &new_image), "{stem}: an image change replaces the provider");
+
+        let mut more_memory = sc.clone();
+        let provider: sc_api::ProviderSpec = serde_json::from_value(serde_json::json!({ "resources": { "limits": { "memory": "1234Mi" } } })).expect("provider spec");
+        more_memory.spec.provider = Some(provider);
+        let resized = provider_for(&more_memory, NODE);
+        assert_ne!(provider_hash(&resized), provider_hash(&kept), "{stem}: provider settings change the hash");
+        assert!(!provider_is_current(&kept, &resized), "{stem}: a provider settings change replaces the provider");
+
+        let elsewhere = provider_for(&sc, "worker-2");
+        assert!(!provider_is_current(&kept, &elsewhere), "{stem}: a provider on another node is not the data node's");
+    }
+}
+
+#[test]
+fn only_a_live_annotated_provider_is_reused() {
+    let (_, sc) = load("fixtures").into_iter().next().expect("a fixture");
+    let desired = provider_for(&sc, NODE);
+    assert!(provider_is_current(&desired, &desired));
+
+    let mut from_an_older_operator = desired.clone();
+    from_an_older_operator.metadata.annotations = None;
+    assert!(!provider_is_current(&from_an_older_operator, &desired), "no hash: made by an older operator, never reused");
+
+    let mut terminating = desired.clone();
+    terminating.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    assert!(!provider_is_current(&terminating, &desired), "a provider being deleted is waited out, not reused");
+
+    for phase in ["Failed", "Succeeded"] {
+        let mut evicted = desired.clone();
+        evicted.status = Some(k8s_openapi::api::core::v1::PodStatus { phase: Some(phase.into()), reason: Some("Evicted".into()), ..Default::default() });
+        assert!(!provider_is_current(&evicted, &desired), "a {phase} provider never runs again: replaced");
+    }
+    let mut running = desired.clone();
+    running.status = Some(k8s_openapi::api::core::v1::PodStatus { phase: Some("Running".into()), ..Default::default() });
+    assert!(provider_is_current(&running, &desired), "the status of a live provider does not matter");
 }

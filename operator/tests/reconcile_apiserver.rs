@@ -22,7 +22,7 @@ use sc_api::consts::{
 use sc_api::{StoppableContainer, StoppableContainerInstance};
 use sc_operator::consumer_pod::{build_consumer_pod, pinned_node};
 use sc_operator::instance_builder::{build_instance, is_controlled_by};
-use sc_operator::provider_pod::build_provider_pod;
+use sc_operator::provider_pod::{PROVIDER_HASH_ANNOTATION, build_provider_pod};
 use sc_operator::validate::validate;
 use serde_json::{Value, json};
 use support::apiserver::ApiServer;
@@ -107,8 +107,9 @@ async fn start_until_running(env: &TestEnv, name: &str, node: &str) -> (Pod, Pod
     (consumer, provider)
 }
 
-/// Plays the kubelet while the operator removes the pods: it must delete the consumer first and
-/// the provider only once the consumer is gone.
+/// Plays the kubelet while the operator removes the pods for good (the SC or its instance is
+/// being deleted): it must delete the consumer first and the provider only once the consumer is
+/// gone.
 async fn terminate_in_order(env: &TestEnv, name: &str) {
     let provider_name = provider_pod_name(name);
     env.wait_pod_terminating(name).await;
@@ -118,10 +119,28 @@ async fn terminate_in_order(env: &TestEnv, name: &str) {
     env.finish_termination(&provider_name).await;
 }
 
-/// A stop, played through until the SC reports Stopped.
-async fn stop_until_stopped(env: &TestEnv, name: &str) {
-    terminate_in_order(env, name).await;
-    env.wait_sc(name, "phase Stopped with no pods", |sc| phase(sc) == "Stopped" && message(sc) == "stopped; the root filesystem is kept").await;
+/// A stop, played through until the SC reports Stopped: the workload pod goes, the provider is
+/// kept (not even being deleted). Returns the kept provider.
+async fn stop_until_stopped(env: &TestEnv, name: &str) -> Pod {
+    let provider_name = provider_pod_name(name);
+    env.wait_pod_terminating(name).await;
+    env.finish_termination(name).await;
+    let sc = env.wait_sc(name, "phase Stopped with the workload pod gone", |sc| phase(sc) == "Stopped" && message(sc) == "stopped; the root filesystem is kept").await;
+    assert_eq!(sc.status.as_ref().and_then(|s| s.consumer_pod_name.clone()), None);
+    assert_eq!(sc.status.as_ref().and_then(|s| s.provider_pod_name.as_deref()), Some(provider_name.as_str()), "the kept provider is reported");
+    eventually("the instance to be Stopped (not Stopping) with the provider kept", || async {
+        let instance = env.instances.get(name).await.map_err(|error| error.to_string())?;
+        match instance.status.as_ref().and_then(|status| status.phase) {
+            Some(sc_api::InstancePhase::Stopped) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // Give the operator time to do something wrong.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let provider = env.pod(&provider_name).await.expect("a stop keeps the provider");
+    assert!(provider.metadata.deletion_timestamp.is_none(), "a stop does not delete the provider");
+    provider
 }
 
 #[tokio::test]
@@ -372,15 +391,15 @@ async fn stop_then_start_is_pinned_and_applies_the_template_change() {
     let instance = env.instances.get("dev").await.expect("instance");
     assert_eq!(instance.spec.base_image.as_deref(), Some("busybox:1.36"), "the instance keeps describing what runs");
 
-    // Stop: consumer first, provider after it; the data stays.
+    // Stop: the consumer goes, the provider is kept; the data stays.
     env.patch_spec("dev", json!({ "running": false })).await;
     env.wait_event("dev", "Stopping").await;
-    stop_until_stopped(&env, "dev").await;
+    let kept = stop_until_stopped(&env, "dev").await;
+    assert_eq!(image_of(&kept, 0), "busybox:1.36", "the kept provider runs the image of the run that stopped");
     let sc = env.scs.get("dev").await.expect("sc");
     let status = sc.status.clone().expect("status");
     assert_eq!(status.data_node_name.as_deref(), Some(node.as_str()), "the data node is kept");
     assert_eq!(status.consumer_pod_name, None);
-    assert_eq!(status.provider_pod_name, None);
     assert_eq!(condition_of(&sc, "RestartRequired"), Some(("False".into(), "UpToDate".into())), "nothing runs: nothing to restart");
     assert!(sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER), "the data is still on the node");
     let instance = env.instances.get("dev").await.expect("the instance outlives a stop");
@@ -388,24 +407,96 @@ async fn stop_then_start_is_pinned_and_applies_the_template_change() {
     let metrics = env.health.metrics.render();
     assert!(metrics.contains("sc_operator_stop_seconds_count 1"), "{metrics}");
 
-    // Start again: pinned to the data node, with the new template.
+    // Start again: the kept provider runs the old image, so it is replaced, and the workload pod
+    // waits until it is gone (both pods always come from the same snapshot).
     env.patch_spec("dev", json!({ "running": true })).await;
+    env.wait_pod_terminating("dev-provider").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(env.pod("dev").await.is_none(), "no workload pod while the stale provider terminates");
+    env.finish_termination("dev-provider").await;
+    // Pinned to the data node, with the new template.
     let consumer = env.wait_pod("dev", "recreated", |_| true).await;
     assert_eq!(pinned_node(&consumer).as_deref(), Some(node.as_str()), "later starts are pinned to the data node");
     let instance = env.instances.get("dev").await.expect("instance");
     assert_eq!(instance.spec.base_image.as_deref(), Some("busybox:1.37"), "the new image is applied at the next start");
     assert!(instance.spec.running);
+    // The data node is known: the new provider does not wait for the scheduler.
+    let provider = env.wait_pod("dev-provider", "created on the data node before the workload pod is scheduled", |pod| node_of(pod).as_deref() == Some(node.as_str())).await;
+    assert_ne!(provider.uid(), kept.uid(), "a new provider");
+    assert_eq!(node_of(&consumer), None, "the workload pod is not bound yet");
+    assert_eq!(image_of(&provider, 0), "busybox:1.37", "the provider (lower layer) runs the new image");
     // The data node is full: the scheduler's reason and the pinning are both in the message.
     env.set_unschedulable("dev", "0/2 nodes are available: 1 Insufficient memory, 1 node(s) didn't match node selector.").await;
     let sc = env.wait_sc("dev", "Unschedulable, pinned", |sc| message(sc).contains("Insufficient memory")).await;
     assert!(message(&sc).contains(&format!("pinned to node {node:?}")), "{}", message(&sc));
     env.bind("dev", &node).await;
-    let provider = env.wait_pod("dev-provider", "on the data node", |pod| node_of(pod).as_deref() == Some(node.as_str())).await;
-    assert_eq!(image_of(&provider, 0), "busybox:1.37", "the provider (lower layer) runs the new image");
     env.set_pod_ready("dev-provider").await;
     env.set_pod_ready("dev").await;
     let sc = env.wait_sc("dev", "Running again", |sc| phase(sc) == "Running").await;
     assert_eq!(condition_of(&sc, "RestartRequired"), Some(("False".into(), "UpToDate".into())));
+}
+
+#[tokio::test]
+async fn a_start_after_a_stop_reuses_the_kept_provider() {
+    let Some(env) = TestEnv::with_operator("reuse").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("quick", true, "busybox:1.36")).await;
+    let (first_consumer, provider) = start_until_running(&env, "quick", &node).await;
+    env.patch_spec("quick", json!({ "running": false })).await;
+    let kept = stop_until_stopped(&env, "quick").await;
+    assert_eq!(kept.uid(), provider.uid(), "the provider of the run that stopped");
+    let sc = env.scs.get("quick").await.expect("sc");
+    assert_eq!(condition_of(&sc, "ProviderReady"), Some(("True".into(), "PodReady".into())), "the kept provider stays ready");
+    assert_eq!(condition_of(&sc, "Ready"), Some(("False".into(), "Stopped".into())));
+
+    // Start: the workload pod at once, next to the same provider.
+    env.patch_spec("quick", json!({ "running": true })).await;
+    let consumer = env.wait_pod("quick", "created without waiting for a new provider", |pod| pod.uid() != first_consumer.uid()).await;
+    assert_eq!(pinned_node(&consumer).as_deref(), Some(node.as_str()));
+    let provider = env.pod("quick-provider").await.expect("the kept provider");
+    assert_eq!(provider.uid(), kept.uid(), "the same provider pod serves the new start");
+    assert!(provider.metadata.deletion_timestamp.is_none());
+    env.bind("quick", &node).await;
+    env.set_pod_ready("quick").await;
+    env.wait_sc("quick", "Running again", |sc| phase(sc) == "Running").await;
+    assert_eq!(env.pod("quick-provider").await.and_then(|pod| pod.uid()), kept.uid(), "still the same provider");
+
+    // A provider without the hash annotation (made by an older operator) is not trusted: the next
+    // start replaces it before creating the workload pod.
+    env.patch_spec("quick", json!({ "running": false })).await;
+    stop_until_stopped(&env, "quick").await;
+    let unmarked = json!({ "metadata": { "annotations": { PROVIDER_HASH_ANNOTATION: null } } });
+    env.pods.patch("quick-provider", &PatchParams::default(), &Patch::Merge(unmarked)).await.expect("remove the annotation");
+    env.patch_spec("quick", json!({ "running": true })).await;
+    env.wait_pod_terminating("quick-provider").await;
+    assert!(env.pod("quick").await.is_none(), "no workload pod while the old provider terminates");
+    env.finish_termination("quick-provider").await;
+    let (_, replaced) = start_until_running(&env, "quick", &node).await;
+    assert_ne!(replaced.uid(), kept.uid());
+    assert!(replaced.annotations().contains_key(PROVIDER_HASH_ANNOTATION), "the new provider records its hash");
+}
+
+#[tokio::test]
+async fn deleting_the_instance_of_a_stopped_sc_removes_the_kept_provider() {
+    let Some(env) = TestEnv::with_operator("stopped-instance-deleted").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("idle", true, "busybox:1.36")).await;
+    start_until_running(&env, "idle", &node).await;
+    env.patch_spec("idle", json!({ "running": false })).await;
+    stop_until_stopped(&env, "idle").await;
+    let instance = env.instances.get("idle").await.expect("instance");
+
+    env.instances.delete("idle", &DeleteParams::default()).await.expect("delete the instance");
+    env.finish_termination("idle-provider").await;
+    eventually("the instance to be released and gone", || async {
+        match env.instances.get_opt("idle").await.map_err(|error| error.to_string())? {
+            Some(found) if found.uid() == instance.uid() => Err(format!("finalizers={:?}", found.finalizers())),
+            Some(_) => Err("recreated while stopped".to_owned()),
+            None => Ok(()),
+        }
+    })
+    .await;
+    env.wait_sc("idle", "Stopped", |sc| phase(sc) == "Stopped" && message(sc) == "stopped; the root filesystem is kept").await;
 }
 
 #[tokio::test]
@@ -448,9 +539,11 @@ async fn delete_with_the_data_node_gone_releases_the_data_finalizer() {
     env.patch_spec("orphan", json!({ "running": false })).await;
     stop_until_stopped(&env, "orphan").await;
 
-    // The node disappears; a start cannot happen.
+    // The node disappears; a start cannot happen, and the provider kept there is not reused
+    // (pod garbage collection would remove it anyway).
     env.delete_node(&node).await;
     env.patch_spec("orphan", json!({ "running": true })).await;
+    env.finish_termination("orphan-provider").await;
     let sc = env.wait_sc("orphan", "Failed: data node gone", |sc| phase(sc) == "Failed").await;
     assert_eq!(condition_of(&sc, "DataNode"), Some(("False".into(), "NodeGone".into())));
     assert!(message(&sc).contains("no longer exists"), "{}", message(&sc));

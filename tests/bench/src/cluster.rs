@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::error::{BenchError, api};
 use crate::observe::{Objects, Observer};
-use crate::subjects::{self, BENCH_LABEL, has_failed, is_ready, sc_phase, sc_pods_gone, sc_workload_ready};
+use crate::subjects::{self, BENCH_LABEL, has_failed, is_ready, sc_phase, sc_pods_gone, sc_workload_gone, sc_workload_ready};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -88,9 +88,9 @@ impl Cluster {
         self.wait_pods(&format!("the workload of StoppableContainer {name} to be Ready"), &[name.to_owned()], |pods| sc_workload_ready(pods, name)).await
     }
 
-    /// A stop until the phase is Stopped and both pods are gone.
+    /// A stop until the phase is Stopped and the workload pod is gone.
     pub async fn wait_sc_stopped(&self, name: &str) -> Result<SystemTime, BenchError> {
-        let gone = self.wait_pods(&format!("the pods of StoppableContainer {name} to terminate"), &[], |pods| sc_pods_gone(pods, name)).await?;
+        let gone = self.wait_pods(&format!("the workload pod of StoppableContainer {name} to terminate"), &[], |pods| sc_workload_gone(pods, name)).await?;
         let stopped = self
             .sc_watch
             .wait(&format!("StoppableContainer {name} to report phase Stopped"), self.settings.timeout, |scs| {
@@ -238,8 +238,8 @@ impl Cluster {
         Ok(self.product_pod_object(container).await?.metadata.name.unwrap_or_default())
     }
 
-    /// Warning events of the namespace since `since`, counted by reason.
-    pub async fn warnings_since(&self, since: SystemTime) -> Result<BTreeMap<String, u32>, BenchError> {
+    /// Warning events of the namespace since `since`: count and one example message, by reason.
+    pub async fn warnings_since(&self, since: SystemTime) -> Result<BTreeMap<String, (u32, String)>, BenchError> {
         let events = self.events.list(&ListParams::default().fields("type=Warning")).await.map_err(api("listing warning events"))?;
         let since = k8s_openapi::jiff::Timestamp::try_from(since).map_err(|error| BenchError::Setup(format!("clock: {error}")))?;
         let mut counts = BTreeMap::new();
@@ -247,8 +247,9 @@ impl Cluster {
             let last = event.last_timestamp.as_ref().map(|time| time.0).or(event.event_time.as_ref().map(|time| time.0));
             // Event times have one-second resolution: keep the events of the second `since` is in.
             if last.is_some_and(|last| last.as_second() >= since.as_second()) {
-                let key = format!("{}: {}", event.reason.unwrap_or_default(), event.message.unwrap_or_default().chars().take(100).collect::<String>());
-                *counts.entry(key).or_insert(0) += event.count.unwrap_or(1).max(1) as u32;
+                let reason = event.reason.unwrap_or_default();
+                let entry = counts.entry(reason).or_insert_with(|| (0, event.message.unwrap_or_default().chars().take(120).collect()));
+                entry.0 += event.count.unwrap_or(1).max(1) as u32;
             }
         }
         Ok(counts)

@@ -46,11 +46,14 @@ struct Args {
     /// Sections to run (comma-separated); all by default.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Resume, Section::FirstStart, Section::Io, Section::Density, Section::Churn])]
     sections: Vec<Section>,
-    /// Measured rounds of sections 1-4 (median and p90 are taken over them).
+    /// Measured rounds of sections 1-3 (median and p90 are taken over them).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     rounds: u16,
+    /// Measured rounds of section 4 (each creates and deletes a StoppableContainer: slower).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    first_start_rounds: u16,
     /// Repeats of each I/O operation on each side.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     io_repeats: u16,
     /// StoppableContainers started together in the density section.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=100))]
@@ -117,7 +120,7 @@ async fn run(args: Args) -> Result<bool, BenchError> {
         cluster.sc_watch.clear_history();
         let outcome = match section {
             Section::Resume => starts::resume_and_stop(&cluster, rounds).await.map(|figures| figures.targets),
-            Section::FirstStart => starts::first_start(&cluster, rounds).await.map(|figures| figures.targets),
+            Section::FirstStart => starts::first_start(&cluster, usize::from(args.first_start_rounds)).await.map(|figures| figures.targets),
             Section::Io => io::io(&cluster, usize::from(args.io_repeats)).await,
             Section::Density => scale::density(&cluster, usize::from(args.density)).await,
             Section::Churn => scale::churn(&cluster, usize::from(args.churn), usize::from(args.cycles)).await.map(|figures| {

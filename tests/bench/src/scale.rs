@@ -217,8 +217,8 @@ pub async fn churn(cluster: &Cluster, count: usize, cycles: usize) -> Result<Chu
     if warnings.is_empty() {
         println!("  warning events during the churn: none");
     }
-    for (reason, count) in &warnings {
-        println!("  warning event x{count}: {reason}");
+    for (reason, (count, example)) in &warnings {
+        println!("  warning events {reason} x{count}, e.g.: {example}");
     }
     Ok(ChurnFigures {
         failures: errors.len() + leaks.len() + lost.len(),
@@ -226,7 +226,7 @@ pub async fn churn(cluster: &Cluster, count: usize, cycles: usize) -> Result<Chu
             Target::zero(&format!("7. churn errors ({count} SCs x {cycles} cycles)"), errors.len()),
             Target::zero("7. churn leaked mounts, records, data", leaks.len()),
             Target::zero("7. churn containers with lost data", lost.len()),
-            Target::informative("7. churn warning events", warnings.values().sum::<u32>().to_string()),
+            Target::informative("7. churn warning events", warnings.values().map(|(count, _)| count).sum::<u32>().to_string()),
         ],
     })
 }

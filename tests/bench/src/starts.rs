@@ -123,7 +123,7 @@ pub async fn resume_and_stop(cluster: &Cluster, rounds: usize) -> Result<StartFi
         LOADED.iter().zip(&start_summaries).map(|(loaded, summary)| latency_row(&format!("{} written", loaded.label), *summary, start_summaries[0])).collect();
     println!("{}", table(&LATENCY_HEADER, &rows));
 
-    println!("\n-- 3. Stop latency: `running: true -> false` until phase Stopped and both pods gone, vs deleting a plain pod until gone");
+    println!("\n-- 3. Stop latency: `running: true -> false` until phase Stopped and the workload pod gone, vs deleting a plain pod until gone");
     let mut rows = vec![latency_row("plain pod (delete)", plain_stop, None)];
     for (loaded, s) in LOADED.iter().zip(&series) {
         rows.push(latency_row(&format!("StoppableContainer, {} written", loaded.label), Summary::of(&s.stops), plain_stop));

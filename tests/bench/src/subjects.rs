@@ -104,8 +104,14 @@ pub fn sc_workload_ready(pods: &Objects<Pod>, sc: &str) -> bool {
     pods.get(sc).is_some_and(|pod| is_consumer_of(pod, sc) && is_ready(pod))
 }
 
-/// Both of the SC's pods are gone: the end of a stop (the phase says Stopped as soon as the stop
-/// begins; the node is free only once the pods have terminated).
+/// The SC's workload pod is gone: the end of a stop (the phase says Stopped as soon as the stop
+/// begins; the workload's resources are free only once its pod has terminated). The provider pod,
+/// a pause process holding the image as the lower layer, stays while stopped.
+pub fn sc_workload_gone(pods: &Objects<Pod>, sc: &str) -> bool {
+    !pods.contains_key(sc)
+}
+
+/// Both of the SC's pods are gone: the end of a deletion.
 pub fn sc_pods_gone(pods: &Objects<Pod>, sc: &str) -> bool {
     !pods.contains_key(sc) && !pods.contains_key(&provider_name(sc))
 }
@@ -164,6 +170,9 @@ mod tests {
         assert!(!sc_workload_ready(&pods(plain_pod("dev", "img").expect("a valid pod")), "dev"));
         assert!(!sc_pods_gone(&pods(consumer("dev", "True")), "dev"));
         assert!(sc_pods_gone(&pods(consumer("other", "True")), "dev"));
+        let provider = pods(plain_pod(&provider_name("dev"), "img").expect("a valid pod"));
+        assert!(sc_workload_gone(&provider, "dev"), "a kept provider does not hold up a stop");
+        assert!(!sc_pods_gone(&provider, "dev"), "a deletion waits for the provider too");
     }
 
     #[test]

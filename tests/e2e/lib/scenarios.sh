@@ -110,15 +110,23 @@ scenario_persistence() {
 
   local uid
   uid="$(sc_uid "$ns" dev)"
-  step "stop (kubectl sc stop --wait): the pods go, the data stays on the node"
+  step "stop (kubectl sc stop --wait): the workload pod goes, the data stays on the node"
+  local provider_uid
+  provider_uid="$(kc -n "$ns" get pod dev-provider -o 'jsonpath={.metadata.uid}')"
   kc sc -n "$ns" stop dev --wait --timeout 2m >/dev/null
   expect_eq "phase after stop" Stopped "$(sc_phase "$ns" dev)"
   wait_for "the consumer pod to be gone" 60 bash -c "! kubectl -n $ns get pod dev >/dev/null 2>&1"
+  # The provider (a pause process holding the image as the lower layer) stays, so that the next
+  # start is only the workload pod and a mount.
+  expect_eq "the provider pod is kept while stopped" "$provider_uid" \
+    "$(kc -n "$ns" get pod dev-provider -o 'jsonpath={.metadata.uid}')"
   expect_eq "the note in the upper layer on the node" "$token" "$(cat "$(upper_dir "$ns" dev "$uid")/root/note.txt")"
 
   step "start (kubectl sc start --wait); check everything on a fresh exec"
   kc sc -n "$ns" start dev --wait --timeout 3m >/dev/null
   wait_running "$ns" dev 180
+  expect_eq "the start reused the provider" "$provider_uid" \
+    "$(kc -n "$ns" get pod dev-provider -o 'jsonpath={.metadata.uid}')"
   expect_eq "the note after restart" "$token" "$(in_sc "$ns" dev cat /root/note.txt)"
   expect_contains "the user after restart" "$(in_sc "$ns" dev getent passwd alice)" "alice:x:"
   expect_eq "the user's file owner" alice "$(in_sc "$ns" dev stat -c %U /home/alice/hello)"
