@@ -125,6 +125,15 @@ async fn churn_one(cluster: &Cluster, name: &str, marker: &str, cycles: usize) -
     outcome
 }
 
+/// The product's mounts on the node, its publication records and its control directories.
+fn leftovers(data_root: &str) -> Result<Vec<String>, BenchError> {
+    let root = std::path::Path::new(data_root);
+    let mut found = host::mounts_left(data_root)?;
+    found.extend(host::entries(&root.join("publications"))?.into_iter().map(|record| format!("record {record}")));
+    found.extend(host::entries(&root.join("control"))?.into_iter().map(|dir| format!("control directory {dir}")));
+    Ok(found)
+}
+
 pub struct ChurnFigures {
     pub targets: Vec<Target>,
     /// Errors, leaks or lost data: the product misbehaved (the run fails).
@@ -144,6 +153,9 @@ pub async fn churn(cluster: &Cluster, count: usize, cycles: usize) -> Result<Chu
         cluster.exec(name, &format!("echo {marker} > /bench-marker && sync")).await?;
     }
 
+    // What the product has on the node before the churn (other namespaces' running
+    // StoppableContainers): only what the churn adds and leaves is a leak.
+    let before = leftovers(&cluster.settings.data_root)?;
     let started = SystemTime::now();
     let outcomes = join_all(names.iter().zip(&markers).map(|(name, marker)| churn_one(cluster, name, marker, cycles))).await;
     let elapsed = started.elapsed().unwrap_or_default();
@@ -181,9 +193,7 @@ pub async fn churn(cluster: &Cluster, count: usize, cycles: usize) -> Result<Chu
         cluster.wait_sc_stopped(name).await?;
     }
     let data_root = std::path::Path::new(&cluster.settings.data_root);
-    let mut leaks = host::mounts_left(&cluster.settings.data_root)?;
-    leaks.extend(host::entries(&data_root.join("publications"))?.into_iter().map(|record| format!("record {record}")));
-    leaks.extend(host::entries(&data_root.join("control"))?.into_iter().map(|dir| format!("control directory {dir}")));
+    let mut leaks: Vec<String> = leftovers(&cluster.settings.data_root)?.into_iter().filter(|entry| !before.contains(entry)).collect();
     cluster.delete_scs(&names).await?;
     // Deleting an SC removes its data on the node.
     let namespace_data = data_root.join("containers").join(&cluster.settings.namespace);
