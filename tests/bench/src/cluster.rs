@@ -102,13 +102,7 @@ impl Cluster {
 
     /// Deletes SCs and waits until they are gone (the node plugin has removed their data).
     pub async fn delete_scs(&self, names: &[String]) -> Result<(), BenchError> {
-        for name in names {
-            match self.scs.delete(name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(api(format!("deleting StoppableContainer {name}"))(error)),
-            }
-        }
+        delete_all(&self.scs, "StoppableContainer", names).await?;
         self.sc_watch
             .wait("the deleted StoppableContainers to be gone", self.settings.timeout * 2, |scs| names.iter().all(|name| !scs.contains_key(name)))
             .await?;
@@ -129,14 +123,7 @@ impl Cluster {
     }
 
     pub async fn delete_pods(&self, names: &[String]) -> Result<(), BenchError> {
-        for name in names {
-            match self.pods.delete(name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(api(format!("deleting pod {name}"))(error)),
-            }
-        }
-        Ok(())
+        delete_all(&self.pods, "pod", names).await
     }
 
     pub async fn wait_pods_gone(&self, names: &[String]) -> Result<SystemTime, BenchError> {
@@ -265,6 +252,21 @@ impl Cluster {
             Err(error) => Err(api(format!("deleting namespace {}", self.settings.namespace))(error)),
         }
     }
+}
+
+/// Requests the deletion of each named object; one already gone is fine.
+async fn delete_all<K>(api_of: &Api<K>, kind: &str, names: &[String]) -> Result<(), BenchError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for name in names {
+        match api_of.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(api(format!("deleting {kind} {name}"))(error)),
+        }
+    }
+    Ok(())
 }
 
 pub const PLUGIN_CONTAINER: &str = "csi-plugin";
