@@ -36,14 +36,10 @@ finish() {
 
 main() {
   if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    product_usage
     return 0
   fi
-  if [[ "$(id -u)" -ne 0 ]]; then
-    echo "bench.sh: run as root (the cluster needs a network namespace, mounts and cgroups)" >&2
-    exit 1
-  fi
-  export PATH="$HOME/.cargo/bin:$PATH"
+  product_require_root
   trap finish EXIT
   PRODUCT_EXTRA_PACKAGES=(sc-bench)
   product_setup

@@ -45,14 +45,10 @@ main() {
     exec "$PRODUCT_CLUSTER" down
   fi
   if [[ $# -gt 0 ]]; then
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+    product_usage >&2
     exit 2
   fi
-  if [[ "$(id -u)" -ne 0 ]]; then
-    echo "demo.sh: run as root (the local cluster needs a network namespace, mounts and cgroups)" >&2
-    exit 1
-  fi
-  export PATH="$HOME/.cargo/bin:$PATH"
+  product_require_root
   trap on_failure EXIT
 
   narrate "Setting up: packages, Kubernetes 1.20.2 (built once, then cached), our binaries and images"

@@ -82,11 +82,7 @@ selected() {
 
 main() {
   SELECTION=("$@")
-  if [[ "$(id -u)" -ne 0 ]]; then
-    echo "run.sh: run as root (the cluster needs a network namespace, mounts and cgroups)" >&2
-    exit 1
-  fi
-  export PATH="$HOME/.cargo/bin:$PATH"
+  product_require_root
   trap finish EXIT
   product_setup
   setup_done=1

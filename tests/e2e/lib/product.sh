@@ -20,6 +20,18 @@ PRODUCT_TIMINGS=()       # "label: N s" of each product_setup step
 
 product_log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# Prints the calling script's header comment (its usage).
+product_usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+# Exits unless root (the cluster needs a network namespace, mounts and cgroups); puts cargo on PATH.
+product_require_root() {
+  if [[ "$(id -u)" -ne 0 ]]; then
+    echo "$(basename "$0"): run as root (the cluster needs a network namespace, mounts and cgroups)" >&2
+    exit 1
+  fi
+  export PATH="$HOME/.cargo/bin:$PATH"
+}
+
 # Static release binaries (cached by cargo) and the Python that renders the chart; lints the chart.
 product_build() {
   PRODUCT_PYTHON="$("$PRODUCT_E2E_DIR/lib/helm-python.sh")"
