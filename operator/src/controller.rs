@@ -28,7 +28,7 @@ use crate::http::Health;
 use crate::instance_builder::{build_instance, is_controlled_by};
 use crate::provider_pod::{build_provider_pod, provider_is_current};
 use crate::settings::PodSettings;
-use crate::status::{Found, Observed, instance_status, sc_status};
+use crate::status::{Found, Observed, instance_status, is_terminating, sc_status};
 use crate::validate::{SpecProblem, Workload, describe_problems, validate};
 
 /// Requeue while something is in motion (pods starting or terminating); pod watches usually
@@ -421,7 +421,7 @@ impl<'a> Reconciler<'a> {
         }
         // Stopped is steady once the workload pod is gone: the provider a stop keeps does not
         // change by itself (its watch reports what does), only one being deleted is in motion.
-        let provider_leaving = children.provider().owned().is_some_and(|provider| provider.metadata.deletion_timestamp.is_some());
+        let provider_leaving = children.provider().owned().is_some_and(is_terminating);
         let steady = matches!(phase, Phase::Running | Phase::Stopped | Phase::Failed)
             && !(phase == Phase::Stopped && (children.consumer().owned().is_some() || provider_leaving));
         let name_conflict = children.foreign_instance.is_some()

@@ -146,7 +146,8 @@ pub fn pod_progress(pod: &Pod) -> PodProgress {
     if started { PodProgress::NotReady } else { PodProgress::Creating }
 }
 
-fn is_terminating(pod: &Pod) -> bool {
+/// Whether the pod is being deleted (it has a deletion timestamp).
+pub fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
