@@ -18,17 +18,11 @@ fn main() {
 }
 
 fn git_head_sha() -> Option<String> {
-    let output = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()?;
+    let output = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
     if !output.status.success() {
         return None;
     }
-    String::from_utf8(output.stdout)
-        .ok()
-        .map(|sha| sha.trim().to_owned())
-        .filter(|sha| !sha.is_empty())
+    String::from_utf8(output.stdout).ok().map(|sha| sha.trim().to_owned()).filter(|sha| !sha.is_empty())
 }
 
 /// Rebuild when HEAD moves. Only existing files are watched: cargo treats a missing watched file

@@ -97,10 +97,7 @@ mod tests {
     fn derived_paths_agree_with_their_parts() {
         assert_eq!(API_VERSION, format!("{GROUP}/{VERSION}"));
         assert_eq!(CONSUMER_ROOTFS_PATH, format!("{ROOTFS_VOLUME_MOUNT_PATH}/{ROOTFS_SUBDIR}"));
-        assert_eq!(
-            CONSUMER_CONTROL_SOCKET_PATH,
-            format!("{ROOTFS_VOLUME_MOUNT_PATH}/{CONTROL_SUBDIR}/{CONTROL_SOCKET_NAME}")
-        );
+        assert_eq!(CONSUMER_CONTROL_SOCKET_PATH, format!("{ROOTFS_VOLUME_MOUNT_PATH}/{CONTROL_SUBDIR}/{CONTROL_SOCKET_NAME}"));
         assert_eq!(EXEC_WRAPPER_PATH, format!("{EXEC_WRAPPER_DIR}/sc-exec"));
         assert!(provider_pod_name(&"a".repeat(MAX_SC_NAME_LEN)).len() <= 63);
     }

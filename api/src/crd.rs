@@ -58,10 +58,7 @@ fn shorten_quantity_descriptions(schema: &mut Value) {
                 .and_then(Value::as_str)
                 .is_some_and(|text| text.starts_with("Quantity is a fixed-point representation of a number"));
             if is_quantity {
-                fields.insert(
-                    "description".into(),
-                    "A quantity: a number with an optional suffix, e.g. 500m, 2, 128Mi, 1Gi, 1e3.".into(),
-                );
+                fields.insert("description".into(), "A quantity: a number with an optional suffix, e.g. 500m, 2, 128Mi, 1Gi, 1e3.".into());
             }
             fields.values_mut().for_each(shorten_quantity_descriptions);
         }
@@ -211,9 +208,7 @@ mod tests {
         fn check(schema: &Value, found: &mut Vec<String>) {
             match schema {
                 Value::Object(fields) => {
-                    if let (Some(Value::Array(keys)), Some(items)) =
-                        (fields.get("x-kubernetes-list-map-keys"), fields.get("items"))
-                    {
+                    if let (Some(Value::Array(keys)), Some(items)) = (fields.get("x-kubernetes-list-map-keys"), fields.get("items")) {
                         for key in keys.iter().filter_map(Value::as_str) {
                             let required = items["required"].as_array().is_some_and(|r| r.iter().any(|k| k == key));
                             let defaulted = items["properties"][key].get("default").is_some();

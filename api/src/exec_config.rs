@@ -112,9 +112,6 @@ mod tests {
     fn control_messages_have_a_stable_wire_form() {
         assert_eq!(serde_json::to_string(&ControlRequest::Prepare).expect("ser"), r#"{"op":"prepare"}"#);
         let failed = ControlResponse::Failed { message: "no".into() };
-        assert_eq!(
-            serde_json::to_string(&failed).expect("ser"),
-            r#"{"result":"failed","message":"no"}"#
-        );
+        assert_eq!(serde_json::to_string(&failed).expect("ser"), r#"{"result":"failed","message":"no"}"#);
     }
 }

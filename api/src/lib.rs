@@ -16,9 +16,7 @@ pub mod stoppable_container;
 pub mod template;
 
 #[cfg(feature = "crd")]
-pub use instance::{
-    InstancePhase, StoppableContainerInstance, StoppableContainerInstanceSpec, StoppableContainerInstanceStatus,
-};
+pub use instance::{InstancePhase, StoppableContainerInstance, StoppableContainerInstanceSpec, StoppableContainerInstanceStatus};
 #[cfg(feature = "crd")]
 pub use stoppable_container::{Phase, StoppableContainer, StoppableContainerSpec, StoppableContainerStatus};
 #[cfg(feature = "crd")]

@@ -27,8 +27,5 @@ fn chart_crds_match_the_types() {
             stale.push(path.display().to_string());
         }
     }
-    assert!(
-        stale.is_empty(),
-        "stale CRDs in the chart: {stale:?}; run `UPDATE_CRDS=1 cargo test -p sc-api --test chart_crds_are_current`"
-    );
+    assert!(stale.is_empty(), "stale CRDs in the chart: {stale:?}; run `UPDATE_CRDS=1 cargo test -p sc-api --test chart_crds_are_current`");
 }

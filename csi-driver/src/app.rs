@@ -112,8 +112,8 @@ pub fn run(args: Args) -> Result<(), StartError> {
     if let Some(namespace) = &args.host_mount_namespace {
         if in_cluster {
             let mut config = kube::Config::incluster().map_err(|error| StartError::Kube(error.to_string()))?;
-            let token_dir = open_directory(SERVICE_ACCOUNT_DIR)
-                .map_err(|error| StartError::Kube(format!("opening {SERVICE_ACCOUNT_DIR}: {error}")))?;
+            let token_dir =
+                open_directory(SERVICE_ACCOUNT_DIR).map_err(|error| StartError::Kube(format!("opening {SERVICE_ACCOUNT_DIR}: {error}")))?;
             config.auth_info.token_file = Some(format!("/proc/self/fd/{}/token", token_dir.as_raw_fd()));
             // kube re-reads the CA bundle from this file (it takes precedence over root_cert).
             config.root_cert_file = Some(format!("/proc/self/fd/{}/ca.crt", token_dir.as_raw_fd()).into());
@@ -200,9 +200,8 @@ async fn serve_with<C: ClusterView>(
         let registration = tonic::transport::Server::builder()
             .add_service(RegistrationServer::new(RegistrationService { csi_endpoint_path: endpoint.display().to_string() }))
             .serve_with_incoming_shutdown(crate::authority::incoming(registration_listener), shutdown);
-        let (csi, registration) = bounded_drain(async { tokio::join!(csi, registration) }, shutdown_for_drain)
-            .await
-            .unwrap_or((Ok(()), Ok(())));
+        let (csi, registration) =
+            bounded_drain(async { tokio::join!(csi, registration) }, shutdown_for_drain).await.unwrap_or((Ok(()), Ok(())));
         // Unregister: kubelet drops the plugin when its socket disappears.
         if let Err(error) = std::fs::remove_file(&path) {
             warn!(socket = %path.display(), %error, "could not remove the registration socket");

@@ -110,10 +110,7 @@ pub enum AuthorityFixError {
         "a CONTINUATION frame for stream {continuation_stream_id} arrived inside the header block of \
          stream {stream_id} (RFC 9113 §6.10); the client is not speaking HTTP/2 correctly"
     )]
-    ContinuationOnOtherStream {
-        stream_id: u32,
-        continuation_stream_id: u32,
-    },
+    ContinuationOnOtherStream { stream_id: u32, continuation_stream_id: u32 },
     #[error(
         "the HEADERS frame of stream {stream_id} has {payload_len} payload bytes, fewer than its \
          PADDED/PRIORITY flags require (RFC 9113 §6.2); the client is not speaking HTTP/2 correctly"
@@ -124,9 +121,7 @@ pub enum AuthorityFixError {
          request was incomplete and is dropped"
     )]
     TruncatedHeaderBlock { stream_id: u32 },
-    #[error(
-        "this connection already failed with an HTTP/2 framing error and cannot be read further"
-    )]
+    #[error("this connection already failed with an HTTP/2 framing error and cannot be read further")]
     AlreadyFailed,
 }
 
@@ -173,9 +168,7 @@ impl<S> AuthorityFixingStream<S> {
 
 /// Accepts connections on `listener`, each wrapped in an [`AuthorityFixingStream`]; feed this to
 /// `tonic::transport::Server::serve_with_incoming`.
-pub fn incoming(
-    listener: UnixListener,
-) -> impl Stream<Item = io::Result<AuthorityFixingStream<UnixStream>>> {
+pub fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<AuthorityFixingStream<UnixStream>>> {
     UnixListenerStream::new(listener).map(|accepted| accepted.map(AuthorityFixingStream::new))
 }
 
@@ -188,11 +181,7 @@ impl<S: Connected> Connected for AuthorityFixingStream<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFixingStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
@@ -228,19 +217,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFixingStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFixingStream<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
@@ -269,26 +250,13 @@ struct FrameHeader {
 
 impl FrameHeader {
     fn parse(raw: [u8; FRAME_HEADER_LEN]) -> Self {
-        let payload_len =
-            usize::from(raw[0]) << 16 | usize::from(raw[1]) << 8 | usize::from(raw[2]);
+        let payload_len = usize::from(raw[0]) << 16 | usize::from(raw[1]) << 8 | usize::from(raw[2]);
         let stream_id = u32::from_be_bytes([raw[5], raw[6], raw[7], raw[8]]) & 0x7FFF_FFFF;
-        Self {
-            raw,
-            payload_len,
-            frame_type: raw[3],
-            flags: raw[4],
-            stream_id,
-        }
+        Self { raw, payload_len, frame_type: raw[3], flags: raw[4], stream_id }
     }
 }
 
-fn push_frame_header(
-    out: &mut Vec<u8>,
-    payload_len: usize,
-    frame_type: u8,
-    flags: u8,
-    stream_id: u32,
-) {
+fn push_frame_header(out: &mut Vec<u8>, payload_len: usize, frame_type: u8, flags: u8, stream_id: u32) {
     // Callers never exceed MAX_EMITTED_FRAME_PAYLOAD, which fits the 24-bit length field.
     let length_bytes = (payload_len as u32).to_be_bytes();
     out.extend_from_slice(&length_bytes[1..]);
@@ -300,7 +268,9 @@ fn push_frame_header(
 /// Where the reader is in the client's byte stream.
 enum ReadState {
     /// Matching the 24-byte client connection preface.
-    Preface { matched: usize },
+    Preface {
+        matched: usize,
+    },
     /// The client did not open with the HTTP/2 preface: not HTTP/2 with prior knowledge, so there
     /// are no frames to follow; everything is forwarded for tonic to reject.
     Opaque,
@@ -309,7 +279,9 @@ enum ReadState {
         filled: usize,
     },
     /// Forwarding the payload of a frame that carries no header block.
-    ForwardPayload { remaining: usize },
+    ForwardPayload {
+        remaining: usize,
+    },
     /// Buffering the payload of a HEADERS or CONTINUATION frame.
     HeaderPayload {
         header: FrameHeader,
@@ -321,10 +293,7 @@ enum ReadState {
 
 impl ReadState {
     fn next_frame() -> Self {
-        Self::FrameHeader {
-            raw: [0; FRAME_HEADER_LEN],
-            filled: 0,
-        }
+        Self::FrameHeader { raw: [0; FRAME_HEADER_LEN], filled: 0 }
     }
 }
 
@@ -352,12 +321,7 @@ impl ClientFrameRewriter {
     fn new() -> Self {
         let mut decoder = Decoder::new();
         decoder.set_max_allowed_table_size(MAX_DYNAMIC_TABLE_BYTES);
-        Self {
-            state: ReadState::Preface { matched: 0 },
-            open_block: None,
-            decoder,
-            downstream_table_diverged: false,
-        }
+        Self { state: ReadState::Preface { matched: 0 }, open_block: None, decoder, downstream_table_diverged: false }
     }
 
     /// Consumes `input`, appending what the server should read to `out`. Bytes of an incomplete
@@ -374,24 +338,16 @@ impl ClientFrameRewriter {
     /// server reports the truncation), but a partial header block cannot be forwarded.
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), AuthorityFixError> {
         if let Some(block) = &self.open_block {
-            return Err(AuthorityFixError::TruncatedHeaderBlock {
-                stream_id: block.stream_id,
-            });
+            return Err(AuthorityFixError::TruncatedHeaderBlock { stream_id: block.stream_id });
         }
         match &self.state {
-            ReadState::HeaderPayload { header, .. } => {
-                Err(AuthorityFixError::TruncatedHeaderBlock {
-                    stream_id: header.stream_id,
-                })
-            }
+            ReadState::HeaderPayload { header, .. } => Err(AuthorityFixError::TruncatedHeaderBlock { stream_id: header.stream_id }),
             ReadState::FrameHeader { raw, filled } => {
                 out.extend_from_slice(&raw[..*filled]);
                 Ok(())
             }
             ReadState::Failed => Err(AuthorityFixError::AlreadyFailed),
-            ReadState::Preface { .. } | ReadState::Opaque | ReadState::ForwardPayload { .. } => {
-                Ok(())
-            }
+            ReadState::Preface { .. } | ReadState::Opaque | ReadState::ForwardPayload { .. } => Ok(()),
         }
     }
 
@@ -453,17 +409,10 @@ impl ClientFrameRewriter {
     }
 
     /// Decides, from a complete frame header, how the frame's payload is handled.
-    fn start_frame(
-        &mut self,
-        header: FrameHeader,
-        out: &mut Vec<u8>,
-    ) -> Result<ReadState, AuthorityFixError> {
+    fn start_frame(&mut self, header: FrameHeader, out: &mut Vec<u8>) -> Result<ReadState, AuthorityFixError> {
         let buffered_so_far = match &self.open_block {
             Some(block) if header.frame_type != FRAME_TYPE_CONTINUATION => {
-                return Err(AuthorityFixError::InterruptedHeaderBlock {
-                    stream_id: block.stream_id,
-                    frame_type: header.frame_type,
-                });
+                return Err(AuthorityFixError::InterruptedHeaderBlock { stream_id: block.stream_id, frame_type: header.frame_type });
             }
             Some(block) if header.stream_id != block.stream_id => {
                 return Err(AuthorityFixError::ContinuationOnOtherStream {
@@ -479,18 +428,13 @@ impl ClientFrameRewriter {
                 return Ok(if header.payload_len == 0 {
                     ReadState::next_frame()
                 } else {
-                    ReadState::ForwardPayload {
-                        remaining: header.payload_len,
-                    }
+                    ReadState::ForwardPayload { remaining: header.payload_len }
                 });
             }
             None => 0,
         };
         if buffered_so_far + FRAME_HEADER_LEN + header.payload_len > MAX_HEADER_BLOCK_BYTES {
-            return Err(AuthorityFixError::HeaderBlockTooLarge {
-                stream_id: header.stream_id,
-                limit: MAX_HEADER_BLOCK_BYTES,
-            });
+            return Err(AuthorityFixError::HeaderBlockTooLarge { stream_id: header.stream_id, limit: MAX_HEADER_BLOCK_BYTES });
         }
         let payload = Vec::with_capacity(header.payload_len);
         if header.payload_len == 0 {
@@ -500,12 +444,7 @@ impl ClientFrameRewriter {
         Ok(ReadState::HeaderPayload { header, payload })
     }
 
-    fn finish_header_frame(
-        &mut self,
-        header: FrameHeader,
-        payload: Vec<u8>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), AuthorityFixError> {
+    fn finish_header_frame(&mut self, header: FrameHeader, payload: Vec<u8>, out: &mut Vec<u8>) -> Result<(), AuthorityFixError> {
         match &mut self.open_block {
             Some(block) => {
                 block.fragment.extend_from_slice(&payload);
@@ -534,15 +473,9 @@ impl ClientFrameRewriter {
         Ok(())
     }
 
-    fn finish_header_block(
-        &mut self,
-        block: OpenHeaderBlock,
-        out: &mut Vec<u8>,
-    ) -> Result<(), AuthorityFixError> {
+    fn finish_header_block(&mut self, block: OpenHeaderBlock, out: &mut Vec<u8>) -> Result<(), AuthorityFixError> {
         let fields = self.decode(&block)?;
-        let has_unusable_authority = fields
-            .iter()
-            .any(|(name, value)| is_unusable_authority(name, value));
+        let has_unusable_authority = fields.iter().any(|(name, value)| is_unusable_authority(name, value));
         if !has_unusable_authority && !self.downstream_table_diverged {
             out.extend_from_slice(&block.raw_frames);
             return Ok(());
@@ -565,8 +498,7 @@ impl ClientFrameRewriter {
                 }
             })
             .collect();
-        let encoded =
-            encode_stateless_header_block(leading_table_size_updates(&block.fragment), &fields);
+        let encoded = encode_stateless_header_block(leading_table_size_updates(&block.fragment), &fields);
         push_header_block_frames(out, &block, &encoded);
         Ok(())
     }
@@ -585,15 +517,9 @@ impl ClientFrameRewriter {
                     fields.push((name.into_owned(), value.into_owned()));
                 }
             })
-            .map_err(|source| AuthorityFixError::Hpack {
-                stream_id: block.stream_id,
-                source,
-            })?;
+            .map_err(|source| AuthorityFixError::Hpack { stream_id: block.stream_id, source })?;
         if decoded_size > MAX_DECODED_HEADER_LIST_BYTES {
-            return Err(AuthorityFixError::HeaderListTooLarge {
-                stream_id: block.stream_id,
-                limit: MAX_DECODED_HEADER_LIST_BYTES,
-            });
+            return Err(AuthorityFixError::HeaderListTooLarge { stream_id: block.stream_id, limit: MAX_DECODED_HEADER_LIST_BYTES });
         }
         Ok(fields)
     }
@@ -611,10 +537,7 @@ fn split_headers_payload<'p>(
     header: &FrameHeader,
     payload: &'p [u8],
 ) -> Result<(Option<[u8; PRIORITY_FIELDS_LEN]>, &'p [u8]), AuthorityFixError> {
-    let malformed = || AuthorityFixError::MalformedHeadersFrame {
-        stream_id: header.stream_id,
-        payload_len: payload.len(),
-    };
+    let malformed = || AuthorityFixError::MalformedHeadersFrame { stream_id: header.stream_id, payload_len: payload.len() };
     let mut rest = payload;
     let mut padding_len = 0;
     if header.flags & FLAG_PADDED != 0 {
@@ -624,9 +547,7 @@ fn split_headers_payload<'p>(
     }
     let mut priority = None;
     if header.flags & FLAG_PRIORITY != 0 {
-        let (fields, after) = rest
-            .split_first_chunk::<PRIORITY_FIELDS_LEN>()
-            .ok_or_else(malformed)?;
+        let (fields, after) = rest.split_first_chunk::<PRIORITY_FIELDS_LEN>().ok_or_else(malformed)?;
         priority = Some(*fields);
         rest = after;
     }
@@ -638,10 +559,7 @@ fn split_headers_payload<'p>(
 /// They are kept in a re-encoded block so the server's table limit follows the client's.
 fn leading_table_size_updates(fragment: &[u8]) -> &[u8] {
     let mut end = 0;
-    while fragment
-        .get(end)
-        .is_some_and(|&byte| byte & HPACK_TABLE_SIZE_UPDATE_MASK == HPACK_TABLE_SIZE_UPDATE_PATTERN)
-    {
+    while fragment.get(end).is_some_and(|&byte| byte & HPACK_TABLE_SIZE_UPDATE_MASK == HPACK_TABLE_SIZE_UPDATE_PATTERN) {
         match hpack_integer_len(&fragment[end..], HPACK_TABLE_SIZE_UPDATE_PREFIX_BITS) {
             Some(len) => end += len,
             // Unreachable for a block the decoder accepted; stop rather than guess.
@@ -687,10 +605,7 @@ fn push_hpack_string(out: &mut Vec<u8>, octets: &[u8]) {
 /// decoder does not say which fields the client marked never-indexed, and RFC 7541 §6.2.3 requires
 /// an intermediary to keep that marking; applying it to all fields costs nothing here.
 fn encode_stateless_header_block(size_updates: &[u8], fields: &HeaderFields) -> Vec<u8> {
-    let fields_len: usize = fields
-        .iter()
-        .map(|(name, value)| name.len() + value.len() + 2 * 5 + 1)
-        .sum();
+    let fields_len: usize = fields.iter().map(|(name, value)| name.len() + value.len() + 2 * 5 + 1).sum();
     let mut block = Vec::with_capacity(size_updates.len() + fields_len);
     block.extend_from_slice(size_updates);
     for (name, value) in fields {
@@ -706,8 +621,7 @@ fn encode_stateless_header_block(size_updates: &[u8], fields: &HeaderFields) -> 
 /// priority fields are kept.
 fn push_header_block_frames(out: &mut Vec<u8>, block: &OpenHeaderBlock, encoded: &[u8]) {
     let priority_len = block.priority.map_or(0, |fields| fields.len());
-    let (first, mut rest) =
-        encoded.split_at(encoded.len().min(MAX_EMITTED_FRAME_PAYLOAD - priority_len));
+    let (first, mut rest) = encoded.split_at(encoded.len().min(MAX_EMITTED_FRAME_PAYLOAD - priority_len));
     let mut flags = 0;
     if block.end_stream {
         flags |= FLAG_END_STREAM;
@@ -718,31 +632,15 @@ fn push_header_block_frames(out: &mut Vec<u8>, block: &OpenHeaderBlock, encoded:
     if rest.is_empty() {
         flags |= FLAG_END_HEADERS;
     }
-    push_frame_header(
-        out,
-        priority_len + first.len(),
-        FRAME_TYPE_HEADERS,
-        flags,
-        block.stream_id,
-    );
+    push_frame_header(out, priority_len + first.len(), FRAME_TYPE_HEADERS, flags, block.stream_id);
     if let Some(fields) = &block.priority {
         out.extend_from_slice(fields);
     }
     out.extend_from_slice(first);
     while !rest.is_empty() {
         let (chunk, after) = rest.split_at(rest.len().min(MAX_EMITTED_FRAME_PAYLOAD));
-        let flags = if after.is_empty() {
-            FLAG_END_HEADERS
-        } else {
-            0
-        };
-        push_frame_header(
-            out,
-            chunk.len(),
-            FRAME_TYPE_CONTINUATION,
-            flags,
-            block.stream_id,
-        );
+        let flags = if after.is_empty() { FLAG_END_HEADERS } else { 0 };
+        push_frame_header(out, chunk.len(), FRAME_TYPE_CONTINUATION, flags, block.stream_id);
         out.extend_from_slice(chunk);
         rest = after;
     }
@@ -800,13 +698,11 @@ mod tests {
     fn with_authority(fields: &Fields, authority: &str) -> Fields {
         fields
             .iter()
-            .map(|(name, value)| {
-                if name == AUTHORITY_HEADER {
-                    (name.clone(), authority.as_bytes().to_vec())
-                } else {
-                    (name.clone(), value.clone())
-                }
-            })
+            .map(
+                |(name, value)| {
+                    if name == AUTHORITY_HEADER { (name.clone(), authority.as_bytes().to_vec()) } else { (name.clone(), value.clone()) }
+                },
+            )
             .collect()
     }
 
@@ -828,11 +724,7 @@ mod tests {
         fn encode(&mut self, fields: &Fields) -> Vec<u8> {
             let mut block = Vec::new();
             for (name, value) in fields {
-                match self
-                    .table
-                    .iter()
-                    .position(|entry| entry.0 == *name && entry.1 == *value)
-                {
+                match self.table.iter().position(|entry| entry.0 == *name && entry.1 == *value) {
                     Some(position) => push_hpack_integer(&mut block, 62 + position, 7, 0x80),
                     None => {
                         block.push(0x40);
@@ -868,21 +760,13 @@ mod tests {
 
     /// Splits what the server reads into frames, checking the preface.
     fn frames(bytes: &[u8]) -> Vec<(FrameHeader, Vec<u8>)> {
-        assert!(
-            bytes.starts_with(CLIENT_PREFACE),
-            "output lost the client preface"
-        );
+        assert!(bytes.starts_with(CLIENT_PREFACE), "output lost the client preface");
         let mut rest = &bytes[CLIENT_PREFACE.len()..];
         let mut frames = Vec::new();
         while !rest.is_empty() {
-            let (raw, after) = rest
-                .split_first_chunk::<FRAME_HEADER_LEN>()
-                .expect("truncated frame header in output");
+            let (raw, after) = rest.split_first_chunk::<FRAME_HEADER_LEN>().expect("truncated frame header in output");
             let header = FrameHeader::parse(*raw);
-            assert!(
-                after.len() >= header.payload_len,
-                "truncated frame payload in output"
-            );
+            assert!(after.len() >= header.payload_len, "truncated frame payload in output");
             frames.push((header, after[..header.payload_len].to_vec()));
             rest = &after[header.payload_len..];
         }
@@ -906,8 +790,7 @@ mod tests {
                 FRAME_TYPE_HEADERS => {
                     assert!(!open, "HEADERS inside an open header block");
                     assert!(header.payload_len <= MAX_EMITTED_FRAME_PAYLOAD);
-                    let (priority, fragment) = split_headers_payload(&header, &payload)
-                        .expect("malformed HEADERS in output");
+                    let (priority, fragment) = split_headers_payload(&header, &payload).expect("malformed HEADERS in output");
                     blocks.push(ReceivedBlock {
                         stream_id: header.stream_id,
                         first_frame_flags: header.flags,
@@ -936,30 +819,17 @@ mod tests {
     /// Decodes blocks in order with one decoder, as the server does on one connection.
     fn decode_in_order(blocks: &[ReceivedBlock]) -> Vec<Fields> {
         let mut decoder = Decoder::new();
-        blocks
-            .iter()
-            .map(|received| {
-                decoder
-                    .decode(&received.block)
-                    .expect("server cannot decode a block")
-            })
-            .collect()
+        blocks.iter().map(|received| decoder.decode(&received.block).expect("server cannot decode a block")).collect()
     }
 
     #[test]
     fn valid_authorities_leave_the_connection_byte_identical() {
         let mut encoder = Encoder::new();
         let mut input = connection_start();
-        input.extend(headers_frame(
-            1,
-            &encode(&mut encoder, &request_fields("localhost")),
-        ));
+        input.extend(headers_frame(1, &encode(&mut encoder, &request_fields("localhost"))));
         input.extend(grpc_data_frame(1));
         input.extend(frame(0x8, 0, 0, &[0, 0, 0x10, 0])); // WINDOW_UPDATE
-        input.extend(headers_frame(
-            3,
-            &encode(&mut encoder, &request_fields("localhost")),
-        ));
+        input.extend(headers_frame(3, &encode(&mut encoder, &request_fields("localhost"))));
         input.extend(grpc_data_frame(3));
         input.extend(frame(0x6, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8])); // PING
 
@@ -980,10 +850,7 @@ mod tests {
         assert_eq!(blocks[0].stream_id, 1);
         assert_eq!(blocks[0].first_frame_flags, FLAG_END_HEADERS);
         let mut fresh_decoder = Decoder::new();
-        assert_eq!(
-            fresh_decoder.decode(&blocks[0].block).expect("decode"),
-            with_authority(&fields, REPLACEMENT_AUTHORITY)
-        );
+        assert_eq!(fresh_decoder.decode(&blocks[0].block).expect("decode"), with_authority(&fields, REPLACEMENT_AUTHORITY));
         assert!(output.ends_with(&grpc_data_frame(1)));
         let output_frames = frames(&output);
         assert_eq!(output_frames[0], frames(&input)[0], "SETTINGS changed");
@@ -995,18 +862,10 @@ mod tests {
         let mut input = connection_start();
         let first = encode(&mut encoder, &request_fields(SOCKET_PATH));
         let (start, end) = first.split_at(first.len() / 2);
-        input.extend(frame(
-            FRAME_TYPE_HEADERS,
-            FLAG_PADDED,
-            1,
-            &[[3].as_slice(), start, &[0; 3]].concat(),
-        ));
+        input.extend(frame(FRAME_TYPE_HEADERS, FLAG_PADDED, 1, &[[3].as_slice(), start, &[0; 3]].concat()));
         input.extend(frame(FRAME_TYPE_CONTINUATION, FLAG_END_HEADERS, 1, end));
         input.extend(grpc_data_frame(1));
-        input.extend(headers_frame(
-            3,
-            &encode(&mut encoder, &request_fields(SOCKET_PATH)),
-        ));
+        input.extend(headers_frame(3, &encode(&mut encoder, &request_fields(SOCKET_PATH))));
         input.extend(grpc_data_frame(3));
 
         let in_one_chunk = rewrite(&input).expect("rewrite");
@@ -1032,15 +891,9 @@ mod tests {
         let blocks = received_blocks(&rewrite(&input).expect("rewrite"));
 
         assert_eq!(blocks.len(), 1);
-        assert_eq!(
-            blocks[0].first_frame_flags,
-            FLAG_PRIORITY | FLAG_END_HEADERS | FLAG_END_STREAM
-        );
+        assert_eq!(blocks[0].first_frame_flags, FLAG_PRIORITY | FLAG_END_HEADERS | FLAG_END_STREAM);
         assert_eq!(blocks[0].priority, Some(priority));
-        assert_eq!(
-            decode_in_order(&blocks),
-            vec![with_authority(&fields, REPLACEMENT_AUTHORITY)]
-        );
+        assert_eq!(decode_in_order(&blocks), vec![with_authority(&fields, REPLACEMENT_AUTHORITY)]);
     }
 
     #[test]
@@ -1048,12 +901,7 @@ mod tests {
         let block = encode(&mut Encoder::new(), &request_fields("localhost"));
         let payload = [[2].as_slice(), &block, &[0, 0]].concat();
         let mut input = connection_start();
-        input.extend(frame(
-            FRAME_TYPE_HEADERS,
-            FLAG_PADDED | FLAG_END_HEADERS,
-            1,
-            &payload,
-        ));
+        input.extend(frame(FRAME_TYPE_HEADERS, FLAG_PADDED | FLAG_END_HEADERS, 1, &payload));
 
         assert_eq!(rewrite(&input).expect("rewrite"), input);
     }
@@ -1061,22 +909,11 @@ mod tests {
     #[test]
     fn padding_longer_than_the_frame_fails_the_connection() {
         let mut input = connection_start();
-        input.extend(frame(
-            FRAME_TYPE_HEADERS,
-            FLAG_PADDED | FLAG_END_HEADERS,
-            1,
-            &[9, 0x82],
-        ));
+        input.extend(frame(FRAME_TYPE_HEADERS, FLAG_PADDED | FLAG_END_HEADERS, 1, &[9, 0x82]));
 
         let error = rewrite(&input).expect_err("padding beyond the payload was accepted");
 
-        assert!(matches!(
-            error,
-            AuthorityFixError::MalformedHeadersFrame {
-                stream_id: 1,
-                payload_len: 2
-            }
-        ));
+        assert!(matches!(error, AuthorityFixError::MalformedHeadersFrame { stream_id: 1, payload_len: 2 }));
     }
 
     #[test]
@@ -1099,14 +936,8 @@ mod tests {
             } else {
                 let blocks = received_blocks(&output);
                 assert_eq!(blocks.len(), 1);
-                assert_eq!(
-                    blocks[0].frame_count, 1,
-                    "re-encoded block was not coalesced"
-                );
-                assert_eq!(
-                    decode_in_order(&blocks),
-                    vec![with_authority(&fields, REPLACEMENT_AUTHORITY)]
-                );
+                assert_eq!(blocks[0].frame_count, 1, "re-encoded block was not coalesced");
+                assert_eq!(decode_in_order(&blocks), vec![with_authority(&fields, REPLACEMENT_AUTHORITY)]);
             }
         }
     }
@@ -1130,25 +961,15 @@ mod tests {
             input.extend(grpc_data_frame(stream_id));
             client_blocks.push(block);
         }
-        assert_eq!(
-            client_blocks[3].len(),
-            bad.len(),
-            "the client should have sent the repeated request as one-byte references only"
-        );
+        assert_eq!(client_blocks[3].len(), bad.len(), "the client should have sent the repeated request as one-byte references only");
 
         let output = rewrite(&input).expect("rewrite");
 
         let blocks = received_blocks(&output);
         let decoded = decode_in_order(&blocks);
-        let expected: Vec<Fields> = sequence
-            .iter()
-            .map(|fields| with_authority(fields, "localhost"))
-            .collect();
+        let expected: Vec<Fields> = sequence.iter().map(|fields| with_authority(fields, "localhost")).collect();
         assert_eq!(decoded, expected);
-        assert_eq!(
-            blocks[0].block, client_blocks[0],
-            "block before any rewrite was changed"
-        );
+        assert_eq!(blocks[0].block, client_blocks[0], "block before any rewrite was changed");
         for (received, expected_fields) in blocks.iter().zip(&expected).skip(1) {
             let mut fresh_decoder = Decoder::new();
             assert_eq!(
@@ -1163,16 +984,11 @@ mod tests {
     fn rfc7541_huffman_request_sequence_passes_through_and_keeps_the_table_in_step() {
         // RFC 7541 Appendix C.4: three requests with Huffman-coded, indexed fields.
         let rfc_blocks: [&[u8]; 3] = [
+            &[0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff],
+            &[0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf],
             &[
-                0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab,
-                0x90, 0xf4, 0xff,
-            ],
-            &[
-                0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf,
-            ],
-            &[
-                0x82, 0x87, 0x85, 0xbf, 0x40, 0x88, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xa9, 0x7d, 0x7f,
-                0x89, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xb8, 0xe8, 0xb4, 0xbf,
+                0x82, 0x87, 0x85, 0xbf, 0x40, 0x88, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xa9, 0x7d, 0x7f, 0x89, 0x25, 0xa8, 0x49, 0xe9, 0x5b,
+                0xb8, 0xe8, 0xb4, 0xbf,
             ],
         ];
         let mut input = connection_start();
@@ -1186,12 +1002,7 @@ mod tests {
         let mut fourth = vec![0x82, 0x86, 0x84, 0xbe, 0x01];
         let socket_path = "/tmp/x/csi.sock";
         let huffman_path = huffman_encode(socket_path);
-        push_hpack_integer(
-            &mut fourth,
-            huffman_path.len(),
-            HPACK_STRING_LENGTH_PREFIX_BITS,
-            0x80,
-        );
+        push_hpack_integer(&mut fourth, huffman_path.len(), HPACK_STRING_LENGTH_PREFIX_BITS, 0x80);
         fourth.extend(huffman_path);
         input.extend(headers_frame(7, &fourth));
 
@@ -1199,16 +1010,11 @@ mod tests {
 
         let last = &blocks[3].block;
         let mut fresh_decoder = Decoder::new();
-        let expected: Fields = [
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":path", "/"),
-            ("custom-key", "custom-value"),
-            (":authority", "localhost"),
-        ]
-        .iter()
-        .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
-        .collect();
+        let expected: Fields =
+            [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("custom-key", "custom-value"), (":authority", "localhost")]
+                .iter()
+                .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+                .collect();
         assert_eq!(fresh_decoder.decode(last).expect("decode"), expected);
     }
 
@@ -1236,13 +1042,8 @@ mod tests {
         while !bits.len().is_multiple_of(8) {
             bits.push(true);
         }
-        let encoded: Vec<u8> = bits
-            .chunks(8)
-            .map(|byte| byte.iter().fold(0u8, |acc, &bit| acc << 1 | u8::from(bit)))
-            .collect();
-        let decoded = HuffmanDecoder::new()
-            .decode(&encoded)
-            .expect("test Huffman table is wrong");
+        let encoded: Vec<u8> = bits.chunks(8).map(|byte| byte.iter().fold(0u8, |acc, &bit| acc << 1 | u8::from(bit))).collect();
+        let decoded = HuffmanDecoder::new().decode(&encoded).expect("test Huffman table is wrong");
         assert_eq!(decoded, text.as_bytes(), "test Huffman table is wrong");
         encoded
     }
@@ -1253,21 +1054,14 @@ mod tests {
         // table would send.
         let size_updates = [0x20, 0x3f, 0xe1, 0x1f];
         let fields = request_fields(SOCKET_PATH);
-        let block = [
-            size_updates.as_slice(),
-            &encode(&mut Encoder::new(), &fields),
-        ]
-        .concat();
+        let block = [size_updates.as_slice(), &encode(&mut Encoder::new(), &fields)].concat();
         let mut input = connection_start();
         input.extend(headers_frame(1, &block));
 
         let blocks = received_blocks(&rewrite(&input).expect("rewrite"));
 
         assert!(blocks[0].block.starts_with(&size_updates));
-        assert_eq!(
-            decode_in_order(&blocks),
-            vec![with_authority(&fields, REPLACEMENT_AUTHORITY)]
-        );
+        assert_eq!(decode_in_order(&blocks), vec![with_authority(&fields, REPLACEMENT_AUTHORITY)]);
     }
 
     #[test]
@@ -1279,11 +1073,7 @@ mod tests {
         let mut chunks = block.chunks(MAX_EMITTED_FRAME_PAYLOAD).peekable();
         let mut frame_type = FRAME_TYPE_HEADERS;
         while let Some(chunk) = chunks.next() {
-            let flags = if chunks.peek().is_none() {
-                FLAG_END_HEADERS
-            } else {
-                0
-            };
+            let flags = if chunks.peek().is_none() { FLAG_END_HEADERS } else { 0 };
             input.extend(frame(frame_type, flags, 1, chunk));
             frame_type = FRAME_TYPE_CONTINUATION;
         }
@@ -1292,33 +1082,18 @@ mod tests {
 
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].frame_count, 3);
-        assert_eq!(
-            decode_in_order(&blocks),
-            vec![with_authority(&fields, REPLACEMENT_AUTHORITY)]
-        );
+        assert_eq!(decode_in_order(&blocks), vec![with_authority(&fields, REPLACEMENT_AUTHORITY)]);
     }
 
     #[test]
     fn header_frame_longer_than_the_limit_fails_before_buffering() {
         let mut input = connection_start();
         let oversized_len = MAX_HEADER_BLOCK_BYTES;
-        push_frame_header(
-            &mut input,
-            oversized_len,
-            FRAME_TYPE_HEADERS,
-            FLAG_END_HEADERS,
-            1,
-        );
+        push_frame_header(&mut input, oversized_len, FRAME_TYPE_HEADERS, FLAG_END_HEADERS, 1);
 
         let error = rewrite(&input).expect_err("oversized HEADERS frame was accepted");
 
-        assert!(matches!(
-            error,
-            AuthorityFixError::HeaderBlockTooLarge {
-                stream_id: 1,
-                limit: MAX_HEADER_BLOCK_BYTES
-            }
-        ));
+        assert!(matches!(error, AuthorityFixError::HeaderBlockTooLarge { stream_id: 1, limit: MAX_HEADER_BLOCK_BYTES }));
     }
 
     #[test]
@@ -1332,23 +1107,11 @@ mod tests {
         let mut rewriter = ClientFrameRewriter::new();
         let mut out = Vec::new();
 
-        let error = rewriter
-            .feed(&input, &mut out)
-            .expect_err("oversized block was accepted");
+        let error = rewriter.feed(&input, &mut out).expect_err("oversized block was accepted");
 
-        assert!(matches!(
-            error,
-            AuthorityFixError::HeaderBlockTooLarge { stream_id: 1, .. }
-        ));
-        assert_eq!(
-            out,
-            connection_start(),
-            "part of the oversized block was forwarded"
-        );
-        assert!(matches!(
-            rewriter.feed(&[0], &mut out),
-            Err(AuthorityFixError::AlreadyFailed)
-        ));
+        assert!(matches!(error, AuthorityFixError::HeaderBlockTooLarge { stream_id: 1, .. }));
+        assert_eq!(out, connection_start(), "part of the oversized block was forwarded");
+        assert!(matches!(rewriter.feed(&[0], &mut out), Err(AuthorityFixError::AlreadyFailed)));
     }
 
     #[test]
@@ -1362,10 +1125,7 @@ mod tests {
 
         let error = rewrite(&input).expect_err("header list bomb was accepted");
 
-        assert!(matches!(
-            error,
-            AuthorityFixError::HeaderListTooLarge { stream_id: 3, .. }
-        ));
+        assert!(matches!(error, AuthorityFixError::HeaderListTooLarge { stream_id: 3, .. }));
     }
 
     #[test]
@@ -1376,13 +1136,7 @@ mod tests {
 
         let error = rewrite(&input).expect_err("DATA inside a header block was accepted");
 
-        assert!(matches!(
-            error,
-            AuthorityFixError::InterruptedHeaderBlock {
-                stream_id: 1,
-                frame_type: 0x0
-            }
-        ));
+        assert!(matches!(error, AuthorityFixError::InterruptedHeaderBlock { stream_id: 1, frame_type: 0x0 }));
     }
 
     #[test]
@@ -1393,13 +1147,7 @@ mod tests {
 
         let error = rewrite(&input).expect_err("CONTINUATION for another stream was accepted");
 
-        assert!(matches!(
-            error,
-            AuthorityFixError::ContinuationOnOtherStream {
-                stream_id: 1,
-                continuation_stream_id: 3
-            }
-        ));
+        assert!(matches!(error, AuthorityFixError::ContinuationOnOtherStream { stream_id: 1, continuation_stream_id: 3 }));
     }
 
     #[test]
@@ -1410,10 +1158,7 @@ mod tests {
 
         let error = rewrite(&input).expect_err("corrupt block was accepted");
 
-        assert!(matches!(
-            error,
-            AuthorityFixError::Hpack { stream_id: 1, .. }
-        ));
+        assert!(matches!(error, AuthorityFixError::Hpack { stream_id: 1, .. }));
     }
 
     #[test]
@@ -1423,10 +1168,7 @@ mod tests {
 
         let error = rewrite(&input).expect_err("truncated block was accepted");
 
-        assert!(matches!(
-            error,
-            AuthorityFixError::TruncatedHeaderBlock { stream_id: 1 }
-        ));
+        assert!(matches!(error, AuthorityFixError::TruncatedHeaderBlock { stream_id: 1 }));
         assert_eq!(io::Error::from(error).kind(), io::ErrorKind::UnexpectedEof);
     }
 
@@ -1446,10 +1188,7 @@ mod tests {
 
     #[test]
     fn authority_check_matches_what_h2_accepts() {
-        assert!(is_unusable_authority(
-            AUTHORITY_HEADER,
-            SOCKET_PATH.as_bytes()
-        ));
+        assert!(is_unusable_authority(AUTHORITY_HEADER, SOCKET_PATH.as_bytes()));
         assert!(is_unusable_authority(AUTHORITY_HEADER, b""));
         assert!(!is_unusable_authority(AUTHORITY_HEADER, b"localhost"));
         assert!(!is_unusable_authority(AUTHORITY_HEADER, b"csi.sock"));
@@ -1459,22 +1198,12 @@ mod tests {
 
     #[test]
     fn hpack_integers_match_rfc7541_appendix_c1() {
-        let cases: [(usize, u32, u8, &[u8]); 3] = [
-            (10, 5, 0x00, &[0x0a]),
-            (1337, 5, 0x00, &[0x1f, 0x9a, 0x0a]),
-            (42, 8, 0x00, &[0x2a]),
-        ];
+        let cases: [(usize, u32, u8, &[u8]); 3] = [(10, 5, 0x00, &[0x0a]), (1337, 5, 0x00, &[0x1f, 0x9a, 0x0a]), (42, 8, 0x00, &[0x2a])];
         for (value, prefix_bits, flags, expected) in cases {
             let mut encoded = Vec::new();
             push_hpack_integer(&mut encoded, value, prefix_bits, flags);
-            assert_eq!(
-                encoded, expected,
-                "encoding {value} with a {prefix_bits}-bit prefix"
-            );
-            assert_eq!(
-                hpack_integer_len(&encoded, prefix_bits),
-                Some(expected.len())
-            );
+            assert_eq!(encoded, expected, "encoding {value} with a {prefix_bits}-bit prefix");
+            assert_eq!(hpack_integer_len(&encoded, prefix_bits), Some(expected.len()));
         }
     }
 }

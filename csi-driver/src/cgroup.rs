@@ -31,11 +31,7 @@ const V1_HIERARCHIES: [&str; 3] = ["pids", "systemd", "memory"];
 /// The hierarchies to look for a container's cgroup directory in: the unified hierarchy itself on
 /// cgroup v2 (`unified`: `<mount_root>/cgroup.controllers` exists), else the v1 ones.
 pub fn hierarchies(mount_root: &Path, unified: bool) -> Vec<PathBuf> {
-    if unified {
-        vec![mount_root.to_path_buf()]
-    } else {
-        V1_HIERARCHIES.iter().map(|name| mount_root.join(name)).collect()
-    }
+    if unified { vec![mount_root.to_path_buf()] } else { V1_HIERARCHIES.iter().map(|name| mount_root.join(name)).collect() }
 }
 
 /// Where kubelet creates pod cgroups on this node.
@@ -116,10 +112,7 @@ fn container_id_of_component(component: &str) -> Option<String> {
     if name.starts_with("crio-conmon-") {
         return None;
     }
-    let id = ["cri-containerd-", "crio-", "docker-", "containerd-"]
-        .iter()
-        .find_map(|prefix| name.strip_prefix(prefix))
-        .unwrap_or(name);
+    let id = ["cri-containerd-", "crio-", "docker-", "containerd-"].iter().find_map(|prefix| name.strip_prefix(prefix)).unwrap_or(name);
     is_container_id(id).then(|| id.to_owned())
 }
 
@@ -232,7 +225,8 @@ mod tests {
     fn fixture_dir(name: &str, root: &str) -> PathBuf {
         let text = fixture(name);
         let (hierarchy, line_prefix) = if name.starts_with("v2-") { ("", "0::") } else { ("pids", "12:pids:") };
-        let path = text.lines().find_map(|line| line.strip_prefix(line_prefix)).unwrap_or_else(|| panic!("{name} has a {line_prefix} line"));
+        let path =
+            text.lines().find_map(|line| line.strip_prefix(line_prefix)).unwrap_or_else(|| panic!("{name} has a {line_prefix} line"));
         Path::new(CGROUP_MOUNT_ROOT).join(hierarchy).join(root.trim_start_matches('/')).join(path.trim_start_matches('/'))
     }
 
@@ -272,7 +266,10 @@ mod tests {
     #[test]
     fn container_dirs_use_the_hierarchies_of_the_cgroup_version() {
         let v2 = kubelet_cgroups(true, "/").container_dirs(UID, ID);
-        assert!(v2.iter().all(|dir| dir.starts_with("/sys/fs/cgroup/kubepods") || dir.starts_with("/sys/fs/cgroup/kubepods.slice")), "{v2:?}");
+        assert!(
+            v2.iter().all(|dir| dir.starts_with("/sys/fs/cgroup/kubepods") || dir.starts_with("/sys/fs/cgroup/kubepods.slice")),
+            "{v2:?}"
+        );
         let v1 = kubelet_cgroups(false, "/").container_dirs(UID, ID);
         for hierarchy in ["pids", "systemd", "memory"] {
             assert_eq!(v1.iter().filter(|dir| dir.starts_with(format!("/sys/fs/cgroup/{hierarchy}"))).count(), 18, "{hierarchy}");
@@ -283,7 +280,9 @@ mod tests {
     #[test]
     fn container_dirs_stay_inside_the_hierarchies() {
         let escaping = kubelet_cgroups(false, "/../../etc").container_dirs(UID, ID);
-        assert!(escaping.iter().all(|dir| dir.starts_with("/sys/fs/cgroup/pids/etc") || dir.starts_with("/sys/fs/cgroup/systemd/etc") || dir.starts_with("/sys/fs/cgroup/memory/etc")));
+        assert!(escaping.iter().all(|dir| dir.starts_with("/sys/fs/cgroup/pids/etc")
+            || dir.starts_with("/sys/fs/cgroup/systemd/etc")
+            || dir.starts_with("/sys/fs/cgroup/memory/etc")));
         assert!(kubelet_cgroups(true, "/").container_dirs("../../../../etc/passwd-xxxx-xxxx-xxxxxxxxxxxx", ID).is_empty());
         assert!(kubelet_cgroups(true, "/").container_dirs(UID, "../short").is_empty());
     }

@@ -34,7 +34,14 @@ pub enum Decision {
 }
 
 /// Decides from the SC's metadata and this node's state (pure, for tests).
-pub fn decide(deleting: bool, has_finalizer: bool, data_here: bool, data_in_use: bool, status_node: Option<&str>, this_node: &str) -> Decision {
+pub fn decide(
+    deleting: bool,
+    has_finalizer: bool,
+    data_here: bool,
+    data_in_use: bool,
+    status_node: Option<&str>,
+    this_node: &str,
+) -> Decision {
     if !deleting || !has_finalizer {
         Decision::Skip
     } else if data_in_use {
@@ -52,10 +59,8 @@ pub async fn run<C: ClusterView, S: System>(client: Client, core: Arc<NodeCore<C
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let writer = reflector::store::Writer::new(resource);
     let store = writer.as_reader();
-    let stream = reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .filter_map(|event| async move {
+    let stream =
+        reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects().filter_map(|event| async move {
             if let Err(error) = &event {
                 warn!(%error, "watching StoppableContainers failed; retrying");
             }
@@ -95,7 +100,9 @@ async fn handle<C: ClusterView, S: System>(client: &Client, core: &NodeCore<C, S
     );
     match decision {
         Decision::Skip => {}
-        Decision::Wait => info!(sc = %key, "StoppableContainer is being deleted but its rootfs is still mounted; waiting for the consumer to stop"),
+        Decision::Wait => {
+            info!(sc = %key, "StoppableContainer is being deleted but its rootfs is still mounted; waiting for the consumer to stop")
+        }
         Decision::DeleteAndRelease => {
             if data_here {
                 if let Err(error) = remove_data(&dir) {

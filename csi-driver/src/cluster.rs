@@ -88,7 +88,12 @@ fn controller_uid(owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Object
 impl ClusterView for KubeClusterView {
     async fn authorize_consumer(&self, pod: &PodRef, sc_name: &str) -> Result<Consumer, ClusterError> {
         let namespace = &pod.namespace;
-        let denied = |why: String| ClusterError::Denied(format!("pod {namespace}/{} may not mount the rootfs of StoppableContainer {namespace}/{sc_name}: {why}", pod.name));
+        let denied = |why: String| {
+            ClusterError::Denied(format!(
+                "pod {namespace}/{} may not mount the rootfs of StoppableContainer {namespace}/{sc_name}: {why}",
+                pod.name
+            ))
+        };
         let scs: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &sc_api_resource());
         let Some(sc) = scs.get_opt(sc_name).await? else {
             return Err(denied("no such StoppableContainer in the pod's namespace".into()));
@@ -132,7 +137,10 @@ impl ClusterView for KubeClusterView {
             return Ok(Provider::NotReady { reason: format!("provider pod {name} does not exist yet") });
         };
         if controller_uid(&provider.metadata, consts::SCI_KIND, &consumer.sc.name).as_deref() != Some(consumer.instance_uid.as_str()) {
-            return Err(ClusterError::Denied(format!("pod {name} is not the provider of StoppableContainer {}: it is not controlled by its instance", consumer.sc)));
+            return Err(ClusterError::Denied(format!(
+                "pod {name} is not the provider of StoppableContainer {}: it is not controlled by its instance",
+                consumer.sc
+            )));
         }
         let node = provider.spec.as_ref().and_then(|spec| spec.node_name.clone());
         if node.as_deref() != Some(self.node_name.as_str()) {
@@ -237,9 +245,12 @@ impl ClusterView for StaticClusterView {
             .consumers
             .iter()
             .find(|candidate| candidate.sc_name == consumer.sc.name && candidate.pod.namespace == consumer.sc.namespace);
-        Ok(match candidate.and_then(|candidate| candidate.provider_container_id.clone().map(|id| (id, candidate.provider_pod_uid.clone()))) {
-            Some((container_id, pod_uid)) => Provider::Running { container_id, pod_uid },
-            None => Provider::NotReady { reason: "provider container is not running yet".into() },
-        })
+        Ok(
+            match candidate.and_then(|candidate| candidate.provider_container_id.clone().map(|id| (id, candidate.provider_pod_uid.clone())))
+            {
+                Some((container_id, pod_uid)) => Provider::Running { container_id, pod_uid },
+                None => Provider::NotReady { reason: "provider container is not running yet".into() },
+            },
+        )
     }
 }

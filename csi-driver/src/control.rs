@@ -177,13 +177,16 @@ async fn serve_connection(mut stream: UnixStream, publication: &Publication) {
             let message = problem.to_string();
             match problem.fault() {
                 Fault::Caller => warn!(volume_id = %publication.volume_id, pid = peer, %message, "refused a control request"),
-                Fault::Rootfs => warn!(volume_id = %publication.volume_id, pid = peer, %message, "the consumer's rootfs cannot be prepared"),
+                Fault::Rootfs => {
+                    warn!(volume_id = %publication.volume_id, pid = peer, %message, "the consumer's rootfs cannot be prepared")
+                }
                 Fault::Node => error!(volume_id = %publication.volume_id, pid = peer, %message, "preparing the consumer's rootfs failed"),
             }
             ControlResponse::Failed { message }
         }
     };
-    let mut line = serde_json::to_vec(&response).unwrap_or_else(|_| br#"{"result":"failed","message":"encoding the answer failed"}"#.to_vec());
+    let mut line =
+        serde_json::to_vec(&response).unwrap_or_else(|_| br#"{"result":"failed","message":"encoding the answer failed"}"#.to_vec());
     line.push(b'\n');
     let written = tokio::time::timeout(publication.settings.request_timeout, writer.write_all(&line)).await;
     if !matches!(written, Ok(Ok(()))) {

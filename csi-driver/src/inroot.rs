@@ -178,7 +178,11 @@ pub fn resolve<T: Tree>(tree: &T, root: &T::Node, destination: Destination<'_>, 
                         return Err(ResolveError::WrongKind { at: resolved_path, found, wanted: wanted.noun() });
                     }
                 };
-                let parent = tree.duplicate(dir).map_err(|source| ResolveError::Io { action: "reopening the parent of", at: resolved_path.clone(), source })?;
+                let parent = tree.duplicate(dir).map_err(|source| ResolveError::Io {
+                    action: "reopening the parent of",
+                    at: resolved_path.clone(),
+                    source,
+                })?;
                 return Ok(Resolved::Ready { parent, name, node, resolved_path });
             }
             Err(LookupError::MountPoint) if is_last => return Ok(Resolved::AlreadyMounted { resolved_path: here(&stack, &name) }),
@@ -203,10 +207,7 @@ pub fn resolve<T: Tree>(tree: &T, root: &T::Node, destination: Destination<'_>, 
         }
     }
     // The path ran out on a directory we had already entered (`/`, `..`, `etc/..`).
-    Err(ResolveError::ResolvesToAncestor {
-        at: display(stack.iter().map(|(walked, _)| walked.as_str())),
-        wanted: destination.kind.noun(),
-    })
+    Err(ResolveError::ResolvesToAncestor { at: display(stack.iter().map(|(walked, _)| walked.as_str())), wanted: destination.kind.noun() })
 }
 
 /// The components of a path, without empty and `.` ones (`..` is kept: it means something).
@@ -448,8 +449,14 @@ mod tests {
     #[test]
     fn mounts_on_the_way_are_refused_and_on_the_destination_mean_done() {
         let tree = FakeTree::with(&[("/proc", FakeEntry::Mounted)]);
-        assert!(matches!(resolve(&tree, &"/".to_owned(), PROC, true), Ok(Resolved::AlreadyMounted { ref resolved_path }) if resolved_path == "/proc"));
-        let tree = FakeTree::with(&[("/etc", FakeEntry::Directory), ("/etc/hosts", FakeEntry::Link("/proc/sys/kernel/hostname")), ("/proc", FakeEntry::Mounted)]);
+        assert!(
+            matches!(resolve(&tree, &"/".to_owned(), PROC, true), Ok(Resolved::AlreadyMounted { ref resolved_path }) if resolved_path == "/proc")
+        );
+        let tree = FakeTree::with(&[
+            ("/etc", FakeEntry::Directory),
+            ("/etc/hosts", FakeEntry::Link("/proc/sys/kernel/hostname")),
+            ("/proc", FakeEntry::Mounted),
+        ]);
         let error = resolve(&tree, &"/".to_owned(), HOSTS, true).expect_err("through a mount");
         assert!(matches!(error, ResolveError::CrossesMount { ref at } if at == "/proc"), "{error}");
     }

@@ -29,15 +29,12 @@ pub struct MountEntry {
 impl MountEntry {
     /// Whether this mount is writable through this mount point.
     pub fn is_read_write(&self) -> bool {
-        self.mount_options.iter().any(|option| option == "rw")
-            && !self.super_options.iter().any(|option| option == "ro")
+        self.mount_options.iter().any(|option| option == "rw") && !self.super_options.iter().any(|option| option == "ro")
     }
 
     /// Value of a `key=value` superblock option.
     pub fn super_option(&self, key: &str) -> Option<&str> {
-        self.super_options
-            .iter()
-            .find_map(|option| option.strip_prefix(key)?.strip_prefix('='))
+        self.super_options.iter().find_map(|option| option.strip_prefix(key)?.strip_prefix('='))
     }
 }
 
@@ -56,11 +53,7 @@ pub fn parse(text: &str) -> Result<Vec<MountEntry>, ParseError> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| parse_line(line).map_err(|reason| ParseError {
-            line_number: index + 1,
-            reason,
-            line: line.to_owned(),
-        }))
+        .map(|(index, line)| parse_line(line).map_err(|reason| ParseError { line_number: index + 1, reason, line: line.to_owned() }))
         .collect()
 }
 
@@ -81,12 +74,7 @@ fn parse_line(line: &str) -> Result<MountEntry, &'static str> {
     let mut tail = after.split(' ');
     let fs_type = tail.next().filter(|field| !field.is_empty()).ok_or("no filesystem type")?;
     let source = tail.next().ok_or("no mount source")?;
-    let super_options = tail
-        .next()
-        .ok_or("no superblock options")?
-        .split(',')
-        .map(unescape)
-        .collect();
+    let super_options = tail.next().ok_or("no superblock options")?.split(',').map(unescape).collect();
     Ok(MountEntry {
         mount_id,
         parent_id,
@@ -107,9 +95,9 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        let octal = bytes.get(index + 1..index + 4).filter(|digits| {
-            bytes[index] == b'\\' && digits.iter().all(|digit| (b'0'..=b'7').contains(digit))
-        });
+        let octal = bytes
+            .get(index + 1..index + 4)
+            .filter(|digits| bytes[index] == b'\\' && digits.iter().all(|digit| (b'0'..=b'7').contains(digit)));
         match octal {
             Some(digits) => {
                 let value = digits.iter().fold(0u32, |acc, digit| acc * 8 + u32::from(digit - b'0'));
@@ -135,10 +123,7 @@ pub fn root_mount(entries: &[MountEntry]) -> Option<&MountEntry> {
 /// namespace too; this finds that mount by device, whatever the runtime's directory layout.
 pub fn find_whole_mount_of<'a>(root: &MountEntry, host_entries: &'a [MountEntry]) -> Option<&'a MountEntry> {
     host_entries.iter().find(|entry| {
-        entry.major == root.major
-            && entry.minor == root.minor
-            && entry.root == Path::new("/")
-            && entry.fs_type == root.fs_type
+        entry.major == root.major && entry.minor == root.minor && entry.root == Path::new("/") && entry.fs_type == root.fs_type
     })
 }
 
@@ -158,10 +143,7 @@ pub fn mounts_under<'a>(entries: &'a [MountEntry], path: &Path) -> Vec<&'a Mount
 
 /// Overlay mounts whose upper directory is `upper_dir`.
 pub fn overlays_with_upper<'a>(entries: &'a [MountEntry], upper_dir: &Path) -> Vec<&'a MountEntry> {
-    entries
-        .iter()
-        .filter(|entry| entry.fs_type == "overlay" && entry.super_option("upperdir").map(Path::new) == Some(upper_dir))
-        .collect()
+    entries.iter().filter(|entry| entry.fs_type == "overlay" && entry.super_option("upperdir").map(Path::new) == Some(upper_dir)).collect()
 }
 
 #[cfg(test)]
@@ -184,7 +166,8 @@ mod tests {
 
     #[test]
     fn unescapes_octal_sequences() {
-        let entries = parse("36 35 98:0 /a\\040b /mnt/with\\040space\\011tab rw,noatime master:1 - ext3 /dev/root rw,errors=continue").expect("parses");
+        let entries = parse("36 35 98:0 /a\\040b /mnt/with\\040space\\011tab rw,noatime master:1 - ext3 /dev/root rw,errors=continue")
+            .expect("parses");
         assert_eq!(entries[0].root, Path::new("/a b"));
         assert_eq!(entries[0].mount_point, Path::new("/mnt/with space\ttab"));
         assert_eq!(unescape("back\\134slash"), "back\\slash");
@@ -200,7 +183,9 @@ mod tests {
         let whole = find_whole_mount_of(root, &host).expect("found in host");
         assert_eq!(
             whole.mount_point,
-            Path::new("/run/containerd/io.containerd.runtime.v2.task/k8s.io/8b7e0f6ad23b2c1bd3c0b1e6f84a3d7c1e3f0aa1c19f8c2de5d9a4b7f2c61e0a/rootfs")
+            Path::new(
+                "/run/containerd/io.containerd.runtime.v2.task/k8s.io/8b7e0f6ad23b2c1bd3c0b1e6f84a3d7c1e3f0aa1c19f8c2de5d9a4b7f2c61e0a/rootfs"
+            )
         );
     }
 

@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use crate::cgroup::{self, KubeletCgroups};
-use crate::control::{ControlSettings, ControlSockets};
 use crate::cluster::{ClusterError, ClusterView, Consumer, Provider};
+use crate::control::{ControlSettings, ControlSockets};
 use crate::layout::{self, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
 use crate::mountinfo::{self, MountEntry};
 use crate::records::{Record, Records};
@@ -26,9 +26,13 @@ pub enum PublishError {
     Cluster(#[from] ClusterError),
     #[error("provider of StoppableContainer {sc} is not ready after waiting {waited:?}: {reason}; kubelet will retry")]
     ProviderNotReady { sc: ScKey, waited: Duration, reason: String },
-    #[error("provider container {container_id} of StoppableContainer {sc} has no process on this node; is the provider pod really running here?")]
+    #[error(
+        "provider container {container_id} of StoppableContainer {sc} has no process on this node; is the provider pod really running here?"
+    )]
     ProviderProcessNotFound { sc: ScKey, container_id: String },
-    #[error("cannot find the provider's root filesystem (device {major}:{minor}) mounted in the node's mount namespace; the plugin must run in the host mount namespace (--host-mount-namespace) next to the container runtime")]
+    #[error(
+        "cannot find the provider's root filesystem (device {major}:{minor}) mounted in the node's mount namespace; the plugin must run in the host mount namespace (--host-mount-namespace) next to the container runtime"
+    )]
     LowerNotFound { major: u32, minor: u32 },
     #[error("the provider's root filesystem is at {path:?}, which contains ',' or ':' and cannot be an overlay lower directory")]
     UnusableLower { path: PathBuf },
@@ -36,7 +40,9 @@ pub enum PublishError {
     VolumeConflict { volume_id: String, existing: String, existing_sc: ScKey, requested: String },
     #[error("target {target} already has a mount this plugin did not make ({fs_type} from {device}); refusing to mount over it")]
     ForeignMount { target: String, fs_type: String, device: String },
-    #[error("the rootfs of StoppableContainer {sc} is already mounted at {mounted_at}: only one consumer may use it at a time; stop the other consumer pod first")]
+    #[error(
+        "the rootfs of StoppableContainer {sc} is already mounted at {mounted_at}: only one consumer may use it at a time; stop the other consumer pod first"
+    )]
     UpperInUse { sc: ScKey, mounted_at: String },
     #[error("the overlay at {0} came up read-only; check the data root's filesystem (overlayfs needs a writable upper on ext4/xfs/btrfs)")]
     ReadOnly(String),
@@ -138,16 +144,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let records = Records::new(settings.data_root.clone());
         let controls = ControlSockets::new(settings.data_root.clone(), ControlSettings::default());
         let providers = Arc::new(ProviderCache::new(settings.kubelet_cgroups.clone()));
-        Self {
-            cluster,
-            system: Arc::new(system),
-            settings,
-            records,
-            mount_lock: Mutex::new(()),
-            controls,
-            providers,
-            live: Arc::default(),
-        }
+        Self { cluster, system: Arc::new(system), settings, records, mount_lock: Mutex::new(()), controls, providers, live: Arc::default() }
     }
 
     pub fn data_root(&self) -> &DataRoot {
@@ -180,8 +177,12 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             let context = MountContext { system: &*system, records: &records, data: &data, providers: &providers, live: &live };
             mount_publication(&context, &request, &consumer.sc, &provider)
         })
-            .await
-            .map_err(|join| IoError { action: "joining the mount task for", path: "publish".into(), source: io::Error::other(join) })??;
+        .await
+        .map_err(|join| IoError {
+            action: "joining the mount task for",
+            path: "publish".into(),
+            source: io::Error::other(join),
+        })??;
         self.open_control(&volume_id, &pod)?;
         // The durations let an operator (and the cluster benchmark) see where a start's time goes.
         info!(
@@ -199,7 +200,10 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
     /// Serves a published volume's control socket. A failure fails the publish: kubelet retries
     /// it, and a consumer without the socket could never start.
     fn open_control(&self, volume_id: &str, pod: &crate::validate::PodRef) -> Result<(), PublishError> {
-        self.controls.open(volume_id, pod).context("serving the control socket in", &self.settings.data_root.control_dir(volume_id)).map_err(PublishError::from)
+        self.controls
+            .open(volume_id, pod)
+            .context("serving the control socket in", &self.settings.data_root.control_dir(volume_id))
+            .map_err(PublishError::from)
     }
 
     /// Unmounts a published volume; never touches the persistent upper directory.
@@ -211,9 +215,11 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let records = self.records.clone();
         let (volume_id, target) = (request.volume_id.clone(), request.target_path.clone());
         let request = request.clone();
-        tokio::task::spawn_blocking(move || unmount_publication(&*system, &records, &request))
-            .await
-            .map_err(|join| IoError { action: "joining the unmount task for", path: "unpublish".into(), source: io::Error::other(join) })??;
+        tokio::task::spawn_blocking(move || unmount_publication(&*system, &records, &request)).await.map_err(|join| IoError {
+            action: "joining the unmount task for",
+            path: "unpublish".into(),
+            source: io::Error::other(join),
+        })??;
         self.controls.remove_dir(&volume_id);
         self.live.remove_target(&target);
         Ok(())
@@ -280,7 +286,9 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let orphans: Vec<PathBuf> = host
             .iter()
             .filter(|entry| {
-                is_our_tmpfs(entry) && entry.mount_point.starts_with(self.settings.kubelet_dir.join("pods")) && !recorded.contains(&entry.mount_point)
+                is_our_tmpfs(entry)
+                    && entry.mount_point.starts_with(self.settings.kubelet_dir.join("pods"))
+                    && !recorded.contains(&entry.mount_point)
             })
             .map(|entry| entry.mount_point.clone())
             .collect();
@@ -379,7 +387,11 @@ fn is_our_tmpfs(entry: &MountEntry) -> bool {
 fn unwind_before_publish(system: &dyn System, target: &Path) -> Result<(), PublishError> {
     unwind_target(system, target).map_err(|error| match error {
         UnpublishError::Io(io) => PublishError::Io(io),
-        other => PublishError::Io(IoError { action: "cleaning up", path: target.display().to_string(), source: io::Error::other(other.to_string()) }),
+        other => PublishError::Io(IoError {
+            action: "cleaning up",
+            path: target.display().to_string(),
+            source: io::Error::other(other.to_string()),
+        }),
     })
 }
 
@@ -400,7 +412,12 @@ struct ProviderContainer {
 }
 
 /// Mounts one publication; returns the lower directory it uses.
-fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &ScKey, provider: &ProviderContainer) -> Result<PathBuf, PublishError> {
+fn mount_publication(
+    context: &MountContext<'_>,
+    request: &PublishRequest,
+    sc: &ScKey,
+    provider: &ProviderContainer,
+) -> Result<PathBuf, PublishError> {
     let MountContext { system, records, data, providers, live } = *context;
     let target = &request.target_path;
     let upper = data.upper_dir(sc);
@@ -422,11 +439,13 @@ fn mount_publication(context: &MountContext<'_>, request: &PublishRequest, sc: &
         match mountinfo::mount_at(&host, target) {
             // Ours, unrecorded: a publish of this volume killed before it recorded itself.
             Some(existing) if is_our_tmpfs(existing) => unwind_before_publish(system, target)?,
-            Some(existing) => return Err(PublishError::ForeignMount {
-                target: target.display().to_string(),
-                fs_type: existing.fs_type.clone(),
-                device: existing.source.clone(),
-            }),
+            Some(existing) => {
+                return Err(PublishError::ForeignMount {
+                    target: target.display().to_string(),
+                    fs_type: existing.fs_type.clone(),
+                    device: existing.source.clone(),
+                });
+            }
             None => {}
         }
     }
@@ -553,7 +572,9 @@ fn mount_layers(system: &dyn System, data: &DataRoot, request: &PublishRequest, 
         create_private_dir_all(dir)?;
     }
     match std::fs::create_dir(target) {
-        Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(IoError { action: "creating", path: target.display().to_string(), source: error }.into()),
+        Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(IoError { action: "creating", path: target.display().to_string(), source: error }.into());
+        }
         _ => {}
     }
     system.mount_target_tmpfs(target).context("mounting the volume tmpfs at", target)?;
@@ -561,9 +582,7 @@ fn mount_layers(system: &dyn System, data: &DataRoot, request: &PublishRequest, 
     for dir in [&rootfs, &control_target] {
         std::fs::create_dir(dir).context("creating", dir)?;
     }
-    system
-        .mount_overlay(&OverlayDirs { lower, upper: &upper, work: &work }, &rootfs)
-        .context("mounting the overlay at", &rootfs)?;
+    system.mount_overlay(&OverlayDirs { lower, upper: &upper, work: &work }, &rootfs).context("mounting the overlay at", &rootfs)?;
     system.bind_mount(&control, &control_target).context("bind-mounting the control directory at", &control_target)?;
     // statvfs answers "is it writable" for the new mount without reading the mount table.
     let flags = nix::sys::statvfs::statvfs(&rootfs).map_err(io::Error::from).context("statvfs of the new overlay at", &rootfs)?.flags();
@@ -590,20 +609,30 @@ fn is_process_of_container(system: &dyn System, pid: u32, container_id: &str) ->
 /// container's cgroup directory under kubelet's cgroup root (a few `stat`s and two small reads).
 /// Without it, or when no candidate directory exists (a layout this plugin does not know), every
 /// process's `/proc/<pid>/cgroup` is read, which costs milliseconds on a busy node.
-fn find_provider_pid(system: &dyn System, kubelet_cgroups: &KubeletCgroups, container_id: &str, pod_uid: Option<&str>) -> Result<Option<u32>, IoError> {
+fn find_provider_pid(
+    system: &dyn System,
+    kubelet_cgroups: &KubeletCgroups,
+    container_id: &str,
+    pod_uid: Option<&str>,
+) -> Result<Option<u32>, IoError> {
     if let Some(pod_uid) = pod_uid {
         let candidates = kubelet_cgroups.container_dirs(pod_uid, container_id);
         match system.first_cgroup_procs(&candidates) {
             Ok(Some((dir, procs))) => {
                 // The directory's name is only a hint: a pid counts once its own cgroup file
                 // names the container (the directory may list a pid that has since been reused).
-                let pid = procs.lines().filter_map(|line| line.trim().parse::<u32>().ok()).find(|&pid| is_process_of_container(system, pid, container_id));
+                let pid = procs
+                    .lines()
+                    .filter_map(|line| line.trim().parse::<u32>().ok())
+                    .find(|&pid| is_process_of_container(system, pid, container_id));
                 if pid.is_some() {
                     return Ok(pid);
                 }
                 debug!(dir = %dir.display(), container_id, "no process of the container in its cgroup directory; scanning every process");
             }
-            Ok(None) => debug!(pod_uid, container_id, "no cgroup directory of the container under the kubelet cgroup root; scanning every process"),
+            Ok(None) => {
+                debug!(pod_uid, container_id, "no cgroup directory of the container under the kubelet cgroup root; scanning every process")
+            }
             Err(error) => debug!(pod_uid, container_id, %error, "cannot read the container's cgroup directory; scanning every process"),
         }
     }
@@ -613,7 +642,13 @@ fn find_provider_pid(system: &dyn System, kubelet_cgroups: &KubeletCgroups, cont
 
 /// Finds where the root filesystem of the provider's process `pid` is mounted in this mount
 /// namespace.
-fn find_provider_rootfs(system: &dyn System, host: &[MountEntry], sc: &ScKey, container_id: &str, pid: u32) -> Result<PathBuf, PublishError> {
+fn find_provider_rootfs(
+    system: &dyn System,
+    host: &[MountEntry],
+    sc: &ScKey,
+    container_id: &str,
+    pid: u32,
+) -> Result<PathBuf, PublishError> {
     let not_found = || PublishError::ProviderProcessNotFound { sc: sc.clone(), container_id: container_id.to_owned() };
     let text = system.process_mountinfo(pid).map_err(|_| not_found())?;
     let process_mounts = mountinfo::parse(&text).map_err(IoError::from)?;
@@ -671,7 +706,11 @@ fn unwind_target(system: &dyn System, target: &Path) -> Result<(), UnpublishErro
     let host = host_mounts(system)?;
     if let Some(top) = mountinfo::mount_at(&host, target) {
         if !is_our_tmpfs(top) {
-            return Err(UnpublishError::ForeignMount { target: target.display().to_string(), fs_type: top.fs_type.clone(), device: top.source.clone() });
+            return Err(UnpublishError::ForeignMount {
+                target: target.display().to_string(),
+                fs_type: top.fs_type.clone(),
+                device: top.source.clone(),
+            });
         }
         for entry in mountinfo::mounts_under(&host, target) {
             system.unmount(&entry.mount_point).map_err(|source| unmount_error(&entry.mount_point, source))?;
@@ -739,7 +778,11 @@ mod tests {
             Ok(self.process_cgroups.clone())
         }
         fn process_cgroup(&self, pid: u32) -> io::Result<String> {
-            self.process_cgroups.iter().find(|(candidate, _)| *candidate == pid).map(|(_, text)| text.clone()).ok_or_else(|| io::ErrorKind::NotFound.into())
+            self.process_cgroups
+                .iter()
+                .find(|(candidate, _)| *candidate == pid)
+                .map(|(_, text)| text.clone())
+                .ok_or_else(|| io::ErrorKind::NotFound.into())
         }
         fn first_cgroup_procs(&self, dirs: &[PathBuf]) -> io::Result<Option<(PathBuf, String)>> {
             Ok(dirs.iter().find_map(|dir| self.cgroup_dirs.get(dir).map(|procs| (dir.clone(), procs.clone()))))

@@ -57,7 +57,9 @@ pub enum PrepareError {
     RequestTimeout { waited: std::time::Duration },
     #[error("process {pid} exited before it could be checked; ask again from a live process")]
     PeerGone { pid: i32 },
-    #[error("process {pid} is not in a container of pod {pod}, the pod this volume was published for ({found}); only that pod's containers may have its rootfs prepared")]
+    #[error(
+        "process {pid} is not in a container of pod {pod}, the pod this volume was published for ({found}); only that pod's containers may have its rootfs prepared"
+    )]
     NotThisPod { pid: i32, pod: String, found: String },
     #[error("process {pid} changed while the rootfs was being prepared (it exited and its number was reused); ask again")]
     PeerChanged { pid: i32 },
@@ -124,7 +126,9 @@ pub enum HelperReport {
         /// Optional sources the container does not have (no service-account token, ...).
         absent: Vec<String>,
     },
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// How a source is mounted.
@@ -234,7 +238,8 @@ pub fn run_if_helper(mut args: impl Iterator<Item = std::ffi::OsString>) -> Opti
     };
     let parsed = <HelperArgs as clap::Parser>::parse_from(std::iter::once(program).chain(args));
     let report = stage(&parsed);
-    let line = serde_json::to_string(&report).unwrap_or_else(|error| format!(r#"{{"outcome":"failed","message":"encoding the report: {error}"}}"#));
+    let line = serde_json::to_string(&report)
+        .unwrap_or_else(|error| format!(r#"{{"outcome":"failed","message":"encoding the report: {error}"}}"#));
     // Not println!: it panics when the plugin is gone (EPIPE), and then there is nobody to tell.
     use std::io::Write;
     match writeln!(io::stdout(), "{line}") {
@@ -265,7 +270,8 @@ impl PinnedProcess {
     }
 
     fn read(&self, name: &str) -> Result<String, PrepareError> {
-        let file = openat(&self.dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|_| PrepareError::PeerGone { pid: self.pid })?;
+        let file = openat(&self.dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|_| PrepareError::PeerGone { pid: self.pid })?;
         io::read_to_string(std::fs::File::from(file)).map_err(|_| PrepareError::PeerGone { pid: self.pid })
     }
 
@@ -282,8 +288,11 @@ fn enter_pid_namespace(args: &HelperArgs) -> HelperReport {
     let run = || -> Result<HelperReport, PrepareError> {
         let (process, _container) = PinnedProcess::open(args.pid, &args.pod, &args.pod_uid)?;
         let namespace = process.open_entry("ns/pid", OFlag::O_RDONLY, "opening the PID namespace")?;
-        setns(&namespace, CloneFlags::CLONE_NEWPID)
-            .map_err(|errno| PrepareError::Namespace { action: "entering the PID namespace", pid: args.pid, source: errno.into() })?;
+        setns(&namespace, CloneFlags::CLONE_NEWPID).map_err(|errno| PrepareError::Namespace {
+            action: "entering the PID namespace",
+            pid: args.pid,
+            source: errno.into(),
+        })?;
         let helper = "/proc/self/exe";
         let output = Command::new(helper)
             .arg(IN_NAMESPACES_SUBCOMMAND)
@@ -293,10 +302,8 @@ fn enter_pid_namespace(args: &HelperArgs) -> HelperReport {
             .stderr(Stdio::piped())
             .output()
             .map_err(|source| PrepareError::HelperSpawn { helper: helper.into(), source })?;
-        parse_report(&output.stdout).ok_or_else(|| PrepareError::HelperCrashed {
-            status: output.status.to_string(),
-            stderr: tail(&output.stderr),
-        })
+        parse_report(&output.stdout)
+            .ok_or_else(|| PrepareError::HelperCrashed { status: output.status.to_string(), stderr: tail(&output.stderr) })
     };
     run().unwrap_or_else(failed)
 }
@@ -354,7 +361,11 @@ fn check_same_pid_namespace(process: &PinnedProcess) -> Result<(), PrepareError>
 /// it is a proc filesystem that knows us (we are in its PID namespace), so those magic links are
 /// the kernel's and not files of the container.
 fn check_proc_is_ours() -> Result<(), PrepareError> {
-    let unexpected = |found: String| PrepareError::UnexpectedContainer { path: "/proc".into(), found, expected: "the proc filesystem of its PID namespace" };
+    let unexpected = |found: String| PrepareError::UnexpectedContainer {
+        path: "/proc".into(),
+        found,
+        expected: "the proc filesystem of its PID namespace",
+    };
     let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
     let proc = openat2(nix::fcntl::AT_FDCWD, "/proc", how).map_err(|errno| unexpected(format!("unusable ({errno})")))?;
     let kind = fstatfs(&proc).map_err(|errno| unexpected(format!("unusable ({errno})")))?.filesystem_type();
@@ -382,10 +393,18 @@ fn prepare_rootfs(container_root: OwnedFd) -> Result<HelperReport, PrepareError>
     let rootfs = mounts
         .container_source(CONSUMER_ROOTFS_PATH, false, Kind::Directory)
         .map_err(|found| PrepareError::UnexpectedContainer { path: CONSUMER_ROOTFS_PATH.into(), found, expected: "a directory" })?
-        .ok_or_else(|| PrepareError::UnexpectedContainer { path: CONSUMER_ROOTFS_PATH.into(), found: "missing".into(), expected: "the rootfs volume" })?;
+        .ok_or_else(|| PrepareError::UnexpectedContainer {
+            path: CONSUMER_ROOTFS_PATH.into(),
+            found: "missing".into(),
+            expected: "the rootfs volume",
+        })?;
     let kind = fstatfs(&rootfs).map(|stat| stat.filesystem_type()).map_err(|errno| mount_error("inspecting", "/", errno.into()))?;
     if kind != OVERLAYFS_SUPER_MAGIC {
-        return Err(PrepareError::UnexpectedContainer { path: CONSUMER_ROOTFS_PATH.into(), found: filesystem_name(kind), expected: "the StoppableContainer overlay" });
+        return Err(PrepareError::UnexpectedContainer {
+            path: CONSUMER_ROOTFS_PATH.into(),
+            found: filesystem_name(kind),
+            expected: "the StoppableContainer overlay",
+        });
     }
     // Nothing we mount below the rootfs may propagate out of this mount namespace, even if the
     // volume was mounted with shared propagation.
@@ -450,12 +469,28 @@ fn prepare_step<M: Mounts>(mounts: &M, rootfs: &M::Node, step: &Step) -> Result<
         Ok(Some(source)) => source,
         Ok(None) if step.optional => return Ok(StepOutcome::Absent),
         Ok(None) => {
-            return Err(PrepareError::UnexpectedContainer { path: path.into(), found: "missing".into(), expected: "a directory the container runtime provides" });
+            return Err(PrepareError::UnexpectedContainer {
+                path: path.into(),
+                found: "missing".into(),
+                expected: "a directory the container runtime provides",
+            });
         }
-        Err(found) => return Err(PrepareError::UnexpectedContainer { path: path.into(), found, expected: "what the runtime mounts there" }),
+        Err(found) => {
+            return Err(PrepareError::UnexpectedContainer { path: path.into(), found, expected: "what the runtime mounts there" });
+        }
     };
-    if path == "/proc" && !mounts.is_proc(&source).map_err(|source| PrepareError::Mount { action: "inspecting the container's", path: path.into(), source })? {
-        return Err(PrepareError::UnexpectedContainer { path: "/proc".into(), found: "not a proc filesystem".into(), expected: "a proc filesystem" });
+    if path == "/proc"
+        && !mounts.is_proc(&source).map_err(|source| PrepareError::Mount {
+            action: "inspecting the container's",
+            path: path.into(),
+            source,
+        })?
+    {
+        return Err(PrepareError::UnexpectedContainer {
+            path: "/proc".into(),
+            found: "not a proc filesystem".into(),
+            expected: "a proc filesystem",
+        });
     }
     let (parent, name, node, resolved_path) = match inroot::resolve(mounts, rootfs, step.destination, true) {
         Ok(Resolved::Ready { parent, name, node, resolved_path }) => (parent, name, node, resolved_path),
@@ -600,15 +635,13 @@ mod tests {
 
     #[test]
     fn reports_round_trip_and_the_last_line_wins() {
-        let prepared = HelperReport::Prepared { mounted: vec!["/proc".into()], already_mounted: vec![], absent: vec![SERVICE_ACCOUNT_DIR.into()] };
+        let prepared =
+            HelperReport::Prepared { mounted: vec!["/proc".into()], already_mounted: vec![], absent: vec![SERVICE_ACCOUNT_DIR.into()] };
         let text = serde_json::to_string(&prepared).expect("serializes");
         assert!(text.starts_with(r#"{"outcome":"prepared","mounted":["/proc"],"alreadyMounted":[]"#), "{text}");
         let stdout = format!("noise\n{text}\n\n");
         assert_eq!(parse_report(stdout.as_bytes()), Some(prepared));
-        assert_eq!(
-            parse_report(br#"{"outcome":"failed","message":"no"}"#),
-            Some(HelperReport::Failed { message: "no".into() })
-        );
+        assert_eq!(parse_report(br#"{"outcome":"failed","message":"no"}"#), Some(HelperReport::Failed { message: "no".into() }));
         assert_eq!(parse_report(b"thread 'main' panicked\n"), None);
         assert_eq!(parse_report(b""), None);
     }
@@ -639,7 +672,12 @@ mod tests {
 
     impl FakeMounts {
         fn new(container: Vec<(&'static str, Kind, bool)>) -> Self {
-            let rootfs = FakeTree::with(&[("/proc", FakeEntry::Directory), ("/dev", FakeEntry::Directory), ("/sys", FakeEntry::Directory), ("/etc", FakeEntry::Directory)]);
+            let rootfs = FakeTree::with(&[
+                ("/proc", FakeEntry::Directory),
+                ("/dev", FakeEntry::Directory),
+                ("/sys", FakeEntry::Directory),
+                ("/etc", FakeEntry::Directory),
+            ]);
             Self { rootfs, container, failing: None, log: RefCell::default(), covered: RefCell::default() }
         }
         fn full_container() -> Self {
@@ -717,7 +755,10 @@ mod tests {
         let HelperReport::Prepared { mounted, already_mounted, absent } = report else { panic!("{report:?}") };
         assert_eq!(mounted, PLAN.iter().map(|step| step.destination.path).collect::<Vec<_>>());
         assert!(already_mounted.is_empty() && absent.is_empty());
-        assert_eq!(mounts.log()[..4], ["bind container:/proc /proc", "bind container:/dev /dev", "bind container:/sys /sys", "read-only /sys"]);
+        assert_eq!(
+            mounts.log()[..4],
+            ["bind container:/proc /proc", "bind container:/dev /dev", "bind container:/sys /sys", "read-only /sys"]
+        );
         assert_eq!(mounts.rootfs.has("/etc/hosts"), Some(FakeEntry::Mounted), "the mount point file was created, then covered");
 
         let again = mount_plan(&mounts, &"/".to_owned(), PLAN).expect("prepared again");
@@ -758,7 +799,10 @@ mod tests {
         let mut mounts = FakeMounts::full_container();
         mounts.container.retain(|(path, _, _)| *path != "/dev");
         let error = mount_plan(&mounts, &"/".to_owned(), PLAN).expect_err("no /dev");
-        assert!(error.to_string().starts_with("the container's /dev is missing, not a directory the container runtime provides"), "{error}");
+        assert!(
+            error.to_string().starts_with("the container's /dev is missing, not a directory the container runtime provides"),
+            "{error}"
+        );
         assert!(mounts.covered.borrow().is_empty(), "/proc was undone");
     }
 

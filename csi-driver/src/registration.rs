@@ -33,7 +33,10 @@ impl Registration for RegistrationService {
         }))
     }
 
-    async fn notify_registration_status(&self, request: Request<RegistrationStatus>) -> Result<Response<RegistrationStatusResponse>, Status> {
+    async fn notify_registration_status(
+        &self,
+        request: Request<RegistrationStatus>,
+    ) -> Result<Response<RegistrationStatusResponse>, Status> {
         let status = request.into_inner();
         if status.plugin_registered {
             info!("kubelet registered the plugin");

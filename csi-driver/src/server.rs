@@ -9,11 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sc_api::consts::CSI_DRIVER_NAME;
 use sc_proto::csi::{
     self, GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest, GetPluginInfoResponse,
-    NodeExpandVolumeRequest, NodeExpandVolumeResponse, NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse,
-    NodeGetInfoRequest, NodeGetInfoResponse, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
-    NodePublishVolumeRequest, NodePublishVolumeResponse, NodeServiceCapability, NodeStageVolumeRequest,
-    NodeStageVolumeResponse, NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse, NodeUnstageVolumeRequest,
-    NodeUnstageVolumeResponse, ProbeRequest, ProbeResponse, VolumeCondition, VolumeUsage,
+    NodeExpandVolumeRequest, NodeExpandVolumeResponse, NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse, NodeGetInfoRequest,
+    NodeGetInfoResponse, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, NodePublishVolumeRequest, NodePublishVolumeResponse,
+    NodeServiceCapability, NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse,
+    NodeUnstageVolumeRequest, NodeUnstageVolumeResponse, ProbeRequest, ProbeResponse, VolumeCondition, VolumeUsage,
     node_service_capability::{Rpc, rpc::Type as RpcType},
     volume_usage::Unit,
 };
@@ -43,7 +42,10 @@ impl csi::identity_server::Identity for IdentityService {
         }))
     }
 
-    async fn get_plugin_capabilities(&self, _: Request<GetPluginCapabilitiesRequest>) -> Result<Response<GetPluginCapabilitiesResponse>, Status> {
+    async fn get_plugin_capabilities(
+        &self,
+        _: Request<GetPluginCapabilitiesRequest>,
+    ) -> Result<Response<GetPluginCapabilitiesResponse>, Status> {
         // A node-only plugin for inline volumes: no controller service, no topology constraints.
         Ok(Response::new(GetPluginCapabilitiesResponse { capabilities: Vec::new() }))
     }
@@ -77,14 +79,20 @@ impl<C: ClusterView, S: System> csi::node_server::Node for NodeService<C, S> {
         Ok(Response::new(NodePublishVolumeResponse {}))
     }
 
-    async fn node_unpublish_volume(&self, request: Request<NodeUnpublishVolumeRequest>) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
+    async fn node_unpublish_volume(
+        &self,
+        request: Request<NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
         let raw = request.into_inner();
         let checked = validate::unpublish(&raw, &self.policy).map_err(|error| reject("NodeUnpublishVolume", &raw.volume_id, error))?;
         self.core.unpublish(&checked).await.map_err(|error| fail("NodeUnpublishVolume", &raw.volume_id, error.into()))?;
         Ok(Response::new(NodeUnpublishVolumeResponse {}))
     }
 
-    async fn node_get_volume_stats(&self, request: Request<NodeGetVolumeStatsRequest>) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+    async fn node_get_volume_stats(
+        &self,
+        request: Request<NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
         let raw = request.into_inner();
         if raw.volume_id.is_empty() || raw.volume_path.is_empty() {
             let field = if raw.volume_id.is_empty() { "volume_id" } else { "volume_path" };
@@ -98,8 +106,18 @@ impl<C: ClusterView, S: System> csi::node_server::Node for NodeService<C, S> {
         let saturate = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         Ok(Response::new(NodeGetVolumeStatsResponse {
             usage: vec![
-                VolumeUsage { available: saturate(stats.bytes_available), total: saturate(stats.bytes_total), used: saturate(stats.bytes_used), unit: Unit::Bytes as i32 },
-                VolumeUsage { available: saturate(stats.inodes_free), total: saturate(stats.inodes_total), used: saturate(stats.inodes_used), unit: Unit::Inodes as i32 },
+                VolumeUsage {
+                    available: saturate(stats.bytes_available),
+                    total: saturate(stats.bytes_total),
+                    used: saturate(stats.bytes_used),
+                    unit: Unit::Bytes as i32,
+                },
+                VolumeUsage {
+                    available: saturate(stats.inodes_free),
+                    total: saturate(stats.inodes_total),
+                    used: saturate(stats.inodes_used),
+                    unit: Unit::Inodes as i32,
+                },
             ],
             volume_condition: Some(VolumeCondition {
                 abnormal: stats.abnormal.is_some(),
@@ -113,7 +131,8 @@ impl<C: ClusterView, S: System> csi::node_server::Node for NodeService<C, S> {
     }
 
     async fn node_get_capabilities(&self, _: Request<NodeGetCapabilitiesRequest>) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
-        let capability = |kind: RpcType| NodeServiceCapability { r#type: Some(csi::node_service_capability::Type::Rpc(Rpc { r#type: kind as i32 })) };
+        let capability =
+            |kind: RpcType| NodeServiceCapability { r#type: Some(csi::node_service_capability::Type::Rpc(Rpc { r#type: kind as i32 })) };
         Ok(Response::new(NodeGetCapabilitiesResponse {
             capabilities: vec![capability(RpcType::GetVolumeStats), capability(RpcType::VolumeCondition)],
         }))
@@ -220,12 +239,18 @@ mod tests {
             (ClusterError::Denied("no".into()).into(), Code::PermissionDenied),
             (ClusterError::NotNow("deleting".into()).into(), Code::FailedPrecondition),
             (ClusterError::StaticFile { path: "/f".into(), message: "gone".into() }.into(), Code::Unavailable),
-            (PublishError::ProviderNotReady { sc: sc(), waited: Duration::from_secs(60), reason: "ContainerCreating".into() }, Code::Unavailable),
+            (
+                PublishError::ProviderNotReady { sc: sc(), waited: Duration::from_secs(60), reason: "ContainerCreating".into() },
+                Code::Unavailable,
+            ),
             (PublishError::ProviderProcessNotFound { sc: sc(), container_id: "c".into() }, Code::Unavailable),
             (PublishError::LowerNotFound { major: 0, minor: 1 }, Code::FailedPrecondition),
             (PublishError::UnusableLower { path: "/a:b".into() }, Code::FailedPrecondition),
             (PublishError::UpperInUse { sc: sc(), mounted_at: "/x".into() }, Code::FailedPrecondition),
-            (PublishError::VolumeConflict { volume_id: "v".into(), existing: "/a".into(), existing_sc: sc(), requested: "/b".into() }, Code::AlreadyExists),
+            (
+                PublishError::VolumeConflict { volume_id: "v".into(), existing: "/a".into(), existing_sc: sc(), requested: "/b".into() },
+                Code::AlreadyExists,
+            ),
             (PublishError::ForeignMount { target: "/t".into(), fs_type: "ext4".into(), device: "/dev/sda".into() }, Code::AlreadyExists),
             (PublishError::ReadOnly("/t/rootfs".into()), Code::Internal),
             (PublishError::Io(io()), Code::Internal),

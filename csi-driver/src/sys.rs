@@ -22,12 +22,7 @@ pub const OVERLAY_COMPAT_OPTIONS: &str = "index=off,metacopy=off,redirect_dir=of
 
 /// The mount data string for an overlay.
 pub fn overlay_mount_data(dirs: &OverlayDirs<'_>) -> String {
-    format!(
-        "lowerdir={},upperdir={},workdir={},{OVERLAY_COMPAT_OPTIONS}",
-        dirs.lower.display(),
-        dirs.upper.display(),
-        dirs.work.display()
-    )
+    format!("lowerdir={},upperdir={},workdir={},{OVERLAY_COMPAT_OPTIONS}", dirs.lower.display(), dirs.upper.display(), dirs.work.display())
 }
 
 /// Mount operations and process introspection in the mount namespace the plugin runs in (the

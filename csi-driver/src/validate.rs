@@ -97,7 +97,10 @@ pub fn publish(request: &NodePublishVolumeRequest, policy: &TargetPolicy) -> Res
     }
     check_capability(request.volume_capability.as_ref())?;
     if request.readonly {
-        return Err(invalid("readonly", "must be false: a container's root filesystem is always writable (remove readOnly from the volume)"));
+        return Err(invalid(
+            "readonly",
+            "must be false: a container's root filesystem is always writable (remove readOnly from the volume)",
+        ));
     }
     let context = &request.volume_context;
     let get = |key: &'static str| context.get(key).map(String::as_str).unwrap_or_default();
@@ -143,7 +146,10 @@ fn check_capability(capability: Option<&VolumeCapability>) -> Result<(), Invalid
     match &capability.access_type {
         Some(AccessType::Mount(mount)) => {
             if !(mount.fs_type.is_empty() || mount.fs_type == "overlay") {
-                return Err(invalid("volume_capability.mount.fs_type", format!("{:?} is not supported; leave fsType empty", mount.fs_type)));
+                return Err(invalid(
+                    "volume_capability.mount.fs_type",
+                    format!("{:?} is not supported; leave fsType empty", mount.fs_type),
+                ));
             }
             if !mount.mount_flags.is_empty() {
                 return Err(invalid("volume_capability.mount.mount_flags", "mount flags are not supported for a rootfs volume"));
@@ -262,19 +268,74 @@ mod tests {
             (rejection(|r| r.staging_target_path = "/stage".into()), "invalid staging_target_path: must be empty"),
             (rejection(|r| r.volume_capability = None), "invalid volume_capability: missing"),
             (rejection(|r| r.volume_capability.as_mut().expect("set").access_type = None), "invalid volume_capability.access_type"),
-            (rejection(|r| r.volume_capability.as_mut().expect("set").access_type = Some(AccessType::Block(BlockVolume {}))), "block volumes are not supported"),
-            (rejection(|r| r.volume_capability.as_mut().expect("set").access_type = Some(AccessType::Mount(MountVolume { fs_type: "ext4".into(), ..Default::default() }))), "invalid volume_capability.mount.fs_type: \"ext4\""),
-            (rejection(|r| r.volume_capability.as_mut().expect("set").access_type = Some(AccessType::Mount(MountVolume { mount_flags: vec!["ro".into()], ..Default::default() }))), "mount flags are not supported"),
-            (rejection(|r| r.volume_capability.as_mut().expect("set").access_mode = Some(AccessMode { mode: Mode::MultiNodeMultiWriter as i32 })), "MULTI_NODE_MULTI_WRITER is not supported"),
+            (
+                rejection(|r| r.volume_capability.as_mut().expect("set").access_type = Some(AccessType::Block(BlockVolume {}))),
+                "block volumes are not supported",
+            ),
+            (
+                rejection(|r| {
+                    r.volume_capability.as_mut().expect("set").access_type =
+                        Some(AccessType::Mount(MountVolume { fs_type: "ext4".into(), ..Default::default() }))
+                }),
+                "invalid volume_capability.mount.fs_type: \"ext4\"",
+            ),
+            (
+                rejection(|r| {
+                    r.volume_capability.as_mut().expect("set").access_type =
+                        Some(AccessType::Mount(MountVolume { mount_flags: vec!["ro".into()], ..Default::default() }))
+                }),
+                "mount flags are not supported",
+            ),
+            (
+                rejection(|r| {
+                    r.volume_capability.as_mut().expect("set").access_mode = Some(AccessMode { mode: Mode::MultiNodeMultiWriter as i32 })
+                }),
+                "MULTI_NODE_MULTI_WRITER is not supported",
+            ),
             (rejection(|r| r.volume_capability.as_mut().expect("set").access_mode = None), "UNKNOWN is not supported"),
             (rejection(|r| r.readonly = true), "invalid readonly: must be false"),
-            (rejection(|r| { r.volume_context.remove(context_keys::EPHEMERAL); }), "ephemeral]: must be \"true\""),
-            (rejection(|r| { r.volume_context.remove(context_keys::POD_NAME); }), "pod.name]: missing (the CSIDriver object must have podInfoOnMount: true)"),
-            (rejection(|r| { r.volume_context.insert(context_keys::POD_NAMESPACE.into(), "Team_A".into()); }), "pod.namespace]: \"Team_A\" is not a DNS label"),
-            (rejection(|r| { r.volume_context.insert(context_keys::POD_UID.into(), "1234".into()); }), "pod.uid]: \"1234\" is not a Kubernetes UID"),
-            (rejection(|r| { r.volume_context.remove(VOLUME_ATTR_SC_NAME); }), "stoppablecontainer.xtlsoft.top/name]: missing; the operator sets"),
-            (rejection(|r| { r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "../other".into()); }), "\"../other\" is not a DNS label"),
-            (rejection(|r| { r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "a".repeat(58)); }), "is not a DNS label (at most 54"),
+            (
+                rejection(|r| {
+                    r.volume_context.remove(context_keys::EPHEMERAL);
+                }),
+                "ephemeral]: must be \"true\"",
+            ),
+            (
+                rejection(|r| {
+                    r.volume_context.remove(context_keys::POD_NAME);
+                }),
+                "pod.name]: missing (the CSIDriver object must have podInfoOnMount: true)",
+            ),
+            (
+                rejection(|r| {
+                    r.volume_context.insert(context_keys::POD_NAMESPACE.into(), "Team_A".into());
+                }),
+                "pod.namespace]: \"Team_A\" is not a DNS label",
+            ),
+            (
+                rejection(|r| {
+                    r.volume_context.insert(context_keys::POD_UID.into(), "1234".into());
+                }),
+                "pod.uid]: \"1234\" is not a Kubernetes UID",
+            ),
+            (
+                rejection(|r| {
+                    r.volume_context.remove(VOLUME_ATTR_SC_NAME);
+                }),
+                "stoppablecontainer.xtlsoft.top/name]: missing; the operator sets",
+            ),
+            (
+                rejection(|r| {
+                    r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "../other".into());
+                }),
+                "\"../other\" is not a DNS label",
+            ),
+            (
+                rejection(|r| {
+                    r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "a".repeat(58));
+                }),
+                "is not a DNS label (at most 54",
+            ),
         ];
         for (message, expected) in cases {
             assert!(message.contains(expected), "{message:?} should contain {expected:?}");

@@ -15,8 +15,7 @@ use loona_hpack::Decoder;
 use prost::Message;
 use sc_proto::csi::identity_server::{Identity, IdentityServer};
 use sc_proto::csi::{
-    GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest,
-    GetPluginInfoResponse, ProbeRequest, ProbeResponse,
+    GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest, GetPluginInfoResponse, ProbeRequest, ProbeResponse,
 };
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,10 +49,7 @@ struct TestIdentity;
 
 #[tonic::async_trait]
 impl Identity for TestIdentity {
-    async fn get_plugin_info(
-        &self,
-        request: Request<GetPluginInfoRequest>,
-    ) -> Result<Response<GetPluginInfoResponse>, Status> {
+    async fn get_plugin_info(&self, request: Request<GetPluginInfoRequest>) -> Result<Response<GetPluginInfoResponse>, Status> {
         let peer_uid = request
             .extensions()
             .get::<UdsConnectInfo>()
@@ -74,10 +70,7 @@ impl Identity for TestIdentity {
         Err(Status::unimplemented("this test only calls GetPluginInfo"))
     }
 
-    async fn probe(
-        &self,
-        _request: Request<ProbeRequest>,
-    ) -> Result<Response<ProbeResponse>, Status> {
+    async fn probe(&self, _request: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
         Err(Status::unimplemented("this test only calls GetPluginInfo"))
     }
 }
@@ -106,15 +99,8 @@ async fn start_server(behind_adapter: bool) -> TestServer {
     } else {
         tokio::spawn(router.serve_with_incoming(UnixListenerStream::new(listener)))
     };
-    let our_uid = std::fs::metadata(dir.path())
-        .expect("stat socket directory")
-        .uid();
-    TestServer {
-        socket,
-        our_uid,
-        _dir: dir,
-        task,
-    }
+    let our_uid = std::fs::metadata(dir.path()).expect("stat socket directory").uid();
+    TestServer { socket, our_uid, _dir: dir, task }
 }
 
 /// What the server answered on one stream.
@@ -130,20 +116,9 @@ struct StreamOutcome {
 impl StreamOutcome {
     fn plugin_info(&self) -> GetPluginInfoResponse {
         assert_eq!(self.reset_code, None, "stream was reset: {self:?}");
-        assert_eq!(
-            self.headers.get(":status").map(String::as_str),
-            Some("200"),
-            "{self:?}"
-        );
-        assert_eq!(
-            self.trailers.get("grpc-status").map(String::as_str),
-            Some("0"),
-            "{self:?}"
-        );
-        let message = self
-            .data
-            .get(5..)
-            .expect("response shorter than the gRPC message prefix");
+        assert_eq!(self.headers.get(":status").map(String::as_str), Some("200"), "{self:?}");
+        assert_eq!(self.trailers.get("grpc-status").map(String::as_str), Some("0"), "{self:?}");
+        let message = self.data.get(5..).expect("response shorter than the gRPC message prefix");
         GetPluginInfoResponse::decode(message).expect("decode GetPluginInfoResponse")
     }
 }
@@ -161,26 +136,16 @@ impl GrpcGoLikeEncoder {
     fn encode(&mut self, fields: &[(&str, &str)]) -> Vec<u8> {
         let mut block = Vec::new();
         for &(name, value) in fields {
-            match self
-                .table
-                .iter()
-                .position(|entry| entry.0 == name && entry.1 == value)
-            {
+            match self.table.iter().position(|entry| entry.0 == name && entry.1 == value) {
                 Some(position) => {
                     let index = 62 + position;
-                    assert!(
-                        index < 127,
-                        "this test encoder writes one-byte indexes only"
-                    );
+                    assert!(index < 127, "this test encoder writes one-byte indexes only");
                     block.push(0x80 | index as u8);
                 }
                 None => {
                     block.push(0x40);
                     for octets in [name.as_bytes(), value.as_bytes()] {
-                        assert!(
-                            octets.len() < 127,
-                            "this test encoder writes short strings only"
-                        );
+                        assert!(octets.len() < 127, "this test encoder writes short strings only");
                         block.push(octets.len() as u8);
                         block.extend_from_slice(octets);
                     }
@@ -193,9 +158,7 @@ impl GrpcGoLikeEncoder {
 }
 
 fn frame(frame_type: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
-    let length = u32::try_from(payload.len())
-        .expect("frame length")
-        .to_be_bytes();
+    let length = u32::try_from(payload.len()).expect("frame length").to_be_bytes();
     let mut bytes = length[1..].to_vec();
     bytes.extend([frame_type, flags]);
     bytes.extend(stream_id.to_be_bytes());
@@ -205,14 +168,8 @@ fn frame(frame_type: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
 
 /// Makes `calls` GetPluginInfo calls on one connection the way kubelet 1.20 does, with
 /// `authority` as `:authority`, and collects what the server answers per stream.
-async fn call_like_kubelet_1_20(
-    socket: &Path,
-    authority: &str,
-    calls: u32,
-) -> BTreeMap<u32, StreamOutcome> {
-    let mut connection = UnixStream::connect(socket)
-        .await
-        .expect("connect to test socket");
+async fn call_like_kubelet_1_20(socket: &Path, authority: &str, calls: u32) -> BTreeMap<u32, StreamOutcome> {
+    let mut connection = UnixStream::connect(socket).await.expect("connect to test socket");
     let mut encoder = GrpcGoLikeEncoder::default();
     let mut request = CLIENT_PREFACE.to_vec();
     request.extend(frame(FRAME_SETTINGS, 0, 0, &[]));
@@ -228,19 +185,11 @@ async fn call_like_kubelet_1_20(
             ("te", "trailers"),
         ]);
         request.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, stream_id, &block));
-        request.extend(frame(
-            FRAME_DATA,
-            FLAG_END_STREAM,
-            stream_id,
-            &EMPTY_GRPC_MESSAGE,
-        ));
+        request.extend(frame(FRAME_DATA, FLAG_END_STREAM, stream_id, &EMPTY_GRPC_MESSAGE));
     }
     connection.write_all(&request).await.expect("send requests");
 
-    let mut outcomes: BTreeMap<u32, StreamOutcome> = stream_ids
-        .iter()
-        .map(|&id| (id, StreamOutcome::default()))
-        .collect();
+    let mut outcomes: BTreeMap<u32, StreamOutcome> = stream_ids.iter().map(|&id| (id, StreamOutcome::default())).collect();
     let mut decoder = Decoder::new();
     let read_answers = async {
         while !outcomes.values().all(|outcome| outcome.ended) {
@@ -248,28 +197,17 @@ async fn call_like_kubelet_1_20(
             if connection.read_exact(&mut header).await.is_err() {
                 break;
             }
-            let length =
-                usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+            let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
             let (frame_type, flags) = (header[3], header[4]);
-            let stream_id =
-                u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7FFF_FFFF;
+            let stream_id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7FFF_FFFF;
             let mut payload = vec![0; length];
-            connection
-                .read_exact(&mut payload)
-                .await
-                .expect("read frame payload");
+            connection.read_exact(&mut payload).await.expect("read frame payload");
             match frame_type {
                 FRAME_SETTINGS if flags & FLAG_ACK == 0 => {
-                    connection
-                        .write_all(&frame(FRAME_SETTINGS, FLAG_ACK, 0, &[]))
-                        .await
-                        .expect("acknowledge SETTINGS");
+                    connection.write_all(&frame(FRAME_SETTINGS, FLAG_ACK, 0, &[])).await.expect("acknowledge SETTINGS");
                 }
                 FRAME_PING if flags & FLAG_ACK == 0 => {
-                    connection
-                        .write_all(&frame(FRAME_PING, FLAG_ACK, 0, &payload))
-                        .await
-                        .expect("answer PING");
+                    connection.write_all(&frame(FRAME_PING, FLAG_ACK, 0, &payload)).await.expect("answer PING");
                 }
                 FRAME_GOAWAY => break,
                 FRAME_HEADERS => {
@@ -278,16 +216,9 @@ async fn call_like_kubelet_1_20(
                         .decode(&payload)
                         .expect("decode server headers")
                         .into_iter()
-                        .map(|(name, value)| {
-                            (
-                                String::from_utf8_lossy(&name).into_owned(),
-                                String::from_utf8_lossy(&value).into_owned(),
-                            )
-                        })
+                        .map(|(name, value)| (String::from_utf8_lossy(&name).into_owned(), String::from_utf8_lossy(&value).into_owned()))
                         .collect();
-                    let outcome = outcomes
-                        .get_mut(&stream_id)
-                        .expect("HEADERS on an unknown stream");
+                    let outcome = outcomes.get_mut(&stream_id).expect("HEADERS on an unknown stream");
                     if outcome.headers.is_empty() {
                         outcome.headers = fields;
                     } else {
@@ -296,19 +227,13 @@ async fn call_like_kubelet_1_20(
                     outcome.ended |= flags & FLAG_END_STREAM != 0;
                 }
                 FRAME_DATA => {
-                    let outcome = outcomes
-                        .get_mut(&stream_id)
-                        .expect("DATA on an unknown stream");
+                    let outcome = outcomes.get_mut(&stream_id).expect("DATA on an unknown stream");
                     outcome.data.extend_from_slice(&payload);
                     outcome.ended |= flags & FLAG_END_STREAM != 0;
                 }
                 FRAME_RST_STREAM => {
-                    let outcome = outcomes
-                        .get_mut(&stream_id)
-                        .expect("RST_STREAM on an unknown stream");
-                    let code = payload
-                        .first_chunk::<4>()
-                        .expect("RST_STREAM without error code");
+                    let outcome = outcomes.get_mut(&stream_id).expect("RST_STREAM on an unknown stream");
+                    let code = payload.first_chunk::<4>().expect("RST_STREAM without error code");
                     outcome.reset_code = Some(u32::from_be_bytes(*code));
                     outcome.ended = true;
                 }
@@ -316,9 +241,7 @@ async fn call_like_kubelet_1_20(
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(20), read_answers)
-        .await
-        .expect("the server did not answer every call within 20 s");
+    tokio::time::timeout(Duration::from_secs(20), read_answers).await.expect("the server did not answer every call within 20 s");
     outcomes
 }
 
@@ -343,12 +266,7 @@ async fn socket_path_authority_is_refused_with_protocol_error_without_the_adapte
 
     let outcomes = call_like_kubelet_1_20(&server.socket, "/tmp/x/csi.sock", 1).await;
 
-    assert_eq!(
-        outcomes[&1].reset_code,
-        Some(PROTOCOL_ERROR),
-        "{:?}",
-        outcomes[&1]
-    );
+    assert_eq!(outcomes[&1].reset_code, Some(PROTOCOL_ERROR), "{:?}", outcomes[&1]);
 }
 
 #[tokio::test]
@@ -367,12 +285,8 @@ async fn valid_authority_from_the_same_client_is_served_both_ways() {
 #[tokio::test]
 async fn h2_client_is_served_behind_the_adapter() {
     let server = start_server(true).await;
-    let connection = UnixStream::connect(&server.socket)
-        .await
-        .expect("connect to test socket");
-    let (client, driver) = h2::client::handshake(connection)
-        .await
-        .expect("HTTP/2 handshake");
+    let connection = UnixStream::connect(&server.socket).await.expect("connect to test socket");
+    let (client, driver) = h2::client::handshake(connection).await.expect("HTTP/2 handshake");
     let driver_task = tokio::spawn(driver);
     let mut client = client.ready().await.expect("h2 client ready");
     let request = http::Request::builder()
@@ -384,30 +298,19 @@ async fn h2_client_is_served_behind_the_adapter() {
         .expect("build request");
 
     let (response, mut request_body) = client.send_request(request, false).expect("send request");
-    request_body
-        .send_data(Bytes::from_static(&EMPTY_GRPC_MESSAGE), true)
-        .expect("send request message");
+    request_body.send_data(Bytes::from_static(&EMPTY_GRPC_MESSAGE), true).expect("send request message");
     let response = response.await.expect("response headers");
     assert_eq!(response.status(), http::StatusCode::OK);
     let mut body = response.into_body();
     let mut data = Vec::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.expect("response data");
-        body.flow_control()
-            .release_capacity(chunk.len())
-            .expect("release capacity");
+        body.flow_control().release_capacity(chunk.len()).expect("release capacity");
         data.extend_from_slice(&chunk);
     }
-    let trailers = body
-        .trailers()
-        .await
-        .expect("response trailers")
-        .expect("no trailers");
+    let trailers = body.trailers().await.expect("response trailers").expect("no trailers");
 
-    assert_eq!(
-        trailers.get("grpc-status").map(|value| value.as_bytes()),
-        Some(&b"0"[..])
-    );
+    assert_eq!(trailers.get("grpc-status").map(|value| value.as_bytes()), Some(&b"0"[..]));
     let info = GetPluginInfoResponse::decode(&data[5..]).expect("decode GetPluginInfoResponse");
     assert_eq!(info.name, DRIVER_NAME);
     driver_task.abort();

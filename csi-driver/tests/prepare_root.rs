@@ -16,7 +16,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{CONSUMER_CLIENT_ENV, ConsumerCgroup, ConsumerPod, ConsumerProcess, KubeletFiles, ProviderProcess, World, host_mounts_outside_test_worlds};
+use common::{
+    CONSUMER_CLIENT_ENV, ConsumerCgroup, ConsumerPod, ConsumerProcess, KubeletFiles, ProviderProcess, World,
+    host_mounts_outside_test_worlds,
+};
 use sc_api::exec_config::{ControlRequest, ControlResponse};
 
 const PREPARED: &str = r#"{"result":"prepared"}"#;
@@ -77,7 +80,14 @@ fn control_client_speaks_the_wire_format() {
 /// Starts a consumer container of `cgroup` with the published `target` at `/.sc`.
 fn start_consumer(world: &World, kubelet: &KubeletFiles, target: &Path, cgroup: &ConsumerCgroup, name: &str) -> ConsumerProcess {
     let client = std::env::current_exe().expect("the test binary");
-    ConsumerProcess::start(&world.dir.path().join(name), target, kubelet, cgroup, &client, &[CLIENT_TEST, "--exact", "--nocapture", "--test-threads=1"])
+    ConsumerProcess::start(
+        &world.dir.path().join(name),
+        target,
+        kubelet,
+        cgroup,
+        &client,
+        &[CLIENT_TEST, "--exact", "--nocapture", "--test-threads=1"],
+    )
 }
 
 fn container_of(consumer: &ConsumerPod) -> ConsumerCgroup {
@@ -152,7 +162,9 @@ async fn the_consumer_gets_its_own_proc_dev_sys_and_kubelet_files_as_root() {
     assert_eq!(processes_in(&container.path("/.sc/rootfs/proc")), ["1"]);
     assert!(processes_in(Path::new("/proc")).len() > 5, "the host has more processes");
     let mounts = container.rootfs_mounts();
-    let at = |point: &str| mounts.iter().find(|entry| entry.mount_point == Path::new(point)).unwrap_or_else(|| panic!("nothing at {point}: {mounts:#?}"));
+    let at = |point: &str| {
+        mounts.iter().find(|entry| entry.mount_point == Path::new(point)).unwrap_or_else(|| panic!("nothing at {point}: {mounts:#?}"))
+    };
     assert_eq!(at("/.sc/rootfs/proc").fs_type, "proc");
     assert!(!at("/.sc/rootfs/proc/sys").is_read_write(), "the runtime's mask of /proc/sys is kept");
     // /dev is the container's, with its private devpts, shm and termination log.
@@ -173,7 +185,11 @@ async fn the_consumer_gets_its_own_proc_dev_sys_and_kubelet_files_as_root() {
     assert_eq!(read(&container.path("/.sc/rootfs/var/run/secrets/kubernetes.io/serviceaccount/token")), KubeletFiles::TOKEN);
     let upper = world.upper_dir(&published.consumer);
     for file in ["etc/hosts", "etc/resolv.conf", "etc/hostname"] {
-        assert_eq!(std::fs::metadata(upper.join(file)).map(|metadata| metadata.len()).unwrap_or(0), 0, "{file} is only a mount point in the upper");
+        assert_eq!(
+            std::fs::metadata(upper.join(file)).map(|metadata| metadata.len()).unwrap_or(0),
+            0,
+            "{file} is only a mount point in the upper"
+        );
     }
     assert!(!upper.join("var/run/secrets/kubernetes.io/serviceaccount/token").exists(), "the token is not in the upper");
     assert_eq!(read(&published.target.join("rootfs/etc/hosts")), "", "outside the container the rootfs has no kubelet content");
@@ -219,7 +235,8 @@ async fn only_containers_of_the_publications_pod_are_prepared_as_root() {
 
     // A container of another pod, reaching the socket somehow.
     let other_pod = common::uid();
-    let mut stranger = start_consumer(world, &published.kubelet, &published.target, &ConsumerCgroup::Container { pod_uid: other_pod.clone() }, "stranger");
+    let mut stranger =
+        start_consumer(world, &published.kubelet, &published.target, &ConsumerCgroup::Container { pod_uid: other_pod.clone() }, "stranger");
     let message = failure_message(&prepare(&mut stranger));
     assert!(
         message.starts_with(&format!("process {} is not in a container of pod team-a/dev, the pod this volume was published for (its cgroup belongs to pod {other_pod})", stranger.pid)),
@@ -228,7 +245,13 @@ async fn only_containers_of_the_publications_pod_are_prepared_as_root() {
     assert!(stranger.rootfs_mounts().is_empty(), "nothing was mounted for it");
 
     // A process in the pod's cgroup but in none of its containers.
-    let mut loose = start_consumer(world, &published.kubelet, &published.target, &ConsumerCgroup::PodOnly { pod_uid: published.consumer.pod.uid.clone() }, "loose");
+    let mut loose = start_consumer(
+        world,
+        &published.kubelet,
+        &published.target,
+        &ConsumerCgroup::PodOnly { pod_uid: published.consumer.pod.uid.clone() },
+        "loose",
+    );
     let message = failure_message(&prepare(&mut loose));
     assert!(message.contains("it is in the pod's cgroup but in none of its containers"), "{message}");
     assert!(loose.rootfs_mounts().is_empty());
@@ -316,7 +339,10 @@ async fn symlink_attacks_on_the_rootfs_fail_safely_as_root() {
     assert_eq!(std::fs::read("/etc/shadow").unwrap_or_default(), shadow_before, "the host's /etc/shadow is untouched");
     let upper = world.upper_dir(&published.consumer);
     assert_eq!(read(&upper.join("run/systemd/resolve/stub-resolv.conf")), "", "the dangling link's target was created empty");
-    assert_eq!(std::fs::read_link(upper.join("etc/resolv.conf")).expect("still a link"), Path::new("../run/systemd/resolve/stub-resolv.conf"));
+    assert_eq!(
+        std::fs::read_link(upper.join("etc/resolv.conf")).expect("still a link"),
+        Path::new("../run/systemd/resolve/stub-resolv.conf")
+    );
     assert_eq!(host_mounts_outside_test_worlds(), host_before);
 
     drop(container);

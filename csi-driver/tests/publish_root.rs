@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{ConsumerPod, ProviderCgroup, ProviderProcess, World};
-use sc_proto::csi::{NodeGetCapabilitiesRequest, NodeGetInfoRequest, NodeGetVolumeStatsRequest, NodeStageVolumeRequest, GetPluginInfoRequest};
+use sc_proto::csi::{
+    GetPluginInfoRequest, NodeGetCapabilitiesRequest, NodeGetInfoRequest, NodeGetVolumeStatsRequest, NodeStageVolumeRequest,
+};
 use tonic::Code;
 
 fn read(path: &Path) -> String {
@@ -233,7 +235,8 @@ async fn a_failed_mount_leaves_nothing_mounted_as_root() {
     for sub in ["upper", "work", "merged"] {
         std::fs::create_dir_all(stacked.join(sub)).expect("dirs");
     }
-    let data = format!("lowerdir={},upperdir={},workdir={}", image.display(), stacked.join("upper").display(), stacked.join("work").display());
+    let data =
+        format!("lowerdir={},upperdir={},workdir={}", image.display(), stacked.join("upper").display(), stacked.join("work").display());
     nix::mount::mount(Some("overlay"), &stacked.join("merged"), Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()))
         .expect("stacked image");
     let provider = ProviderProcess::start(&world, &stacked.join("merged"));
@@ -255,7 +258,9 @@ async fn a_symlink_laden_rootfs_mounts_nothing_outside_the_target_as_root() {
     let mut world = World::new();
     let image = world.image("evil");
     // Every path a careless plugin might mount on is a symlink out of the rootfs.
-    for (link, destination) in [("proc", "/"), ("dev", ".."), ("sys", "/etc"), ("rootfs", "/"), ("control", "/tmp"), ("etc/hosts", "/etc/shadow")] {
+    for (link, destination) in
+        [("proc", "/"), ("dev", ".."), ("sys", "/etc"), ("rootfs", "/"), ("control", "/tmp"), ("etc/hosts", "/etc/shadow")]
+    {
         let path = image.join(link);
         let _ = std::fs::remove_dir(&path);
         std::os::unix::fs::symlink(destination, &path).expect("symlink");

@@ -53,12 +53,7 @@ pub fn parse_group(text: &str) -> Vec<GroupEntry> {
             Some(GroupEntry {
                 name: fields[0].to_string(),
                 gid: fields[2].parse().ok()?,
-                members: fields[3]
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|member| !member.is_empty())
-                    .map(str::to_string)
-                    .collect(),
+                members: fields[3].split(',').map(str::trim).filter(|member| !member.is_empty()).map(str::to_string).collect(),
             })
         })
         .collect()
@@ -81,26 +76,16 @@ pub struct Identity {
 /// (default root), `runAsGroup` or the user's passwd group (or the uid's number when unlisted),
 /// then the groups listing the user plus `supplementalGroups`. Refuses uid 0 under
 /// `runAsNonRoot`.
-pub fn resolve_identity(
-    config: &ExecConfig,
-    passwd: &[PasswdEntry],
-    groups: &[GroupEntry],
-) -> Result<Identity, Error> {
+pub fn resolve_identity(config: &ExecConfig, passwd: &[PasswdEntry], groups: &[GroupEntry]) -> Result<Identity, Error> {
     let uid = config.run_as_user.unwrap_or(0);
     if uid == 0 && config.run_as_non_root {
         return Err(Error::RunAsNonRoot);
     }
     let account = passwd.iter().find(|entry| entry.uid == uid);
-    let gid = config
-        .run_as_group
-        .or(account.map(|entry| entry.gid))
-        .unwrap_or(uid);
+    let gid = config.run_as_group.or(account.map(|entry| entry.gid)).unwrap_or(uid);
     let mut supplementary = vec![gid];
     if let Some(account) = account {
-        for group in groups
-            .iter()
-            .filter(|group| group.members.contains(&account.name))
-        {
+        for group in groups.iter().filter(|group| group.members.contains(&account.name)) {
             supplementary.push(group.gid);
         }
     }
@@ -145,31 +130,17 @@ bad:x:notanumber:alice
     fn passwd_and_group_parse_and_skip_garbage() {
         let passwd = parse_passwd(PASSWD);
         assert_eq!(passwd.len(), 3);
-        assert_eq!(
-            passwd[1],
-            PasswdEntry {
-                name: "alice".into(),
-                uid: 1000,
-                gid: 1000,
-                home: "/home/alice".into()
-            }
-        );
+        assert_eq!(passwd[1], PasswdEntry { name: "alice".into(), uid: 1000, gid: 1000, home: "/home/alice".into() });
         let groups = parse_group(GROUP);
         assert_eq!(groups.len(), 5);
-        assert_eq!(
-            groups[1].members,
-            vec!["alice".to_string(), "bob".to_string()]
-        );
+        assert_eq!(groups[1].members, vec!["alice".to_string(), "bob".to_string()]);
     }
 
     #[test]
     fn a_listed_user_gets_its_groups_home_and_name() {
-        let identity = resolve_identity(
-            &config(r#"{"runAsUser":1000,"supplementalGroups":[3000,10]}"#),
-            &parse_passwd(PASSWD),
-            &parse_group(GROUP),
-        )
-        .expect("resolves");
+        let identity =
+            resolve_identity(&config(r#"{"runAsUser":1000,"supplementalGroups":[3000,10]}"#), &parse_passwd(PASSWD), &parse_group(GROUP))
+                .expect("resolves");
         assert_eq!(
             identity,
             Identity {
@@ -184,54 +155,30 @@ bad:x:notanumber:alice
 
     #[test]
     fn run_as_group_overrides_the_passwd_group() {
-        let identity = resolve_identity(
-            &config(r#"{"runAsUser":1001,"runAsGroup":5}"#),
-            &parse_passwd(PASSWD),
-            &parse_group(GROUP),
-        )
-        .expect("resolves");
+        let identity = resolve_identity(&config(r#"{"runAsUser":1001,"runAsGroup":5}"#), &parse_passwd(PASSWD), &parse_group(GROUP))
+            .expect("resolves");
         assert_eq!((identity.gid, identity.groups), (5, vec![5, 10, 100]));
     }
 
     #[test]
     fn an_unlisted_uid_uses_its_number_as_group_and_slash_as_home() {
-        let identity =
-            resolve_identity(&config(r#"{"runAsUser":4242}"#), &parse_passwd(PASSWD), &[])
-                .expect("resolves");
-        assert_eq!(
-            identity,
-            Identity {
-                uid: 4242,
-                gid: 4242,
-                groups: vec![4242],
-                home: "/".into(),
-                user_name: None
-            }
-        );
+        let identity = resolve_identity(&config(r#"{"runAsUser":4242}"#), &parse_passwd(PASSWD), &[]).expect("resolves");
+        assert_eq!(identity, Identity { uid: 4242, gid: 4242, groups: vec![4242], home: "/".into(), user_name: None });
     }
 
     #[test]
     fn the_default_is_root() {
-        let identity = resolve_identity(&config("{}"), &parse_passwd(PASSWD), &parse_group(GROUP))
-            .expect("root");
-        assert_eq!(
-            (identity.uid, identity.gid, identity.home.as_str()),
-            (0, 0, "/root")
-        );
+        let identity = resolve_identity(&config("{}"), &parse_passwd(PASSWD), &parse_group(GROUP)).expect("root");
+        assert_eq!((identity.uid, identity.gid, identity.home.as_str()), (0, 0, "/root"));
     }
 
     #[test]
     fn run_as_non_root_refuses_uid_zero_explicit_or_default() {
-        for json in [
-            r#"{"runAsNonRoot":true}"#,
-            r#"{"runAsNonRoot":true,"runAsUser":0}"#,
-        ] {
+        for json in [r#"{"runAsNonRoot":true}"#, r#"{"runAsNonRoot":true,"runAsUser":0}"#] {
             let error = resolve_identity(&config(json), &[], &[]).expect_err("root refused");
             assert_eq!(error.exit_code(), 78);
             assert!(error.to_string().contains("runAsNonRoot"), "{error}");
         }
-        assert!(
-            resolve_identity(&config(r#"{"runAsNonRoot":true,"runAsUser":1}"#), &[], &[]).is_ok()
-        );
+        assert!(resolve_identity(&config(r#"{"runAsNonRoot":true,"runAsUser":1}"#), &[], &[]).is_ok());
     }
 }

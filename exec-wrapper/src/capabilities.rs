@@ -21,11 +21,7 @@ impl CapabilityMask {
     }
 
     pub fn from_capabilities(capabilities: impl IntoIterator<Item = Capability>) -> Self {
-        CapabilityMask(
-            capabilities
-                .into_iter()
-                .fold(0, |mask, cap| mask | cap.bitmask()),
-        )
+        CapabilityMask(capabilities.into_iter().fold(0, |mask, cap| mask | cap.bitmask()))
     }
 
     pub fn contains(self, capability: Capability) -> bool {
@@ -46,10 +42,7 @@ impl CapabilityMask {
 
     /// The capabilities in this mask, in number order.
     pub fn capabilities(self) -> Vec<Capability> {
-        let mut capabilities: Vec<Capability> = caps::all()
-            .into_iter()
-            .filter(|cap| self.contains(*cap))
-            .collect();
+        let mut capabilities: Vec<Capability> = caps::all().into_iter().filter(|cap| self.contains(*cap)).collect();
         capabilities.sort_by_key(Capability::index);
         capabilities
     }
@@ -62,16 +55,8 @@ impl CapabilityMask {
 impl fmt::Display for CapabilityMask {
     /// Names, comma-separated (`CAP_CHOWN,CAP_KILL`), or `none`.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<String> = self
-            .capabilities()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        if names.is_empty() {
-            formatter.write_str("none")
-        } else {
-            formatter.write_str(&names.join(","))
-        }
+        let names: Vec<String> = self.capabilities().iter().map(ToString::to_string).collect();
+        if names.is_empty() { formatter.write_str("none") } else { formatter.write_str(&names.join(",")) }
     }
 }
 
@@ -109,19 +94,9 @@ pub struct CapabilityPlan {
 }
 
 /// Plans the capability change from what the workload wants and what this process holds now.
-pub fn plan_capabilities(
-    wanted: CapabilityMask,
-    current_bounding: CapabilityMask,
-    current_permitted: CapabilityMask,
-) -> CapabilityPlan {
-    let grantable = wanted
-        .intersection(current_bounding)
-        .intersection(current_permitted);
-    CapabilityPlan {
-        drop_from_bounding: current_bounding.without(wanted),
-        process_set: grantable,
-        unavailable: wanted.without(grantable),
-    }
+pub fn plan_capabilities(wanted: CapabilityMask, current_bounding: CapabilityMask, current_permitted: CapabilityMask) -> CapabilityPlan {
+    let grantable = wanted.intersection(current_bounding).intersection(current_permitted);
+    CapabilityPlan { drop_from_bounding: current_bounding.without(wanted), process_set: grantable, unavailable: wanted.without(grantable) }
 }
 
 #[cfg(test)]
@@ -134,22 +109,15 @@ mod tests {
 
     #[test]
     fn names_are_accepted_in_kubernetes_and_kernel_spelling() {
-        let mask = parse_capability_names(&names(&["CAP_CHOWN", "kill", "Net_Bind_Service"]))
-            .expect("valid");
+        let mask = parse_capability_names(&names(&["CAP_CHOWN", "kill", "Net_Bind_Service"])).expect("valid");
         assert_eq!(mask, CapabilityMask((1 << 0) | (1 << 5) | (1 << 10)));
         assert_eq!(mask.to_string(), "CAP_CHOWN,CAP_KILL,CAP_NET_BIND_SERVICE");
     }
 
     #[test]
     fn all_means_every_known_capability() {
-        assert_eq!(
-            parse_capability_names(&names(&["ALL"])).expect("valid"),
-            CapabilityMask::all_known()
-        );
-        assert_eq!(
-            parse_capability_names(&[]).expect("valid"),
-            CapabilityMask::EMPTY
-        );
+        assert_eq!(parse_capability_names(&names(&["ALL"])).expect("valid"), CapabilityMask::all_known());
+        assert_eq!(parse_capability_names(&[]).expect("valid"), CapabilityMask::EMPTY);
         assert_eq!(CapabilityMask::EMPTY.to_string(), "none");
     }
 
@@ -165,10 +133,7 @@ mod tests {
         let chown_kill = CapabilityMask((1 << 0) | (1 << 5));
         let container = CapabilityMask(0xff);
         let plan = plan_capabilities(chown_kill, container, container);
-        assert_eq!(
-            plan.drop_from_bounding,
-            CapabilityMask(0xff & !((1 << 0) | (1 << 5)))
-        );
+        assert_eq!(plan.drop_from_bounding, CapabilityMask(0xff & !((1 << 0) | (1 << 5))));
         assert_eq!(plan.process_set, chown_kill);
         assert!(plan.unavailable.is_empty());
     }
@@ -185,11 +150,7 @@ mod tests {
 
     #[test]
     fn wanting_nothing_drops_everything() {
-        let plan = plan_capabilities(
-            CapabilityMask::EMPTY,
-            CapabilityMask(0x1ff),
-            CapabilityMask(0x1ff),
-        );
+        let plan = plan_capabilities(CapabilityMask::EMPTY, CapabilityMask(0x1ff), CapabilityMask(0x1ff));
         assert_eq!(plan.drop_from_bounding, CapabilityMask(0x1ff));
         assert_eq!(plan.process_set, CapabilityMask::EMPTY);
     }

@@ -57,47 +57,32 @@ A symlink to sc-exec named like a program (ls, /usr/bin/vim) runs that program i
 /// Decides the invocation from the full argv (argv[0] included).
 pub fn parse(argv: &[OsString]) -> Result<Invocation, Error> {
     let Some((argv0, rest)) = argv.split_first() else {
-        return Err(Error::Usage(
-            "empty argument vector: argv[0] is missing".into(),
-        ));
+        return Err(Error::Usage("empty argument vector: argv[0] is missing".into()));
     };
     if !invoked_as_wrapper(argv0) {
-        return Ok(Invocation::Exec(CommandLine {
-            program: argv0.clone(),
-            args: rest.to_vec(),
-        }));
+        return Ok(Invocation::Exec(CommandLine { program: argv0.clone(), args: rest.to_vec() }));
     }
     let Some((mode, mode_args)) = rest.split_first() else {
         return Ok(Invocation::Help);
     };
     match mode.to_str() {
         Some("run") => Ok(Invocation::Run(command_after_dash_dash("run", mode_args)?)),
-        Some(START_WORKLOAD_MODE) => Ok(Invocation::StartWorkload(command_after_dash_dash(
-            START_WORKLOAD_MODE,
-            mode_args,
-        )?)),
+        Some(START_WORKLOAD_MODE) => Ok(Invocation::StartWorkload(command_after_dash_dash(START_WORKLOAD_MODE, mode_args)?)),
         Some("pause") => no_more_args("pause", mode_args).map(|()| Invocation::Pause),
-        Some("version" | "--version" | "-V") => {
-            no_more_args("version", mode_args).map(|()| Invocation::Version)
-        }
+        Some("version" | "--version" | "-V") => no_more_args("version", mode_args).map(|()| Invocation::Version),
         Some("help" | "--help" | "-h") => Ok(Invocation::Help),
         Some("install") => match mode_args {
-            [dir] if !dir.is_empty() => Ok(Invocation::Install {
-                dir: PathBuf::from(dir),
-            }),
+            [dir] if !dir.is_empty() => Ok(Invocation::Install { dir: PathBuf::from(dir) }),
             _ => Err(Error::Usage(
                 "`sc-exec install` takes exactly one argument, the directory to copy sc-exec into \
                  (for example `sc-exec install /.sc-bin`)"
                     .into(),
             )),
         },
-        Some("--") => command_line(mode_args)
-            .map(Invocation::Exec)
-            .ok_or_else(|| Error::Usage("`sc-exec --` needs a command after `--`".into())),
-        _ => Ok(Invocation::Exec(CommandLine {
-            program: mode.clone(),
-            args: mode_args.to_vec(),
-        })),
+        Some("--") => {
+            command_line(mode_args).map(Invocation::Exec).ok_or_else(|| Error::Usage("`sc-exec --` needs a command after `--`".into()))
+        }
+        _ => Ok(Invocation::Exec(CommandLine { program: mode.clone(), args: mode_args.to_vec() })),
     }
 }
 
@@ -113,20 +98,15 @@ fn command_line(args: &[OsString]) -> Option<CommandLine> {
     if program.is_empty() {
         return None;
     }
-    Some(CommandLine {
-        program: program.clone(),
-        args: rest.to_vec(),
-    })
+    Some(CommandLine { program: program.clone(), args: rest.to_vec() })
 }
 
 fn command_after_dash_dash(mode: &str, args: &[OsString]) -> Result<CommandLine, Error> {
     // `--` is required so that options of the workload can never be taken for ours.
     match args.split_first() {
-        Some((dash_dash, command)) if dash_dash == "--" => command_line(command).ok_or_else(|| {
-            Error::Usage(format!(
-                "`sc-exec {mode} --` needs the workload's command after `--`"
-            ))
-        }),
+        Some((dash_dash, command)) if dash_dash == "--" => {
+            command_line(command).ok_or_else(|| Error::Usage(format!("`sc-exec {mode} --` needs the workload's command after `--`")))
+        }
         _ => Err(Error::Usage(format!(
             "`sc-exec {mode}` expects `-- <command> [args...]` (for example `sc-exec {mode} -- \
              /bin/sh -c 'sleep infinity'`)"
@@ -135,13 +115,7 @@ fn command_after_dash_dash(mode: &str, args: &[OsString]) -> Result<CommandLine,
 }
 
 fn no_more_args(mode: &str, args: &[OsString]) -> Result<(), Error> {
-    if args.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "`sc-exec {mode}` takes no arguments, got {args:?}"
-        )))
-    }
+    if args.is_empty() { Ok(()) } else { Err(Error::Usage(format!("`sc-exec {mode}` takes no arguments, got {args:?}"))) }
 }
 
 #[cfg(test)]
@@ -154,24 +128,13 @@ mod tests {
 
     fn command(words: &[&str]) -> CommandLine {
         let all = argv(words);
-        CommandLine {
-            program: all[0].clone(),
-            args: all[1..].to_vec(),
-        }
+        CommandLine { program: all[0].clone(), args: all[1..].to_vec() }
     }
 
     #[test]
     fn run_takes_the_command_after_dash_dash() {
         assert_eq!(
-            parse(&argv(&[
-                "/.sc-bin/sc-exec",
-                "run",
-                "--",
-                "nginx",
-                "-g",
-                "daemon off;"
-            ]))
-            .expect("parses"),
+            parse(&argv(&["/.sc-bin/sc-exec", "run", "--", "nginx", "-g", "daemon off;"])).expect("parses"),
             Invocation::Run(command(&["nginx", "-g", "daemon off;"]))
         );
     }
@@ -179,30 +142,17 @@ mod tests {
     #[test]
     fn run_without_dash_dash_or_command_is_a_usage_error() {
         let missing_dash = parse(&argv(&["sc-exec", "run", "nginx"])).expect_err("needs --");
-        assert!(
-            missing_dash.to_string().contains("expects `-- <command>"),
-            "{missing_dash}"
-        );
+        assert!(missing_dash.to_string().contains("expects `-- <command>"), "{missing_dash}");
         let missing_command = parse(&argv(&["sc-exec", "run", "--"])).expect_err("needs command");
-        assert!(
-            missing_command
-                .to_string()
-                .contains("needs the workload's command")
-        );
+        assert!(missing_command.to_string().contains("needs the workload's command"));
         assert_eq!(missing_command.exit_code(), 64);
     }
 
     #[test]
     fn a_bare_command_is_exec_inside_the_rootfs() {
-        assert_eq!(
-            parse(&argv(&["sc-exec", "ls", "-l", "/"])).expect("parses"),
-            Invocation::Exec(command(&["ls", "-l", "/"]))
-        );
+        assert_eq!(parse(&argv(&["sc-exec", "ls", "-l", "/"])).expect("parses"), Invocation::Exec(command(&["ls", "-l", "/"])));
         // `--` lets a user run a program that is named like one of our modes.
-        assert_eq!(
-            parse(&argv(&["sc-exec", "--", "pause", "x"])).expect("parses"),
-            Invocation::Exec(command(&["pause", "x"]))
-        );
+        assert_eq!(parse(&argv(&["sc-exec", "--", "pause", "x"])).expect("parses"), Invocation::Exec(command(&["pause", "x"])));
         assert!(parse(&argv(&["sc-exec", "--"])).is_err());
     }
 
@@ -212,30 +162,15 @@ mod tests {
             parse(&argv(&["/usr/bin/tar", "cf", "-", "run"])).expect("parses"),
             Invocation::Exec(command(&["/usr/bin/tar", "cf", "-", "run"]))
         );
-        assert_eq!(
-            parse(&argv(&["vim"])).expect("parses"),
-            Invocation::Exec(command(&["vim"]))
-        );
+        assert_eq!(parse(&argv(&["vim"])).expect("parses"), Invocation::Exec(command(&["vim"])));
     }
 
     #[test]
     fn simple_modes_parse_and_reject_extra_arguments() {
-        assert_eq!(
-            parse(&argv(&["sc-exec", "pause"])).expect("parses"),
-            Invocation::Pause
-        );
-        assert_eq!(
-            parse(&argv(&["sc-exec", "version"])).expect("parses"),
-            Invocation::Version
-        );
-        assert_eq!(
-            parse(&argv(&["sc-exec"])).expect("parses"),
-            Invocation::Help
-        );
-        assert_eq!(
-            parse(&argv(&["sc-exec", "--help"])).expect("parses"),
-            Invocation::Help
-        );
+        assert_eq!(parse(&argv(&["sc-exec", "pause"])).expect("parses"), Invocation::Pause);
+        assert_eq!(parse(&argv(&["sc-exec", "version"])).expect("parses"), Invocation::Version);
+        assert_eq!(parse(&argv(&["sc-exec"])).expect("parses"), Invocation::Help);
+        assert_eq!(parse(&argv(&["sc-exec", "--help"])).expect("parses"), Invocation::Help);
         assert!(parse(&argv(&["sc-exec", "pause", "now"])).is_err());
         assert!(parse(&argv(&["sc-exec", "version", "x"])).is_err());
     }
@@ -244,20 +179,11 @@ mod tests {
     fn install_needs_exactly_one_directory() {
         assert_eq!(
             parse(&argv(&["sc-exec", "install", "/.sc-bin"])).expect("parses"),
-            Invocation::Install {
-                dir: PathBuf::from("/.sc-bin")
-            }
+            Invocation::Install { dir: PathBuf::from("/.sc-bin") }
         );
-        for bad in [
-            &["sc-exec", "install"][..],
-            &["sc-exec", "install", "a", "b"],
-            &["sc-exec", "install", ""],
-        ] {
+        for bad in [&["sc-exec", "install"][..], &["sc-exec", "install", "a", "b"], &["sc-exec", "install", ""]] {
             let error = parse(&argv(bad)).expect_err("bad install");
-            assert!(
-                error.to_string().contains("exactly one argument"),
-                "{error}"
-            );
+            assert!(error.to_string().contains("exactly one argument"), "{error}");
         }
     }
 

@@ -18,26 +18,19 @@ pub fn parse_exec_config(value: Option<&OsStr>) -> Result<ExecConfig, Error> {
                 .into(),
         ));
     };
-    let text = value
-        .to_str()
-        .ok_or_else(|| config_error("the value is not valid UTF-8".into()))?;
-    let config: ExecConfig = serde_json::from_str(text)
-        .map_err(|error| config_error(format!("not a valid ExecConfig JSON object ({error})")))?;
+    let text = value.to_str().ok_or_else(|| config_error("the value is not valid UTF-8".into()))?;
+    let config: ExecConfig =
+        serde_json::from_str(text).map_err(|error| config_error(format!("not a valid ExecConfig JSON object ({error})")))?;
     if let Some(working_dir) = &config.working_dir
         && !working_dir.starts_with('/')
     {
-        return Err(config_error(format!(
-            "workingDir {working_dir:?} is not an absolute path; use a path starting with `/`"
-        )));
+        return Err(config_error(format!("workingDir {working_dir:?} is not an absolute path; use a path starting with `/`")));
     }
     Ok(config)
 }
 
 pub(crate) fn config_error(message: String) -> Error {
-    Error::Config {
-        variable: EXEC_CONFIG_ENV,
-        message,
-    }
+    Error::Config { variable: EXEC_CONFIG_ENV, message }
 }
 
 /// The workload's environment: the container's, without [`EXEC_CONFIG_ENV`], with `HOME` and
@@ -47,10 +40,7 @@ pub fn workload_environment(
     home: &str,
     user_name: Option<&str>,
 ) -> Vec<(OsString, OsString)> {
-    let mut environment: Vec<(OsString, OsString)> = inherited
-        .into_iter()
-        .filter(|(key, _)| key != EXEC_CONFIG_ENV)
-        .collect();
+    let mut environment: Vec<(OsString, OsString)> = inherited.into_iter().filter(|(key, _)| key != EXEC_CONFIG_ENV).collect();
     if !environment.iter().any(|(key, _)| key == "HOME") {
         environment.push(("HOME".into(), home.into()));
     }
@@ -64,10 +54,7 @@ pub fn workload_environment(
 
 /// The value of `PATH` in an environment, if set.
 pub fn path_variable(environment: &[(OsString, OsString)]) -> Option<&OsStr> {
-    environment
-        .iter()
-        .find(|(key, _)| key == "PATH")
-        .map(|(_, value)| value.as_os_str())
+    environment.iter().find(|(key, _)| key == "PATH").map(|(_, value)| value.as_os_str())
 }
 
 #[cfg(test)]
@@ -76,10 +63,7 @@ mod tests {
 
     #[test]
     fn a_valid_config_parses() {
-        let config = parse_exec_config(Some(OsStr::new(
-            r#"{"runAsUser":1000,"workingDir":"/srv"}"#,
-        )))
-        .expect("valid");
+        let config = parse_exec_config(Some(OsStr::new(r#"{"runAsUser":1000,"workingDir":"/srv"}"#))).expect("valid");
         assert_eq!(config.run_as_user, Some(1000));
         assert_eq!(config.working_dir.as_deref(), Some("/srv"));
     }
@@ -95,48 +79,31 @@ mod tests {
     #[test]
     fn invalid_json_and_unknown_fields_are_rejected() {
         let garbage = parse_exec_config(Some(OsStr::new("{"))).expect_err("garbage");
-        assert!(
-            garbage.to_string().contains("not a valid ExecConfig"),
-            "{garbage}"
-        );
+        assert!(garbage.to_string().contains("not a valid ExecConfig"), "{garbage}");
         let typo = parse_exec_config(Some(OsStr::new(r#"{"runAsUsr":1}"#))).expect_err("typo");
         assert!(typo.to_string().contains("runAsUsr"), "{typo}");
     }
 
     #[test]
     fn a_relative_working_dir_is_rejected() {
-        let error =
-            parse_exec_config(Some(OsStr::new(r#"{"workingDir":"srv"}"#))).expect_err("relative");
-        assert!(
-            error.to_string().contains("not an absolute path"),
-            "{error}"
-        );
+        let error = parse_exec_config(Some(OsStr::new(r#"{"workingDir":"srv"}"#))).expect_err("relative");
+        assert!(error.to_string().contains("not an absolute path"), "{error}");
     }
 
     #[test]
     fn the_workload_environment_drops_the_config_and_fills_home_and_user() {
-        let inherited = vec![
-            (OsString::from("PATH"), OsString::from("/bin")),
-            (OsString::from(EXEC_CONFIG_ENV), OsString::from("{}")),
-        ];
+        let inherited = vec![(OsString::from("PATH"), OsString::from("/bin")), (OsString::from(EXEC_CONFIG_ENV), OsString::from("{}"))];
         let environment = workload_environment(inherited, "/home/alice", Some("alice"));
         assert_eq!(
             environment,
-            vec![
-                ("PATH".into(), "/bin".into()),
-                ("HOME".into(), "/home/alice".into()),
-                ("USER".into(), "alice".into()),
-            ]
+            vec![("PATH".into(), "/bin".into()), ("HOME".into(), "/home/alice".into()), ("USER".into(), "alice".into()),]
         );
         assert_eq!(path_variable(&environment), Some(OsStr::new("/bin")));
     }
 
     #[test]
     fn the_pods_own_home_and_user_win() {
-        let inherited = vec![
-            (OsString::from("HOME"), OsString::from("/data")),
-            (OsString::from("USER"), OsString::from("me")),
-        ];
+        let inherited = vec![(OsString::from("HOME"), OsString::from("/data")), (OsString::from("USER"), OsString::from("me"))];
         let environment = workload_environment(inherited.clone(), "/home/alice", Some("alice"));
         assert_eq!(environment, inherited);
         assert_eq!(path_variable(&environment), None);

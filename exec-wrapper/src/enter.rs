@@ -42,12 +42,7 @@ pub struct EnterRequest {
 pub fn enter_and_exec(system: &mut impl System, request: EnterRequest) -> Error {
     match prepare(system, &request) {
         Ok(prepared) => {
-            let failure = system.exec(
-                &prepared.program,
-                &request.command.program,
-                &request.command.args,
-                &prepared.environment,
-            );
+            let failure = system.exec(&prepared.program, &request.command.program, &request.command.args, &prepared.environment);
             exec_error(&prepared.program, prepared.uid, failure)
         }
         Err(error) => error,
@@ -65,45 +60,25 @@ fn prepare(system: &mut impl System, request: &EnterRequest) -> Result<Prepared,
     // Validate everything that needs no syscall first, so a bad config changes nothing.
     let wanted_capabilities = parse_capability_names(&config.capabilities)?;
 
-    system
-        .chroot(&request.rootfs)
-        .map_err(|errno| match errno {
-            Errno::EPERM => Error::ChrootDenied {
-                path: request.rootfs.clone(),
-            },
-            other => Error::os(format!("chroot into {}", request.rootfs.display()), other),
-        })?;
-    system
-        .chdir(Path::new("/"))
-        .map_err(|errno| Error::os("chdir to / of the rootfs", errno))?;
+    system.chroot(&request.rootfs).map_err(|errno| match errno {
+        Errno::EPERM => Error::ChrootDenied { path: request.rootfs.clone() },
+        other => Error::os(format!("chroot into {}", request.rootfs.display()), other),
+    })?;
+    system.chdir(Path::new("/")).map_err(|errno| Error::os("chdir to / of the rootfs", errno))?;
 
     let root = system.root();
-    let passwd =
-        parse_passwd(&std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default());
+    let passwd = parse_passwd(&std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default());
     let groups = parse_group(&std::fs::read_to_string(root.join("etc/group")).unwrap_or_default());
     let identity = resolve_identity(config, &passwd, &groups)?;
-    let environment = workload_environment(
-        request.inherited_environment.iter().cloned(),
-        &identity.home,
-        identity.user_name.as_deref(),
-    );
+    let environment = workload_environment(request.inherited_environment.iter().cloned(), &identity.home, identity.user_name.as_deref());
 
     let working_directory = enter_working_directory(system, &root, &request.working_directory)?;
-    let program = resolve_command(
-        &root,
-        &working_directory,
-        &request.command.program,
-        path_variable(&environment),
-    )?;
+    let program = resolve_command(&root, &working_directory, &request.command.program, path_variable(&environment))?;
 
     let plan = plan_capabilities(
         wanted_capabilities,
-        system
-            .bounding_set()
-            .map_err(|reason| privilege("read the bounding set", reason))?,
-        system
-            .permitted_set()
-            .map_err(|reason| privilege("read the permitted set", reason))?,
+        system.bounding_set().map_err(|reason| privilege("read the bounding set", reason))?,
+        system.permitted_set().map_err(|reason| privilege("read the permitted set", reason))?,
     );
     if !plan.unavailable.is_empty() {
         eprintln!(
@@ -115,88 +90,45 @@ fn prepare(system: &mut impl System, request: &EnterRequest) -> Result<Prepared,
     for capability in plan.drop_from_bounding.capabilities() {
         system
             .drop_from_bounding_set(capability)
-            .map_err(|reason| {
-                privilege(&format!("drop {capability} from the bounding set"), reason)
-            })?;
+            .map_err(|reason| privilege(&format!("drop {capability} from the bounding set"), reason))?;
     }
     // Keep the permitted set across setuid so the wanted capabilities can be set afterwards.
-    system
-        .set_keep_capabilities(true)
-        .map_err(|reason| privilege("set keepcaps", reason))?;
-    system.set_groups(&identity.groups).map_err(|reason| {
-        privilege(
-            &format!("set supplementary groups {:?}", identity.groups),
-            reason,
-        )
-    })?;
-    system
-        .set_gid(identity.gid)
-        .map_err(|reason| privilege(&format!("switch to gid {}", identity.gid), reason))?;
-    system
-        .set_uid(identity.uid)
-        .map_err(|reason| privilege(&format!("switch to uid {}", identity.uid), reason))?;
-    system
-        .set_keep_capabilities(false)
-        .map_err(|reason| privilege("clear keepcaps", reason))?;
+    system.set_keep_capabilities(true).map_err(|reason| privilege("set keepcaps", reason))?;
+    system.set_groups(&identity.groups).map_err(|reason| privilege(&format!("set supplementary groups {:?}", identity.groups), reason))?;
+    system.set_gid(identity.gid).map_err(|reason| privilege(&format!("switch to gid {}", identity.gid), reason))?;
+    system.set_uid(identity.uid).map_err(|reason| privilege(&format!("switch to uid {}", identity.uid), reason))?;
+    system.set_keep_capabilities(false).map_err(|reason| privilege("clear keepcaps", reason))?;
     system
         .set_process_capabilities(plan.process_set)
-        .map_err(|reason| {
-            privilege(&format!("set capabilities to {}", plan.process_set), reason)
-        })?;
+        .map_err(|reason| privilege(&format!("set capabilities to {}", plan.process_set), reason))?;
     if config.no_new_privileges {
-        system
-            .set_no_new_privileges()
-            .map_err(|reason| privilege("set no_new_privs", reason))?;
+        system.set_no_new_privileges().map_err(|reason| privilege("set no_new_privs", reason))?;
     }
     if request.take_terminal {
         system.take_foreground_terminal();
     }
-    Ok(Prepared {
-        program,
-        environment,
-        uid: identity.uid,
-    })
+    Ok(Prepared { program, environment, uid: identity.uid })
 }
 
 fn privilege(action: &str, reason: String) -> Error {
-    Error::PrivilegeChange {
-        action: action.to_string(),
-        reason,
-    }
+    Error::PrivilegeChange { action: action.to_string(), reason }
 }
 
-fn enter_working_directory(
-    system: &mut impl System,
-    root: &Path,
-    requested: &WorkingDirectory,
-) -> Result<PathBuf, Error> {
+fn enter_working_directory(system: &mut impl System, root: &Path, requested: &WorkingDirectory) -> Result<PathBuf, Error> {
     let inside = |path: &Path| root.join(path.strip_prefix("/").unwrap_or(path));
     let directory = match requested {
         WorkingDirectory::Workload(directory) => {
             if !inside(directory).is_dir() {
-                system.create_dir_all(directory).map_err(|error| {
-                    Error::io(
-                        format!(
-                            "create the working directory {} in the rootfs",
-                            directory.display()
-                        ),
-                        error,
-                    )
-                })?;
+                system
+                    .create_dir_all(directory)
+                    .map_err(|error| Error::io(format!("create the working directory {} in the rootfs", directory.display()), error))?;
             }
             directory.clone()
         }
-        WorkingDirectory::KeepIfPresent(directory) if inside(directory).is_dir() => {
-            directory.clone()
-        }
+        WorkingDirectory::KeepIfPresent(directory) if inside(directory).is_dir() => directory.clone(),
         WorkingDirectory::KeepIfPresent(_) => PathBuf::from("/"),
     };
-    system.chdir(&directory).map_err(|errno| {
-        Error::os(
-            format!("chdir to the working directory {}", directory.display()),
-            errno,
-        )
-    })?;
+    system.chdir(&directory).map_err(|errno| Error::os(format!("chdir to the working directory {}", directory.display()), errno))?;
     Ok(directory)
 }
 
@@ -209,14 +141,10 @@ fn exec_error(program: &Path, uid: u32, failure: std::io::Error) -> Error {
                  line is missing)"
             ),
         },
-        ErrorKind::PermissionDenied => Error::NotExecutable {
-            path: program.to_path_buf(),
-            reason: format!("uid {uid} may not execute it ({failure})"),
-        },
-        _ => Error::NotExecutable {
-            path: program.to_path_buf(),
-            reason: failure.to_string(),
-        },
+        ErrorKind::PermissionDenied => {
+            Error::NotExecutable { path: program.to_path_buf(), reason: format!("uid {uid} may not execute it ({failure})") }
+        }
+        _ => Error::NotExecutable { path: program.to_path_buf(), reason: failure.to_string() },
     }
 }
 
@@ -247,21 +175,11 @@ mod tests {
                 fs::write(&full, text).expect("write");
                 fs::set_permissions(&full, fs::Permissions::from_mode(mode)).expect("chmod");
             };
-            write(
-                "etc/passwd",
-                "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
-                0o644,
-            );
+            write("etc/passwd", "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n", 0o644);
             write("etc/group", "wheel:x:10:alice\n", 0o644);
             write("usr/bin/app", "#!/bin/sh\n", 0o755);
             fs::create_dir_all(root.path().join("home/alice")).expect("mkdir");
-            FakeSystem {
-                root,
-                calls: Vec::new(),
-                fail_chroot: None,
-                fail_set_uid: false,
-                exec_result: None,
-            }
+            FakeSystem { root, calls: Vec::new(), fail_chroot: None, fail_set_uid: false, exec_result: None }
         }
     }
 
@@ -308,11 +226,7 @@ mod tests {
         }
         fn set_uid(&mut self, uid: u32) -> SysResult<()> {
             self.calls.push(format!("setuid {uid}"));
-            if self.fail_set_uid {
-                Err("EPERM: Operation not permitted".into())
-            } else {
-                Ok(())
-            }
+            if self.fail_set_uid { Err("EPERM: Operation not permitted".into()) } else { Ok(()) }
         }
         fn set_process_capabilities(&mut self, capabilities: CapabilityMask) -> SysResult<()> {
             self.calls.push(format!("capset {capabilities}"));
@@ -325,38 +239,19 @@ mod tests {
         fn take_foreground_terminal(&mut self) {
             self.calls.push("tcsetpgrp".into());
         }
-        fn exec(
-            &mut self,
-            program: &Path,
-            argv0: &OsString,
-            args: &[OsString],
-            environment: &[(OsString, OsString)],
-        ) -> std::io::Error {
-            self.calls.push(format!(
-                "exec {} argv0={argv0:?} args={args:?} env={environment:?}",
-                program.display()
-            ));
+        fn exec(&mut self, program: &Path, argv0: &OsString, args: &[OsString], environment: &[(OsString, OsString)]) -> std::io::Error {
+            self.calls.push(format!("exec {} argv0={argv0:?} args={args:?} env={environment:?}", program.display()));
             std::io::Error::from(self.exec_result.unwrap_or(ErrorKind::Other))
         }
     }
 
-    fn request(
-        config_json: &str,
-        working_directory: WorkingDirectory,
-        program: &str,
-    ) -> EnterRequest {
+    fn request(config_json: &str, working_directory: WorkingDirectory, program: &str) -> EnterRequest {
         EnterRequest {
             rootfs: PathBuf::from("/.sc/rootfs"),
             working_directory,
-            command: CommandLine {
-                program: program.into(),
-                args: vec!["-x".into()],
-            },
+            command: CommandLine { program: program.into(), args: vec!["-x".into()] },
             config: serde_json::from_str(config_json).expect("config"),
-            inherited_environment: vec![
-                ("PATH".into(), "/usr/bin".into()),
-                ("SC_EXEC_CONFIG".into(), "{}".into()),
-            ],
+            inherited_environment: vec![("PATH".into(), "/usr/bin".into()), ("SC_EXEC_CONFIG".into(), "{}".into())],
             take_terminal: false,
         }
     }
@@ -396,76 +291,34 @@ mod tests {
     #[test]
     fn a_missing_workload_directory_is_created_and_a_missing_exec_cwd_falls_back_to_root() {
         let mut system = FakeSystem::new();
-        enter_and_exec(
-            &mut system,
-            request("{}", WorkingDirectory::Workload("/srv/new".into()), "app"),
-        );
-        assert!(
-            system.calls.contains(&"mkdir /srv/new".to_string()),
-            "{:?}",
-            system.calls
-        );
+        enter_and_exec(&mut system, request("{}", WorkingDirectory::Workload("/srv/new".into()), "app"));
+        assert!(system.calls.contains(&"mkdir /srv/new".to_string()), "{:?}", system.calls);
         assert!(system.calls.contains(&"chdir /srv/new".to_string()));
 
         let mut system = FakeSystem::new();
-        enter_and_exec(
-            &mut system,
-            request(
-                "{}",
-                WorkingDirectory::KeepIfPresent("/outer/only".into()),
-                "app",
-            ),
-        );
+        enter_and_exec(&mut system, request("{}", WorkingDirectory::KeepIfPresent("/outer/only".into()), "app"));
         assert_eq!(system.calls[2], "chdir /");
         assert!(!system.calls.iter().any(|call| call.starts_with("mkdir")));
 
         let mut system = FakeSystem::new();
-        enter_and_exec(
-            &mut system,
-            request(
-                "{}",
-                WorkingDirectory::KeepIfPresent("/home/alice".into()),
-                "app",
-            ),
-        );
+        enter_and_exec(&mut system, request("{}", WorkingDirectory::KeepIfPresent("/home/alice".into()), "app"));
         assert_eq!(system.calls[2], "chdir /home/alice");
     }
 
     #[test]
     fn root_without_no_new_privs_keeps_root_and_skips_prctl() {
         let mut system = FakeSystem::new();
-        enter_and_exec(
-            &mut system,
-            request(
-                r#"{"capabilities":["CAP_CHOWN"]}"#,
-                WorkingDirectory::Workload("/".into()),
-                "app",
-            ),
-        );
+        enter_and_exec(&mut system, request(r#"{"capabilities":["CAP_CHOWN"]}"#, WorkingDirectory::Workload("/".into()), "app"));
         assert!(system.calls.contains(&"setuid 0".to_string()));
         assert!(system.calls.contains(&"setgroups [0]".to_string()));
         assert!(!system.calls.contains(&"no_new_privs".to_string()));
-        assert!(
-            system
-                .calls
-                .iter()
-                .any(|call| call.contains("HOME\", \"/root")),
-            "{:?}",
-            system.calls
-        );
+        assert!(system.calls.iter().any(|call| call.contains("HOME\", \"/root")), "{:?}", system.calls);
     }
 
     #[test]
     fn a_bad_capability_name_fails_before_any_syscall() {
         let mut system = FakeSystem::new();
-        let error = enter_and_exec(
-            &mut system,
-            request(
-                r#"{"capabilities":["CAP_NOPE"]}"#,
-                WorkingDirectory::Workload("/".into()),
-                "app",
-            ),
-        );
+        let error = enter_and_exec(&mut system, request(r#"{"capabilities":["CAP_NOPE"]}"#, WorkingDirectory::Workload("/".into()), "app"));
         assert_eq!(error.exit_code(), 78);
         assert!(system.calls.is_empty(), "{:?}", system.calls);
     }
@@ -473,14 +326,7 @@ mod tests {
     #[test]
     fn run_as_non_root_as_root_fails_before_changing_identity() {
         let mut system = FakeSystem::new();
-        let error = enter_and_exec(
-            &mut system,
-            request(
-                r#"{"runAsNonRoot":true}"#,
-                WorkingDirectory::Workload("/".into()),
-                "app",
-            ),
-        );
+        let error = enter_and_exec(&mut system, request(r#"{"runAsNonRoot":true}"#, WorkingDirectory::Workload("/".into()), "app"));
         assert_eq!(error.exit_code(), 78);
         assert!(error.to_string().contains("runAsNonRoot"), "{error}");
         assert_eq!(system.calls, vec!["chroot /.sc/rootfs", "chdir /"]);
@@ -490,17 +336,11 @@ mod tests {
     fn a_denied_chroot_names_the_missing_capability() {
         let mut system = FakeSystem::new();
         system.fail_chroot = Some(Errno::EPERM);
-        let error = enter_and_exec(
-            &mut system,
-            request("{}", WorkingDirectory::Workload("/".into()), "app"),
-        );
+        let error = enter_and_exec(&mut system, request("{}", WorkingDirectory::Workload("/".into()), "app"));
         assert_eq!(error.exit_code(), 77);
         assert!(error.to_string().contains("SYS_CHROOT"), "{error}");
         system.fail_chroot = Some(Errno::ENOENT);
-        let error = enter_and_exec(
-            &mut system,
-            request("{}", WorkingDirectory::Workload("/".into()), "app"),
-        );
+        let error = enter_and_exec(&mut system, request("{}", WorkingDirectory::Workload("/".into()), "app"));
         assert_eq!(error.exit_code(), 71);
     }
 
@@ -508,14 +348,7 @@ mod tests {
     fn a_failed_uid_switch_stops_before_exec() {
         let mut system = FakeSystem::new();
         system.fail_set_uid = true;
-        let error = enter_and_exec(
-            &mut system,
-            request(
-                r#"{"runAsUser":1000}"#,
-                WorkingDirectory::Workload("/".into()),
-                "app",
-            ),
-        );
+        let error = enter_and_exec(&mut system, request(r#"{"runAsUser":1000}"#, WorkingDirectory::Workload("/".into()), "app"));
         assert_eq!(error.exit_code(), 77);
         assert!(error.to_string().contains("switch to uid 1000"), "{error}");
         assert!(!system.calls.iter().any(|call| call.starts_with("exec")));
@@ -524,10 +357,7 @@ mod tests {
     #[test]
     fn an_unknown_command_is_127_and_nothing_is_dropped() {
         let mut system = FakeSystem::new();
-        let error = enter_and_exec(
-            &mut system,
-            request("{}", WorkingDirectory::Workload("/".into()), "vim"),
-        );
+        let error = enter_and_exec(&mut system, request("{}", WorkingDirectory::Workload("/".into()), "vim"));
         assert_eq!(error.exit_code(), 127);
         assert!(!system.calls.iter().any(|call| call.starts_with("setuid")));
     }
@@ -536,18 +366,8 @@ mod tests {
     fn exec_failures_are_126_with_the_reason() {
         let mut system = FakeSystem::new();
         system.exec_result = Some(ErrorKind::PermissionDenied);
-        let error = enter_and_exec(
-            &mut system,
-            request(
-                r#"{"runAsUser":1000}"#,
-                WorkingDirectory::Workload("/".into()),
-                "app",
-            ),
-        );
+        let error = enter_and_exec(&mut system, request(r#"{"runAsUser":1000}"#, WorkingDirectory::Workload("/".into()), "app"));
         assert_eq!(error.exit_code(), 126);
-        assert!(
-            error.to_string().contains("uid 1000 may not execute"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("uid 1000 may not execute"), "{error}");
     }
 }

@@ -35,10 +35,7 @@ pub enum Error {
         "invalid workload settings in ${variable}: {message}. The operator writes this variable; \
          check the StoppableContainer's pod template and the operator's version."
     )]
-    Config {
-        variable: &'static str,
-        message: String,
-    },
+    Config { variable: &'static str, message: String },
 
     #[error(
         "the workload would run as root (uid 0) but runAsNonRoot is set. Set runAsUser to a non-zero \
@@ -71,10 +68,7 @@ pub enum Error {
         "`{command}`: command not found in the rootfs (searched PATH={search_path}). Install it \
          in the container (it persists) or give its full path."
     )]
-    CommandNotFound {
-        command: String,
-        search_path: String,
-    },
+    CommandNotFound { command: String, search_path: String },
 
     #[error("`{path}` inside the rootfs cannot be executed: {reason}.")]
     NotExecutable { path: PathBuf, reason: String },
@@ -95,18 +89,10 @@ pub enum Error {
     Os { action: String, source: Errno },
 
     #[error("{action}: {source}")]
-    Io {
-        action: String,
-        source: std::io::Error,
-    },
+    Io { action: String, source: std::io::Error },
 
-    #[error(
-        "cannot install sc-exec into {dir}: {source}. The directory must exist and be writable."
-    )]
-    Install {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot install sc-exec into {dir}: {source}. The directory must exist and be writable.")]
+    Install { dir: PathBuf, source: std::io::Error },
 }
 
 impl Error {
@@ -115,9 +101,7 @@ impl Error {
         match self {
             Error::Usage(_) => EX_USAGE,
             Error::Config { .. } | Error::RunAsNonRoot => EX_CONFIG,
-            Error::RootfsNotReady { .. }
-            | Error::PrepareFailed { .. }
-            | Error::RootfsNotMounted { .. } => EX_UNAVAILABLE,
+            Error::RootfsNotReady { .. } | Error::PrepareFailed { .. } | Error::RootfsNotMounted { .. } => EX_UNAVAILABLE,
             Error::CommandNotFound { .. } => EXIT_COMMAND_NOT_FOUND,
             Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
             Error::ChrootDenied { .. } | Error::PrivilegeChange { .. } => EX_NOPERM,
@@ -128,17 +112,11 @@ impl Error {
     }
 
     pub(crate) fn os(action: impl Into<String>, source: Errno) -> Self {
-        Error::Os {
-            action: action.into(),
-            source,
-        }
+        Error::Os { action: action.into(), source }
     }
 
     pub(crate) fn io(action: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            action: action.into(),
-            source,
-        }
+        Error::Io { action: action.into(), source }
     }
 }
 
@@ -150,65 +128,18 @@ mod tests {
     fn every_failure_maps_to_its_documented_exit_code() {
         let cases: Vec<(Error, i32)> = vec![
             (Error::Usage("x".into()), 64),
-            (
-                Error::Config {
-                    variable: "V",
-                    message: "m".into(),
-                },
-                78,
-            ),
+            (Error::Config { variable: "V", message: "m".into() }, 78),
             (Error::RunAsNonRoot, 78),
-            (
-                Error::RootfsNotReady {
-                    waited_seconds: 1,
-                    what: "w".into(),
-                },
-                69,
-            ),
-            (
-                Error::PrepareFailed {
-                    message: "m".into(),
-                },
-                69,
-            ),
-            (
-                Error::RootfsNotMounted {
-                    path: "/r".into(),
-                    command: "ls".into(),
-                },
-                69,
-            ),
-            (
-                Error::CommandNotFound {
-                    command: "c".into(),
-                    search_path: "/bin".into(),
-                },
-                127,
-            ),
-            (
-                Error::NotExecutable {
-                    path: "/x".into(),
-                    reason: "r".into(),
-                },
-                126,
-            ),
+            (Error::RootfsNotReady { waited_seconds: 1, what: "w".into() }, 69),
+            (Error::PrepareFailed { message: "m".into() }, 69),
+            (Error::RootfsNotMounted { path: "/r".into(), command: "ls".into() }, 69),
+            (Error::CommandNotFound { command: "c".into(), search_path: "/bin".into() }, 127),
+            (Error::NotExecutable { path: "/x".into(), reason: "r".into() }, 126),
             (Error::ChrootDenied { path: "/r".into() }, 77),
-            (
-                Error::PrivilegeChange {
-                    action: "a".into(),
-                    reason: "EPERM".into(),
-                },
-                77,
-            ),
+            (Error::PrivilegeChange { action: "a".into(), reason: "EPERM".into() }, 77),
             (Error::os("a", Errno::EIO), 71),
             (Error::io("a", std::io::Error::other("x")), 74),
-            (
-                Error::Install {
-                    dir: "/d".into(),
-                    source: std::io::Error::other("x"),
-                },
-                73,
-            ),
+            (Error::Install { dir: "/d".into(), source: std::io::Error::other("x") }, 73),
         ];
         for (error, code) in cases {
             assert_eq!(error.exit_code(), code, "{error}");
@@ -218,14 +149,9 @@ mod tests {
     #[test]
     fn messages_say_what_to_do() {
         assert!(Error::RunAsNonRoot.to_string().contains("Set runAsUser"));
-        let not_found = Error::CommandNotFound {
-            command: "vim".into(),
-            search_path: "/usr/bin".into(),
-        };
+        let not_found = Error::CommandNotFound { command: "vim".into(), search_path: "/usr/bin".into() };
         assert!(not_found.to_string().contains("Install it"), "{not_found}");
-        let chroot = Error::ChrootDenied {
-            path: "/.sc/rootfs".into(),
-        };
+        let chroot = Error::ChrootDenied { path: "/.sc/rootfs".into() };
         assert!(chroot.to_string().contains("SYS_CHROOT"), "{chroot}");
     }
 }

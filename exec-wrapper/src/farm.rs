@@ -32,10 +32,7 @@ const MAX_SYMLINK_HOPS: usize = 40;
 pub fn farm_directories(workload_path: Option<&OsStr>) -> Vec<PathBuf> {
     let mut directories: Vec<PathBuf> = Vec::new();
     let standard = DEFAULT_PATH.as_bytes().split(|&byte| byte == b':');
-    let workload = workload_path
-        .map(OsStr::as_bytes)
-        .unwrap_or_default()
-        .split(|&byte| byte == b':');
+    let workload = workload_path.map(OsStr::as_bytes).unwrap_or_default().split(|&byte| byte == b':');
     for entry in standard.chain(workload) {
         let directory = PathBuf::from(OsStr::from_bytes(entry));
         if directory.is_absolute() && !directories.contains(&directory) {
@@ -152,13 +149,10 @@ impl SymlinkFarm {
                 report.watched.push(rootfs_directory.clone());
             }
             match self.ensure_outer_directory(directory) {
-                Ok(outer_directory) => names_by_outer_directory
-                    .entry(outer_directory)
-                    .or_default()
-                    .extend(program_names(&rootfs_directory)),
-                Err(problem) => report
-                    .problems
-                    .push(format!("{}: {problem}", directory.display())),
+                Ok(outer_directory) => {
+                    names_by_outer_directory.entry(outer_directory).or_default().extend(program_names(&rootfs_directory))
+                }
+                Err(problem) => report.problems.push(format!("{}: {problem}", directory.display())),
             }
         }
         for (outer_directory, names) in names_by_outer_directory {
@@ -172,10 +166,7 @@ impl SymlinkFarm {
         match top {
             None => Err("resolves to / of the container, which the farm never fills".into()),
             Some(Component::Normal(top)) if PROTECTED_TOP_LEVEL.iter().any(|name| top == *name) => {
-                Err(format!(
-                    "resolves into /{}, which the farm never writes",
-                    outer_relative.display()
-                ))
+                Err(format!("resolves into /{}, which the farm never writes", outer_relative.display()))
             }
             _ => Ok(()),
         }
@@ -211,28 +202,19 @@ impl SymlinkFarm {
                 }
                 Ok(metadata) if metadata.is_dir() => current = candidate,
                 Ok(_) => {
-                    return Err(format!(
-                        "{} exists and is not a directory",
-                        outer_path.display()
-                    ));
+                    return Err(format!("{} exists and is not a directory", outer_path.display()));
                 }
                 Err(error) if error.kind() == ErrorKind::NotFound => {
                     self.refuse_protected(&candidate)?;
                     match self.rootfs_symlink_at(&current, &part) {
                         Some(target) => {
-                            symlink(&target, &outer_path).map_err(|error| {
-                                format!(
-                                    "cannot mirror the symlink {}: {error}",
-                                    outer_path.display()
-                                )
-                            })?;
+                            symlink(&target, &outer_path)
+                                .map_err(|error| format!("cannot mirror the symlink {}: {error}", outer_path.display()))?;
                             // Resolve the new link on the next round.
                             pending.push_front(part);
                         }
                         None => {
-                            fs::create_dir(&outer_path).map_err(|error| {
-                                format!("cannot create {}: {error}", outer_path.display())
-                            })?;
+                            fs::create_dir(&outer_path).map_err(|error| format!("cannot create {}: {error}", outer_path.display()))?;
                             current = candidate;
                         }
                     }
@@ -246,27 +228,17 @@ impl SymlinkFarm {
 
     /// The target of `<parent>/<name>` in the rootfs when that entry is a symlink.
     fn rootfs_symlink_at(&self, parent: &Path, name: &OsStr) -> Option<PathBuf> {
-        let parent_in_rootfs =
-            resolve_directory_in_root(&self.rootfs, &Path::new("/").join(parent))?;
+        let parent_in_rootfs = resolve_directory_in_root(&self.rootfs, &Path::new("/").join(parent))?;
         let entry = self.rootfs.join(parent_in_rootfs).join(name);
         let metadata = fs::symlink_metadata(&entry).ok()?;
-        if metadata.file_type().is_symlink() {
-            fs::read_link(entry).ok()
-        } else {
-            None
-        }
+        if metadata.file_type().is_symlink() { fs::read_link(entry).ok() } else { None }
     }
 
     fn is_farm_link(&self, path: &Path) -> bool {
         fs::read_link(path).is_ok_and(|target| target == self.wrapper)
     }
 
-    fn link_programs(
-        &self,
-        outer_relative: &Path,
-        names: &BTreeSet<OsString>,
-        report: &mut SyncReport,
-    ) {
+    fn link_programs(&self, outer_relative: &Path, names: &BTreeSet<OsString>, report: &mut SyncReport) {
         let directory = self.outer_root.join(outer_relative);
         for name in names {
             let link = directory.join(name);
@@ -275,12 +247,9 @@ impl SymlinkFarm {
                 Ok(metadata) if metadata.is_dir() => {}
                 Ok(_) => {
                     // The image's own file: replace it atomically, so the name lands in the rootfs.
-                    let temporary =
-                        directory.join(format!(".{}.sc-exec-link", name.to_string_lossy()));
+                    let temporary = directory.join(format!(".{}.sc-exec-link", name.to_string_lossy()));
                     let _ = fs::remove_file(&temporary);
-                    match symlink(&self.wrapper, &temporary)
-                        .and_then(|()| fs::rename(&temporary, &link))
-                    {
+                    match symlink(&self.wrapper, &temporary).and_then(|()| fs::rename(&temporary, &link)) {
                         Ok(()) => report.created += 1,
                         Err(error) => report.problems.push(format!("{}: {error}", link.display())),
                     }
@@ -295,10 +264,7 @@ impl SymlinkFarm {
             return;
         };
         for entry in entries.filter_map(Result::ok) {
-            if !names.contains(&entry.file_name())
-                && self.is_farm_link(&entry.path())
-                && fs::remove_file(entry.path()).is_ok()
-            {
+            if !names.contains(&entry.file_name()) && self.is_farm_link(&entry.path()) && fs::remove_file(entry.path()).is_ok() {
                 report.removed += 1;
             }
         }
@@ -323,10 +289,7 @@ mod tests {
 
     /// A merged-/usr rootfs: /bin -> usr/bin, /sbin -> usr/sbin.
     fn merged_usr() -> Trees {
-        let trees = Trees {
-            outer: tempfile::tempdir().expect("tmp"),
-            rootfs: tempfile::tempdir().expect("tmp"),
-        };
+        let trees = Trees { outer: tempfile::tempdir().expect("tmp"), rootfs: tempfile::tempdir().expect("tmp") };
         let rootfs = trees.rootfs.path();
         program(rootfs, "usr/bin/busybox");
         program(rootfs, "usr/bin/tar");
@@ -357,17 +320,7 @@ mod tests {
     fn farm_directories_add_the_workload_path_once() {
         assert_eq!(
             farm_directories(Some(OsStr::new("/opt/app/bin:/usr/bin:relative:"))),
-            [
-                "/usr/local/sbin",
-                "/usr/local/bin",
-                "/usr/sbin",
-                "/usr/bin",
-                "/sbin",
-                "/bin",
-                "/opt/app/bin"
-            ]
-            .map(PathBuf::from)
-            .to_vec()
+            ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/opt/app/bin"].map(PathBuf::from).to_vec()
         );
     }
 
@@ -375,32 +328,15 @@ mod tests {
     fn resolution_stays_inside_the_root() {
         let trees = merged_usr();
         let rootfs = trees.rootfs.path();
-        assert_eq!(
-            resolve_directory_in_root(rootfs, Path::new("/bin")),
-            Some(PathBuf::from("usr/bin"))
-        );
-        assert_eq!(
-            resolve_directory_in_root(rootfs, Path::new("/sbin")),
-            Some(PathBuf::from("usr/sbin"))
-        );
+        assert_eq!(resolve_directory_in_root(rootfs, Path::new("/bin")), Some(PathBuf::from("usr/bin")));
+        assert_eq!(resolve_directory_in_root(rootfs, Path::new("/sbin")), Some(PathBuf::from("usr/sbin")));
         symlink("../../../../../..", rootfs.join("escape")).expect("link");
-        assert_eq!(
-            resolve_directory_in_root(rootfs, Path::new("/escape")),
-            Some(PathBuf::new())
-        );
+        assert_eq!(resolve_directory_in_root(rootfs, Path::new("/escape")), Some(PathBuf::new()));
         symlink("/etc", rootfs.join("etc-link")).expect("link");
-        assert_eq!(
-            resolve_directory_in_root(rootfs, Path::new("/etc-link")),
-            None,
-            "no /etc in the rootfs"
-        );
+        assert_eq!(resolve_directory_in_root(rootfs, Path::new("/etc-link")), None, "no /etc in the rootfs");
         symlink("loop", rootfs.join("loop")).expect("link");
         assert_eq!(resolve_directory_in_root(rootfs, Path::new("/loop")), None);
-        assert_eq!(
-            resolve_directory_in_root(rootfs, Path::new("/usr/bin/tar")),
-            None,
-            "a file"
-        );
+        assert_eq!(resolve_directory_in_root(rootfs, Path::new("/usr/bin/tar")), None, "a file");
     }
 
     #[test]
@@ -409,38 +345,15 @@ mod tests {
         let report = farm(&trees, Some("/opt/app/bin")).sync();
         let outer = trees.outer.path();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
-        assert_eq!(
-            link_target(outer.join("bin")),
-            Some(PathBuf::from("usr/bin"))
-        );
-        assert_eq!(
-            link_target(outer.join("sbin")),
-            Some(PathBuf::from("/usr/sbin"))
-        );
-        for program in [
-            "usr/bin/busybox",
-            "usr/bin/tar",
-            "usr/bin/ls",
-            "usr/sbin/nginx",
-            "opt/app/bin/app",
-        ] {
-            assert_eq!(
-                link_target(outer.join(program)),
-                Some(PathBuf::from("/.sc-bin/sc-exec")),
-                "{program}"
-            );
+        assert_eq!(link_target(outer.join("bin")), Some(PathBuf::from("usr/bin")));
+        assert_eq!(link_target(outer.join("sbin")), Some(PathBuf::from("/usr/sbin")));
+        for program in ["usr/bin/busybox", "usr/bin/tar", "usr/bin/ls", "usr/sbin/nginx", "opt/app/bin/app"] {
+            assert_eq!(link_target(outer.join(program)), Some(PathBuf::from("/.sc-bin/sc-exec")), "{program}");
         }
         assert!(!outer.join("usr/bin/README").exists(), "not executable");
         assert_eq!(report.created, 5);
-        assert!(
-            report
-                .watched
-                .contains(&trees.rootfs.path().join("usr/bin"))
-        );
-        assert!(
-            !outer.join("usr/local/bin").exists(),
-            "absent in the rootfs, so not created"
-        );
+        assert!(report.watched.contains(&trees.rootfs.path().join("usr/bin")));
+        assert!(!outer.join("usr/local/bin").exists(), "absent in the rootfs, so not created");
     }
 
     #[test]
@@ -456,17 +369,8 @@ mod tests {
         assert_eq!((report.created, report.removed), (1, 1));
         assert!(outer.join("usr/bin/vim").is_symlink());
         assert!(!outer.join("usr/bin/tar").is_symlink());
-        assert!(
-            outer.join("usr/bin/unrelated").is_file(),
-            "never removes what it did not create"
-        );
-        assert_eq!(
-            farm.sync(),
-            SyncReport {
-                watched: report.watched.clone(),
-                ..SyncReport::default()
-            }
-        );
+        assert!(outer.join("usr/bin/unrelated").is_file(), "never removes what it did not create");
+        assert_eq!(farm.sync(), SyncReport { watched: report.watched.clone(), ..SyncReport::default() });
     }
 
     #[test]
@@ -474,10 +378,7 @@ mod tests {
         let trees = merged_usr();
         program(trees.outer.path(), "usr/bin/tar");
         farm(&trees, None).sync();
-        assert_eq!(
-            link_target(trees.outer.path().join("usr/bin/tar")),
-            Some(PathBuf::from("/.sc-bin/sc-exec"))
-        );
+        assert_eq!(link_target(trees.outer.path().join("usr/bin/tar")), Some(PathBuf::from("/.sc-bin/sc-exec")));
     }
 
     #[test]
@@ -503,27 +404,10 @@ mod tests {
         let report = farm(&trees, Some("/hostile:/procdir:/rootdir:/sc-exec-dir")).sync();
         let outer = trees.outer.path();
         assert_eq!(report.problems.len(), 3, "{:?}", report.problems);
-        assert!(
-            report
-                .problems
-                .iter()
-                .any(|problem| problem.contains("never writes")),
-            "{:?}",
-            report.problems
-        );
-        assert!(
-            report
-                .problems
-                .iter()
-                .any(|problem| problem.contains("never fills")),
-            "{:?}",
-            report.problems
-        );
+        assert!(report.problems.iter().any(|problem| problem.contains("never writes")), "{:?}", report.problems);
+        assert!(report.problems.iter().any(|problem| problem.contains("never fills")), "{:?}", report.problems);
         assert!(!outer.join(".sc-bin/evil").exists());
         assert!(!outer.join("proc").exists());
-        assert!(
-            !outer.join("sc-exec-dir/sc-exec").exists(),
-            "sc-exec is never a farm name"
-        );
+        assert!(!outer.join("sc-exec-dir/sc-exec").exists(), "sc-exec is never a farm name");
     }
 }

@@ -21,10 +21,7 @@ pub fn install(source: &Path, dir: &Path) -> Result<PathBuf, Error> {
     })();
     if let Err(source) = result {
         let _ = fs::remove_file(&temporary);
-        return Err(Error::Install {
-            dir: dir.to_path_buf(),
-            source,
-        });
+        return Err(Error::Install { dir: dir.to_path_buf(), source });
     }
     Ok(destination)
 }
@@ -43,10 +40,7 @@ mod tests {
         let installed = install(&source, target.path()).expect("installs");
         assert_eq!(installed, target.path().join("sc-exec"));
         assert_eq!(fs::read(&installed).expect("read"), b"\x7fELF pretend");
-        assert_eq!(
-            fs::metadata(&installed).expect("stat").permissions().mode() & 0o7777,
-            0o755
-        );
+        assert_eq!(fs::metadata(&installed).expect("stat").permissions().mode() & 0o7777, 0o755);
         assert_eq!(fs::read_dir(target.path()).expect("list").count(), 1);
     }
 
@@ -57,9 +51,6 @@ mod tests {
         fs::write(&source, b"x").expect("write");
         let error = install(&source, Path::new("/nonexistent/dir")).expect_err("no dir");
         assert_eq!(error.exit_code(), 73);
-        assert!(
-            error.to_string().contains("must exist and be writable"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("must exist and be writable"), "{error}");
     }
 }

@@ -52,11 +52,7 @@ fn dispatch(argv: &[OsString]) -> Result<i32, Error> {
             // /proc/self/exe is this very binary even if its path changed; without /proc (a bare
             // chroot), argv[0] is the best remaining guess when it is a path.
             let source = match argv.first().map(PathBuf::from) {
-                Some(argv0)
-                    if !Path::new("/proc/self/exe").exists() && argv0.components().count() > 1 =>
-                {
-                    argv0
-                }
+                Some(argv0) if !Path::new("/proc/self/exe").exists() && argv0.components().count() > 1 => argv0,
                 _ => PathBuf::from("/proc/self/exe"),
             };
             let installed = install::install(&source, &dir)?;
@@ -66,14 +62,8 @@ fn dispatch(argv: &[OsString]) -> Result<i32, Error> {
         Invocation::Run(command) => supervisor::run_as_init(&exec_config()?, &command),
         Invocation::StartWorkload(command) => {
             let config = exec_config()?;
-            let working_directory =
-                PathBuf::from(config.working_dir.clone().unwrap_or_else(|| "/".into()));
-            Err(enter_rootfs(
-                command,
-                config,
-                WorkingDirectory::Workload(working_directory),
-                true,
-            ))
+            let working_directory = PathBuf::from(config.working_dir.clone().unwrap_or_else(|| "/".into()));
+            Err(enter_rootfs(command, config, WorkingDirectory::Workload(working_directory), true))
         }
         Invocation::Exec(command) => {
             let config = exec_config()?;
@@ -85,16 +75,8 @@ fn dispatch(argv: &[OsString]) -> Result<i32, Error> {
                 });
             }
             // A cwd outside our root reads as "(unreachable)/..."; only an absolute one is kept.
-            let cwd = std::env::current_dir()
-                .ok()
-                .filter(|cwd| cwd.is_absolute())
-                .unwrap_or_else(|| PathBuf::from("/"));
-            Err(enter_rootfs(
-                command,
-                config,
-                WorkingDirectory::KeepIfPresent(cwd),
-                false,
-            ))
+            let cwd = std::env::current_dir().ok().filter(|cwd| cwd.is_absolute()).unwrap_or_else(|| PathBuf::from("/"));
+            Err(enter_rootfs(command, config, WorkingDirectory::KeepIfPresent(cwd), false))
         }
     }
 }

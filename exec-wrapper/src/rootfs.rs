@@ -12,27 +12,17 @@ use crate::error::Error;
 
 /// One request/response exchange on a connected control socket: a JSON line each way.
 pub fn exchange(stream: &mut (impl Read + Write)) -> std::io::Result<ControlResponse> {
-    let mut request =
-        serde_json::to_vec(&ControlRequest::Prepare).map_err(std::io::Error::other)?;
+    let mut request = serde_json::to_vec(&ControlRequest::Prepare).map_err(std::io::Error::other)?;
     request.push(b'\n');
     stream.write_all(&request)?;
     stream.flush()?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     if line.trim().is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the node plugin closed the control socket without answering",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the node plugin closed the control socket without answering"));
     }
     serde_json::from_str(line.trim()).map_err(|error| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "unexpected answer {:?} from the node plugin ({error})",
-                line.trim()
-            ),
-        )
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected answer {:?} from the node plugin ({error})", line.trim()))
     })
 }
 
@@ -55,10 +45,7 @@ pub fn ask_node_plugin(socket: &Path, timeout: Duration) -> PrepareAttempt {
         }
     };
     let timeout = Some(timeout.max(Duration::from_millis(100)));
-    if let Err(error) = stream
-        .set_read_timeout(timeout)
-        .and_then(|()| stream.set_write_timeout(timeout))
-    {
+    if let Err(error) = stream.set_read_timeout(timeout).and_then(|()| stream.set_write_timeout(timeout)) {
         return PrepareAttempt::ExchangeFailed(error.to_string());
     }
     match exchange(&mut stream) {
@@ -96,10 +83,7 @@ pub enum WaitFailure {
 }
 
 /// Waits until the rootfs is a mount point and the node plugin answers `Prepared`.
-pub fn wait_for_rootfs(
-    host: &mut impl WaitHost,
-    settings: &WaitSettings,
-) -> Result<(), WaitFailure> {
+pub fn wait_for_rootfs(host: &mut impl WaitHost, settings: &WaitSettings) -> Result<(), WaitFailure> {
     let started = host.now();
     let mut last_progress = started;
     let mut mounted = false;
@@ -128,10 +112,7 @@ pub fn wait_for_rootfs(
         };
         let elapsed = host.now().duration_since(started);
         if elapsed >= settings.timeout {
-            return Err(WaitFailure::Failed(Error::RootfsNotReady {
-                waited_seconds: elapsed.as_secs(),
-                what: waiting_for,
-            }));
+            return Err(WaitFailure::Failed(Error::RootfsNotReady { waited_seconds: elapsed.as_secs(), what: waiting_for }));
         }
         if host.now().duration_since(last_progress) >= settings.progress_interval {
             last_progress = host.now();
@@ -170,27 +151,16 @@ mod tests {
     }
 
     fn duplex(answer: &str) -> Duplex {
-        Duplex {
-            input: Cursor::new(answer.as_bytes().to_vec()),
-            output: Vec::new(),
-        }
+        Duplex { input: Cursor::new(answer.as_bytes().to_vec()), output: Vec::new() }
     }
 
     #[test]
     fn the_exchange_sends_one_line_and_parses_the_answer() {
         let mut stream = duplex("{\"result\":\"prepared\"}\n");
-        assert_eq!(
-            exchange(&mut stream).expect("answer"),
-            ControlResponse::Prepared
-        );
+        assert_eq!(exchange(&mut stream).expect("answer"), ControlResponse::Prepared);
         assert_eq!(stream.output, b"{\"op\":\"prepare\"}\n");
         let mut stream = duplex("{\"result\":\"failed\",\"message\":\"not your rootfs\"}\n");
-        assert_eq!(
-            exchange(&mut stream).expect("answer"),
-            ControlResponse::Failed {
-                message: "not your rootfs".into()
-            }
-        );
+        assert_eq!(exchange(&mut stream).expect("answer"), ControlResponse::Failed { message: "not your rootfs".into() });
     }
 
     #[test]
@@ -198,10 +168,7 @@ mod tests {
         let closed = exchange(&mut duplex("")).expect_err("eof");
         assert!(closed.to_string().contains("without answering"), "{closed}");
         let garbage = exchange(&mut duplex("hello\n")).expect_err("garbage");
-        assert!(
-            garbage.to_string().contains("unexpected answer \"hello\""),
-            "{garbage}"
-        );
+        assert!(garbage.to_string().contains("unexpected answer \"hello\""), "{garbage}");
     }
 
     struct FakeHost {
@@ -240,15 +207,10 @@ mod tests {
         }
         fn ask_node_plugin(&mut self, _socket: &Path, _timeout: Duration) -> PrepareAttempt {
             self.asked += 1;
-            if self.answers.len() > 1 {
-                self.answers.remove(0)
-            } else {
-                self.answers[0].clone()
-            }
+            if self.answers.len() > 1 { self.answers.remove(0) } else { self.answers[0].clone() }
         }
         fn stop_signal(&mut self) -> Option<i32> {
-            self.stop_at
-                .and_then(|(at, signal)| (self.elapsed >= at).then_some(signal))
+            self.stop_at.and_then(|(at, signal)| (self.elapsed >= at).then_some(signal))
         }
         fn progress(&mut self, message: &str) {
             self.messages.push(message.to_string());
@@ -294,17 +256,10 @@ mod tests {
         };
         assert_eq!(error.exit_code(), 69);
         assert!(error.to_string().contains("not ready after 12s"), "{error}");
-        assert!(
-            error.to_string().contains("/.sc/rootfs is not mounted yet"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("/.sc/rootfs is not mounted yet"), "{error}");
         assert_eq!(host.asked, 0);
         assert_eq!(host.messages.len(), 2, "{:?}", host.messages);
-        assert!(
-            host.messages[0].contains("(5s of 12s)"),
-            "{:?}",
-            host.messages
-        );
+        assert!(host.messages[0].contains("(5s of 12s)"), "{:?}", host.messages);
     }
 
     #[test]
@@ -313,28 +268,18 @@ mod tests {
         let Err(WaitFailure::Failed(error)) = wait_for_rootfs(&mut host, &settings(2)) else {
             panic!("expected a failure");
         };
-        assert!(
-            error.to_string().contains("control socket does not answer"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("control socket does not answer"), "{error}");
     }
 
     #[test]
     fn a_refusal_fails_at_once_with_the_plugins_message() {
-        let mut host = FakeHost::new(
-            0,
-            vec![PrepareAttempt::Answered(ControlResponse::Failed {
-                message: "pod is not the consumer".into(),
-            })],
-        );
+        let mut host =
+            FakeHost::new(0, vec![PrepareAttempt::Answered(ControlResponse::Failed { message: "pod is not the consumer".into() })]);
         let Err(WaitFailure::Failed(error)) = wait_for_rootfs(&mut host, &settings(60)) else {
             panic!("expected a failure");
         };
         assert_eq!(error.exit_code(), 69);
-        assert!(
-            error.to_string().contains("pod is not the consumer"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("pod is not the consumer"), "{error}");
         assert_eq!(host.elapsed, Duration::ZERO);
     }
 
@@ -342,9 +287,6 @@ mod tests {
     fn a_stop_signal_ends_the_wait() {
         let mut host = FakeHost::new(1000, vec![absent()]);
         host.stop_at = Some((Duration::from_secs(2), 15));
-        assert!(matches!(
-            wait_for_rootfs(&mut host, &settings(60)),
-            Err(WaitFailure::Stopped(15))
-        ));
+        assert!(matches!(wait_for_rootfs(&mut host, &settings(60)), Err(WaitFailure::Stopped(15))));
     }
 }

@@ -25,9 +25,7 @@ use crate::cli::{BINARY_NAME, CommandLine, START_WORKLOAD_MODE};
 use crate::config::path_variable;
 use crate::error::{EX_OSERR, Error};
 use crate::farm::{SymlinkFarm, farm_directories};
-use crate::rootfs::{
-    PrepareAttempt, WaitFailure, WaitHost, WaitSettings, ask_node_plugin, wait_for_rootfs,
-};
+use crate::rootfs::{PrepareAttempt, WaitFailure, WaitHost, WaitSettings, ask_node_plugin, wait_for_rootfs};
 use crate::sys::{RealSystem, System};
 
 /// How often the farm is rebuilt from scratch, for directories created after start (inotify
@@ -67,11 +65,8 @@ pub fn forwarded_signals() -> SigSet {
 
 /// Blocks `signals` and returns a signalfd that reads them.
 fn signal_fd(signals: &SigSet, flags: SfdFlags) -> Result<SignalFd, Error> {
-    signals
-        .thread_block()
-        .map_err(|errno| Error::os("block signals", errno))?;
-    SignalFd::with_flags(signals, flags | SfdFlags::SFD_CLOEXEC)
-        .map_err(|errno| Error::os("create a signalfd", errno))
+    signals.thread_block().map_err(|errno| Error::os("block signals", errno))?;
+    SignalFd::with_flags(signals, flags | SfdFlags::SFD_CLOEXEC).map_err(|errno| Error::os("create a signalfd", errno))
 }
 
 /// Reaps every exited child; returns the exit code of `workload` if it was among them.
@@ -91,15 +86,8 @@ fn reap_children(workload: Option<Pid>) -> Option<i32> {
 
 fn stop_signal_number(signal: u32) -> Option<i32> {
     let signal = i32::try_from(signal).ok()?;
-    let stop = [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGHUP,
-    ];
-    stop.iter()
-        .any(|candidate| *candidate as i32 == signal)
-        .then_some(signal)
+    let stop = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP];
+    stop.iter().any(|candidate| *candidate as i32 == signal).then_some(signal)
 }
 
 struct RealWaitHost<'a> {
@@ -140,9 +128,7 @@ pub fn run_as_init(config: &ExecConfig, command: &CommandLine) -> Result<i32, Er
     let signals = signal_fd(&forwarded_signals(), SfdFlags::SFD_NONBLOCK)?;
     // When PID 1 of the pod is someone else (shareProcessNamespace), orphans still come to us.
     if let Err(errno) = nix::sys::prctl::set_child_subreaper(true) {
-        eprintln!(
-            "sc-exec: warning: cannot become a child subreaper ({errno}); orphans go to PID 1"
-        );
+        eprintln!("sc-exec: warning: cannot become a child subreaper ({errno}); orphans go to PID 1");
     }
     let system = RealSystem;
     let settings = WaitSettings {
@@ -152,13 +138,7 @@ pub fn run_as_init(config: &ExecConfig, command: &CommandLine) -> Result<i32, Er
         poll_interval: Duration::from_millis(200),
         progress_interval: Duration::from_secs(5),
     };
-    match wait_for_rootfs(
-        &mut RealWaitHost {
-            system: &system,
-            signals: &signals,
-        },
-        &settings,
-    ) {
+    match wait_for_rootfs(&mut RealWaitHost { system: &system, signals: &signals }, &settings) {
         Ok(()) => {}
         Err(WaitFailure::Failed(error)) => return Err(error),
         Err(WaitFailure::Stopped(signal)) => {
@@ -188,10 +168,7 @@ pub fn run_as_init(config: &ExecConfig, command: &CommandLine) -> Result<i32, Er
         .process_group(0)
         .spawn()
         .map_err(|error| Error::io("start the workload process (/proc/self/exe)", error))?;
-    let workload = Pid::from_raw(
-        i32::try_from(workload.id())
-            .map_err(|_| Error::os("read the workload pid", Errno::EOVERFLOW))?,
-    );
+    let workload = Pid::from_raw(i32::try_from(workload.id()).map_err(|_| Error::os("read the workload pid", Errno::EOVERFLOW))?);
     supervise(workload, &signals, &mut watcher)
 }
 
@@ -209,15 +186,8 @@ fn supervise(workload: Pid, signals: &SignalFd, watcher: &mut FarmWatcher) -> Re
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(errno) => return Err(Error::os("poll for signals", errno)),
             }
-            let ready = |descriptor: &PollFd| {
-                descriptor
-                    .revents()
-                    .is_some_and(|events| !events.is_empty())
-            };
-            (
-                ready(&descriptors[0]),
-                descriptors.get(1).is_some_and(ready),
-            )
+            let ready = |descriptor: &PollFd| descriptor.revents().is_some_and(|events| !events.is_empty());
+            (ready(&descriptors[0]), descriptors.get(1).is_some_and(ready))
         };
         if signal_ready {
             while let Ok(Some(info)) = signals.read_signal() {
@@ -263,11 +233,7 @@ impl FarmWatcher {
                 None
             }
         };
-        FarmWatcher {
-            farm,
-            inotify,
-            reported: Vec::new(),
-        }
+        FarmWatcher { farm, inotify, reported: Vec::new() }
     }
 
     fn sync(&mut self) {
@@ -333,14 +299,8 @@ mod tests {
         let pid = Pid::from_raw(42);
         assert_eq!(exit_code(WaitStatus::Exited(pid, 0)), Some(0));
         assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), Some(3));
-        assert_eq!(
-            exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, false)),
-            Some(143)
-        );
-        assert_eq!(
-            exit_code(WaitStatus::Signaled(pid, Signal::SIGKILL, true)),
-            Some(137)
-        );
+        assert_eq!(exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, false)), Some(143));
+        assert_eq!(exit_code(WaitStatus::Signaled(pid, Signal::SIGKILL, true)), Some(137));
         assert_eq!(exit_code(WaitStatus::Stopped(pid, Signal::SIGSTOP)), None);
         assert_eq!(exit_code(WaitStatus::StillAlive), None);
     }
@@ -348,15 +308,8 @@ mod tests {
     #[test]
     fn every_catchable_signal_is_forwarded_but_faults_and_uncatchables_are_not() {
         let set = forwarded_signals();
-        for signal in [
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-            Signal::SIGUSR1,
-            Signal::SIGWINCH,
-            Signal::SIGCHLD,
-            Signal::SIGTSTP,
-        ] {
+        for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGWINCH, Signal::SIGCHLD, Signal::SIGTSTP]
+        {
             assert!(set.contains(signal), "{signal}");
         }
         for signal in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV] {

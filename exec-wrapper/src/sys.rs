@@ -40,13 +40,7 @@ pub trait System {
     /// When stdin is a terminal, makes this process's group its foreground group.
     fn take_foreground_terminal(&mut self);
     /// Replaces the process with `program`; returns only on failure.
-    fn exec(
-        &mut self,
-        program: &Path,
-        argv0: &OsString,
-        args: &[OsString],
-        environment: &[(OsString, OsString)],
-    ) -> std::io::Error;
+    fn exec(&mut self, program: &Path, argv0: &OsString, args: &[OsString], environment: &[(OsString, OsString)]) -> std::io::Error;
 }
 
 /// The real system calls.
@@ -76,24 +70,18 @@ impl System for RealSystem {
 
     fn is_mount_point(&self, path: &Path) -> bool {
         match std::fs::read_to_string("/proc/self/mountinfo") {
-            Ok(mountinfo) => mount_points(&mountinfo)
-                .iter()
-                .any(|mount_point| mount_point == path),
+            Ok(mountinfo) => mount_points(&mountinfo).iter().any(|mount_point| mount_point == path),
             // Without /proc, a mount point is where the device changes from the parent's.
             Err(_) => device_differs_from_parent(path),
         }
     }
 
     fn bounding_set(&self) -> SysResult<CapabilityMask> {
-        caps::read(None, CapSet::Bounding)
-            .map(CapabilityMask::from_capabilities)
-            .map_err(describe)
+        caps::read(None, CapSet::Bounding).map(CapabilityMask::from_capabilities).map_err(describe)
     }
 
     fn permitted_set(&self) -> SysResult<CapabilityMask> {
-        caps::read(None, CapSet::Permitted)
-            .map(CapabilityMask::from_capabilities)
-            .map_err(describe)
+        caps::read(None, CapSet::Permitted).map(CapabilityMask::from_capabilities).map_err(describe)
     }
 
     fn drop_from_bounding_set(&mut self, capability: caps::Capability) -> SysResult<()> {
@@ -153,13 +141,7 @@ impl System for RealSystem {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
     }
 
-    fn exec(
-        &mut self,
-        program: &Path,
-        argv0: &OsString,
-        args: &[OsString],
-        environment: &[(OsString, OsString)],
-    ) -> std::io::Error {
+    fn exec(&mut self, program: &Path, argv0: &OsString, args: &[OsString], environment: &[(OsString, OsString)]) -> std::io::Error {
         // PID 1 blocks every signal (it reads them from a signalfd) and a spawned child inherits
         // that mask: the workload must start with none blocked, or SIGTERM would never reach it.
         if let Err(errno) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
@@ -199,15 +181,9 @@ fn unescape_octal(text: &str) -> Vec<u8> {
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        if bytes[index] == b'\\'
-            && index + 3 < bytes.len()
-            && bytes[index + 1..index + 4]
-                .iter()
-                .all(|digit| (b'0'..=b'7').contains(digit))
+        if bytes[index] == b'\\' && index + 3 < bytes.len() && bytes[index + 1..index + 4].iter().all(|digit| (b'0'..=b'7').contains(digit))
         {
-            let value = bytes[index + 1..index + 4]
-                .iter()
-                .fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
+            let value = bytes[index + 1..index + 4].iter().fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
             decoded.push(u8::try_from(value).unwrap_or(b'?'));
             index += 4;
         } else {
@@ -229,14 +205,7 @@ mod tests {
 30 22 0:40 / /.sc/rootfs rw,relatime - overlay overlay rw
 31 22 0:41 / /with\\040space rw - tmpfs tmpfs rw
 ";
-        assert_eq!(
-            mount_points(mountinfo),
-            vec![
-                PathBuf::from("/"),
-                PathBuf::from("/.sc/rootfs"),
-                PathBuf::from("/with space")
-            ]
-        );
+        assert_eq!(mount_points(mountinfo), vec![PathBuf::from("/"), PathBuf::from("/.sc/rootfs"), PathBuf::from("/with space")]);
     }
 
     #[test]

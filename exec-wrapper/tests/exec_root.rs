@@ -24,10 +24,7 @@ fn link_target(path: PathBuf) -> Option<PathBuf> {
 /// A consumer whose PID 1 runs `sleep` until the test ends; returns it with sc-exec's host pid.
 fn running_consumer() -> (Consumer, std::process::Child, u32) {
     let consumer = Consumer::new(NodePlugin::Prepared);
-    let mut child = consumer.spawn(
-        CONFIG,
-        &["run", "--", "sh", "-c", "echo ready; exec sleep 120"],
-    );
+    let mut child = consumer.spawn(CONFIG, &["run", "--", "sh", "-c", "echo ready; exec sleep 120"]);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     wait_for_line(&mut out, "ready");
     let pid = init_pid(&child);
@@ -35,10 +32,7 @@ fn running_consumer() -> (Consumer, std::process::Child, u32) {
 }
 
 fn stop(mut child: std::process::Child, pid: u32) {
-    let _ = kill(
-        Pid::from_raw(i32::try_from(pid).expect("pid")),
-        Signal::SIGKILL,
-    );
+    let _ = kill(Pid::from_raw(i32::try_from(pid).expect("pid")), Signal::SIGKILL);
     let _ = child.wait();
 }
 
@@ -46,66 +40,32 @@ fn stop(mut child: std::process::Child, pid: u32) {
 fn the_farm_mirrors_the_rootfs_and_plain_exec_lands_inside_it_as_root() {
     let (consumer, child, pid) = running_consumer();
     let container = &consumer.container;
-    assert_eq!(
-        link_target(container.join("bin")),
-        Some(PathBuf::from("usr/bin")),
-        "merged /usr mirrored"
-    );
+    assert_eq!(link_target(container.join("bin")), Some(PathBuf::from("usr/bin")), "merged /usr mirrored");
     for program in ["usr/bin/ls", "usr/bin/tar", "usr/bin/ps", "usr/bin/busybox"] {
-        assert_eq!(
-            link_target(container.join(program)),
-            Some(PathBuf::from(WRAPPER)),
-            "{program}"
-        );
+        assert_eq!(link_target(container.join(program)), Some(PathBuf::from(WRAPPER)), "{program}");
     }
-    assert!(
-        container.join(".sc-bin/sc-exec").is_file(),
-        "the wrapper itself is untouched"
-    );
+    assert!(container.join(".sc-bin/sc-exec").is_file(), "the wrapper itself is untouched");
 
     // `kubectl exec <pod> -- cat /etc/passwd`: the runtime finds `cat` in the container's PATH.
     let output = consumer.kubectl_exec(pid, CONFIG, "/", &["cat", "/etc/passwd"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("alice:x:1000"),
-        "ran inside the rootfs: {}",
-        stdout(&output)
-    );
+    assert!(stdout(&output).contains("alice:x:1000"), "ran inside the rootfs: {}", stdout(&output));
 
     // Absolute paths through the mirrored /bin link, and `sc-exec <cmd>` directly.
-    let output = consumer.kubectl_exec(
-        pid,
-        CONFIG,
-        "/",
-        &["/bin/sh", "-c", "echo $0 in $(cat /etc/group | head -n 1)"],
-    );
-    assert!(
-        stdout(&output).contains("/bin/sh in root:x:0:"),
-        "{} {}",
-        stdout(&output),
-        stderr(&output)
-    );
+    let output = consumer.kubectl_exec(pid, CONFIG, "/", &["/bin/sh", "-c", "echo $0 in $(cat /etc/group | head -n 1)"]);
+    assert!(stdout(&output).contains("/bin/sh in root:x:0:"), "{} {}", stdout(&output), stderr(&output));
     let output = consumer.kubectl_exec(pid, CONFIG, "/", &[WRAPPER, "id", "-u"]);
     assert_eq!(stdout(&output).trim(), "0", "{}", stderr(&output));
 
     // `kubectl cp` runs `tar` in the container: it must see the rootfs.
-    let output = consumer.kubectl_exec(
-        pid,
-        CONFIG,
-        "/",
-        &["tar", "cf", "-", "-C", "/etc", "passwd"],
-    );
+    let output = consumer.kubectl_exec(pid, CONFIG, "/", &["tar", "cf", "-", "-C", "/etc", "passwd"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("alice:x:1000"));
 
     // `ps` shows the pod's processes: sc-exec as PID 1 and the workload.
     let output = consumer.kubectl_exec(pid, CONFIG, "/", &["ps", "-o", "pid,args"]);
     let text = stdout(&output);
-    assert!(
-        text.lines()
-            .any(|line| line.trim_start().starts_with("1 ") && line.contains("sc-exec run")),
-        "{text}"
-    );
+    assert!(text.lines().any(|line| line.trim_start().starts_with("1 ") && line.contains("sc-exec run")), "{text}");
     assert!(text.contains("sleep 120"), "{text}");
     stop(child, pid);
 }
@@ -114,35 +74,17 @@ fn the_farm_mirrors_the_rootfs_and_plain_exec_lands_inside_it_as_root() {
 fn a_program_installed_after_start_gets_a_link_and_runs_as_root() {
     let (consumer, child, pid) = running_consumer();
     let installed = consumer.rootfs.join("usr/bin/newprog");
-    fs::write(
-        &installed,
-        "#!/bin/sh\necho hello-from-newprog \"$@\" uid=$(id -u)\n",
-    )
-    .expect("write");
+    fs::write(&installed, "#!/bin/sh\necho hello-from-newprog \"$@\" uid=$(id -u)\n").expect("write");
     fs::set_permissions(&installed, fs::Permissions::from_mode(0o755)).expect("chmod");
     let link = consumer.container.join("usr/bin/newprog");
-    eventually(5, "the farm link for newprog", || {
-        link_target(link.clone()) == Some(PathBuf::from(WRAPPER))
-    });
+    eventually(5, "the farm link for newprog", || link_target(link.clone()) == Some(PathBuf::from(WRAPPER)));
 
-    for command in [
-        &["newprog", "a", "b"][..],
-        &["/usr/bin/newprog", "a", "b"],
-        &["/bin/newprog", "a", "b"],
-        &[WRAPPER, "newprog", "a", "b"],
-    ] {
+    for command in
+        [&["newprog", "a", "b"][..], &["/usr/bin/newprog", "a", "b"], &["/bin/newprog", "a", "b"], &[WRAPPER, "newprog", "a", "b"]]
+    {
         let output = consumer.kubectl_exec(pid, CONFIG, "/", command);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{command:?}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stdout(&output).contains("hello-from-newprog a b uid=0"),
-            "{command:?}: {}",
-            stdout(&output)
-        );
+        assert_eq!(output.status.code(), Some(0), "{command:?}: {}", stderr(&output));
+        assert!(stdout(&output).contains("hello-from-newprog a b uid=0"), "{command:?}: {}", stdout(&output));
     }
 
     // Removing it removes the link (and only it).
@@ -158,42 +100,17 @@ fn exec_keeps_the_cwd_when_the_rootfs_has_it_and_applies_the_user_as_root() {
     let output = consumer.kubectl_exec(pid, CONFIG, "/tmp", &["pwd"]);
     assert_eq!(stdout(&output).trim(), "/tmp", "{}", stderr(&output));
     let output = consumer.kubectl_exec(pid, CONFIG, "/.sc-bin", &["pwd"]);
-    assert_eq!(
-        stdout(&output).trim(),
-        "/",
-        "no /.sc-bin inside the rootfs: {}",
-        stderr(&output)
-    );
+    assert_eq!(stdout(&output).trim(), "/", "no /.sc-bin inside the rootfs: {}", stderr(&output));
 
     let user_config = r#"{"runAsUser":1000,"noNewPrivileges":true}"#;
-    let output = consumer.kubectl_exec(
-        pid,
-        user_config,
-        "/",
-        &[
-            "sh",
-            "-c",
-            "id; grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status",
-        ],
-    );
+    let output = consumer.kubectl_exec(pid, user_config, "/", &["sh", "-c", "id; grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status"]);
     let text = stdout(&output);
-    assert!(
-        text.contains("uid=1000(alice) gid=1000(alice)"),
-        "{text} {}",
-        stderr(&output)
-    );
-    assert!(
-        text.contains("CapBnd:\t0000000000000000") && text.contains("NoNewPrivs:\t1"),
-        "{text}"
-    );
+    assert!(text.contains("uid=1000(alice) gid=1000(alice)"), "{text} {}", stderr(&output));
+    assert!(text.contains("CapBnd:\t0000000000000000") && text.contains("NoNewPrivs:\t1"), "{text}");
 
     let output = consumer.kubectl_exec(pid, CONFIG, "/", &[WRAPPER, "vim"]);
     assert_eq!(output.status.code(), Some(127));
-    assert!(
-        stderr(&output).contains("`vim`: command not found in the rootfs"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("`vim`: command not found in the rootfs"), "{}", stderr(&output));
     stop(child, pid);
 }
 
@@ -204,11 +121,7 @@ fn exec_works_under_a_pty_as_root() {
         "env -i PATH=/usr/bin:/bin SC_EXEC_CONFIG={} nsenter --target {pid} --mount --pid --root --wd=/ tty",
         support::shell_quote(CONFIG)
     );
-    let output = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script");
+    let output = Command::new("script").args(["-qec", &line, "/dev/null"]).stdin(Stdio::null()).output().expect("run script");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("/dev/pts/"), "{text}");
     stop(child, pid);
@@ -220,37 +133,19 @@ fn exec_before_the_rootfs_is_mounted_says_to_retry_as_root() {
     consumer.mount_rootfs = false;
     let output = consumer.run(CONFIG, &["ls"]);
     assert_eq!(output.status.code(), Some(69));
-    assert!(
-        stderr(&output).contains("retry in a few seconds"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("retry in a few seconds"), "{}", stderr(&output));
 }
 
 #[test]
 fn pause_exits_zero_on_sigterm_and_sigint_as_root() {
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
-        let mut child = Command::new(support::binary_under_test())
-            .arg("pause")
-            .spawn()
-            .expect("spawn pause");
+        let mut child = Command::new(support::binary_under_test()).arg("pause").spawn().expect("spawn pause");
         std::thread::sleep(Duration::from_millis(200));
         // Other signals do not end it.
-        kill(
-            Pid::from_raw(i32::try_from(child.id()).expect("pid")),
-            Signal::SIGHUP,
-        )
-        .expect("kill");
+        kill(Pid::from_raw(i32::try_from(child.id()).expect("pid")), Signal::SIGHUP).expect("kill");
         std::thread::sleep(Duration::from_millis(100));
-        assert!(
-            child.try_wait().expect("try_wait").is_none(),
-            "SIGHUP must not stop pause"
-        );
-        kill(
-            Pid::from_raw(i32::try_from(child.id()).expect("pid")),
-            signal,
-        )
-        .expect("kill");
+        assert!(child.try_wait().expect("try_wait").is_none(), "SIGHUP must not stop pause");
+        kill(Pid::from_raw(i32::try_from(child.id()).expect("pid")), signal).expect("kill");
         assert_eq!(child.wait().expect("wait").code(), Some(0), "{signal}");
     }
 }
@@ -258,31 +153,14 @@ fn pause_exits_zero_on_sigterm_and_sigint_as_root() {
 #[test]
 fn install_copies_the_running_binary_as_root() {
     let target = tempfile::tempdir().expect("tmp");
-    let output = Command::new(support::binary_under_test())
-        .args(["install", target.path().to_str().expect("utf-8")])
-        .output()
-        .expect("run install");
+    let output =
+        Command::new(support::binary_under_test()).args(["install", target.path().to_str().expect("utf-8")]).output().expect("run install");
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let installed = target.path().join("sc-exec");
-    assert_eq!(
-        fs::read(&installed).expect("read"),
-        fs::read(support::binary_under_test()).expect("read")
-    );
-    assert_eq!(
-        fs::metadata(&installed).expect("stat").permissions().mode() & 0o777,
-        0o755
-    );
-    let version = Command::new(&installed)
-        .arg("version")
-        .output()
-        .expect("run installed");
-    assert_eq!(
-        stdout(&version).trim(),
-        format!("sc-exec {}", env!("CARGO_PKG_VERSION"))
-    );
-    let missing = Command::new(support::binary_under_test())
-        .args(["install", "/nonexistent"])
-        .output()
-        .expect("run");
+    assert_eq!(fs::read(&installed).expect("read"), fs::read(support::binary_under_test()).expect("read"));
+    assert_eq!(fs::metadata(&installed).expect("stat").permissions().mode() & 0o777, 0o755);
+    let version = Command::new(&installed).arg("version").output().expect("run installed");
+    assert_eq!(stdout(&version).trim(), format!("sc-exec {}", env!("CARGO_PKG_VERSION")));
+    let missing = Command::new(support::binary_under_test()).args(["install", "/nonexistent"]).output().expect("run");
     assert_eq!(missing.status.code(), Some(73));
 }

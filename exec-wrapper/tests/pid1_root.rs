@@ -14,52 +14,24 @@ const ROOT_CONFIG: &str = r#"{"capabilities":["CAP_CHOWN","CAP_KILL","CAP_SETUID
 #[test]
 fn exit_codes_propagate_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
-    for (script, code) in [
-        ("exit 0", 0),
-        ("exit 3", 3),
-        ("kill -USR1 $$", 128 + 10),
-        ("kill -KILL $$", 137),
-    ] {
+    for (script, code) in [("exit 0", 0), ("exit 3", 3), ("kill -USR1 $$", 128 + 10), ("kill -KILL $$", 137)] {
         let output = consumer.run(ROOT_CONFIG, &["run", "--", "sh", "-c", script]);
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "{script}: {}",
-            stderr(&output)
-        );
+        assert_eq!(output.status.code(), Some(code), "{script}: {}", stderr(&output));
     }
 }
 
 #[test]
 fn the_workload_runs_inside_the_rootfs_with_its_own_pid_namespace_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
-    let output = consumer.run(
-        ROOT_CONFIG,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "cat /etc/passwd | head -n 2; echo cwd=$(pwd); ps -o pid,args",
-        ],
-    );
+    let output = consumer.run(ROOT_CONFIG, &["run", "--", "sh", "-c", "cat /etc/passwd | head -n 2; echo cwd=$(pwd); ps -o pid,args"]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(text.contains("alice:x:1000"), "rootfs /etc/passwd: {text}");
     assert!(text.contains("cwd=/\n"), "{text}");
-    let processes: Vec<&str> = text
-        .lines()
-        .skip_while(|line| !line.contains("PID"))
-        .skip(1)
-        .collect();
+    let processes: Vec<&str> = text.lines().skip_while(|line| !line.contains("PID")).skip(1).collect();
+    assert!(processes.len() <= 4, "only the namespace's processes: {processes:?}");
     assert!(
-        processes.len() <= 4,
-        "only the namespace's processes: {processes:?}"
-    );
-    assert!(
-        processes
-            .iter()
-            .any(|line| line.trim_start().starts_with("1 ") && line.contains("sc-exec run")),
+        processes.iter().any(|line| line.trim_start().starts_with("1 ") && line.contains("sc-exec run")),
         "PID 1 is sc-exec: {processes:?}"
     );
 }
@@ -67,23 +39,11 @@ fn the_workload_runs_inside_the_rootfs_with_its_own_pid_namespace_as_root() {
 #[test]
 fn sigterm_reaches_the_workload_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
-    let mut child = consumer.spawn(
-        ROOT_CONFIG,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done",
-        ],
-    );
+    let mut child = consumer
+        .spawn(ROOT_CONFIG, &["run", "--", "sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done"]);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     wait_for_line(&mut out, "ready");
-    kill(
-        Pid::from_raw(i32::try_from(init_pid(&child)).expect("pid")),
-        Signal::SIGTERM,
-    )
-    .expect("kill");
+    kill(Pid::from_raw(i32::try_from(init_pid(&child)).expect("pid")), Signal::SIGTERM).expect("kill");
     let seen = wait_for_line(&mut out, "got-term");
     assert!(seen.contains("got-term"));
     assert_eq!(child.wait().expect("wait").code(), Some(42));
@@ -92,46 +52,20 @@ fn sigterm_reaches_the_workload_as_root() {
 #[test]
 fn a_workload_ignoring_sigterm_is_waited_for_and_sigkill_ends_everything_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
-    let mut child = consumer.spawn(
-        ROOT_CONFIG,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "trap '' TERM; echo ready; sleep 1; echo still-here; exit 5",
-        ],
-    );
+    let mut child = consumer.spawn(ROOT_CONFIG, &["run", "--", "sh", "-c", "trap '' TERM; echo ready; sleep 1; echo still-here; exit 5"]);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     wait_for_line(&mut out, "ready");
     let init = Pid::from_raw(i32::try_from(init_pid(&child)).expect("pid"));
     kill(init, Signal::SIGTERM).expect("kill");
     wait_for_line(&mut out, "still-here");
-    assert_eq!(
-        child.wait().expect("wait").code(),
-        Some(5),
-        "the wrapper neither hung nor died early"
-    );
+    assert_eq!(child.wait().expect("wait").code(), Some(5), "the wrapper neither hung nor died early");
 
     // The runtime's SIGKILL after the grace period ends the namespace at once.
-    let mut child = consumer.spawn(
-        ROOT_CONFIG,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "trap '' TERM; echo ready; sleep 60",
-        ],
-    );
+    let mut child = consumer.spawn(ROOT_CONFIG, &["run", "--", "sh", "-c", "trap '' TERM; echo ready; sleep 60"]);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     wait_for_line(&mut out, "ready");
     let started = Instant::now();
-    kill(
-        Pid::from_raw(i32::try_from(init_pid(&child)).expect("pid")),
-        Signal::SIGKILL,
-    )
-    .expect("kill");
+    kill(Pid::from_raw(i32::try_from(init_pid(&child)).expect("pid")), Signal::SIGKILL).expect("kill");
     child.wait().expect("wait");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -146,59 +80,28 @@ fn orphaned_grandchildren_are_reaped_as_root() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let states: Vec<String> = stdout(&output)
         .lines()
-        .filter_map(|line| {
-            line.rsplit_once(") ")
-                .map(|(_, rest)| rest.split(' ').next().unwrap_or("").to_string())
-        })
+        .filter_map(|line| line.rsplit_once(") ").map(|(_, rest)| rest.split(' ').next().unwrap_or("").to_string()))
         .collect();
     assert!(!states.is_empty());
-    assert!(
-        !states.iter().any(|state| state == "Z"),
-        "zombies left: {states:?}"
-    );
+    assert!(!states.iter().any(|state| state == "Z"), "zombies left: {states:?}");
 }
 
 #[test]
 fn the_requested_user_groups_and_home_apply_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
     let config = r#"{"runAsUser":1000,"supplementalGroups":[3000],"workingDir":"/home/alice"}"#;
-    let output = consumer.run(
-        config,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "id; echo home=$HOME user=$USER cwd=$(pwd)",
-        ],
-    );
+    let output = consumer.run(config, &["run", "--", "sh", "-c", "id; echo home=$HOME user=$USER cwd=$(pwd)"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(
-        text.contains("uid=1000(alice) gid=1000(alice) groups=10(wheel),1000(alice),3000"),
-        "{text}"
-    );
-    assert!(
-        text.contains("home=/home/alice user=alice cwd=/home/alice"),
-        "{text}"
-    );
+    assert!(text.contains("uid=1000(alice) gid=1000(alice) groups=10(wheel),1000(alice),3000"), "{text}");
+    assert!(text.contains("home=/home/alice user=alice cwd=/home/alice"), "{text}");
 }
 
 #[test]
 fn capabilities_are_dropped_and_no_new_privs_is_set_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
-    let read_status = [
-        "run",
-        "--",
-        "grep",
-        "-E",
-        "^(Cap|NoNewPrivs)",
-        "/proc/self/status",
-    ];
-    let output = consumer.run(
-        r#"{"capabilities":["CAP_CHOWN","CAP_KILL"],"noNewPrivileges":true}"#,
-        &read_status,
-    );
+    let read_status = ["run", "--", "grep", "-E", "^(Cap|NoNewPrivs)", "/proc/self/status"];
+    let output = consumer.run(r#"{"capabilities":["CAP_CHOWN","CAP_KILL"],"noNewPrivileges":true}"#, &read_status);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
     for line in [
@@ -213,16 +116,9 @@ fn capabilities_are_dropped_and_no_new_privs_is_set_as_root() {
     }
 
     // A non-root workload keeps the bounding set but, as under runc, holds nothing after exec.
-    let output = consumer.run(
-        r#"{"runAsUser":1000,"capabilities":["CAP_NET_BIND_SERVICE"]}"#,
-        &read_status,
-    );
+    let output = consumer.run(r#"{"runAsUser":1000,"capabilities":["CAP_NET_BIND_SERVICE"]}"#, &read_status);
     let text = stdout(&output);
-    for line in [
-        "CapEff:\t0000000000000000",
-        "CapBnd:\t0000000000000400",
-        "NoNewPrivs:\t0",
-    ] {
+    for line in ["CapEff:\t0000000000000000", "CapBnd:\t0000000000000400", "NoNewPrivs:\t0"] {
         assert!(text.contains(line), "missing {line:?} in {text}");
     }
 }
@@ -232,50 +128,22 @@ fn run_as_non_root_refuses_root_with_a_clear_message_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
     let output = consumer.run(r#"{"runAsNonRoot":true}"#, &["run", "--", "id"]);
     assert_eq!(output.status.code(), Some(78));
-    assert!(
-        stderr(&output).contains("runAsNonRoot is set"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("runAsNonRoot is set"), "{}", stderr(&output));
 }
 
 #[test]
 fn wrapper_failures_have_their_exit_codes_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
     let cases: [(&str, &[&str], i32, &str); 4] = [
-        (
-            ROOT_CONFIG,
-            &["run", "--", "no-such-program"],
-            127,
-            "command not found in the rootfs",
-        ),
-        (
-            ROOT_CONFIG,
-            &["run", "--", "/etc/passwd"],
-            126,
-            "no execute permission",
-        ),
+        (ROOT_CONFIG, &["run", "--", "no-such-program"], 127, "command not found in the rootfs"),
+        (ROOT_CONFIG, &["run", "--", "/etc/passwd"], 126, "no execute permission"),
         ("{not json", &["run", "--", "id"], 78, "SC_EXEC_CONFIG"),
-        (
-            r#"{"capabilities":["CAP_WINGS"]}"#,
-            &["run", "--", "id"],
-            78,
-            "CAP_WINGS",
-        ),
+        (r#"{"capabilities":["CAP_WINGS"]}"#, &["run", "--", "id"], 78, "CAP_WINGS"),
     ];
     for (config, args, code, message) in cases {
         let output = consumer.run(config, args);
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains(message),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(message), "{args:?}: {}", stderr(&output));
     }
 }
 
@@ -284,11 +152,7 @@ fn a_refusing_node_plugin_fails_at_once_with_its_message_as_root() {
     let consumer = Consumer::new(NodePlugin::Failed);
     let output = consumer.run(r#"{"rootfsWaitSeconds":30}"#, &["run", "--", "id"]);
     assert_eq!(output.status.code(), Some(69));
-    assert!(
-        stderr(&output).contains("is not the consumer of StoppableContainer x"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("is not the consumer of StoppableContainer x"), "{}", stderr(&output));
 }
 
 #[test]
@@ -298,16 +162,8 @@ fn an_absent_control_socket_fails_after_the_bounded_wait_as_root() {
     let output = consumer.run(r#"{"rootfsWaitSeconds":2}"#, &["run", "--", "id"]);
     assert_eq!(output.status.code(), Some(69));
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(
-        stderr(&output).contains("not ready after 2s"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(
-        stderr(&output).contains("control socket does not answer"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("not ready after 2s"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("control socket does not answer"), "{}", stderr(&output));
 }
 
 #[test]
@@ -336,16 +192,7 @@ fn sigterm_while_waiting_for_the_rootfs_exits_at_once_as_root() {
 #[test]
 fn the_workload_gets_a_terminal_under_a_pty_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
-    let command = consumer.command(
-        ROOT_CONFIG,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "tty; test -t 0 && echo stdin-is-a-tty",
-        ],
-    );
+    let command = consumer.command(ROOT_CONFIG, &["run", "--", "sh", "-c", "tty; test -t 0 && echo stdin-is-a-tty"]);
     let output = under_pty(command);
     assert!(output.contains("/dev/pts/"), "{output}");
     assert!(output.contains("stdin-is-a-tty"), "{output}");
@@ -359,9 +206,7 @@ pub fn under_pty(command: std::process::Command) -> String {
             line.push_str(&format!("{key}={} ", support::shell_quote(value)));
         }
     }
-    line.push_str(&support::shell_quote(
-        command.get_program().to_str().expect("utf-8"),
-    ));
+    line.push_str(&support::shell_quote(command.get_program().to_str().expect("utf-8")));
     for arg in command.get_args() {
         line.push(' ');
         line.push_str(&support::shell_quote(arg.to_str().expect("utf-8")));

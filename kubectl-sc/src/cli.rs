@@ -260,9 +260,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         }
         let (digits, after_digits) = rest.split_at(digits_len);
         let amount: u64 = digits.parse().map_err(|_| invalid())?;
-        let unit_len = after_digits
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after_digits.len());
+        let unit_len = after_digits.find(|c: char| c.is_ascii_digit()).unwrap_or(after_digits.len());
         let (unit, after_unit) = after_digits.split_at(unit_len);
         let unit_duration = match unit {
             "ms" => Duration::from_millis(1),
@@ -347,20 +345,8 @@ mod tests {
         assert!(!create.running);
         assert_eq!(create.workdir.as_deref(), Some("/src"));
         assert_eq!(create.env.len(), 2);
-        assert_eq!(
-            create.ports,
-            [
-                PortArg {
-                    number: 8080,
-                    name: Some("http".into())
-                },
-                PortArg { number: 22, name: None }
-            ]
-        );
-        assert_eq!(
-            (create.cpu.as_deref(), create.memory.as_deref()),
-            (Some("500m"), Some("1Gi"))
-        );
+        assert_eq!(create.ports, [PortArg { number: 8080, name: Some("http".into()) }, PortArg { number: 22, name: None }]);
+        assert_eq!((create.cpu.as_deref(), create.memory.as_deref()), (Some("500m"), Some("1Gi")));
         assert!(create.dry_run);
         assert_eq!(create.output, Some(ManifestFormat::Json));
         assert!(create.command.is_empty());
@@ -370,49 +356,19 @@ mod tests {
     fn create_rejects_invalid_input_with_a_useful_message() {
         let cases: [(&[&str], &str); 10] = [
             (&["create", "box"], "--image <IMAGE>"),
-            (
-                &["create", "Bad_Name", "--image", "x"],
-                "\"Bad_Name\" is not a valid name",
-            ),
-            (
-                &["create", "box", "--image", "x", "-e", "FOO"],
-                "\"FOO\" has no '=': expected KEY=VALUE",
-            ),
-            (
-                &["create", "box", "--image", "x", "-p", "abc"],
-                "\"abc\" is not a port number",
-            ),
-            (
-                &["create", "box", "--image", "x", "-p", "70000"],
-                "\"70000\" is not a port number",
-            ),
-            (
-                &["create", "box", "--image", "x", "-p", "80:Web_UI"],
-                "not a valid port name",
-            ),
-            (
-                &["create", "box", "--image", "x", "--cpu", "lots"],
-                "\"lots\" is not a resource quantity",
-            ),
-            (
-                &["create", "box", "--image", "x", "--memory", "1GB"],
-                "\"1GB\" is not a resource quantity",
-            ),
-            (
-                &["create", "box", "--image", "x", "--running=maybe"],
-                "invalid value 'maybe' for '--running",
-            ),
-            (
-                &["create", "box", "--image", "x", "sleep"],
-                "unexpected argument 'sleep'",
-            ),
+            (&["create", "Bad_Name", "--image", "x"], "\"Bad_Name\" is not a valid name"),
+            (&["create", "box", "--image", "x", "-e", "FOO"], "\"FOO\" has no '=': expected KEY=VALUE"),
+            (&["create", "box", "--image", "x", "-p", "abc"], "\"abc\" is not a port number"),
+            (&["create", "box", "--image", "x", "-p", "70000"], "\"70000\" is not a port number"),
+            (&["create", "box", "--image", "x", "-p", "80:Web_UI"], "not a valid port name"),
+            (&["create", "box", "--image", "x", "--cpu", "lots"], "\"lots\" is not a resource quantity"),
+            (&["create", "box", "--image", "x", "--memory", "1GB"], "\"1GB\" is not a resource quantity"),
+            (&["create", "box", "--image", "x", "--running=maybe"], "invalid value 'maybe' for '--running"),
+            (&["create", "box", "--image", "x", "sleep"], "unexpected argument 'sleep'"),
         ];
         for (args, expected) in cases {
             let message = rejection(args);
-            assert!(
-                message.contains(expected),
-                "{args:?}: expected {expected:?} in:\n{message}"
-            );
+            assert!(message.contains(expected), "{args:?}: expected {expected:?} in:\n{message}");
         }
         let too_long = "a".repeat(sc_api::consts::MAX_SC_NAME_LEN + 1);
         assert!(rejection(&["create", &too_long, "--image", "x"]).contains("at most"));
@@ -434,12 +390,7 @@ mod tests {
     #[test]
     fn list_has_its_aliases_and_output_formats() {
         for alias in ["list", "ls", "get"] {
-            assert!(matches!(
-                parse_ok(&[alias]).command,
-                Command::List(ListArgs {
-                    output: OutputFormat::Table
-                })
-            ));
+            assert!(matches!(parse_ok(&[alias]).command, Command::List(ListArgs { output: OutputFormat::Table })));
         }
         assert!(rejection(&["list", "-o", "wide"]).contains("invalid value 'wide'"));
     }
@@ -502,11 +453,7 @@ mod tests {
             }
             other => panic!("not logs: {other:?}"),
         }
-        for (alias, args, wait) in [
-            ("delete", &[][..], true),
-            ("rm", &["--wait=false"][..], false),
-            ("remove", &["--force"][..], true),
-        ] {
+        for (alias, args, wait) in [("delete", &[][..], true), ("rm", &["--wait=false"][..], false), ("remove", &["--force"][..], true)] {
             let mut all = vec![alias, "box"];
             all.extend_from_slice(args);
             match parse_ok(&all).command {

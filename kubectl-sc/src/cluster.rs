@@ -29,28 +29,15 @@ pub struct LoadedConfig {
 /// Loads the configuration like kubectl: `--kubeconfig`, else `$KUBECONFIG`, else
 /// `~/.kube/config`, else the in-cluster service account; `--context` picks the context.
 pub async fn load_config(global: &GlobalArgs) -> Result<LoadedConfig, CliError> {
-    let options = KubeConfigOptions {
-        context: global.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let source = describe_config_source(
-        global.kubeconfig.as_deref(),
-        std::env::var("KUBECONFIG").ok().as_deref(),
-    );
-    let config_error = |cause: String| CliError::Config {
-        kubeconfig: source.clone(),
-        cause,
-    };
+    let options = KubeConfigOptions { context: global.context.clone(), ..KubeConfigOptions::default() };
+    let source = describe_config_source(global.kubeconfig.as_deref(), std::env::var("KUBECONFIG").ok().as_deref());
+    let config_error = |cause: String| CliError::Config { kubeconfig: source.clone(), cause };
     let config = if let Some(path) = &global.kubeconfig {
         let kubeconfig = Kubeconfig::read_from(path).map_err(|error| config_error(error.to_string()))?;
-        Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map_err(|error| config_error(error.to_string()))?
+        Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|error| config_error(error.to_string()))?
     } else if global.context.is_some() {
         // A context only exists in a kubeconfig, so no in-cluster fallback here.
-        Config::from_kubeconfig(&options)
-            .await
-            .map_err(|error| config_error(error.to_string()))?
+        Config::from_kubeconfig(&options).await.map_err(|error| config_error(error.to_string()))?
     } else {
         Config::infer().await.map_err(|error| config_error(error.to_string()))?
     };
@@ -71,24 +58,13 @@ impl Cluster {
         let LoadedConfig { config, source } = load_config(global).await?;
         let server = config.cluster_url.to_string();
         let default_namespace = config.default_namespace.clone();
-        let client = Client::try_from(config).map_err(|error| CliError::Config {
-            kubeconfig: source.clone(),
-            cause: error.to_string(),
-        })?;
-        Ok(Self {
-            client,
-            default_namespace,
-            server,
-            config_source: source,
-        })
+        let client = Client::try_from(config).map_err(|error| CliError::Config { kubeconfig: source.clone(), cause: error.to_string() })?;
+        Ok(Self { client, default_namespace, server, config_source: source })
     }
 
     /// `-n` if given, else the context's namespace.
     pub fn namespace(&self, global: &GlobalArgs) -> String {
-        global
-            .namespace
-            .clone()
-            .unwrap_or_else(|| self.default_namespace.clone())
+        global.namespace.clone().unwrap_or_else(|| self.default_namespace.clone())
     }
 
     pub fn stoppable_containers(&self, namespace: &str) -> Api<StoppableContainer> {
@@ -103,16 +79,7 @@ impl Cluster {
     /// requests on one object), so that a 404 for it reads "not found" while a 404 for the whole
     /// resource type reads "CRD not installed".
     pub fn explain(&self, error: kube::Error, action: &str, namespace: &str, object: Option<&str>) -> CliError {
-        classify_error(
-            error,
-            &ErrorContext {
-                server: &self.server,
-                config_source: &self.config_source,
-                action,
-                namespace,
-                object,
-            },
-        )
+        classify_error(error, &ErrorContext { server: &self.server, config_source: &self.config_source, action, namespace, object })
     }
 }
 
@@ -131,26 +98,18 @@ pub fn classify_error(error: kube::Error, context: &ErrorContext<'_>) -> CliErro
         // A real API server answers a request for an unknown resource type with a plain-text
         // "404 page not found", which the client reports with only the code set.
         kube::Error::Api(status) if status.code == 404 || status.is_not_found() => {
-            let missing_name = status
-                .details
-                .as_ref()
-                .map(|details| details.name.as_str())
-                .unwrap_or_default();
+            let missing_name = status.details.as_ref().map(|details| details.name.as_str()).unwrap_or_default();
             match context.object {
-                Some(object) if missing_name == object => CliError::NotFound {
-                    name: object.to_owned(),
-                    namespace: context.namespace.to_owned(),
-                },
+                Some(object) if missing_name == object => {
+                    CliError::NotFound { name: object.to_owned(), namespace: context.namespace.to_owned() }
+                }
                 // A 404 naming nothing is the API server not knowing the resource type at all.
                 _ if missing_name.is_empty() => CliError::CrdNotInstalled { group: GROUP, server },
                 _ => api_error(&status, context),
             }
         }
         kube::Error::Api(status) if status.is_already_exists() => CliError::AlreadyExists {
-            name: context
-                .object
-                .unwrap_or(status.details.as_ref().map(|d| d.name.as_str()).unwrap_or_default())
-                .to_owned(),
+            name: context.object.unwrap_or(status.details.as_ref().map(|d| d.name.as_str()).unwrap_or_default()).to_owned(),
             namespace: context.namespace.to_owned(),
         },
         kube::Error::Api(status) if status.code == 403 || status.is_forbidden() => CliError::Forbidden {
@@ -160,16 +119,10 @@ pub fn classify_error(error: kube::Error, context: &ErrorContext<'_>) -> CliErro
             message: status.message.clone(),
         },
         kube::Error::Api(status) => api_error(&status, context),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => CliError::Unreachable {
-            server,
-            kubeconfig: context.config_source.to_owned(),
-            cause: error_chain(&error),
-        },
-        other => CliError::Client {
-            server,
-            action: context.action.to_owned(),
-            cause: error_chain(&other),
-        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            CliError::Unreachable { server, kubeconfig: context.config_source.to_owned(), cause: error_chain(&error) }
+        }
+        other => CliError::Client { server, action: context.action.to_owned(), cause: error_chain(&other) },
     }
 }
 
@@ -178,11 +131,7 @@ fn api_error(status: &kube::core::Status, context: &ErrorContext<'_>) -> CliErro
         server: context.server.to_owned(),
         action: context.action.to_owned(),
         code: status.code,
-        reason: if status.reason.is_empty() {
-            "no reason given".to_owned()
-        } else {
-            status.reason.clone()
-        },
+        reason: if status.reason.is_empty() { "no reason given".to_owned() } else { status.reason.clone() },
         message: status.message.clone(),
     }
 }
@@ -221,8 +170,7 @@ mod tests {
     fn status_error(code: u16, reason: &str, details_name: Option<&str>) -> kube::Error {
         let mut status = Status::failure("some message", reason).with_code(code);
         if let Some(name) = details_name {
-            let details: StatusDetails =
-                serde_json::from_value(serde_json::json!({ "name": name })).expect("valid details");
+            let details: StatusDetails = serde_json::from_value(serde_json::json!({ "name": name })).expect("valid details");
             status = status.with_details(details);
         }
         kube::Error::Api(status.boxed())
@@ -231,48 +179,25 @@ mod tests {
     #[test]
     fn a_missing_object_and_a_missing_crd_are_told_apart() {
         let missing_object = classify_error(status_error(404, "NotFound", Some("box")), &context(Some("box")));
-        assert!(
-            matches!(missing_object, CliError::NotFound { ref name, ref namespace } if name == "box" && namespace == "team")
-        );
+        assert!(matches!(missing_object, CliError::NotFound { ref name, ref namespace } if name == "box" && namespace == "team"));
 
         let missing_crd = classify_error(status_error(404, "NotFound", None), &context(Some("box")));
-        assert!(
-            missing_crd
-                .to_string()
-                .contains("install the stoppablecontainer Helm chart"),
-            "{missing_crd}"
-        );
-        assert!(
-            missing_crd.to_string().contains("https://10.0.0.1:6443/"),
-            "{missing_crd}"
-        );
+        assert!(missing_crd.to_string().contains("install the stoppablecontainer Helm chart"), "{missing_crd}");
+        assert!(missing_crd.to_string().contains("https://10.0.0.1:6443/"), "{missing_crd}");
 
         // What kube-rs makes of the plain-text 404 a real API server sends for an unknown type.
-        let plain_text_404 = kube::Error::Api(
-            Status::failure("404 page not found", "Failed to parse error data")
-                .with_code(404)
-                .boxed(),
-        );
-        assert!(matches!(
-            classify_error(plain_text_404, &context(None)),
-            CliError::CrdNotInstalled { .. }
-        ));
+        let plain_text_404 = kube::Error::Api(Status::failure("404 page not found", "Failed to parse error data").with_code(404).boxed());
+        assert!(matches!(classify_error(plain_text_404, &context(None)), CliError::CrdNotInstalled { .. }));
 
         // A 404 about something else (here: the namespace of a create) is shown as the server said.
         let missing_namespace = classify_error(status_error(404, "NotFound", Some("team")), &context(Some("box")));
-        assert!(
-            matches!(missing_namespace, CliError::Api { code: 404, .. }),
-            "{missing_namespace}"
-        );
+        assert!(matches!(missing_namespace, CliError::Api { code: 404, .. }), "{missing_namespace}");
     }
 
     #[test]
     fn conflicts_and_permissions_have_their_own_messages() {
         let exists = classify_error(status_error(409, "AlreadyExists", Some("box")), &context(Some("box")));
-        assert!(
-            exists.to_string().contains("already exists in namespace \"team\""),
-            "{exists}"
-        );
+        assert!(exists.to_string().contains("already exists in namespace \"team\""), "{exists}");
         let forbidden = classify_error(status_error(403, "Forbidden", None), &context(None));
         assert!(forbidden.to_string().contains("RBAC"), "{forbidden}");
     }
@@ -282,30 +207,15 @@ mod tests {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
         let unreachable = classify_error(kube::Error::Service(Box::new(refused)), &context(Some("box")));
         let message = unreachable.to_string();
-        assert!(
-            message.contains("cannot reach the Kubernetes API server at https://10.0.0.1:6443/"),
-            "{message}"
-        );
-        assert!(
-            message.contains("/tmp/k (--kubeconfig)") && message.contains("Connection refused"),
-            "{message}"
-        );
-        assert!(
-            message.contains("KUBECONFIG") && message.contains("--context"),
-            "{message}"
-        );
+        assert!(message.contains("cannot reach the Kubernetes API server at https://10.0.0.1:6443/"), "{message}");
+        assert!(message.contains("/tmp/k (--kubeconfig)") && message.contains("Connection refused"), "{message}");
+        assert!(message.contains("KUBECONFIG") && message.contains("--context"), "{message}");
     }
 
     #[test]
     fn config_sources_are_described_as_the_user_gave_them() {
-        assert_eq!(
-            describe_config_source(Some("/k"), Some("/e")),
-            "kubeconfig /k (--kubeconfig)"
-        );
-        assert_eq!(
-            describe_config_source(None, Some("/a:/b")),
-            "kubeconfig /a:/b ($KUBECONFIG)"
-        );
+        assert_eq!(describe_config_source(Some("/k"), Some("/e")), "kubeconfig /k (--kubeconfig)");
+        assert_eq!(describe_config_source(None, Some("/a:/b")), "kubeconfig /a:/b ($KUBECONFIG)");
         assert!(describe_config_source(None, None).contains("~/.kube/config"));
     }
 
@@ -328,30 +238,13 @@ mod tests {
             ..GlobalArgs::default()
         };
         let current = Cluster::connect(&global(None)).await.expect("loads");
-        assert_eq!(
-            (current.server.as_str(), current.default_namespace.as_str()),
-            ("https://127.0.0.1:1/", "ns-one")
-        );
+        assert_eq!((current.server.as_str(), current.default_namespace.as_str()), ("https://127.0.0.1:1/", "ns-one"));
         let other = Cluster::connect(&global(Some("two"))).await.expect("loads");
-        assert_eq!(
-            (other.server.as_str(), other.default_namespace.as_str()),
-            ("https://127.0.0.2:2/", "default")
-        );
-        let with_flag = GlobalArgs {
-            namespace: Some("flag-ns".into()),
-            ..global(None)
-        };
+        assert_eq!((other.server.as_str(), other.default_namespace.as_str()), ("https://127.0.0.2:2/", "default"));
+        let with_flag = GlobalArgs { namespace: Some("flag-ns".into()), ..global(None) };
         assert_eq!(current.namespace(&with_flag), "flag-ns");
 
-        let missing_context = Cluster::connect(&global(Some("three")))
-            .await
-            .err()
-            .expect("unknown context fails");
-        assert!(
-            missing_context
-                .to_string()
-                .contains("cannot load a Kubernetes client configuration"),
-            "{missing_context}"
-        );
+        let missing_context = Cluster::connect(&global(Some("three"))).await.err().expect("unknown context fails");
+        assert!(missing_context.to_string().contains("cannot load a Kubernetes client configuration"), "{missing_context}");
     }
 }

@@ -9,9 +9,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use sc_api::StoppableContainer;
 use sc_api::consts::{CLI_FIELD_MANAGER, SC_KIND};
 
-use crate::cli::{
-    CreateArgs, DeleteArgs, ExecArgs, GlobalArgs, ListArgs, LogsArgs, ManifestFormat, OutputFormat, StatusArgs,
-};
+use crate::cli::{CreateArgs, DeleteArgs, ExecArgs, GlobalArgs, ListArgs, LogsArgs, ManifestFormat, OutputFormat, StatusArgs};
 use crate::cluster::{Cluster, load_config};
 use crate::error::CliError;
 use crate::kubectl::{ExecRequest, KubectlTarget, LogsRequest, exec_args, logs_args, run_kubectl};
@@ -23,20 +21,13 @@ use crate::wait::{Target, wait_for_deletion, wait_for_phase};
 const STATUS_EVENT_LIMIT: usize = 10;
 
 pub async fn create(global: &GlobalArgs, args: CreateArgs) -> Result<(), CliError> {
-    let cluster = if args.dry_run {
-        None
-    } else {
-        Some(Cluster::connect(global).await?)
-    };
+    let cluster = if args.dry_run { None } else { Some(Cluster::connect(global).await?) };
     let namespace = match (&global.namespace, &cluster) {
         (Some(namespace), _) => namespace.clone(),
         (None, Some(cluster)) => cluster.default_namespace.clone(),
         // A dry run needs no cluster; the kubeconfig only supplies the namespace, and without a
         // usable one the manifest is printed for `default`, as kubectl does.
-        (None, None) => load_config(global)
-            .await
-            .map(|loaded| loaded.config.default_namespace)
-            .unwrap_or_else(|_| "default".to_owned()),
+        (None, None) => load_config(global).await.map(|loaded| loaded.config.default_namespace).unwrap_or_else(|_| "default".to_owned()),
     };
     let request = CreateRequest {
         name: args.name,
@@ -52,16 +43,10 @@ pub async fn create(global: &GlobalArgs, args: CreateArgs) -> Result<(), CliErro
     };
     let manifest = build_stoppable_container(&request);
     let Some(cluster) = cluster else {
-        print!(
-            "{}",
-            render_manifest(&manifest, args.output.unwrap_or(ManifestFormat::Yaml))?
-        );
+        print!("{}", render_manifest(&manifest, args.output.unwrap_or(ManifestFormat::Yaml))?);
         return Ok(());
     };
-    let params = PostParams {
-        field_manager: Some(CLI_FIELD_MANAGER.to_owned()),
-        ..PostParams::default()
-    };
+    let params = PostParams { field_manager: Some(CLI_FIELD_MANAGER.to_owned()), ..PostParams::default() };
     let action = format!("create {SC_KIND} {:?}", request.name);
     let created = cluster
         .stoppable_containers(&request.namespace)
@@ -88,16 +73,10 @@ pub async fn list(global: &GlobalArgs, args: ListArgs) -> Result<(), CliError> {
     let (api, scope) = if global.all_namespaces {
         (cluster.all_stoppable_containers(), "all namespaces".to_owned())
     } else {
-        (
-            cluster.stoppable_containers(&namespace),
-            format!("namespace {namespace:?}"),
-        )
+        (cluster.stoppable_containers(&namespace), format!("namespace {namespace:?}"))
     };
     let action = format!("list {SC_KIND}s in {scope}");
-    let objects = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|error| cluster.explain(error, &action, &namespace, None))?;
+    let objects = api.list(&ListParams::default()).await.map_err(|error| cluster.explain(error, &action, &namespace, None))?;
     let mut objects = objects.items;
     objects.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
     match args.output {
@@ -127,41 +106,23 @@ pub async fn status(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliErro
             Vec::new()
         }
     };
-    print!(
-        "{}",
-        render_status(
-            &ScView::from_object(&object),
-            &recent_events(events, STATUS_EVENT_LIMIT),
-            Timestamp::now()
-        )
-    );
+    print!("{}", render_status(&ScView::from_object(&object), &recent_events(events, STATUS_EVENT_LIMIT), Timestamp::now()));
     Ok(())
 }
 
-async fn object_events(
-    cluster: &Cluster,
-    namespace: &str,
-    object: &StoppableContainer,
-) -> Result<Vec<EventView>, CliError> {
+async fn object_events(cluster: &Cluster, namespace: &str, object: &StoppableContainer) -> Result<Vec<EventView>, CliError> {
     let Some(uid) = &object.metadata.uid else {
         return Ok(Vec::new());
     };
     let api: kube::Api<Event> = kube::Api::namespaced(cluster.client.clone(), namespace);
     let params = ListParams::default().fields(&format!("involvedObject.uid={uid}"));
-    let events = api
-        .list(&params)
-        .await
-        .map_err(|error| cluster.explain(error, "list events", namespace, None))?;
+    let events = api.list(&params).await.map_err(|error| cluster.explain(error, "list events", namespace, None))?;
     Ok(events.items.iter().map(EventView::from_event).collect())
 }
 
 async fn get(cluster: &Cluster, namespace: &str, name: &str) -> Result<StoppableContainer, CliError> {
     let action = format!("get {SC_KIND} {name:?}");
-    cluster
-        .stoppable_containers(namespace)
-        .get(name)
-        .await
-        .map_err(|error| cluster.explain(error, &action, namespace, Some(name)))
+    cluster.stoppable_containers(namespace).get(name).await.map_err(|error| cluster.explain(error, &action, namespace, Some(name)))
 }
 
 /// Sets `spec.running` with a merge patch (no read-modify-write, so no conflict with the
@@ -173,10 +134,7 @@ async fn set_running(cluster: &Cluster, namespace: &str, name: &str, target: Tar
         return Ok(current.metadata.generation);
     }
     let patch = Patch::Merge(serde_json::json!({ "spec": { "running": target.wants_running() } }));
-    let params = PatchParams {
-        field_manager: Some(CLI_FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
-    };
+    let params = PatchParams { field_manager: Some(CLI_FIELD_MANAGER.to_owned()), ..PatchParams::default() };
     let action = format!("set spec.running of {SC_KIND} {name:?}");
     let patched = cluster
         .stoppable_containers(namespace)
@@ -189,13 +147,7 @@ async fn set_running(cluster: &Cluster, namespace: &str, name: &str, target: Tar
 }
 
 /// `start`/`stop`: set the switch, then optionally wait for the matching phase.
-pub async fn lifecycle(
-    global: &GlobalArgs,
-    name: &str,
-    target: Target,
-    wait: bool,
-    timeout: std::time::Duration,
-) -> Result<(), CliError> {
+pub async fn lifecycle(global: &GlobalArgs, name: &str, target: Target, wait: bool, timeout: std::time::Duration) -> Result<(), CliError> {
     let cluster = Cluster::connect(global).await?;
     let namespace = cluster.namespace(global);
     let generation = set_running(&cluster, &namespace, name, target).await?;
@@ -218,38 +170,18 @@ pub async fn restart(
     let cluster = Cluster::connect(global).await?;
     let namespace = cluster.namespace(global);
     let stop_generation = set_running(&cluster, &namespace, name, Target::Stopped).await?;
-    let stopped = wait_for_phase(
-        &cluster,
-        &namespace,
-        name,
-        Target::Stopped,
-        stop_generation,
-        stop_timeout,
-    )
-    .await?;
+    let stopped = wait_for_phase(&cluster, &namespace, name, Target::Stopped, stop_generation, stop_timeout).await?;
     report_reached(name, Target::Stopped, &stopped);
     let start_generation = set_running(&cluster, &namespace, name, Target::Running).await?;
     if wait {
-        let running = wait_for_phase(
-            &cluster,
-            &namespace,
-            name,
-            Target::Running,
-            start_generation,
-            start_timeout,
-        )
-        .await?;
+        let running = wait_for_phase(&cluster, &namespace, name, Target::Running, start_generation, start_timeout).await?;
         report_reached(name, Target::Running, &running);
     }
     Ok(())
 }
 
 fn report_reached(name: &str, target: Target, object: &StoppableContainer) {
-    let node = object
-        .status
-        .as_ref()
-        .and_then(|status| status.node_name.as_deref())
-        .filter(|node| !node.is_empty());
+    let node = object.status.as_ref().and_then(|status| status.node_name.as_deref()).filter(|node| !node.is_empty());
     match (target, node) {
         (Target::Running, Some(node)) => println!("{SC_KIND} {name:?} is running on node {node}"),
         _ => println!("{SC_KIND} {name:?} is {}", target.describe()),
@@ -257,49 +189,26 @@ fn report_reached(name: &str, target: Target, object: &StoppableContainer) {
 }
 
 /// The workload pod of a running StoppableContainer (for exec and logs).
-async fn workload_pod(
-    cluster: &Cluster,
-    namespace: &str,
-    name: &str,
-    action: &'static str,
-) -> Result<String, CliError> {
+async fn workload_pod(cluster: &Cluster, namespace: &str, name: &str, action: &'static str) -> Result<String, CliError> {
     let object = get(cluster, namespace, name).await?;
-    let pod_in_status = object
-        .status
-        .as_ref()
-        .and_then(|status| status.consumer_pod_name.clone())
-        .filter(|pod| !pod.is_empty());
+    let pod_in_status = object.status.as_ref().and_then(|status| status.consumer_pod_name.clone()).filter(|pod| !pod.is_empty());
     if !object.spec.running && pod_in_status.is_none() {
-        return Err(CliError::NotRunning {
-            name: name.to_owned(),
-            namespace: namespace.to_owned(),
-            action,
-        });
+        return Err(CliError::NotRunning { name: name.to_owned(), namespace: namespace.to_owned(), action });
     }
     // The workload pod is named like the StoppableContainer; the status says so once it exists.
     Ok(pod_in_status.unwrap_or_else(|| name.to_owned()))
 }
 
 fn kubectl_target(global: &GlobalArgs, namespace: String) -> KubectlTarget {
-    KubectlTarget {
-        kubeconfig: global.kubeconfig.clone(),
-        context: global.context.clone(),
-        namespace,
-    }
+    KubectlTarget { kubeconfig: global.kubeconfig.clone(), context: global.context.clone(), namespace }
 }
 
 pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<(), CliError> {
     let cluster = Cluster::connect(global).await?;
     let namespace = cluster.namespace(global);
     let pod = workload_pod(&cluster, &namespace, &args.name, "exec into").await?;
-    let request = ExecRequest {
-        pod,
-        container: args.container,
-        stdin: args.stdin,
-        tty: args.tty,
-        command: args.command,
-    }
-    .with_defaults(std::io::stdin().is_terminal());
+    let request = ExecRequest { pod, container: args.container, stdin: args.stdin, tty: args.tty, command: args.command }
+        .with_defaults(std::io::stdin().is_terminal());
     run_kubectl(&exec_args(&kubectl_target(global, namespace), &request), "exec").await
 }
 
@@ -322,10 +231,7 @@ pub async fn delete(global: &GlobalArgs, args: DeleteArgs) -> Result<(), CliErro
     let cluster = Cluster::connect(global).await?;
     let namespace = cluster.namespace(global);
     let name = &args.name;
-    let params = DeleteParams {
-        grace_period_seconds: args.force.then_some(0),
-        ..DeleteParams::default()
-    };
+    let params = DeleteParams { grace_period_seconds: args.force.then_some(0), ..DeleteParams::default() };
     let action = format!("delete {SC_KIND} {name:?}");
     let outcome = cluster
         .stoppable_containers(&namespace)

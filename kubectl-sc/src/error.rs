@@ -25,11 +25,7 @@ pub enum CliError {
         "cannot reach the Kubernetes API server at {server} (from {kubeconfig}): {cause}. \
          Check that the cluster is running and that KUBECONFIG, --kubeconfig or --context select the right cluster"
     )]
-    Unreachable {
-        server: String,
-        kubeconfig: String,
-        cause: String,
-    },
+    Unreachable { server: String, kubeconfig: String, cause: String },
 
     #[error(
         "cannot load a Kubernetes client configuration ({kubeconfig}): {cause}. \
@@ -37,42 +33,20 @@ pub enum CliError {
     )]
     Config { kubeconfig: String, cause: String },
 
-    #[error(
-        "the API server at {server} refused to {action}: {message} (check your RBAC permissions in namespace {namespace:?})"
-    )]
-    Forbidden {
-        server: String,
-        action: String,
-        namespace: String,
-        message: String,
-    },
+    #[error("the API server at {server} refused to {action}: {message} (check your RBAC permissions in namespace {namespace:?})")]
+    Forbidden { server: String, action: String, namespace: String, message: String },
 
     #[error("the API server at {server} rejected the request to {action}: {message} (HTTP {code}, {reason})")]
-    Api {
-        server: String,
-        action: String,
-        code: u16,
-        reason: String,
-        message: String,
-    },
+    Api { server: String, action: String, code: u16, reason: String, message: String },
 
     #[error("talking to the API server at {server} to {action} failed: {cause}")]
-    Client {
-        server: String,
-        action: String,
-        cause: String,
-    },
+    Client { server: String, action: String, cause: String },
 
     #[error(
         "{SC_KIND} {name:?} failed while waiting for it to be {target}: {message} \
          (details: kubectl sc status {name} -n {namespace})"
     )]
-    WorkloadFailed {
-        name: String,
-        namespace: String,
-        target: &'static str,
-        message: String,
-    },
+    WorkloadFailed { name: String, namespace: String, target: &'static str, message: String },
 
     #[error(transparent)]
     WaitTimeout(Box<WaitTimeout>),
@@ -82,32 +56,18 @@ pub enum CliError {
          [{finalizers}] (the operator and the CSI node plugin remove them once the pods and the node data are gone; \
          check they run: kubectl get pods -n <chart namespace>)"
     )]
-    DeleteTimeout {
-        name: String,
-        timeout: Duration,
-        finalizers: String,
-    },
+    DeleteTimeout { name: String, timeout: Duration, finalizers: String },
 
     #[error(
         "{SC_KIND} {name:?} is stopped, so there is no workload pod to {action}; start it with: kubectl sc start {name} -n {namespace} --wait"
     )]
-    NotRunning {
-        name: String,
-        namespace: String,
-        action: &'static str,
-    },
+    NotRunning { name: String, namespace: String, action: &'static str },
 
     #[error("--all-namespaces (-A) applies to `list` only; use -n <namespace> with `{command}`")]
     AllNamespacesNotSupported { command: &'static str },
 
-    #[error(
-        "cannot run kubectl ({program}), which `kubectl sc {command}` uses: {cause}. Install kubectl or put it on PATH"
-    )]
-    KubectlMissing {
-        program: String,
-        command: &'static str,
-        cause: String,
-    },
+    #[error("cannot run kubectl ({program}), which `kubectl sc {command}` uses: {cause}. Install kubectl or put it on PATH")]
+    KubectlMissing { program: String, command: &'static str, cause: String },
 
     /// kubectl (exec, logs) exited unsuccessfully; it has already printed why.
     #[error("kubectl exited with status {code}")]
@@ -164,14 +124,8 @@ mod tests {
 
     #[test]
     fn not_found_names_the_object_and_the_way_to_list() {
-        let error = CliError::NotFound {
-            name: "x".into(),
-            namespace: "y".into(),
-        };
-        assert_eq!(
-            error.to_string(),
-            r#"StoppableContainer "x" not found in namespace "y" (list them with: kubectl sc list)"#
-        );
+        let error = CliError::NotFound { name: "x".into(), namespace: "y".into() };
+        assert_eq!(error.to_string(), r#"StoppableContainer "x" not found in namespace "y" (list them with: kubectl sc list)"#);
         assert_eq!(error.exit_code(), 1);
     }
 

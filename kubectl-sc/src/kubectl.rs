@@ -8,19 +8,12 @@ use crate::error::CliError;
 /// Program run for kubectl: `$KUBECTL` if set (lets tests and wrappers pin a binary), else
 /// `kubectl` from PATH.
 pub fn kubectl_program() -> String {
-    std::env::var("KUBECTL")
-        .ok()
-        .filter(|program| !program.is_empty())
-        .unwrap_or_else(|| "kubectl".to_owned())
+    std::env::var("KUBECTL").ok().filter(|program| !program.is_empty()).unwrap_or_else(|| "kubectl".to_owned())
 }
 
 /// The shell `exec` opens when no command is given: the image's bash as a login shell when it
 /// has one, else `/bin/sh` (as a login shell, so the profile's PATH and prompt apply).
-pub const LOGIN_SHELL_GUESS: [&str; 3] = [
-    "/bin/sh",
-    "-c",
-    "if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec /bin/sh -l",
-];
+pub const LOGIN_SHELL_GUESS: [&str; 3] = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec /bin/sh -l"];
 
 /// Which cluster and namespace kubectl must use: the same ones the plugin resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,14 +124,11 @@ pub async fn run_kubectl(args: &[String], command_name: &'static str) -> Result<
 }
 
 async fn run_program(program: &str, args: &[String], command_name: &'static str) -> Result<(), CliError> {
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .spawn()
-        .map_err(|error| CliError::KubectlMissing {
-            program: program.to_owned(),
-            command: command_name,
-            cause: error.to_string(),
-        })?;
+    let mut child = tokio::process::Command::new(program).args(args).spawn().map_err(|error| CliError::KubectlMissing {
+        program: program.to_owned(),
+        command: command_name,
+        cause: error.to_string(),
+    })?;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
@@ -161,11 +151,7 @@ mod tests {
     use super::*;
 
     fn target() -> KubectlTarget {
-        KubectlTarget {
-            kubeconfig: Some("/tmp/kc".into()),
-            context: Some("e2e".into()),
-            namespace: "team".into(),
-        }
+        KubectlTarget { kubeconfig: Some("/tmp/kc".into()), context: Some("e2e".into()), namespace: "team".into() }
     }
 
     #[test]
@@ -198,50 +184,19 @@ mod tests {
 
     #[test]
     fn exec_without_a_command_opens_a_login_shell() {
-        let plain = KubectlTarget {
-            kubeconfig: None,
-            context: None,
-            namespace: "default".into(),
-        };
-        let interactive = ExecRequest {
-            pod: "box".into(),
-            ..ExecRequest::default()
-        }
-        .with_defaults(true);
+        let plain = KubectlTarget { kubeconfig: None, context: None, namespace: "default".into() };
+        let interactive = ExecRequest { pod: "box".into(), ..ExecRequest::default() }.with_defaults(true);
         assert!(interactive.stdin && interactive.tty);
         let args = exec_args(&plain, &interactive);
-        assert_eq!(
-            args[..6],
-            ["--namespace=default", "exec", "--stdin", "--tty", "box", "--"]
-        );
-        assert_eq!(
-            args[6..],
-            [
-                EXEC_WRAPPER_PATH,
-                LOGIN_SHELL_GUESS[0],
-                LOGIN_SHELL_GUESS[1],
-                LOGIN_SHELL_GUESS[2]
-            ]
-        );
+        assert_eq!(args[..6], ["--namespace=default", "exec", "--stdin", "--tty", "box", "--"]);
+        assert_eq!(args[6..], [EXEC_WRAPPER_PATH, LOGIN_SHELL_GUESS[0], LOGIN_SHELL_GUESS[1], LOGIN_SHELL_GUESS[2]]);
 
         // Piped into: the user decides about -i; no terminal is forced on them.
-        let piped = ExecRequest {
-            pod: "box".into(),
-            ..ExecRequest::default()
-        }
-        .with_defaults(false);
+        let piped = ExecRequest { pod: "box".into(), ..ExecRequest::default() }.with_defaults(false);
         assert!(!piped.stdin && !piped.tty);
         // An explicit command is never replaced, nor its flags changed.
-        let explicit = ExecRequest {
-            pod: "box".into(),
-            command: vec!["id".into()],
-            ..ExecRequest::default()
-        }
-        .with_defaults(true);
-        assert_eq!(
-            (explicit.command, explicit.stdin, explicit.tty),
-            (vec!["id".to_owned()], false, false)
-        );
+        let explicit = ExecRequest { pod: "box".into(), command: vec!["id".into()], ..ExecRequest::default() }.with_defaults(true);
+        assert_eq!((explicit.command, explicit.stdin, explicit.tty), (vec!["id".to_owned()], false, false));
     }
 
     #[test]
@@ -269,37 +224,22 @@ mod tests {
                 "box",
             ]
         );
-        let plain = LogsRequest {
-            pod: "box".into(),
-            ..LogsRequest::default()
-        };
+        let plain = LogsRequest { pod: "box".into(), ..LogsRequest::default() };
         assert_eq!(logs_args(&target(), &plain)[3..], ["logs", "box"]);
     }
 
     #[tokio::test]
     async fn kubectl_exit_statuses_pass_through_and_a_missing_kubectl_says_how_to_fix_it() {
         // `sh -c 'exit "$1"' sh N` stands in for a kubectl whose remote command exited with N.
-        let exit_with = |code: &str| {
-            [
-                "-c".to_owned(),
-                "exit \"$1\"".to_owned(),
-                "sh".to_owned(),
-                code.to_owned(),
-            ]
-        };
+        let exit_with = |code: &str| ["-c".to_owned(), "exit \"$1\"".to_owned(), "sh".to_owned(), code.to_owned()];
         assert!(run_program("sh", &exit_with("0"), "exec").await.is_ok());
         let failed = run_program("sh", &exit_with("3"), "exec").await.expect_err("fails");
         assert_eq!(failed.exit_code(), 3);
         assert!(!failed.should_print());
 
-        let missing = run_program("/nonexistent/kubectl", &[], "logs")
-            .await
-            .expect_err("cannot spawn");
+        let missing = run_program("/nonexistent/kubectl", &[], "logs").await.expect_err("cannot spawn");
         let message = missing.to_string();
-        assert!(
-            message.contains("/nonexistent/kubectl") && message.contains("kubectl sc logs"),
-            "{message}"
-        );
+        assert!(message.contains("/nonexistent/kubectl") && message.contains("kubectl sc logs"), "{message}");
         assert!(message.contains("Install kubectl or put it on PATH"), "{message}");
     }
 }

@@ -45,9 +45,7 @@ pub async fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let global = &cli.global;
     if global.all_namespaces && !matches!(cli.command, Command::List(_)) {
-        return Err(CliError::AllNamespacesNotSupported {
-            command: command_name(&cli.command),
-        });
+        return Err(CliError::AllNamespacesNotSupported { command: command_name(&cli.command) });
     }
     match cli.command {
         Command::Create(args) => commands::create(global, args).await,
@@ -55,9 +53,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => commands::status(global, args).await,
         Command::Start(args) => commands::lifecycle(global, &args.name, Target::Running, args.wait, args.timeout).await,
         Command::Stop(args) => commands::lifecycle(global, &args.name, Target::Stopped, args.wait, args.timeout).await,
-        Command::Restart(args) => {
-            commands::restart(global, &args.name, args.wait, args.timeout, args.stop_timeout).await
-        }
+        Command::Restart(args) => commands::restart(global, &args.name, args.wait, args.timeout, args.stop_timeout).await,
         Command::Exec(args) => commands::exec(global, args).await,
         Command::Logs(args) => commands::logs(global, args).await,
         Command::Delete(args) => commands::delete(global, args).await,
@@ -91,9 +87,6 @@ mod tests {
     async fn all_namespaces_is_refused_outside_list() {
         let cli = Cli::try_parse_from(["kubectl-sc", "-A", "status", "box"]).expect("parses");
         let error = run(cli).await.expect_err("refused");
-        assert_eq!(
-            error.to_string(),
-            "--all-namespaces (-A) applies to `list` only; use -n <namespace> with `status`"
-        );
+        assert_eq!(error.to_string(), "--all-namespaces (-A) applies to `list` only; use -n <namespace> with `status`");
     }
 }

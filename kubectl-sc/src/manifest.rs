@@ -34,11 +34,7 @@ pub struct CreateRequest {
 pub fn build_stoppable_container(request: &CreateRequest) -> StoppableContainer {
     let requests: BTreeMap<String, Quantity> = [("cpu", &request.cpu_request), ("memory", &request.memory_request)]
         .into_iter()
-        .filter_map(|(resource, amount)| {
-            amount
-                .as_ref()
-                .map(|amount| (resource.to_owned(), Quantity(amount.clone())))
-        })
+        .filter_map(|(resource, amount)| amount.as_ref().map(|amount| (resource.to_owned(), Quantity(amount.clone()))))
         .collect();
     let workload = Container {
         name: request.name.clone(),
@@ -46,52 +42,31 @@ pub fn build_stoppable_container(request: &CreateRequest) -> StoppableContainer 
         command: (!request.command.is_empty()).then(|| request.command.clone()),
         working_dir: request.workdir.clone(),
         env: (!request.env.is_empty()).then(|| {
-            request
-                .env
-                .iter()
-                .map(|var| EnvVar {
-                    name: var.name.clone(),
-                    value: Some(var.value.clone()),
-                    value_from: None,
-                })
-                .collect()
+            request.env.iter().map(|var| EnvVar { name: var.name.clone(), value: Some(var.value.clone()), value_from: None }).collect()
         }),
         ports: (!request.ports.is_empty()).then(|| {
             request
                 .ports
                 .iter()
-                .map(|port| ContainerPort {
-                    container_port: i32::from(port.number),
-                    name: port.name.clone(),
-                    ..ContainerPort::default()
-                })
+                .map(|port| ContainerPort { container_port: i32::from(port.number), name: port.name.clone(), ..ContainerPort::default() })
                 .collect()
         }),
-        resources: (!requests.is_empty()).then(|| ResourceRequirements {
-            requests: Some(requests),
-            ..ResourceRequirements::default()
-        }),
+        resources: (!requests.is_empty()).then(|| ResourceRequirements { requests: Some(requests), ..ResourceRequirements::default() }),
         ..Container::default()
     };
     let spec = StoppableContainerSpec {
         running: request.running,
         template: WorkloadTemplate {
             metadata: None,
-            spec: Some(PodSpec {
-                containers: vec![workload],
-                ..PodSpec::default()
-            }),
+            spec: Some(PodSpec { containers: vec![workload], ..PodSpec::default() }),
             container: None,
         },
         provider: None,
         host_path_prefix: None,
     };
     let mut stoppable_container = StoppableContainer::new(&request.name, spec);
-    stoppable_container.metadata = ObjectMeta {
-        name: Some(request.name.clone()),
-        namespace: Some(request.namespace.clone()),
-        ..ObjectMeta::default()
-    };
+    stoppable_container.metadata =
+        ObjectMeta { name: Some(request.name.clone()), namespace: Some(request.namespace.clone()), ..ObjectMeta::default() };
     stoppable_container
 }
 
@@ -99,9 +74,7 @@ pub fn build_stoppable_container(request: &CreateRequest) -> StoppableContainer 
 pub fn render_manifest<T: serde::Serialize>(object: &T, format: ManifestFormat) -> Result<String, CliError> {
     match format {
         ManifestFormat::Yaml => serde_yaml::to_string(object).map_err(CliError::from),
-        ManifestFormat::Json => serde_json::to_string_pretty(object)
-            .map(|json| json + "\n")
-            .map_err(CliError::from),
+        ManifestFormat::Json => serde_json::to_string_pretty(object).map(|json| json + "\n").map_err(CliError::from),
     }
 }
 
@@ -116,17 +89,8 @@ mod tests {
             image: "ubuntu:22.04".into(),
             running: true,
             workdir: Some("/root".into()),
-            env: vec![EnvVarArg {
-                name: "EDITOR".into(),
-                value: "vim".into(),
-            }],
-            ports: vec![
-                PortArg {
-                    number: 8080,
-                    name: Some("http".into()),
-                },
-                PortArg { number: 22, name: None },
-            ],
+            env: vec![EnvVarArg { name: "EDITOR".into(), value: "vim".into() }],
+            ports: vec![PortArg { number: 8080, name: Some("http".into()) }, PortArg { number: 22, name: None }],
             cpu_request: Some("500m".into()),
             memory_request: Some("1Gi".into()),
             command: vec!["sleep".into(), "infinity".into()],
@@ -134,12 +98,7 @@ mod tests {
     }
 
     fn workload(stoppable_container: &StoppableContainer) -> &Container {
-        let pod_spec = stoppable_container
-            .spec
-            .template
-            .spec
-            .as_ref()
-            .expect("template.spec is set");
+        let pod_spec = stoppable_container.spec.template.spec.as_ref().expect("template.spec is set");
         assert_eq!(pod_spec.containers.len(), 1);
         &pod_spec.containers[0]
     }
@@ -147,29 +106,20 @@ mod tests {
     #[test]
     fn the_command_after_double_dash_is_the_workload_command() {
         let stoppable_container = build_stoppable_container(&dev_box());
-        assert_eq!(
-            workload(&stoppable_container).command.as_deref(),
-            Some(&["sleep".to_owned(), "infinity".to_owned()][..])
-        );
+        assert_eq!(workload(&stoppable_container).command.as_deref(), Some(&["sleep".to_owned(), "infinity".to_owned()][..]));
         assert_eq!(workload(&stoppable_container).args, None);
 
         // Also after a round trip through the printed YAML, as `kubectl apply` would read it.
         let yaml = render_manifest(&stoppable_container, ManifestFormat::Yaml).expect("serializes");
         let parsed: StoppableContainer = serde_yaml::from_str(&yaml).expect("parses back");
         assert_eq!(parsed, stoppable_container);
-        assert_eq!(
-            workload(&parsed).command,
-            Some(vec!["sleep".to_owned(), "infinity".to_owned()])
-        );
+        assert_eq!(workload(&parsed).command, Some(vec!["sleep".to_owned(), "infinity".to_owned()]));
     }
 
     #[test]
     fn uses_the_current_schema_and_every_requested_setting() {
         let stoppable_container = build_stoppable_container(&dev_box());
-        assert!(
-            stoppable_container.spec.template.container.is_none(),
-            "the legacy shorthand is not emitted"
-        );
+        assert!(stoppable_container.spec.template.container.is_none(), "the legacy shorthand is not emitted");
         assert!(stoppable_container.spec.running);
         assert_eq!(stoppable_container.metadata.namespace.as_deref(), Some("team-a"));
         let container = workload(&stoppable_container);
@@ -177,27 +127,16 @@ mod tests {
         assert_eq!(container.image.as_deref(), Some("ubuntu:22.04"));
         assert_eq!(container.working_dir.as_deref(), Some("/root"));
         let ports = container.ports.as_ref().expect("ports");
-        assert_eq!(
-            (ports[0].container_port, ports[0].name.as_deref()),
-            (8080, Some("http"))
-        );
+        assert_eq!((ports[0].container_port, ports[0].name.as_deref()), (8080, Some("http")));
         assert_eq!((ports[1].container_port, ports[1].name.as_deref()), (22, None));
-        let requests = container
-            .resources
-            .as_ref()
-            .and_then(|r| r.requests.as_ref())
-            .expect("requests");
+        let requests = container.resources.as_ref().and_then(|r| r.requests.as_ref()).expect("requests");
         assert_eq!(requests.get("cpu"), Some(&Quantity("500m".into())));
         assert_eq!(requests.get("memory"), Some(&Quantity("1Gi".into())));
     }
 
     #[test]
     fn without_a_command_the_image_default_runs() {
-        let request = CreateRequest {
-            command: vec![],
-            running: false,
-            ..dev_box()
-        };
+        let request = CreateRequest { command: vec![], running: false, ..dev_box() };
         let stoppable_container = build_stoppable_container(&request);
         assert_eq!(workload(&stoppable_container).command, None);
         assert!(!stoppable_container.spec.running);
@@ -216,9 +155,6 @@ mod tests {
             running: false,
             ..CreateRequest::default()
         };
-        insta::assert_snapshot!(
-            "minimal_json",
-            render_manifest(&build_stoppable_container(&minimal), ManifestFormat::Json).expect("json")
-        );
+        insta::assert_snapshot!("minimal_json", render_manifest(&build_stoppable_container(&minimal), ManifestFormat::Json).expect("json"));
     }
 }

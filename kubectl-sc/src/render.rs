@@ -92,10 +92,7 @@ impl EventView {
             type_: event.type_.clone().unwrap_or_default(),
             reason: event.reason.clone().unwrap_or_default(),
             last_seen,
-            count: event
-                .count
-                .or_else(|| event.series.as_ref().and_then(|series| series.count))
-                .unwrap_or(1),
+            count: event.count.or_else(|| event.series.as_ref().and_then(|series| series.count)).unwrap_or(1),
             message: event.message.clone().unwrap_or_default().trim_end().to_owned(),
         }
     }
@@ -128,10 +125,7 @@ pub fn render_table(views: &[ScView], with_namespace: bool, now: Timestamp) -> S
             view.name.clone(),
             if view.running { "Yes" } else { "No" }.to_owned(),
             view.phase_text().to_owned(),
-            view.node
-                .clone()
-                .filter(|node| !node.is_empty())
-                .unwrap_or_else(|| "<none>".to_owned()),
+            view.node.clone().filter(|node| !node.is_empty()).unwrap_or_else(|| "<none>".to_owned()),
             format_age(view.created, now),
         ];
         if with_namespace {
@@ -147,13 +141,7 @@ pub fn render_table(views: &[ScView], with_namespace: bool, now: Timestamp) -> S
 fn align_columns(rows: Vec<Vec<String>>) -> String {
     let column_count = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..column_count)
-        .map(|column| {
-            rows.iter()
-                .filter_map(|row| row.get(column))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|column| rows.iter().filter_map(|row| row.get(column)).map(|cell| cell.chars().count()).max().unwrap_or(0))
         .collect();
     let mut output = String::new();
     for row in rows {
@@ -173,12 +161,7 @@ fn align_columns(rows: Vec<Vec<String>>) -> String {
 
 /// The default `status` text: aligned fields, conditions, then the most recent events.
 pub fn render_status(view: &ScView, events: &[EventView], now: Timestamp) -> String {
-    let dash = |value: &Option<String>| {
-        value
-            .clone()
-            .filter(|text| !text.is_empty())
-            .unwrap_or_else(|| "-".to_owned())
-    };
+    let dash = |value: &Option<String>| value.clone().filter(|text| !text.is_empty()).unwrap_or_else(|| "-".to_owned());
     let mut fields = vec![
         ("Name:", view.name.clone()),
         ("Namespace:", view.namespace.clone()),
@@ -222,23 +205,13 @@ pub fn render_status(view: &ScView, events: &[EventView], now: Timestamp) -> Str
         return output;
     }
     output.push('\n');
-    let mut rows = vec![vec![
-        "TYPE".to_owned(),
-        "REASON".to_owned(),
-        "AGE".to_owned(),
-        "MESSAGE".to_owned(),
-    ]];
+    let mut rows = vec![vec!["TYPE".to_owned(), "REASON".to_owned(), "AGE".to_owned(), "MESSAGE".to_owned()]];
     for event in events {
         let age = match event.count {
             count if count > 1 => format!("{} (x{count})", format_age(event.last_seen, now)),
             _ => format_age(event.last_seen, now),
         };
-        rows.push(vec![
-            event.type_.clone(),
-            event.reason.clone(),
-            age,
-            event.message.clone(),
-        ]);
+        rows.push(vec![event.type_.clone(), event.reason.clone(), age, event.message.clone()]);
     }
     for line in align_columns(rows).lines() {
         output.push_str("  ");
@@ -274,9 +247,7 @@ pub fn render_objects(objects: &[StoppableContainer], single: bool, format: Outp
     match format {
         OutputFormat::Json => Ok(serde_json::to_string_pretty(&document)? + "\n"),
         OutputFormat::Yaml => Ok(serde_yaml::to_string(&document)?),
-        OutputFormat::Table => Err(CliError::Internal(
-            "render_objects called for the table format".to_owned(),
-        )),
+        OutputFormat::Table => Err(CliError::Internal("render_objects called for the table format".to_owned())),
     }
 }
 
@@ -294,14 +265,7 @@ mod tests {
         Some(Timestamp::from_second(now().as_second() - seconds).expect("in range"))
     }
 
-    fn view(
-        name: &str,
-        namespace: &str,
-        running: bool,
-        phase: Option<Phase>,
-        node: Option<&str>,
-        age_seconds: i64,
-    ) -> ScView {
+    fn view(name: &str, namespace: &str, running: bool, phase: Option<Phase>, node: Option<&str>, age_seconds: i64) -> ScView {
         ScView {
             name: name.into(),
             namespace: namespace.into(),
@@ -337,22 +301,8 @@ mod tests {
 
     fn sample_views() -> Vec<ScView> {
         vec![
-            view(
-                "dev-box",
-                "team-a",
-                true,
-                Some(Phase::Running),
-                Some("node-1"),
-                3 * 86_400,
-            ),
-            view(
-                "builder-with-a-long-name",
-                "team-b",
-                false,
-                Some(Phase::Stopped),
-                None,
-                125,
-            ),
+            view("dev-box", "team-a", true, Some(Phase::Running), Some("node-1"), 3 * 86_400),
+            view("builder-with-a-long-name", "team-b", false, Some(Phase::Stopped), None, 125),
             view("fresh", "default", true, None, None, 4),
         ]
     }
@@ -371,18 +321,8 @@ mod tests {
         failed.instance = Some("dev-box".into());
         failed.data_node = Some("node-2".into());
         failed.conditions = vec![
-            ConditionView {
-                type_: "Ready".into(),
-                status: "False".into(),
-                reason: "Failed".into(),
-                message: "workload pod failed".into(),
-            },
-            ConditionView {
-                type_: "SpecValid".into(),
-                status: "True".into(),
-                reason: "".into(),
-                message: "".into(),
-            },
+            ConditionView { type_: "Ready".into(), status: "False".into(), reason: "Failed".into(), message: "workload pod failed".into() },
+            ConditionView { type_: "SpecValid".into(), status: "True".into(), reason: "".into(), message: "".into() },
         ];
         let events = vec![
             EventView {
@@ -414,22 +354,13 @@ mod tests {
             count: 1,
             message: String::new(),
         };
-        let kept = recent_events(
-            vec![event("b", 20), event("newest", 1), event("oldest", 300), event("a", 50)],
-            3,
-        );
+        let kept = recent_events(vec![event("b", 20), event("newest", 1), event("oldest", 300), event("a", 50)], 3);
         let reasons: Vec<&str> = kept.iter().map(|event| event.reason.as_str()).collect();
         assert_eq!(reasons, ["a", "b", "newest"]);
     }
 
     fn object() -> StoppableContainer {
-        let mut object = StoppableContainer::new(
-            "dev-box",
-            StoppableContainerSpec {
-                running: true,
-                ..Default::default()
-            },
-        );
+        let mut object = StoppableContainer::new("dev-box", StoppableContainerSpec { running: true, ..Default::default() });
         object.metadata.namespace = Some("team-a".into());
         object.metadata.creation_timestamp = seconds_ago(60).map(Time);
         object.metadata.managed_fields = Some(vec![Default::default()]);
@@ -453,10 +384,7 @@ mod tests {
     #[test]
     fn views_take_what_the_status_says() {
         let view = ScView::from_object(&object());
-        assert_eq!(
-            (view.name.as_str(), view.namespace.as_str(), view.running),
-            ("dev-box", "team-a", true)
-        );
+        assert_eq!((view.name.as_str(), view.namespace.as_str(), view.running), ("dev-box", "team-a", true));
         assert_eq!((view.phase_text(), view.node.as_deref()), ("Running", Some("node-1")));
         assert_eq!(view.conditions[0].reason, "Running");
         let bare = ScView::from_object(&StoppableContainer::new("new", Default::default()));
@@ -475,8 +403,7 @@ mod tests {
         assert_eq!(list["kind"], "List");
         assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
         assert_eq!(list["items"][0]["spec"]["running"], true);
-        let empty: serde_json::Value =
-            serde_json::from_str(&render_objects(&[], false, OutputFormat::Json).expect("json")).expect("json");
+        let empty: serde_json::Value = serde_json::from_str(&render_objects(&[], false, OutputFormat::Json).expect("json")).expect("json");
         assert_eq!(empty["items"], serde_json::json!([]));
     }
 }

@@ -56,9 +56,7 @@ fn is_dns1123_label(value: &str) -> bool {
     let bytes = value.as_bytes();
     let is_alnum = |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit();
     match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            is_alnum(first) && is_alnum(last) && bytes.iter().all(|b| is_alnum(b) || *b == b'-')
-        }
+        (Some(first), Some(last)) => is_alnum(first) && is_alnum(last) && bytes.iter().all(|b| is_alnum(b) || *b == b'-'),
         _ => false,
     }
 }
@@ -67,9 +65,7 @@ fn is_dns1123_label(value: &str) -> bool {
 /// (letters, digits, `_`, `-`, `.`, not starting with a digit); the value may be empty.
 pub fn parse_env_var(raw: &str) -> Result<EnvVarArg, String> {
     let Some((name, value)) = raw.split_once('=') else {
-        return Err(format!(
-            "{raw:?} has no '=': expected KEY=VALUE, e.g. -e GREETING=hello"
-        ));
+        return Err(format!("{raw:?} has no '=': expected KEY=VALUE, e.g. -e GREETING=hello"));
     };
     if name.is_empty() {
         return Err(format!("{raw:?} has an empty variable name: expected KEY=VALUE"));
@@ -82,10 +78,7 @@ pub fn parse_env_var(raw: &str) -> Result<EnvVarArg, String> {
              or '.', not starting with a digit"
         ));
     }
-    Ok(EnvVarArg {
-        name: name.to_owned(),
-        value: value.to_owned(),
-    })
+    Ok(EnvVarArg { name: name.to_owned(), value: value.to_owned() })
 }
 
 /// Parses `port[:name]`: a port number 1-65535 and an optional IANA service name (what
@@ -99,22 +92,15 @@ pub fn parse_port(raw: &str) -> Result<PortArg, String> {
         .parse::<u16>()
         .ok()
         .filter(|number| *number != 0)
-        .ok_or_else(|| {
-            format!("{number_text:?} is not a port number: expected 1-65535, as port[:name] (e.g. 8080:http)")
-        })?;
+        .ok_or_else(|| format!("{number_text:?} is not a port number: expected 1-65535, as port[:name] (e.g. 8080:http)"))?;
     if let Some(name) = name {
         validate_port_name(name)?;
     }
-    Ok(PortArg {
-        number,
-        name: name.map(str::to_owned),
-    })
+    Ok(PortArg { number, name: name.map(str::to_owned) })
 }
 
 fn validate_port_name(name: &str) -> Result<(), String> {
-    let chars_ok = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let chars_ok = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let has_letter = name.chars().any(|c| c.is_ascii_lowercase());
     let hyphens_ok = !name.starts_with('-') && !name.ends_with('-') && !name.contains("--");
     if (1..=15).contains(&name.len()) && chars_ok && has_letter && hyphens_ok {
@@ -130,9 +116,7 @@ fn validate_port_name(name: &str) -> Result<(), String> {
 /// Checks a resource quantity such as `500m`, `1`, `1.5`, `256Mi`, `2G` or `1e3` (the
 /// Kubernetes quantity grammar, without a sign: requests cannot be negative).
 pub fn parse_quantity(raw: &str) -> Result<String, String> {
-    let number_len = raw
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(raw.len());
+    let number_len = raw.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(raw.len());
     let (number, suffix) = raw.split_at(number_len);
     let number_ok = match number.split_once('.') {
         Some((whole, fraction)) => {
@@ -153,9 +137,7 @@ pub fn parse_quantity(raw: &str) -> Result<String, String> {
 }
 
 fn is_quantity_suffix(suffix: &str) -> bool {
-    const SUFFIXES: [&str; 16] = [
-        "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
-    ];
+    const SUFFIXES: [&str; 16] = ["", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
     if SUFFIXES.contains(&suffix) {
         return true;
     }
@@ -184,86 +166,33 @@ mod tests {
 
     #[test]
     fn env_vars_need_a_valid_key_and_an_equals_sign() {
-        assert_eq!(
-            parse_env_var("A_B.c-d=x=y"),
-            Ok(EnvVarArg {
-                name: "A_B.c-d".into(),
-                value: "x=y".into()
-            })
-        );
-        assert_eq!(
-            parse_env_var("EMPTY="),
-            Ok(EnvVarArg {
-                name: "EMPTY".into(),
-                value: "".into()
-            })
-        );
-        assert!(
-            parse_env_var("FOO")
-                .expect_err("is rejected")
-                .contains("expected KEY=VALUE")
-        );
-        assert!(
-            parse_env_var("=x")
-                .expect_err("is rejected")
-                .contains("empty variable name")
-        );
-        assert!(
-            parse_env_var("1X=y")
-                .expect_err("is rejected")
-                .contains("not a valid environment variable name")
-        );
+        assert_eq!(parse_env_var("A_B.c-d=x=y"), Ok(EnvVarArg { name: "A_B.c-d".into(), value: "x=y".into() }));
+        assert_eq!(parse_env_var("EMPTY="), Ok(EnvVarArg { name: "EMPTY".into(), value: "".into() }));
+        assert!(parse_env_var("FOO").expect_err("is rejected").contains("expected KEY=VALUE"));
+        assert!(parse_env_var("=x").expect_err("is rejected").contains("empty variable name"));
+        assert!(parse_env_var("1X=y").expect_err("is rejected").contains("not a valid environment variable name"));
         assert!(parse_env_var("A B=y").is_err());
     }
 
     #[test]
     fn ports_are_numbers_in_range_with_optional_iana_names() {
-        assert_eq!(
-            parse_port("8080"),
-            Ok(PortArg {
-                number: 8080,
-                name: None
-            })
-        );
-        assert_eq!(
-            parse_port("22:ssh"),
-            Ok(PortArg {
-                number: 22,
-                name: Some("ssh".into())
-            })
-        );
+        assert_eq!(parse_port("8080"), Ok(PortArg { number: 8080, name: None }));
+        assert_eq!(parse_port("22:ssh"), Ok(PortArg { number: 22, name: Some("ssh".into()) }));
         for bad in ["abc", "70000", "0", "-1", "", ":http"] {
-            assert!(
-                parse_port(bad)
-                    .expect_err("is rejected")
-                    .contains("is not a port number"),
-                "{bad:?}"
-            );
+            assert!(parse_port(bad).expect_err("is rejected").contains("is not a port number"), "{bad:?}");
         }
         for bad_name in ["80:HTTP", "80:", "80:123", "80:a--b", "80:-a", "80:sixteen-chars-xy"] {
-            assert!(
-                parse_port(bad_name)
-                    .expect_err("is rejected")
-                    .contains("not a valid port name"),
-                "{bad_name:?}"
-            );
+            assert!(parse_port(bad_name).expect_err("is rejected").contains("not a valid port name"), "{bad_name:?}");
         }
     }
 
     #[test]
     fn quantities_follow_the_kubernetes_grammar() {
-        for good in [
-            "500m", "1", "1.5", ".5", "2.", "256Mi", "1Gi", "2G", "1e3", "5E-2", "100k",
-        ] {
+        for good in ["500m", "1", "1.5", ".5", "2.", "256Mi", "1Gi", "2G", "1e3", "5E-2", "100k"] {
             assert_eq!(parse_quantity(good), Ok(good.to_owned()), "{good:?}");
         }
         for bad in ["", "abc", "1.2.3", "-1", "1MB", "1 Gi", "Mi", ".", "1e", "1x"] {
-            assert!(
-                parse_quantity(bad)
-                    .expect_err("is rejected")
-                    .contains("not a resource quantity"),
-                "{bad:?}"
-            );
+            assert!(parse_quantity(bad).expect_err("is rejected").contains("not a resource quantity"), "{bad:?}");
         }
     }
 

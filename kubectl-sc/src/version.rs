@@ -15,10 +15,7 @@ mod tests {
     #[test]
     fn names_the_crate_version_and_the_commit() {
         let line = version_line();
-        assert!(
-            line.starts_with(&format!("kubectl-sc version {} (git ", env!("CARGO_PKG_VERSION"))),
-            "{line}"
-        );
+        assert!(line.starts_with(&format!("kubectl-sc version {} (git ", env!("CARGO_PKG_VERSION"))), "{line}");
         assert!(line.ends_with(')') && !line.contains("(git )"), "{line}");
     }
 }

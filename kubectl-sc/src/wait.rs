@@ -52,10 +52,7 @@ pub enum WaitStep {
 /// example `Stopped` right after `start`), so it neither finishes nor fails the wait.
 pub fn assess(target: Target, object: &StoppableContainer, min_generation: Option<i64>) -> WaitStep {
     if object.spec.running != target.wants_running() {
-        return WaitStep::Failed(format!(
-            "spec.running was changed to {} by someone else while waiting",
-            object.spec.running
-        ));
+        return WaitStep::Failed(format!("spec.running was changed to {} by someone else while waiting", object.spec.running));
     }
     let Some(status) = &object.status else {
         return WaitStep::Waiting;
@@ -77,11 +74,7 @@ pub fn assess(target: Target, object: &StoppableContainer, min_generation: Optio
         Some(Phase::Stopped) if target == Target::Stopped && !workload_gone() => WaitStep::Waiting,
         Some(phase) if phase == target.phase() => WaitStep::Reached,
         Some(Phase::Failed) => WaitStep::Failed(
-            status
-                .message
-                .clone()
-                .filter(|message| !message.is_empty())
-                .unwrap_or_else(|| "no message in the status".to_owned()),
+            status.message.clone().filter(|message| !message.is_empty()).unwrap_or_else(|| "no message in the status".to_owned()),
         ),
         _ => WaitStep::Waiting,
     }
@@ -98,21 +91,13 @@ impl Observed {
     pub fn of(object: &StoppableContainer) -> Self {
         let status = object.status.as_ref();
         Self {
-            phase: status
-                .and_then(|status| status.phase)
-                .unwrap_or(Phase::Pending)
-                .as_str()
-                .to_owned(),
+            phase: status.and_then(|status| status.phase).unwrap_or(Phase::Pending).as_str().to_owned(),
             message: status.and_then(|status| status.message.clone()).unwrap_or_default(),
         }
     }
 
     pub fn progress_line(&self) -> String {
-        if self.message.is_empty() {
-            format!("  phase {}", self.phase)
-        } else {
-            format!("  phase {}: {}", self.phase, self.message)
-        }
+        if self.message.is_empty() { format!("  phase {}", self.phase) } else { format!("  phase {}: {}", self.phase, self.message) }
     }
 }
 
@@ -131,10 +116,7 @@ pub async fn wait_for_phase(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let action = format!("get StoppableContainer {name:?}");
-        let object = api
-            .get(name)
-            .await
-            .map_err(|error| cluster.explain(error, &action, namespace, Some(name)))?;
+        let object = api.get(name).await.map_err(|error| cluster.explain(error, &action, namespace, Some(name)))?;
         let observed = Observed::of(&object);
         if last_seen.as_ref() != Some(&observed) {
             println!("{}", observed.progress_line());
@@ -159,11 +141,7 @@ pub async fn wait_for_phase(
                 target: target.describe(),
                 timeout,
                 last_phase: observed.phase,
-                last_message: if observed.message.is_empty() {
-                    "none".to_owned()
-                } else {
-                    observed.message
-                },
+                last_message: if observed.message.is_empty() { "none".to_owned() } else { observed.message },
             })));
         }
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -171,22 +149,13 @@ pub async fn wait_for_phase(
 }
 
 /// Polls until the object is gone, printing the finalizers still holding it whenever they change.
-pub async fn wait_for_deletion(
-    cluster: &Cluster,
-    namespace: &str,
-    name: &str,
-    timeout: Duration,
-) -> Result<(), CliError> {
+pub async fn wait_for_deletion(cluster: &Cluster, namespace: &str, name: &str, timeout: Duration) -> Result<(), CliError> {
     let api = cluster.stoppable_containers(namespace);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_finalizers: Option<Vec<String>> = None;
     loop {
         let action = format!("get StoppableContainer {name:?}");
-        let Some(object) = api
-            .get_opt(name)
-            .await
-            .map_err(|error| cluster.explain(error, &action, namespace, Some(name)))?
-        else {
+        let Some(object) = api.get_opt(name).await.map_err(|error| cluster.explain(error, &action, namespace, Some(name)))? else {
             return Ok(());
         };
         let finalizers = object.metadata.finalizers.clone().unwrap_or_default();
@@ -195,11 +164,7 @@ pub async fn wait_for_deletion(
             last_finalizers = Some(finalizers.clone());
         }
         if tokio::time::Instant::now() + POLL_INTERVAL > deadline {
-            return Err(CliError::DeleteTimeout {
-                name: name.to_owned(),
-                timeout,
-                finalizers: finalizers.join(", "),
-            });
+            return Err(CliError::DeleteTimeout { name: name.to_owned(), timeout, finalizers: finalizers.join(", ") });
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
@@ -219,125 +184,51 @@ mod tests {
     use super::*;
     use sc_api::{StoppableContainerSpec, StoppableContainerStatus};
 
-    fn object(
-        running: bool,
-        phase: Option<Phase>,
-        observed_generation: Option<i64>,
-        message: Option<&str>,
-    ) -> StoppableContainer {
-        let mut object = StoppableContainer::new(
-            "box",
-            StoppableContainerSpec {
-                running,
-                ..Default::default()
-            },
-        );
+    fn object(running: bool, phase: Option<Phase>, observed_generation: Option<i64>, message: Option<&str>) -> StoppableContainer {
+        let mut object = StoppableContainer::new("box", StoppableContainerSpec { running, ..Default::default() });
         object.metadata.generation = Some(4);
-        object.status = Some(StoppableContainerStatus {
-            phase,
-            observed_generation,
-            message: message.map(str::to_owned),
-            ..Default::default()
-        });
+        object.status =
+            Some(StoppableContainerStatus { phase, observed_generation, message: message.map(str::to_owned), ..Default::default() });
         object
     }
 
     #[test]
     fn the_target_phase_at_the_current_generation_finishes_the_wait() {
-        assert_eq!(
-            assess(
-                Target::Running,
-                &object(true, Some(Phase::Running), Some(4), None),
-                Some(4)
-            ),
-            WaitStep::Reached
-        );
-        assert_eq!(
-            assess(
-                Target::Stopped,
-                &object(false, Some(Phase::Stopped), Some(5), None),
-                Some(4)
-            ),
-            WaitStep::Reached
-        );
+        assert_eq!(assess(Target::Running, &object(true, Some(Phase::Running), Some(4), None), Some(4)), WaitStep::Reached);
+        assert_eq!(assess(Target::Stopped, &object(false, Some(Phase::Stopped), Some(5), None), Some(4)), WaitStep::Reached);
     }
 
     #[test]
     fn a_status_from_before_our_change_is_not_trusted() {
         // Right after `start`, the status may still say Running from an earlier run... or Failed.
-        assert_eq!(
-            assess(
-                Target::Stopped,
-                &object(false, Some(Phase::Stopped), Some(3), None),
-                Some(4)
-            ),
-            WaitStep::Waiting
-        );
-        assert_eq!(
-            assess(
-                Target::Running,
-                &object(true, Some(Phase::Failed), Some(3), Some("old")),
-                Some(4)
-            ),
-            WaitStep::Waiting
-        );
+        assert_eq!(assess(Target::Stopped, &object(false, Some(Phase::Stopped), Some(3), None), Some(4)), WaitStep::Waiting);
+        assert_eq!(assess(Target::Running, &object(true, Some(Phase::Failed), Some(3), Some("old")), Some(4)), WaitStep::Waiting);
         // An operator that writes no observedGeneration is taken at its word.
-        assert_eq!(
-            assess(
-                Target::Running,
-                &object(true, Some(Phase::Running), None, None),
-                Some(4)
-            ),
-            WaitStep::Reached
-        );
+        assert_eq!(assess(Target::Running, &object(true, Some(Phase::Running), None, None), Some(4)), WaitStep::Reached);
     }
 
     #[test]
     fn intermediate_phases_keep_waiting_and_failed_fails_with_the_message() {
-        for phase in [
-            None,
-            Some(Phase::Pending),
-            Some(Phase::ProviderReady),
-            Some(Phase::Stopped),
-        ] {
-            assert_eq!(
-                assess(Target::Running, &object(true, phase, Some(4), None), Some(4)),
-                WaitStep::Waiting,
-                "{phase:?}"
-            );
+        for phase in [None, Some(Phase::Pending), Some(Phase::ProviderReady), Some(Phase::Stopped)] {
+            assert_eq!(assess(Target::Running, &object(true, phase, Some(4), None), Some(4)), WaitStep::Waiting, "{phase:?}");
         }
         let mut no_status = object(true, None, None, None);
         no_status.status = None;
         assert_eq!(assess(Target::Running, &no_status, Some(4)), WaitStep::Waiting);
         assert_eq!(
-            assess(
-                Target::Running,
-                &object(true, Some(Phase::Failed), Some(4), Some("image pull failed")),
-                Some(4)
-            ),
+            assess(Target::Running, &object(true, Some(Phase::Failed), Some(4), Some("image pull failed")), Some(4)),
             WaitStep::Failed("image pull failed".into())
         );
         assert_eq!(
-            assess(
-                Target::Running,
-                &object(true, Some(Phase::Failed), Some(4), None),
-                Some(4)
-            ),
+            assess(Target::Running, &object(true, Some(Phase::Failed), Some(4), None), Some(4)),
             WaitStep::Failed("no message in the status".into())
         );
     }
 
     #[test]
     fn someone_else_flipping_running_ends_the_wait() {
-        let step = assess(
-            Target::Running,
-            &object(false, Some(Phase::Stopped), Some(4), None),
-            Some(4),
-        );
-        assert_eq!(
-            step,
-            WaitStep::Failed("spec.running was changed to false by someone else while waiting".into())
-        );
+        let step = assess(Target::Running, &object(false, Some(Phase::Stopped), Some(4), None), Some(4));
+        assert_eq!(step, WaitStep::Failed("spec.running was changed to false by someone else while waiting".into()));
     }
 
     #[test]
@@ -356,27 +247,13 @@ mod tests {
 
     #[test]
     fn progress_lines_show_phase_and_message() {
-        assert_eq!(
-            Observed::of(&object(true, None, None, None)).progress_line(),
-            "  phase Pending"
-        );
-        let starting = Observed::of(&object(
-            true,
-            Some(Phase::ProviderReady),
-            None,
-            Some("waiting for the workload pod"),
-        ));
-        assert_eq!(
-            starting.progress_line(),
-            "  phase ProviderReady: waiting for the workload pod"
-        );
+        assert_eq!(Observed::of(&object(true, None, None, None)).progress_line(), "  phase Pending");
+        let starting = Observed::of(&object(true, Some(Phase::ProviderReady), None, Some("waiting for the workload pod")));
+        assert_eq!(starting.progress_line(), "  phase ProviderReady: waiting for the workload pod");
         assert_eq!(
             deletion_progress_line(&["a/finalizer".into(), "b/node-data".into()]),
             "  waiting for finalizers: a/finalizer, b/node-data"
         );
-        assert_eq!(
-            deletion_progress_line(&[]),
-            "  waiting for the API server to remove the object"
-        );
+        assert_eq!(deletion_progress_line(&[]), "  waiting for the API server to remove the object");
     }
 }

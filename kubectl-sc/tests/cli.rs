@@ -60,9 +60,7 @@ struct Request {
 }
 
 /// A one-request-per-connection HTTP/1.1 server answering from `route`, recording requests.
-fn fake_api_server(
-    route: impl Fn(&Request) -> (u16, Value) + Send + Sync + 'static,
-) -> (String, Arc<Mutex<Vec<Request>>>) {
+fn fake_api_server(route: impl Fn(&Request) -> (u16, Value) + Send + Sync + 'static) -> (String, Arc<Mutex<Vec<Request>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let address = listener.local_addr().expect("address");
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -76,10 +74,7 @@ fn fake_api_server(
                 continue;
             }
             let mut parts = request_line.split_whitespace();
-            let (method, path) = (
-                parts.next().unwrap_or_default().to_owned(),
-                parts.next().unwrap_or_default().to_owned(),
-            );
+            let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
             let (mut content_length, mut content_type) = (0usize, String::new());
             loop {
                 let mut header = String::new();
@@ -98,12 +93,7 @@ fn fake_api_server(
             if reader.read_exact(&mut body).is_err() {
                 continue;
             }
-            let request = Request {
-                method,
-                path,
-                content_type,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            };
+            let request = Request { method, path, content_type, body: String::from_utf8_lossy(&body).into_owned() };
             let (code, response) = route(&request);
             recorder.lock().expect("lock").push(request);
             // A JSON string is sent as a raw (non-JSON) body, as API servers do for some errors.
@@ -152,38 +142,16 @@ fn stoppable_container(name: &str, running: bool, generation: i64, phase: &str) 
 fn version_names_the_crate_version() {
     let result = run(&["version"]);
     assert_eq!(result.code, 0, "{}", result.stderr);
-    assert!(
-        result
-            .stdout
-            .starts_with(&format!("kubectl-sc version {} (git ", env!("CARGO_PKG_VERSION"))),
-        "{}",
-        result.stdout
-    );
+    assert!(result.stdout.starts_with(&format!("kubectl-sc version {} (git ", env!("CARGO_PKG_VERSION"))), "{}", result.stdout);
 }
 
 #[test]
 fn dry_run_prints_the_manifest_with_the_command_after_double_dash() {
-    let result = run(&[
-        "create",
-        "box",
-        "-n",
-        "team",
-        "--image",
-        "busybox",
-        "--dry-run",
-        "-e",
-        "A=1",
-        "--",
-        "sleep",
-        "infinity",
-    ]);
+    let result = run(&["create", "box", "-n", "team", "--image", "busybox", "--dry-run", "-e", "A=1", "--", "sleep", "infinity"]);
     assert_eq!(result.code, 0, "{}", result.stderr);
     let manifest: StoppableContainer = serde_yaml::from_str(&result.stdout).expect("YAML of a StoppableContainer");
     let pod_spec = manifest.spec.template.spec.expect("current schema: template.spec");
-    assert_eq!(
-        pod_spec.containers[0].command,
-        Some(vec!["sleep".to_owned(), "infinity".to_owned()])
-    );
+    assert_eq!(pod_spec.containers[0].command, Some(vec!["sleep".to_owned(), "infinity".to_owned()]));
     assert_eq!(manifest.metadata.namespace.as_deref(), Some("team"));
     assert!(manifest.spec.running);
 }
@@ -192,17 +160,7 @@ fn dry_run_prints_the_manifest_with_the_command_after_double_dash() {
 fn dry_run_takes_the_namespace_from_the_kubeconfig_context() {
     let directory = tempfile::tempdir().expect("tempdir");
     let config = kubeconfig(&directory, "https://127.0.0.1:1");
-    let result = run(&[
-        "--kubeconfig",
-        &config,
-        "create",
-        "box",
-        "--image",
-        "busybox",
-        "--dry-run",
-        "-o",
-        "json",
-    ]);
+    let result = run(&["--kubeconfig", &config, "create", "box", "--image", "busybox", "--dry-run", "-o", "json"]);
     assert_eq!(result.code, 0, "{}", result.stderr);
     let manifest: Value = serde_json::from_str(&result.stdout).expect("JSON");
     assert_eq!(manifest["metadata"]["namespace"], "team");
@@ -211,14 +169,8 @@ fn dry_run_takes_the_namespace_from_the_kubeconfig_context() {
 #[test]
 fn invalid_arguments_fail_before_any_request() {
     let cases: [(&[&str], &str); 4] = [
-        (
-            &["create", "box", "--image", "x", "-e", "FOO"],
-            "has no '=': expected KEY=VALUE",
-        ),
-        (
-            &["create", "box", "--image", "x", "-p", "70000"],
-            "is not a port number",
-        ),
+        (&["create", "box", "--image", "x", "-e", "FOO"], "has no '=': expected KEY=VALUE"),
+        (&["create", "box", "--image", "x", "-p", "70000"], "is not a port number"),
         (&["create", "Bad_Name", "--image", "x"], "is not a valid name"),
         (&["create", "box"], "--image <IMAGE>"),
     ];
@@ -236,18 +188,8 @@ fn an_unreachable_cluster_is_named_with_its_kubeconfig() {
     let config = kubeconfig(&directory, "https://127.0.0.1:1");
     let result = run(&["--kubeconfig", &config, "list"]);
     assert_eq!(result.code, 1);
-    assert!(
-        result
-            .stderr
-            .contains("cannot reach the Kubernetes API server at https://127.0.0.1:1/"),
-        "{}",
-        result.stderr
-    );
-    assert!(
-        result.stderr.contains(&config) && result.stderr.contains("KUBECONFIG"),
-        "{}",
-        result.stderr
-    );
+    assert!(result.stderr.contains("cannot reach the Kubernetes API server at https://127.0.0.1:1/"), "{}", result.stderr);
+    assert!(result.stderr.contains(&config) && result.stderr.contains("KUBECONFIG"), "{}", result.stderr);
 }
 
 #[test]
@@ -268,11 +210,7 @@ fn a_missing_object_and_a_missing_crd_have_their_own_errors() {
 
     let no_crd = run(&["--kubeconfig", &config, "list"]);
     assert_eq!(no_crd.code, 1);
-    assert!(
-        no_crd.stderr.contains("install the stoppablecontainer Helm chart"),
-        "{}",
-        no_crd.stderr
-    );
+    assert!(no_crd.stderr.contains("install the stoppablecontainer Helm chart"), "{}", no_crd.stderr);
 }
 
 #[test]
@@ -290,11 +228,7 @@ fn list_renders_the_table() {
     assert_eq!(result.code, 0, "{}", result.stderr);
     let lines: Vec<&str> = result.stdout.lines().collect();
     assert_eq!(lines[0], "NAME   RUNNING   PHASE     NODE     AGE");
-    assert!(
-        lines[1].starts_with("box    Yes       Running   node-1   ") && lines[1].ends_with('d'),
-        "{}",
-        lines[1]
-    );
+    assert!(lines[1].starts_with("box    Yes       Running   node-1   ") && lines[1].ends_with('d'), "{}", lines[1]);
     assert_eq!(seen.lock().expect("lock")[0].path.trim_end_matches('?'), SC_PATH);
 }
 
@@ -325,34 +259,14 @@ fn start_sends_a_merge_patch_and_waits_for_running() {
     let config = kubeconfig(&directory, &server);
     let result = run(&["--kubeconfig", &config, "start", "box", "--wait", "--timeout", "10s"]);
     assert_eq!(result.code, 0, "{}", result.stderr);
-    assert!(
-        result.stdout.contains("StoppableContainer \"box\" starting..."),
-        "{}",
-        result.stdout
-    );
-    assert!(
-        result
-            .stdout
-            .contains("StoppableContainer \"box\" is running on node node-1"),
-        "{}",
-        result.stdout
-    );
+    assert!(result.stdout.contains("StoppableContainer \"box\" starting..."), "{}", result.stdout);
+    assert!(result.stdout.contains("StoppableContainer \"box\" is running on node node-1"), "{}", result.stdout);
 
     let requests = seen.lock().expect("lock").clone();
-    let patch = requests
-        .iter()
-        .find(|request| request.method == "PATCH")
-        .expect("a PATCH was sent");
-    assert!(
-        patch.path.starts_with(&format!("{SC_PATH}/box?")) && patch.path.contains("fieldManager=kubectl-sc"),
-        "{}",
-        patch.path
-    );
+    let patch = requests.iter().find(|request| request.method == "PATCH").expect("a PATCH was sent");
+    assert!(patch.path.starts_with(&format!("{SC_PATH}/box?")) && patch.path.contains("fieldManager=kubectl-sc"), "{}", patch.path);
     assert_eq!(patch.content_type, "application/merge-patch+json");
-    assert_eq!(
-        serde_json::from_str::<Value>(&patch.body).expect("JSON body"),
-        json!({ "spec": { "running": true } })
-    );
+    assert_eq!(serde_json::from_str::<Value>(&patch.body).expect("JSON body"), json!({ "spec": { "running": true } }));
 }
 
 #[test]
@@ -377,29 +291,15 @@ fn a_wait_that_sees_failed_reports_the_message() {
     let config = kubeconfig(&directory, &server);
     let result = run(&["--kubeconfig", &config, "start", "box", "-w"]);
     assert_eq!(result.code, 1);
-    assert!(
-        result.stdout.contains("StoppableContainer \"box\" is already running"),
-        "{}",
-        result.stdout
-    );
-    assert!(
-        result
-            .stderr
-            .contains("failed while waiting for it to be running: image busybox:nope cannot be pulled"),
-        "{}",
-        result.stderr
-    );
+    assert!(result.stdout.contains("StoppableContainer \"box\" is already running"), "{}", result.stdout);
+    assert!(result.stderr.contains("failed while waiting for it to be running: image busybox:nope cannot be pulled"), "{}", result.stderr);
 }
 
 #[test]
 fn status_shows_fields_conditions_and_events() {
     let (server, _) = fake_api_server(|request| {
         if request.path.starts_with("/api/v1/namespaces/team/events") {
-            assert!(
-                request.path.contains("fieldSelector=involvedObject.uid%3Du-1"),
-                "{}",
-                request.path
-            );
+            assert!(request.path.contains("fieldSelector=involvedObject.uid%3Du-1"), "{}", request.path);
             return (
                 200,
                 json!({ "apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [{
@@ -428,22 +328,12 @@ fn status_shows_fields_conditions_and_events() {
         "Started",
         "workload pod started",
     ] {
-        assert!(
-            result.stdout.contains(expected),
-            "{expected:?} missing from:\n{}",
-            result.stdout
-        );
+        assert!(result.stdout.contains(expected), "{expected:?} missing from:\n{}", result.stdout);
     }
 
     let yaml = run(&["--kubeconfig", &config, "status", "box", "-o", "yaml"]);
     let object: StoppableContainer = serde_yaml::from_str(&yaml.stdout).expect("YAML of the object");
-    assert_eq!(
-        object
-            .status
-            .and_then(|status| status.conditions.first().map(|c| c.type_.clone()))
-            .as_deref(),
-        Some("Ready")
-    );
+    assert_eq!(object.status.and_then(|status| status.conditions.first().map(|c| c.type_.clone())).as_deref(), Some("Ready"));
 }
 
 #[test]
@@ -453,10 +343,8 @@ fn delete_waits_for_the_finalizers_and_reports_them() {
     let (server, seen) = fake_api_server(move |request| {
         let mut terminating = stoppable_container("box", true, 2, "Running");
         terminating["metadata"]["deletionTimestamp"] = json!("2020-01-01T00:00:00Z");
-        terminating["metadata"]["finalizers"] = json!([
-            "stoppablecontainer.xtlsoft.top/finalizer",
-            "rootfs.stoppablecontainer.xtlsoft.top/node-data"
-        ]);
+        terminating["metadata"]["finalizers"] =
+            json!(["stoppablecontainer.xtlsoft.top/finalizer", "rootfs.stoppablecontainer.xtlsoft.top/node-data"]);
         if request.method == "DELETE" {
             return (200, terminating);
         }
@@ -481,14 +369,8 @@ fn delete_waits_for_the_finalizers_and_reports_them() {
                     StoppableContainer \"box\" deleted\n";
     assert_eq!(result.stdout, expected);
     let requests = seen.lock().expect("lock").clone();
-    let delete = requests
-        .iter()
-        .find(|request| request.method == "DELETE")
-        .expect("a DELETE was sent");
-    assert_eq!(
-        serde_json::from_str::<Value>(&delete.body).expect("JSON body")["gracePeriodSeconds"],
-        0
-    );
+    let delete = requests.iter().find(|request| request.method == "DELETE").expect("a DELETE was sent");
+    assert_eq!(serde_json::from_str::<Value>(&delete.body).expect("JSON body")["gracePeriodSeconds"], 0);
 }
 
 #[test]
@@ -503,32 +385,15 @@ fn exec_hands_over_to_kubectl_through_the_wrapper_and_returns_its_status() {
     // A stand-in kubectl that records its arguments, one per line, and exits with 5.
     let recorded = directory.path().join("kubectl-args");
     let fake_kubectl = directory.path().join("kubectl");
-    std::fs::write(
-        &fake_kubectl,
-        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexit 5\n", recorded.display()),
-    )
-    .expect("write script");
+    std::fs::write(&fake_kubectl, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexit 5\n", recorded.display())).expect("write script");
     std::fs::set_permissions(&fake_kubectl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
 
     let kubectl = fake_kubectl.to_string_lossy().into_owned();
-    let result = run_with_env(
-        &["--kubeconfig", &config, "exec", "box", "--", "sh", "-c", "exit 5"],
-        &[("KUBECTL", &kubectl)],
-    );
+    let result = run_with_env(&["--kubeconfig", &config, "exec", "box", "--", "sh", "-c", "exit 5"], &[("KUBECTL", &kubectl)]);
     assert_eq!(result.code, 5, "{}", result.stderr);
     assert_eq!(result.stderr, "", "kubectl's failure is not repeated");
     let args = std::fs::read_to_string(&recorded).expect("kubectl ran");
-    let expected = [
-        &format!("--kubeconfig={config}"),
-        "--namespace=team",
-        "exec",
-        "box",
-        "--",
-        "/.sc-bin/sc-exec",
-        "sh",
-        "-c",
-        "exit 5",
-    ];
+    let expected = [&format!("--kubeconfig={config}"), "--namespace=team", "exec", "box", "--", "/.sc-bin/sc-exec", "sh", "-c", "exit 5"];
     assert_eq!(args.lines().collect::<Vec<_>>(), expected);
 }
 
@@ -537,15 +402,10 @@ fn exec_into_a_stopped_container_says_how_to_start_it() {
     let (server, _) = fake_api_server(|_| (200, stoppable_container("box", false, 1, "Stopped")));
     let directory = tempfile::tempdir().expect("tempdir");
     let config = kubeconfig(&directory, &server);
-    let result = run_with_env(
-        &["--kubeconfig", &config, "exec", "box", "--", "true"],
-        &[("KUBECTL", "/nonexistent")],
-    );
+    let result = run_with_env(&["--kubeconfig", &config, "exec", "box", "--", "true"], &[("KUBECTL", "/nonexistent")]);
     assert_eq!(result.code, 1);
     assert!(
-        result.stderr.contains(
-            "is stopped, so there is no workload pod to exec into; start it with: kubectl sc start box -n team"
-        ),
+        result.stderr.contains("is stopped, so there is no workload pod to exec into; start it with: kubectl sc start box -n team"),
         "{}",
         result.stderr
     );
@@ -567,43 +427,12 @@ fn create_posts_the_manifest_and_explains_a_name_clash() {
     let directory = tempfile::tempdir().expect("tempdir");
     let config = kubeconfig(&directory, &server);
 
-    let created = run(&[
-        "--kubeconfig",
-        &config,
-        "create",
-        "box",
-        "--image",
-        "busybox",
-        "--running=false",
-        "--",
-        "sleep",
-        "infinity",
-    ]);
+    let created = run(&["--kubeconfig", &config, "create", "box", "--image", "busybox", "--running=false", "--", "sleep", "infinity"]);
     assert_eq!(created.code, 0, "{}", created.stderr);
-    assert!(
-        created
-            .stdout
-            .contains("StoppableContainer \"box\" created in namespace \"team\""),
-        "{}",
-        created.stdout
-    );
-    assert!(
-        created.stdout.contains("kubectl sc start box -n team"),
-        "{}",
-        created.stdout
-    );
-    let post = seen
-        .lock()
-        .expect("lock")
-        .iter()
-        .find(|request| request.method == "POST")
-        .cloned()
-        .expect("a POST was sent");
-    assert!(
-        post.path.starts_with(SC_PATH) && post.path.contains("fieldManager=kubectl-sc"),
-        "{}",
-        post.path
-    );
+    assert!(created.stdout.contains("StoppableContainer \"box\" created in namespace \"team\""), "{}", created.stdout);
+    assert!(created.stdout.contains("kubectl sc start box -n team"), "{}", created.stdout);
+    let post = seen.lock().expect("lock").iter().find(|request| request.method == "POST").cloned().expect("a POST was sent");
+    assert!(post.path.starts_with(SC_PATH) && post.path.contains("fieldManager=kubectl-sc"), "{}", post.path);
     let sent: StoppableContainer = serde_json::from_str(&post.body).expect("a StoppableContainer");
     assert!(!sent.spec.running);
     assert_eq!(
@@ -613,11 +442,5 @@ fn create_posts_the_manifest_and_explains_a_name_clash() {
 
     let clash = run(&["--kubeconfig", &config, "create", "taken", "--image", "busybox"]);
     assert_eq!(clash.code, 1);
-    assert!(
-        clash
-            .stderr
-            .contains("StoppableContainer \"taken\" already exists in namespace \"team\""),
-        "{}",
-        clash.stderr
-    );
+    assert!(clash.stderr.contains("StoppableContainer \"taken\" already exists in namespace \"team\""), "{}", clash.stderr);
 }

@@ -84,7 +84,9 @@ mod tests {
         let Command::Run(args) = cli.command else { panic!("expected run") };
         assert_eq!(args.pod_settings().exec_wrapper_pull_policy, "IfNotPresent");
         assert_eq!(args.listen.port(), 8080);
-        assert!(Cli::try_parse_from(["sc-operator", "run", "--exec-wrapper-image", "w", "--exec-wrapper-pull-policy", "Sometimes"]).is_err());
+        assert!(
+            Cli::try_parse_from(["sc-operator", "run", "--exec-wrapper-image", "w", "--exec-wrapper-pull-policy", "Sometimes"]).is_err()
+        );
         assert!(matches!(Cli::try_parse_from(["sc-operator", "crd"]).expect("parses").command, Command::Crd));
     }
 }

@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, CSIVolumeSource, Container, EnvVar, ExecAction, Lifecycle, LifecycleHandler, NodeAffinity,
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Probe, Volume, VolumeMount,
+    Affinity, CSIVolumeSource, Container, EnvVar, ExecAction, Lifecycle, LifecycleHandler, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use sc_api::StoppableContainerInstance;
 use sc_api::consts::{
-    CONSUMER_ROOTFS_PATH, CSI_DRIVER_NAME, EXEC_WRAPPER_PATH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE,
-    MANAGED_BY_VALUE, ROLE_CONSUMER, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME, VOLUME_ATTR_SC_NAME,
+    CONSUMER_ROOTFS_PATH, CSI_DRIVER_NAME, EXEC_WRAPPER_PATH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE,
+    ROLE_CONSUMER, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME, VOLUME_ATTR_SC_NAME,
 };
 use sc_api::exec_config::EXEC_CONFIG_ENV;
 
@@ -104,8 +104,12 @@ fn wrap_workload_container(
     let mut command = vec![EXEC_WRAPPER_PATH.to_owned(), "run".to_owned(), "--".to_owned()];
     command.extend(workload.command.clone().unwrap_or_default());
 
-    let mut volume_mounts: Vec<VolumeMount> =
-        workload.volume_mounts.iter().flatten().map(|mount| VolumeMount { mount_path: inside_rootfs(&mount.mount_path), ..mount.clone() }).collect();
+    let mut volume_mounts: Vec<VolumeMount> = workload
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|mount| VolumeMount { mount_path: inside_rootfs(&mount.mount_path), ..mount.clone() })
+        .collect();
     volume_mounts.push(VolumeMount {
         name: ROOTFS_VOLUME_NAME.to_owned(),
         mount_path: ROOTFS_VOLUME_MOUNT_PATH.to_owned(),
@@ -156,11 +160,8 @@ fn lifecycle_inside_rootfs(lifecycle: Lifecycle) -> Lifecycle {
 /// selector are ORed, so the node requirement is added to each of the user's terms (AND), or
 /// becomes the only term.
 fn pin_to_node(spec: &mut PodSpec, node: &str) {
-    let requirement = NodeSelectorRequirement {
-        key: NODE_NAME_FIELD.to_owned(),
-        operator: "In".to_owned(),
-        values: Some(vec![node.to_owned()]),
-    };
+    let requirement =
+        NodeSelectorRequirement { key: NODE_NAME_FIELD.to_owned(), operator: "In".to_owned(), values: Some(vec![node.to_owned()]) };
     let affinity = spec.affinity.get_or_insert_with(Affinity::default);
     let node_affinity = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
     let required = node_affinity
@@ -177,7 +178,8 @@ fn pin_to_node(spec: &mut PodSpec, node: &str) {
 /// The node a pod is pinned to by [`pin_to_node`], if any (used to tell a pinned pod from one the
 /// scheduler may place anywhere).
 pub fn pinned_node(pod: &Pod) -> Option<String> {
-    let terms = pod.spec.as_ref()?.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
+    let terms =
+        pod.spec.as_ref()?.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
     terms.node_selector_terms.iter().flat_map(|term| term.match_fields.iter().flatten()).find_map(|requirement| {
         (requirement.key == NODE_NAME_FIELD && requirement.operator == "In")
             .then(|| requirement.values.as_ref().and_then(|values| values.first().cloned()))

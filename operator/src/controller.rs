@@ -188,7 +188,10 @@ impl<'a> Reconciler<'a> {
         let name = pod.name_any();
         // Preconditioned on the UID we checked, so a pod recreated by someone else in between is
         // never deleted. The pod's own terminationGracePeriodSeconds (the template's) applies.
-        let params = DeleteParams { preconditions: pod.uid().map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }), ..DeleteParams::default() };
+        let params = DeleteParams {
+            preconditions: pod.uid().map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }),
+            ..DeleteParams::default()
+        };
         match self.pods.delete(&name, &params).await {
             Ok(_) => {}
             Err(error) if is_status(&error, 404) || is_status(&error, 409) => {}
@@ -235,7 +238,10 @@ impl<'a> Reconciler<'a> {
             wanted.push(finalizer.to_owned());
         }
         let patch = json!({ "metadata": { "finalizers": wanted, "resourceVersion": self.sc.resource_version() } });
-        self.scs.patch(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(kube_error(format!("updating finalizer {finalizer}")))?;
+        self.scs
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(kube_error(format!("updating finalizer {finalizer}")))?;
         Ok(())
     }
 
@@ -276,7 +282,9 @@ impl<'a> Reconciler<'a> {
                 None => self.set_finalizer(NODE_DATA_FINALIZER, false).await?,
                 Some(node) if !self.node_exists(&node).await? => {
                     self.set_finalizer(NODE_DATA_FINALIZER, false).await?;
-                    let note = format!("node {node:?}, which held the root filesystem, no longer exists; released {NODE_DATA_FINALIZER} so the deletion can finish");
+                    let note = format!(
+                        "node {node:?}, which held the root filesystem, no longer exists; released {NODE_DATA_FINALIZER} so the deletion can finish"
+                    );
                     self.event(EventType::Warning, "DataNodeGone", "Delete", note).await;
                 }
                 Some(node) => {
@@ -297,7 +305,10 @@ impl<'a> Reconciler<'a> {
         }
         let wanted: Vec<&String> = instance.finalizers().iter().filter(|f| *f != SCI_FINALIZER).collect();
         let patch = json!({ "metadata": { "finalizers": wanted, "resourceVersion": instance.resource_version() } });
-        self.instances.patch(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(kube_error("releasing the instance"))?;
+        self.instances
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(kube_error("releasing the instance"))?;
         Ok(())
     }
 
@@ -314,7 +325,10 @@ impl<'a> Reconciler<'a> {
 
         if want_running {
             if let Some(foreign) = &children.foreign_instance {
-                let note = format!("StoppableContainerInstance {:?} exists and is not controlled by this StoppableContainer; it and its pods are left alone", foreign.name_any());
+                let note = format!(
+                    "StoppableContainerInstance {:?} exists and is not controlled by this StoppableContainer; it and its pods are left alone",
+                    foreign.name_any()
+                );
                 self.event(EventType::Warning, "NameConflict", "Start", note).await;
             } else if let Ok(valid) = &validation {
                 self.set_finalizer(NODE_DATA_FINALIZER, true).await?;
@@ -410,7 +424,13 @@ impl<'a> Reconciler<'a> {
         self.write_status(&status).await?;
         self.ctx.health.metrics.phase_observed(&self.key, phase);
         if let Some(instance) = children.instance.as_ref().filter(|i| i.metadata.deletion_timestamp.is_none()) {
-            let wanted = instance_status(&status, children.consumer().owned(), children.provider().owned(), instance.metadata.generation, want_running);
+            let wanted = instance_status(
+                &status,
+                children.consumer().owned(),
+                children.provider().owned(),
+                instance.metadata.generation,
+                want_running,
+            );
             if instance.status.as_ref() != Some(&wanted) {
                 let body = json!({ "apiVersion": sc_api::consts::API_VERSION, "kind": sc_api::consts::SCI_KIND, "status": wanted });
                 self.instances
@@ -474,7 +494,13 @@ impl<'a> Reconciler<'a> {
                 .patch_status(&self.name, &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(patch))
                 .await
                 .map_err(kube_error("recording the data node"))?;
-            self.event(EventType::Normal, "DataNodeAssigned", "Start", format!("the root filesystem is created on node {node:?}; later starts are pinned there")).await;
+            self.event(
+                EventType::Normal,
+                "DataNodeAssigned",
+                "Start",
+                format!("the root filesystem is created on node {node:?}; later starts are pinned there"),
+            )
+            .await;
             *data_node = Some(node.clone());
         }
         match children.provider() {
@@ -485,7 +511,8 @@ impl<'a> Reconciler<'a> {
                 }
             }
             Found::Foreign(_) => {
-                let note = format!("pod {:?} exists and is not owned by this StoppableContainer; it is left alone", provider_pod_name(&self.name));
+                let note =
+                    format!("pod {:?} exists and is not owned by this StoppableContainer; it is left alone", provider_pod_name(&self.name));
                 self.event(EventType::Warning, "NameConflict", "Start", note).await;
             }
             Found::Absent => {

@@ -27,7 +27,11 @@ pub fn is_controlled_by(object: &impl Resource, owner_uid: &str) -> bool {
 /// The instance for a start of `sc`: a snapshot of its template and provider settings. While the
 /// workload pod runs, the previous snapshot is kept (pass it as `deployed`), so the instance keeps
 /// describing what actually runs.
-pub fn build_instance(sc: &StoppableContainer, deployed: Option<&StoppableContainerInstanceSpec>, running: bool) -> StoppableContainerInstance {
+pub fn build_instance(
+    sc: &StoppableContainer,
+    deployed: Option<&StoppableContainerInstanceSpec>,
+    running: bool,
+) -> StoppableContainerInstance {
     let spec = match deployed {
         Some(deployed) => StoppableContainerInstanceSpec { running, ..deployed.clone() },
         None => StoppableContainerInstanceSpec {

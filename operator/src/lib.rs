@@ -5,14 +5,14 @@
 //! ([`instance_builder`], [`consumer_pod`], [`provider_pod`]) → apply → [`status`]. Only
 //! [`controller`] talks to the API server.
 
+pub mod cli;
 pub mod consumer_pod;
+pub mod controller;
+pub mod http;
 pub mod instance_builder;
+pub mod metrics;
 pub mod provider_pod;
 pub mod security;
 pub mod settings;
 pub mod status;
 pub mod validate;
-pub mod cli;
-pub mod controller;
-pub mod http;
-pub mod metrics;

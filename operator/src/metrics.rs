@@ -129,13 +129,19 @@ impl Metrics {
             "# HELP sc_operator_reconciles_total Reconciles run.\n# TYPE sc_operator_reconciles_total counter\nsc_operator_reconciles_total {}",
             self.reconciles.load(Ordering::Relaxed)
         );
-        let _ = writeln!(out, "# HELP sc_operator_reconcile_errors_total Failed reconciles by error kind.\n# TYPE sc_operator_reconcile_errors_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP sc_operator_reconcile_errors_total Failed reconciles by error kind.\n# TYPE sc_operator_reconcile_errors_total counter"
+        );
         for (kind, count) in &tracked.errors_by_kind {
             let _ = writeln!(out, "sc_operator_reconcile_errors_total{{kind=\"{kind}\"}} {count}");
         }
         tracked.start_latency.render("sc_operator_start_seconds", "Time from creating the workload pod to phase Running.", &mut out);
         tracked.stop_latency.render("sc_operator_stop_seconds", "Time from deleting the workload pod to phase Stopped.", &mut out);
-        let _ = writeln!(out, "# HELP sc_operator_stoppablecontainers StoppableContainers by phase.\n# TYPE sc_operator_stoppablecontainers gauge");
+        let _ = writeln!(
+            out,
+            "# HELP sc_operator_stoppablecontainers StoppableContainers by phase.\n# TYPE sc_operator_stoppablecontainers gauge"
+        );
         for phase in Phase::ALL {
             let count = tracked.phases.values().filter(|observed| **observed == phase).count();
             let _ = writeln!(out, "sc_operator_stoppablecontainers{{phase=\"{}\"}} {count}", phase.as_str());

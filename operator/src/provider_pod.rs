@@ -73,7 +73,8 @@ fn provider_spec_hash(spec: &PodSpec) -> String {
 pub fn provider_is_current(existing: &Pod, desired: &Pod) -> bool {
     let node = |pod: &Pod| pod.spec.as_ref().and_then(|spec| spec.node_name.clone());
     let hash = |pod: &Pod| pod.annotations().get(PROVIDER_HASH_ANNOTATION).cloned();
-    let terminated = existing.status.as_ref().and_then(|status| status.phase.as_deref()).is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+    let terminated =
+        existing.status.as_ref().and_then(|status| status.phase.as_deref()).is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
     existing.metadata.deletion_timestamp.is_none()
         && !terminated
         && node(existing).is_some()

@@ -13,11 +13,46 @@ pub const WRAPPER_CAPABILITIES: &[&str] = &["SYS_CHROOT", "SETUID", "SETGID", "S
 
 /// Every Linux capability, for `capabilities.add: ["ALL"]`.
 const ALL_CAPABILITIES: &[&str] = &[
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
     "CHECKPOINT_RESTORE",
 ];
 
@@ -31,9 +66,8 @@ fn bare_capability_name(name: &str) -> String {
 /// `add`, minus `drop`, where `ALL` in `drop` starts from nothing and `ALL` in `add` means every
 /// capability. As in the container runtimes, `drop` applies to the defaults before `add`.
 pub fn effective_capabilities(capabilities: Option<&Capabilities>) -> BTreeSet<String> {
-    let names = |list: Option<&Vec<String>>| -> BTreeSet<String> {
-        list.into_iter().flatten().map(|name| bare_capability_name(name)).collect()
-    };
+    let names =
+        |list: Option<&Vec<String>>| -> BTreeSet<String> { list.into_iter().flatten().map(|name| bare_capability_name(name)).collect() };
     let add = names(capabilities.and_then(|caps| caps.add.as_ref()));
     let drop = names(capabilities.and_then(|caps| caps.drop.as_ref()));
     let mut effective: BTreeSet<String> = if drop.contains("ALL") {
@@ -183,9 +217,6 @@ mod tests {
         assert_eq!(context.read_only_root_filesystem, Some(true));
         let capabilities = context.capabilities.expect("set");
         assert_eq!(capabilities.drop, Some(vec!["ALL".to_owned()]));
-        assert_eq!(
-            capabilities.add,
-            Some(["NET_BIND_SERVICE", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"].map(String::from).to_vec())
-        );
+        assert_eq!(capabilities.add, Some(["NET_BIND_SERVICE", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"].map(String::from).to_vec()));
     }
 }

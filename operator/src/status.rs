@@ -116,16 +116,20 @@ pub fn pod_progress(pod: &Pod) -> PodProgress {
         Some("Succeeded") => return PodProgress::Finished { succeeded: true, message: "the workload exited successfully".into() },
         Some("Failed") => {
             let detail = [status.reason.clone(), status.message.clone()].into_iter().flatten().collect::<Vec<_>>().join(": ");
-            let message = if detail.is_empty() { "the workload pod failed".to_owned() } else { format!("the workload pod failed: {detail}") };
+            let message =
+                if detail.is_empty() { "the workload pod failed".to_owned() } else { format!("the workload pod failed: {detail}") };
             return PodProgress::Finished { succeeded: false, message };
         }
         _ => {}
     }
     let bound = pod.spec.as_ref().and_then(|spec| spec.node_name.as_ref()).is_some();
     if !bound {
-        let unschedulable = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False").map(|c| {
-            c.message.clone().unwrap_or_else(|| c.reason.clone().unwrap_or_else(|| "unschedulable".into()))
-        });
+        let unschedulable = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            .map(|c| c.message.clone().unwrap_or_else(|| c.reason.clone().unwrap_or_else(|| "unschedulable".into())));
         return PodProgress::Unscheduled { unschedulable };
     }
     let all_statuses = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
@@ -142,7 +146,8 @@ pub fn pod_progress(pod: &Pod) -> PodProgress {
     if ready {
         return PodProgress::Ready;
     }
-    let started = status.container_statuses.iter().flatten().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some()));
+    let started =
+        status.container_statuses.iter().flatten().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some()));
     if started { PodProgress::NotReady } else { PodProgress::Creating }
 }
 
@@ -185,7 +190,12 @@ impl ConditionSet {
 
 /// The StoppableContainer's status. `previous` supplies the condition transition times and the
 /// recorded data node; `now` is the time of this observation.
-pub fn sc_status(observed: &Observed<'_>, instance_name: Option<String>, previous: Option<&StoppableContainerStatus>, now: Time) -> StoppableContainerStatus {
+pub fn sc_status(
+    observed: &Observed<'_>,
+    instance_name: Option<String>,
+    previous: Option<&StoppableContainerStatus>,
+    now: Time,
+) -> StoppableContainerStatus {
     let mut conditions = ConditionSet {
         now,
         previous: previous.map(|status| status.conditions.clone()).unwrap_or_default(),
@@ -212,7 +222,12 @@ pub fn sc_status(observed: &Observed<'_>, instance_name: Option<String>, previou
     conditions.set(condition::CONSUMER_READY, consumer_ready, consumer_reason, consumer_message);
     let (provider_ready, provider_reason, provider_message) = match (&observed.provider, &provider_progress) {
         (Found::Foreign(pod), _) => (false, "PodNotOwned", format!("pod {:?} exists and is not this StoppableContainer's", pod_name(pod))),
-        (_, None) => (false, "NotCreated", "no provider pod (it is created on the data node with the workload pod; at the first start, once that pod is scheduled)".to_owned()),
+        (_, None) => (
+            false,
+            "NotCreated",
+            "no provider pod (it is created on the data node with the workload pod; at the first start, once that pod is scheduled)"
+                .to_owned(),
+        ),
         (_, Some(progress)) => progress_condition(progress),
     };
     conditions.set(condition::PROVIDER_READY, provider_ready, provider_reason, provider_message);
@@ -239,7 +254,12 @@ pub fn sc_status(observed: &Observed<'_>, instance_name: Option<String>, previou
         ),
     }
     if observed.restart_required {
-        conditions.set(condition::RESTART_REQUIRED, true, "TemplateChanged", "the template or provider settings changed since the workload pod was created; stop and start to apply them");
+        conditions.set(
+            condition::RESTART_REQUIRED,
+            true,
+            "TemplateChanged",
+            "the template or provider settings changed since the workload pod was created; stop and start to apply them",
+        );
     } else {
         conditions.set(condition::RESTART_REQUIRED, false, "UpToDate", "the workload pod runs the current template");
     }
@@ -302,13 +322,30 @@ fn progress_condition(progress: &PodProgress) -> (bool, &'static str, String) {
 
 fn phase_and_message(observed: &Observed<'_>, consumer: Option<&PodProgress>, provider: Option<&PodProgress>) -> (Phase, String) {
     if let Some(instance) = &observed.foreign_instance {
-        return (Phase::Failed, format!("StoppableContainerInstance {instance:?} already exists and is not controlled by this StoppableContainer; it and its pods were left alone. Delete them, or rename this StoppableContainer"));
+        return (
+            Phase::Failed,
+            format!(
+                "StoppableContainerInstance {instance:?} already exists and is not controlled by this StoppableContainer; it and its pods were left alone. Delete them, or rename this StoppableContainer"
+            ),
+        );
     }
     if let Found::Foreign(pod) = observed.consumer {
-        return (Phase::Failed, format!("pod {:?} already exists and is not owned by this StoppableContainer; it was left alone. Delete or rename it, or rename this StoppableContainer", pod_name(pod)));
+        return (
+            Phase::Failed,
+            format!(
+                "pod {:?} already exists and is not owned by this StoppableContainer; it was left alone. Delete or rename it, or rename this StoppableContainer",
+                pod_name(pod)
+            ),
+        );
     }
     if let Found::Foreign(pod) = observed.provider {
-        return (Phase::Failed, format!("pod {:?} already exists and is not owned by this StoppableContainer; it was left alone. Delete or rename it, or rename this StoppableContainer", pod_name(pod)));
+        return (
+            Phase::Failed,
+            format!(
+                "pod {:?} already exists and is not owned by this StoppableContainer; it was left alone. Delete or rename it, or rename this StoppableContainer",
+                pod_name(pod)
+            ),
+        );
     }
     if !observed.running {
         // The provider a stop keeps is part of the stopped state; only a workload pod, or a
@@ -330,20 +367,35 @@ fn phase_and_message(observed: &Observed<'_>, consumer: Option<&PodProgress>, pr
         }
         if !observed.data_node_exists {
             let node = observed.data_node.clone().unwrap_or_default();
-            return (Phase::Failed, format!("cannot start: node {node:?}, which holds the root filesystem, no longer exists. Delete and recreate this StoppableContainer to start over"));
+            return (
+                Phase::Failed,
+                format!(
+                    "cannot start: node {node:?}, which holds the root filesystem, no longer exists. Delete and recreate this StoppableContainer to start over"
+                ),
+            );
         }
         return (Phase::Pending, "creating the workload pod".to_owned());
     };
     let base = match consumer {
         PodProgress::Terminating => (Phase::Pending, "waiting for the previous workload pod to terminate".to_owned()),
         PodProgress::Unscheduled { unschedulable: Some(why) } => {
-            let pin = observed.data_node.as_ref().map(|node| format!(" (it is pinned to node {node:?}, which holds the root filesystem)")).unwrap_or_default();
+            let pin = observed
+                .data_node
+                .as_ref()
+                .map(|node| format!(" (it is pinned to node {node:?}, which holds the root filesystem)"))
+                .unwrap_or_default();
             (Phase::Pending, format!("the workload pod cannot be scheduled{pin}: {why}"))
         }
-        PodProgress::Unscheduled { unschedulable: None } => (Phase::Pending, "waiting for the scheduler to place the workload pod".to_owned()),
+        PodProgress::Unscheduled { unschedulable: None } => {
+            (Phase::Pending, "waiting for the scheduler to place the workload pod".to_owned())
+        }
         PodProgress::Stuck { reason, message } => (Phase::Failed, format!("the workload pod is in {reason}: {message}")),
-        PodProgress::Finished { succeeded: true, message } => (Phase::Stopped, format!("{message}; set running to false and back to true to start again")),
-        PodProgress::Finished { succeeded: false, message } => (Phase::Failed, format!("{message}; set running to false and back to true to start again")),
+        PodProgress::Finished { succeeded: true, message } => {
+            (Phase::Stopped, format!("{message}; set running to false and back to true to start again"))
+        }
+        PodProgress::Finished { succeeded: false, message } => {
+            (Phase::Failed, format!("{message}; set running to false and back to true to start again"))
+        }
         PodProgress::Ready => (Phase::Running, "running".to_owned()),
         PodProgress::Creating | PodProgress::NotReady => match provider {
             Some(PodProgress::Ready) if *consumer == PodProgress::Creating => {
@@ -357,13 +409,21 @@ fn phase_and_message(observed: &Observed<'_>, consumer: Option<&PodProgress>, pr
         },
     };
     match (&observed.spec_problems, base) {
-        (Some(problems), (phase, message)) => (phase, format!("{message}; the current spec is invalid and will not start again until fixed: {problems}")),
+        (Some(problems), (phase, message)) => {
+            (phase, format!("{message}; the current spec is invalid and will not start again until fixed: {problems}"))
+        }
         (None, base) => base,
     }
 }
 
 /// The instance's status, following the StoppableContainer's.
-pub fn instance_status(sc: &StoppableContainerStatus, consumer: Option<&Pod>, provider: Option<&Pod>, generation: Option<i64>, running: bool) -> StoppableContainerInstanceStatus {
+pub fn instance_status(
+    sc: &StoppableContainerStatus,
+    consumer: Option<&Pod>,
+    provider: Option<&Pod>,
+    generation: Option<i64>,
+    running: bool,
+) -> StoppableContainerInstanceStatus {
     let provider_ready = provider.map(pod_progress) == Some(PodProgress::Ready);
     let phase = match sc.phase.unwrap_or_default() {
         Phase::Running => InstancePhase::Running,
@@ -402,7 +462,11 @@ mod tests {
     use super::*;
 
     fn pod(name: &str, node: Option<&str>, status: PodStatus) -> Pod {
-        let mut pod = Pod { spec: Some(PodSpec { node_name: node.map(str::to_owned), ..PodSpec::default() }), status: Some(status), ..Pod::default() };
+        let mut pod = Pod {
+            spec: Some(PodSpec { node_name: node.map(str::to_owned), ..PodSpec::default() }),
+            status: Some(status),
+            ..Pod::default()
+        };
         pod.metadata.name = Some(name.to_owned());
         pod
     }
@@ -418,7 +482,15 @@ mod tests {
     }
 
     fn ready_pod(name: &str) -> Pod {
-        pod(name, Some("n1"), PodStatus { phase: Some("Running".into()), conditions: Some(vec![condition("Ready", "True", None, None)]), ..PodStatus::default() })
+        pod(
+            name,
+            Some("n1"),
+            PodStatus {
+                phase: Some("Running".into()),
+                conditions: Some(vec![condition("Ready", "True", None, None)]),
+                ..PodStatus::default()
+            },
+        )
     }
 
     fn observed<'a>(running: bool, consumer: Found<'a>, provider: Found<'a>) -> Observed<'a> {
@@ -459,25 +531,41 @@ mod tests {
 
     #[test]
     fn crash_loop_and_unschedulable_reasons_reach_the_message() {
-        let crashing = pod("sc", Some("n1"), PodStatus {
-            container_statuses: Some(vec![ContainerStatus {
-                name: "main".into(),
-                state: Some(ContainerState {
-                    waiting: Some(ContainerStateWaiting { reason: Some("CrashLoopBackOff".into()), message: Some("back-off 40s".into()) }),
-                    ..ContainerState::default()
-                }),
-                ..ContainerStatus::default()
-            }]),
-            ..PodStatus::default()
-        });
+        let crashing = pod(
+            "sc",
+            Some("n1"),
+            PodStatus {
+                container_statuses: Some(vec![ContainerStatus {
+                    name: "main".into(),
+                    state: Some(ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some("CrashLoopBackOff".into()),
+                            message: Some("back-off 40s".into()),
+                        }),
+                        ..ContainerState::default()
+                    }),
+                    ..ContainerStatus::default()
+                }]),
+                ..PodStatus::default()
+            },
+        );
         let status = sc_status(&observed(true, Found::Owned(&crashing), Found::Absent), None, None, now());
         assert_eq!(status.phase, Some(Phase::Failed));
         assert!(status.message.as_deref().is_some_and(|m| m.contains("CrashLoopBackOff")), "{status:?}");
 
-        let pending = pod("sc", None, PodStatus {
-            conditions: Some(vec![condition("PodScheduled", "False", Some("Unschedulable"), Some("0/1 nodes are available: 1 Insufficient cpu."))]),
-            ..PodStatus::default()
-        });
+        let pending = pod(
+            "sc",
+            None,
+            PodStatus {
+                conditions: Some(vec![condition(
+                    "PodScheduled",
+                    "False",
+                    Some("Unschedulable"),
+                    Some("0/1 nodes are available: 1 Insufficient cpu."),
+                )]),
+                ..PodStatus::default()
+            },
+        );
         let status = sc_status(&observed(true, Found::Owned(&pending), Found::Absent), None, None, now());
         assert_eq!(status.phase, Some(Phase::Pending));
         let message = status.message.clone().unwrap_or_default();
@@ -521,7 +609,11 @@ mod tests {
     fn a_kept_provider_is_part_of_the_stopped_state_and_a_deleted_one_is_waited_for() {
         let (consumer, provider) = (ready_pod("sc"), ready_pod("sc-provider"));
         let stopping = sc_status(&observed(false, Found::Owned(&consumer), Found::Owned(&provider)), None, None, now());
-        assert_eq!(stopping.message.as_deref(), Some("stopping: waiting for pods [\"sc\"] to terminate"), "only the workload pod is waited for");
+        assert_eq!(
+            stopping.message.as_deref(),
+            Some("stopping: waiting for pods [\"sc\"] to terminate"),
+            "only the workload pod is waited for"
+        );
         assert_eq!(instance_status(&stopping, Some(&consumer), Some(&provider), Some(1), false).phase, Some(InstancePhase::Stopping));
 
         let stopped = sc_status(&observed(false, Found::Absent, Found::Owned(&provider)), Some("sc".into()), None, now());

@@ -76,9 +76,7 @@ impl Workload {
                 return Err(problems);
             }
             (Some(spec), None) => (spec.clone(), "spec.template.spec"),
-            (None, Some(legacy)) => {
-                (PodSpec { containers: vec![legacy.0.clone()], ..PodSpec::default() }, "spec.template.container")
-            }
+            (None, Some(legacy)) => (PodSpec { containers: vec![legacy.0.clone()], ..PodSpec::default() }, "spec.template.container"),
         };
         let workload_field =
             if spec_field == "spec.template.container" { spec_field.to_owned() } else { format!("{spec_field}.containers[0]") };
@@ -139,7 +137,10 @@ fn check_workload_container(workload: &Container, field: &str, problems: &mut Ve
         if reserved {
             problems.push(SpecProblem::new(
                 format!("{field}.volumeMounts[{index}].mountPath"),
-                format!("{:?} is reserved ({ROOTFS_VOLUME_MOUNT_PATH} and {EXEC_WRAPPER_DIR}); mount the volume elsewhere", mount.mount_path),
+                format!(
+                    "{:?} is reserved ({ROOTFS_VOLUME_MOUNT_PATH} and {EXEC_WRAPPER_DIR}); mount the volume elsewhere",
+                    mount.mount_path
+                ),
             ));
         }
         if mount.name == ROOTFS_VOLUME_NAME {

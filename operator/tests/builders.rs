@@ -41,8 +41,7 @@ fn load(name: &str) -> Vec<(String, StoppableContainer)> {
         .into_iter()
         .map(|path| {
             let text = std::fs::read_to_string(&path).expect("readable fixture");
-            let mut sc: StoppableContainer =
-                serde_yaml::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            let mut sc: StoppableContainer = serde_yaml::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
             sc.metadata.namespace = Some(NAMESPACE.into());
             sc.metadata.uid = Some(SC_UID.into());
             let stem = path.file_stem().expect("file name").to_string_lossy().into_owned();
@@ -105,8 +104,13 @@ fn every_consumer_has_the_rootfs_volume_mounted_in_the_workload() {
                 "{stem}: the workload container mounts the rootfs"
             );
             assert_eq!(workload.image.as_deref(), Some(PodSettings::for_tests().exec_wrapper_image.as_str()), "{stem}");
-            assert_eq!(workload.command.as_ref().map(|c| c[..3].to_vec()), Some(vec![EXEC_WRAPPER_PATH.to_owned(), "run".into(), "--".into()]), "{stem}");
-            let config = workload.env.iter().flatten().find(|e| e.name == EXEC_CONFIG_ENV).and_then(|e| e.value.clone()).expect("exec config env");
+            assert_eq!(
+                workload.command.as_ref().map(|c| c[..3].to_vec()),
+                Some(vec![EXEC_WRAPPER_PATH.to_owned(), "run".into(), "--".into()]),
+                "{stem}"
+            );
+            let config =
+                workload.env.iter().flatten().find(|e| e.name == EXEC_CONFIG_ENV).and_then(|e| e.value.clone()).expect("exec config env");
             serde_json::from_str::<ExecConfig>(&config).unwrap_or_else(|error| panic!("{stem}: sc-exec cannot read its config: {error}"));
             // Every volume a container mounts exists in the pod (old defect 9: sidecar mounts
             // referenced renamed volumes).
@@ -155,7 +159,11 @@ fn pods_are_owned_by_the_instance_and_placed_as_designed() {
         let provider = built.provider.spec.as_ref().expect("spec");
         assert_eq!(provider.node_name.as_deref(), Some(NODE), "{stem}: the provider joins the consumer's node");
         assert_eq!(provider.automount_service_account_token, Some(false), "{stem}");
-        assert_eq!(provider.containers[0].image.as_deref(), Some(built.valid.workload.image()), "{stem}: the provider runs the workload image");
+        assert_eq!(
+            provider.containers[0].image.as_deref(),
+            Some(built.valid.workload.image()),
+            "{stem}: the provider runs the workload image"
+        );
         let caps = provider.containers[0].security_context.as_ref().and_then(|s| s.capabilities.as_ref()).and_then(|c| c.drop.clone());
         assert_eq!(caps, Some(vec!["ALL".to_owned()]), "{stem}: the provider has no capabilities");
     }
@@ -165,8 +173,16 @@ fn pods_are_owned_by_the_instance_and_placed_as_designed() {
 fn user_affinity_terms_are_kept_and_narrowed_to_the_data_node() {
     let (_, sc) = load("fixtures").into_iter().find(|(stem, _)| stem == "sidecars-and-init-containers").expect("fixture");
     let built = build(&sc);
-    let terms = built.consumer_pinned.spec.as_ref().and_then(|s| s.affinity.as_ref()).and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref()).expect("required node affinity").node_selector_terms.clone();
+    let terms = built
+        .consumer_pinned
+        .spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+        .expect("required node affinity")
+        .node_selector_terms
+        .clone();
     assert_eq!(terms.len(), 1);
     assert_eq!(terms[0].match_expressions.as_ref().map(|m| m[0].key.as_str()), Some("disktype"), "the user's requirement stays");
     assert_eq!(terms[0].match_fields.as_ref().map(|m| m[0].values.clone()), Some(Some(vec![NODE.to_owned()])));
@@ -237,7 +253,8 @@ fn an_image_or_provider_change_makes_the_kept_provider_stale() {
         assert!(!provider_is_current(&kept, &new_image), "{stem}: an image change replaces the provider");
 
         let mut more_memory = sc.clone();
-        let provider: sc_api::ProviderSpec = serde_json::from_value(serde_json::json!({ "resources": { "limits": { "memory": "1234Mi" } } })).expect("provider spec");
+        let provider: sc_api::ProviderSpec =
+            serde_json::from_value(serde_json::json!({ "resources": { "limits": { "memory": "1234Mi" } } })).expect("provider spec");
         more_memory.spec.provider = Some(provider);
         let resized = provider_for(&more_memory, NODE);
         assert_ne!(provider_hash(&resized), provider_hash(&kept), "{stem}: provider settings change the hash");
@@ -259,12 +276,14 @@ fn only_a_live_annotated_provider_is_reused() {
     assert!(!provider_is_current(&from_an_older_operator, &desired), "no hash: made by an older operator, never reused");
 
     let mut terminating = desired.clone();
-    terminating.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    terminating.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     assert!(!provider_is_current(&terminating, &desired), "a provider being deleted is waited out, not reused");
 
     for phase in ["Failed", "Succeeded"] {
         let mut evicted = desired.clone();
-        evicted.status = Some(k8s_openapi::api::core::v1::PodStatus { phase: Some(phase.into()), reason: Some("Evicted".into()), ..Default::default() });
+        evicted.status =
+            Some(k8s_openapi::api::core::v1::PodStatus { phase: Some(phase.into()), reason: Some("Evicted".into()), ..Default::default() });
         assert!(!provider_is_current(&evicted, &desired), "a {phase} provider never runs again: replaced");
     }
     let mut running = desired.clone();

@@ -125,9 +125,17 @@ async fn stop_until_stopped(env: &TestEnv, name: &str) -> Pod {
     let provider_name = provider_pod_name(name);
     env.wait_pod_terminating(name).await;
     env.finish_termination(name).await;
-    let sc = env.wait_sc(name, "phase Stopped with the workload pod gone", |sc| phase(sc) == "Stopped" && message(sc) == "stopped; the root filesystem is kept").await;
+    let sc = env
+        .wait_sc(name, "phase Stopped with the workload pod gone", |sc| {
+            phase(sc) == "Stopped" && message(sc) == "stopped; the root filesystem is kept"
+        })
+        .await;
     assert_eq!(sc.status.as_ref().and_then(|s| s.consumer_pod_name.clone()), None);
-    assert_eq!(sc.status.as_ref().and_then(|s| s.provider_pod_name.as_deref()), Some(provider_name.as_str()), "the kept provider is reported");
+    assert_eq!(
+        sc.status.as_ref().and_then(|s| s.provider_pod_name.as_deref()),
+        Some(provider_name.as_str()),
+        "the kept provider is reported"
+    );
     eventually("the instance to be Stopped (not Stopping) with the provider kept", || async {
         let instance = env.instances.get(name).await.map_err(|error| error.to_string())?;
         match instance.status.as_ref().and_then(|status| status.phase) {
@@ -176,7 +184,8 @@ async fn chart_crds_are_established_and_every_fixture_applies_unchanged() {
         lost_fields(&manifest["spec"], &created.data["spec"], "spec", &mut lost);
         assert!(lost.is_empty(), "{}: the API server dropped or changed fields (pruned by the CRD schema?): {lost:#?}", path.display());
         // And the typed view the operator works with reads it back.
-        let typed = env.scs.get(&name).await.unwrap_or_else(|error| panic!("{}: the operator's type cannot read it back: {error}", path.display()));
+        let typed =
+            env.scs.get(&name).await.unwrap_or_else(|error| panic!("{}: the operator's type cannot read it back: {error}", path.display()));
         assert!(validate(&typed).is_ok(), "{}: valid", path.display());
     }
 }
@@ -268,10 +277,11 @@ async fn start_reports_every_step_until_running() {
 
     // The consumer first, placed by the scheduler: not bound, not pinned.
     let consumer = env.wait_pod("web", "created", |_| true).await;
-    let sc = env.wait_sc("web", "both finalizers", |sc| {
-        sc.finalizers().iter().any(|f| f == SC_FINALIZER) && sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER)
-    })
-    .await;
+    let sc = env
+        .wait_sc("web", "both finalizers", |sc| {
+            sc.finalizers().iter().any(|f| f == SC_FINALIZER) && sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER)
+        })
+        .await;
     let instance = env.instances.get("web").await.expect("the instance exists once started");
     assert_eq!(instance.finalizers(), [SCI_FINALIZER]);
     assert!(is_controlled_by(&instance, &sc.uid().expect("uid")), "the instance is controlled by the SC");
@@ -289,7 +299,8 @@ async fn start_reports_every_step_until_running() {
     assert_eq!(command, ["/.sc-bin/sc-exec", "run", "--", "sleep", "infinity"]);
     assert_eq!(consumer.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds), Some(7));
     assert!(env.pod("web-provider").await.is_none(), "no provider before the workload pod has a node");
-    let sc = env.wait_sc("web", "Pending, waiting for the scheduler", |sc| phase(sc) == "Pending" && message(sc).contains("scheduler")).await;
+    let sc =
+        env.wait_sc("web", "Pending, waiting for the scheduler", |sc| phase(sc) == "Pending" && message(sc).contains("scheduler")).await;
     assert_eq!(sc.status.as_ref().and_then(|s| s.instance_name.as_deref()), Some("web"));
     assert_eq!(sc.status.as_ref().and_then(|s| s.consumer_pod_name.as_deref()), Some("web"));
     env.wait_event("web", "Starting").await;
@@ -319,7 +330,10 @@ async fn start_reports_every_step_until_running() {
     // Containers being created while the provider starts.
     env.set_container_waiting("web", "ContainerCreating", "").await;
     env.set_container_waiting("web-provider", "ContainerCreating", "").await;
-    env.wait_sc("web", "Pending while the provider starts", |sc| phase(sc) == "Pending" && message(sc).contains("provider pod is starting")).await;
+    env.wait_sc("web", "Pending while the provider starts", |sc| {
+        phase(sc) == "Pending" && message(sc).contains("provider pod is starting")
+    })
+    .await;
     env.set_pod_ready("web-provider").await;
     let sc = env.wait_sc("web", "ProviderReady", |sc| phase(sc) == "ProviderReady").await;
     assert_eq!(condition_of(&sc, "ProviderReady"), Some(("True".into(), "PodReady".into())));
@@ -327,7 +341,8 @@ async fn start_reports_every_step_until_running() {
 
     // Stuck containers surface with their reason, and recover.
     env.set_container_waiting("web", "ImagePullBackOff", "Back-off pulling image \"busybox:1.36\"").await;
-    let sc = env.wait_sc("web", "Failed with ImagePullBackOff", |sc| phase(sc) == "Failed" && message(sc).contains("ImagePullBackOff")).await;
+    let sc =
+        env.wait_sc("web", "Failed with ImagePullBackOff", |sc| phase(sc) == "Failed" && message(sc).contains("ImagePullBackOff")).await;
     assert_eq!(condition_of(&sc, "ConsumerReady"), Some(("False".into(), "ContainerWaiting".into())));
     env.wait_event("web", "Failed").await;
     env.set_container_waiting("web", "CrashLoopBackOff", "back-off 10s restarting failed container").await;
@@ -382,7 +397,8 @@ async fn stop_then_start_is_pinned_and_applies_the_template_change() {
     let changed = env
         .patch_spec("dev", json!({ "template": { "spec": { "containers": [{ "name": "main", "image": "busybox:1.37", "command": ["sleep", "infinity"] }] } } }))
         .await;
-    let sc = env.wait_sc("dev", "RestartRequired", |sc| condition_of(sc, "RestartRequired").is_some_and(|(status, _)| status == "True")).await;
+    let sc =
+        env.wait_sc("dev", "RestartRequired", |sc| condition_of(sc, "RestartRequired").is_some_and(|(status, _)| status == "True")).await;
     assert_eq!(condition_of(&sc, "RestartRequired"), Some(("True".into(), "TemplateChanged".into())));
     assert_eq!(sc.status.as_ref().and_then(|s| s.observed_generation), changed.metadata.generation);
     assert_eq!(phase(&sc), "Running", "a template change does not stop the workload");
@@ -421,7 +437,11 @@ async fn stop_then_start_is_pinned_and_applies_the_template_change() {
     assert_eq!(instance.spec.base_image.as_deref(), Some("busybox:1.37"), "the new image is applied at the next start");
     assert!(instance.spec.running);
     // The data node is known: the new provider does not wait for the scheduler.
-    let provider = env.wait_pod("dev-provider", "created on the data node before the workload pod is scheduled", |pod| node_of(pod).as_deref() == Some(node.as_str())).await;
+    let provider = env
+        .wait_pod("dev-provider", "created on the data node before the workload pod is scheduled", |pod| {
+            node_of(pod).as_deref() == Some(node.as_str())
+        })
+        .await;
     assert_ne!(provider.uid(), kept.uid(), "a new provider");
     assert_eq!(node_of(&consumer), None, "the workload pod is not bound yet");
     assert_eq!(image_of(&provider, 0), "busybox:1.37", "the provider (lower layer) runs the new image");
@@ -518,7 +538,9 @@ async fn delete_removes_pods_then_instance_then_waits_for_the_node_plugin() {
     .await;
     // The SC waits for the node plugin.
     let sc = env
-        .wait_sc("doomed", "only the finalizers of the operator and the node plugin left", |sc| sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER))
+        .wait_sc("doomed", "only the finalizers of the operator and the node plugin left", |sc| {
+            sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER)
+        })
         .await;
     assert!(sc.metadata.deletion_timestamp.is_some());
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -604,7 +626,9 @@ async fn a_stranger_pod_is_reported_and_never_touched() {
     env.pods.delete("app", &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await.expect("delete the stranger");
     let instance = env.instances.get("app").await.expect("instance");
     env.wait_pod("app", "created by the operator once the name is free", |pod| owned_by(pod, &instance)).await;
-    let sc = env.wait_sc("app", "NameConflict cleared", |sc| condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "False")).await;
+    let sc = env
+        .wait_sc("app", "NameConflict cleared", |sc| condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "False"))
+        .await;
     assert_eq!(phase(&sc), "Pending");
 }
 
@@ -679,7 +703,6 @@ async fn a_deleted_instance_is_held_until_its_pods_are_gone() {
     assert_eq!(pinned_node(&consumer).as_deref(), Some(node.as_str()));
 }
 
-
 #[tokio::test]
 async fn a_stranger_provider_is_reported_and_never_touched() {
     let Some(env) = TestEnv::with_operator("stranger-provider").await else { return };
@@ -700,7 +723,11 @@ async fn a_stranger_provider_is_reported_and_never_touched() {
 
     env.scs.delete("box", &DeleteParams::default()).await.expect("delete");
     env.finish_termination("box").await;
-    let sc = env.wait_sc("box", "waiting for the node plugin", |sc| sc.finalizers() == [SC_FINALIZER, NODE_DATA_FINALIZER] || sc.finalizers() == [NODE_DATA_FINALIZER, SC_FINALIZER]).await;
+    let sc = env
+        .wait_sc("box", "waiting for the node plugin", |sc| {
+            sc.finalizers() == [SC_FINALIZER, NODE_DATA_FINALIZER] || sc.finalizers() == [NODE_DATA_FINALIZER, SC_FINALIZER]
+        })
+        .await;
     assert!(sc.metadata.deletion_timestamp.is_some());
     env.release_node_data("box").await;
     env.wait_sc_gone("box").await;
@@ -718,7 +745,8 @@ async fn a_recreated_sc_gets_a_new_identity_and_never_adopts_the_old_pods() {
     env.scs.delete("again", &DeleteParams::default()).await.expect("delete");
     env.finish_termination("again").await;
     env.finish_termination("again-provider").await;
-    env.wait_sc("again", "waiting for the node plugin", |sc| sc.metadata.deletion_timestamp.is_some() && env_has_only_data_finalizers(sc)).await;
+    env.wait_sc("again", "waiting for the node plugin", |sc| sc.metadata.deletion_timestamp.is_some() && env_has_only_data_finalizers(sc))
+        .await;
     env.release_node_data("again").await;
     env.wait_sc_gone("again").await;
 
@@ -736,7 +764,11 @@ async fn a_recreated_sc_gets_a_new_identity_and_never_adopts_the_old_pods() {
 
     let second = env.create_sc(sc_manifest("again", true, "busybox:1.36")).await;
     assert_ne!(first.uid(), second.uid(), "a recreated SC has a new UID, so the node plugin's data key differs");
-    let sc = env.wait_sc("again", "NameConflict over the leftover", |sc| condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "True")).await;
+    let sc = env
+        .wait_sc("again", "NameConflict over the leftover", |sc| {
+            condition_of(sc, "NameConflict").is_some_and(|(status, _)| status == "True")
+        })
+        .await;
     assert_eq!(sc.status.as_ref().and_then(|s| s.data_node_name.clone()), None, "the new SC knows nothing of the old data");
     let new_instance = env.instances.get("again").await.expect("a new instance");
     assert_ne!(new_instance.uid(), old_instance.uid());
@@ -745,7 +777,10 @@ async fn a_recreated_sc_gets_a_new_identity_and_never_adopts_the_old_pods() {
     assert_eq!(after.resource_version(), leftover.resource_version(), "the leftover is neither adopted nor deleted");
 
     // Once the leftover is removed (by whoever owns the problem), the new SC starts fresh.
-    env.pods.delete("again", &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await.expect("delete the leftover");
+    env.pods
+        .delete("again", &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() })
+        .await
+        .expect("delete the leftover");
     let consumer = env.wait_pod("again", "created for the new SC", |pod| owned_by(pod, &new_instance)).await;
     assert_eq!(pinned_node(&consumer), None, "not pinned to the old SC's node");
 }
@@ -772,7 +807,9 @@ async fn invalid_specs_are_rejected_by_the_schema_or_reported() {
             Err(error) => panic!("{}: {error}", path.display()),
             Ok(created) => {
                 let name = created.name_any();
-                let sc = env.wait_sc(&name, "SpecValid=False", |sc| condition_of(sc, "SpecValid").is_some_and(|(status, _)| status == "False")).await;
+                let sc = env
+                    .wait_sc(&name, "SpecValid=False", |sc| condition_of(sc, "SpecValid").is_some_and(|(status, _)| status == "False"))
+                    .await;
                 assert_eq!(condition_of(&sc, "SpecValid"), Some(("False".into(), "InvalidSpec".into())));
                 assert_eq!(phase(&sc), "Failed");
                 let event = env.wait_event(&name, "InvalidSpec").await;
@@ -782,7 +819,10 @@ async fn invalid_specs_are_rejected_by_the_schema_or_reported() {
             }
         }
     }
-    assert!(reported.get("no-containers").is_some_and(|how| how.starts_with("schema:")), "minItems rejects an empty containers list: {reported:#?}");
+    assert!(
+        reported.get("no-containers").is_some_and(|how| how.starts_with("schema:")),
+        "minItems rejects an empty containers list: {reported:#?}"
+    );
     assert!(reported.get("privileged").is_some_and(|how| how.starts_with("operator:")), "{reported:#?}");
     assert_eq!(reported.len(), fixture_paths("invalid").len());
 }
@@ -791,7 +831,8 @@ async fn invalid_specs_are_rejected_by_the_schema_or_reported() {
 fn chart_operator_rules() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/stoppablecontainer/templates/operator-rbac.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-    let role = text.split("\n---").find(|document| document.contains("\nkind: ClusterRole\n")).expect("the chart has an operator ClusterRole");
+    let role =
+        text.split("\n---").find(|document| document.contains("\nkind: ClusterRole\n")).expect("the chart has an operator ClusterRole");
     let rules = &role[role.find("\nrules:").expect("the ClusterRole has rules")..];
     let parsed: Value = serde_yaml::from_str(rules).unwrap_or_else(|error| panic!("{}: rules: {error}", path.display()));
     parsed["rules"].clone()
@@ -839,7 +880,10 @@ async fn the_binary_runs_with_the_charts_rbac_serves_health_and_stops_on_sigterm
     let get = |path: &'static str| async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|error| error.to_string())?;
-        stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer).await.map_err(|error| error.to_string())?;
         Ok::<String, String>(answer)
@@ -873,7 +917,8 @@ async fn the_binary_runs_with_the_charts_rbac_serves_health_and_stops_on_sigterm
     env.scs.delete("probe", &DeleteParams::default()).await.expect("delete");
     env.finish_termination("probe").await;
     env.finish_termination("probe-provider").await;
-    env.wait_sc("probe", "waiting for the node plugin", |sc| sc.metadata.deletion_timestamp.is_some() && env_has_only_data_finalizers(sc)).await;
+    env.wait_sc("probe", "waiting for the node plugin", |sc| sc.metadata.deletion_timestamp.is_some() && env_has_only_data_finalizers(sc))
+        .await;
     env.release_node_data("probe").await;
     env.wait_sc_gone("probe").await;
 
@@ -888,7 +933,10 @@ async fn the_binary_runs_with_the_charts_rbac_serves_health_and_stops_on_sigterm
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
 
     stop("-TERM");
-    let output = tokio::time::timeout(Duration::from_secs(20), operator.wait_with_output()).await.expect("exits within 20 s of SIGTERM").expect("wait");
+    let output = tokio::time::timeout(Duration::from_secs(20), operator.wait_with_output())
+        .await
+        .expect("exits within 20 s of SIGTERM")
+        .expect("wait");
     let logs = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     // A failed reconcile is retried (a conflict with a concurrent writer is normal); one the
     // chart's RBAC forbids would be retried forever.

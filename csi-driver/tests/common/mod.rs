@@ -19,7 +19,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{ForkResult, Pid, chdir, chroot, fork};
 use sc_api::consts::VOLUME_ATTR_SC_NAME;
 use sc_proto::csi::{
-    NodePublishVolumeRequest, NodeUnpublishVolumeRequest, VolumeCapability, identity_client::IdentityClient, node_client::NodeClient,
+    NodePublishVolumeRequest, NodeUnpublishVolumeRequest, VolumeCapability,
+    identity_client::IdentityClient,
+    node_client::NodeClient,
     volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
 };
 use tonic::transport::{Channel, Endpoint};
@@ -31,12 +33,8 @@ static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0)
 
 /// A unique lowercase-hex string of `len` characters.
 pub fn unique_hex(len: usize) -> String {
-    let seed = format!(
-        "{}-{}-{:?}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        std::time::SystemTime::now()
-    );
+    let seed =
+        format!("{}-{}-{:?}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), std::time::SystemTime::now());
     let mut out = String::new();
     let mut counter = 0u64;
     while out.len() < len {
@@ -366,7 +364,12 @@ impl KubeletFiles {
     pub fn create(parent: &Path) -> Self {
         let dir = parent.join("kubelet-files");
         std::fs::create_dir_all(dir.join("serviceaccount")).expect("kubelet files dir");
-        for (name, text) in [("hosts", Self::HOSTS), ("resolv.conf", Self::RESOLV_CONF), ("hostname", Self::HOSTNAME), ("serviceaccount/token", Self::TOKEN)] {
+        for (name, text) in [
+            ("hosts", Self::HOSTS),
+            ("resolv.conf", Self::RESOLV_CONF),
+            ("hostname", Self::HOSTNAME),
+            ("serviceaccount/token", Self::TOKEN),
+        ] {
             std::fs::write(dir.join(name), text).expect("kubelet file");
         }
         Self { dir }
@@ -401,7 +404,14 @@ pub struct ConsumerProcess {
 }
 
 impl ConsumerProcess {
-    pub fn start(root_dir: &Path, target: &Path, kubelet: &KubeletFiles, cgroup: &ConsumerCgroup, client: &Path, client_args: &[&str]) -> Self {
+    pub fn start(
+        root_dir: &Path,
+        target: &Path,
+        kubelet: &KubeletFiles,
+        cgroup: &ConsumerCgroup,
+        client: &Path,
+        client_args: &[&str],
+    ) -> Self {
         use std::io::BufRead;
         std::fs::create_dir_all(root_dir).expect("container root dir");
         let base = PathBuf::from("/sys/fs/cgroup/pids/sc-test/kubepods");

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 pub const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
-    "sh", "ls", "id", "ps", "cat", "sleep", "tty", "echo", "kill", "grep", "true", "false", "env",
-    "pwd", "tar", "head", "chmod", "mkdir", "sed", "wc",
+    "sh", "ls", "id", "ps", "cat", "sleep", "tty", "echo", "kill", "grep", "true", "false", "env", "pwd", "tar", "head", "chmod", "mkdir",
+    "sed", "wc",
 ];
 
 /// How the fake node plugin answers.
@@ -49,10 +49,7 @@ fn write_file(path: &Path, text: &str, mode: u32) {
 }
 
 pub fn require_busybox() {
-    assert!(
-        Path::new(BUSYBOX).is_file(),
-        "these tests need a static busybox at {BUSYBOX}: `apt-get install busybox-static`"
-    );
+    assert!(Path::new(BUSYBOX).is_file(), "these tests need a static busybox at {BUSYBOX}: `apt-get install busybox-static`");
 }
 
 impl Consumer {
@@ -62,16 +59,7 @@ impl Consumer {
         let container = base.path().join("container");
         let rootfs = base.path().join("rootfs");
 
-        for dir in [
-            "usr/bin",
-            "usr/sbin",
-            "etc",
-            "proc",
-            "dev",
-            "home/alice",
-            "tmp",
-            "root",
-        ] {
+        for dir in ["usr/bin", "usr/sbin", "etc", "proc", "dev", "home/alice", "tmp", "root"] {
             fs::create_dir_all(rootfs.join(dir)).expect("mkdir rootfs");
         }
         fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod");
@@ -81,16 +69,8 @@ impl Consumer {
         }
         symlink("usr/bin", rootfs.join("bin")).expect("merged usr");
         symlink("usr/sbin", rootfs.join("sbin")).expect("merged usr");
-        write_file(
-            &rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n",
-            0o644,
-        );
-        write_file(
-            &rootfs.join("etc/group"),
-            "root:x:0:\nwheel:x:10:alice\nalice:x:1000:\n",
-            0o644,
-        );
+        write_file(&rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n", 0o644);
+        write_file(&rootfs.join("etc/group"), "root:x:0:\nwheel:x:10:alice\nalice:x:1000:\n", 0o644);
 
         for dir in [".sc-bin", ".sc/rootfs", ".sc/control", "proc", "tmp"] {
             fs::create_dir_all(container.join(dir)).expect("mkdir container");
@@ -102,12 +82,7 @@ impl Consumer {
         if plugin != NodePlugin::Absent {
             serve_control_socket(&container.join(".sc/control/prepare.sock"), plugin);
         }
-        Consumer {
-            base,
-            container,
-            rootfs,
-            mount_rootfs: true,
-        }
+        Consumer { base, container, rootfs, mount_rootfs: true }
     }
 
     /// The `unshare` command that runs `/.sc-bin/sc-exec <args>` as init of a new PID namespace.
@@ -127,77 +102,36 @@ exec chroot "$C" /.sc-bin/sc-exec "$@""#
         );
         let mut command = Command::new("unshare");
         command
-            .args([
-                "--mount",
-                "--pid",
-                "--fork",
-                "--propagation",
-                "private",
-                "/bin/sh",
-                "-c",
-                &script,
-                "sh",
-            ])
+            .args(["--mount", "--pid", "--fork", "--propagation", "private", "/bin/sh", "-c", &script, "sh"])
             .args(args)
             .env_clear()
             .env("C", &self.container)
             .env("R", &self.rootfs)
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .env("SC_EXEC_CONFIG", config_json);
         command
     }
 
     /// Runs to completion and returns the output.
     pub fn run(&self, config_json: &str, args: &[&str]) -> Output {
-        self.command(config_json, args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run unshare")
+        self.command(config_json, args).stdin(Stdio::null()).output().expect("run unshare")
     }
 
     /// Starts in the background with piped stdout/stderr.
     pub fn spawn(&self, config_json: &str, args: &[&str]) -> Child {
-        self.command(config_json, args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn unshare")
+        self.command(config_json, args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn unshare")
     }
 
     /// `kubectl exec` as runc does it: enter the namespaces and root of `sc-exec` (PID 1) and
     /// exec `args` through the container's own PATH.
-    pub fn kubectl_exec(
-        &self,
-        init_pid: u32,
-        config_json: &str,
-        workdir: &str,
-        args: &[&str],
-    ) -> Output {
+    pub fn kubectl_exec(&self, init_pid: u32, config_json: &str, workdir: &str, args: &[&str]) -> Output {
         Command::new("nsenter")
-            .args([
-                "--target",
-                &init_pid.to_string(),
-                "--mount",
-                "--pid",
-                "--root",
-            ])
+            .args(["--target", &init_pid.to_string(), "--mount", "--pid", "--root"])
             // nsenter opens the directory before entering the root, so name it from outside.
-            .arg(format!(
-                "--wd={}",
-                self.container
-                    .join(workdir.trim_start_matches('/'))
-                    .display()
-            ))
+            .arg(format!("--wd={}", self.container.join(workdir.trim_start_matches('/')).display()))
             .args(args)
             .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .env("SC_EXEC_CONFIG", config_json)
             .stdin(Stdio::null())
             .output()
@@ -208,10 +142,7 @@ exec chroot "$C" /.sc-bin/sc-exec "$@""#
 /// The binary to test: `$SC_EXEC_BINARY` (for example the static release build), else this
 /// test build's.
 pub fn binary_under_test() -> PathBuf {
-    std::env::var_os("SC_EXEC_BINARY").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_sc-exec")),
-        PathBuf::from,
-    )
+    std::env::var_os("SC_EXEC_BINARY").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sc-exec")), PathBuf::from)
 }
 
 /// The test build of sc-exec is dynamically linked (only the release build is static): give the
@@ -232,17 +163,13 @@ fn serve_control_socket(path: &Path, plugin: NodePlugin) {
     let listener = UnixListener::bind(path).expect("bind control socket");
     let answer = match plugin {
         NodePlugin::Prepared => "{\"result\":\"prepared\"}\n",
-        _ => {
-            "{\"result\":\"failed\",\"message\":\"pod default/x is not the consumer of StoppableContainer x\"}\n"
-        }
+        _ => "{\"result\":\"failed\",\"message\":\"pod default/x is not the consumer of StoppableContainer x\"}\n",
     };
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             let mut request = String::new();
-            if BufReader::new(&stream).read_line(&mut request).is_ok()
-                && request.contains("\"op\":\"prepare\"")
-            {
+            if BufReader::new(&stream).read_line(&mut request).is_ok() && request.contains("\"op\":\"prepare\"") {
                 let _ = stream.write_all(answer.as_bytes());
             }
         }
@@ -253,23 +180,14 @@ fn serve_control_socket(path: &Path, plugin: NodePlugin) {
 pub fn init_pid(unshare: &Child) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id()))
-            .unwrap_or_default();
-        if let Some(pid) = children
-            .split_whitespace()
-            .next()
-            .and_then(|pid| pid.parse::<u32>().ok())
-        {
+        let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next().and_then(|pid| pid.parse::<u32>().ok()) {
             let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if comm.trim() == "sc-exec" {
                 return pid;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "sc-exec never started under unshare pid {}",
-            unshare.id()
-        );
+        assert!(Instant::now() < deadline, "sc-exec never started under unshare pid {}", unshare.id());
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -292,10 +210,7 @@ pub fn wait_for_line(reader: &mut impl BufRead, marker: &str) -> String {
 pub fn eventually(seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {seconds}s waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {seconds}s waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -82,7 +82,19 @@ fn write_pki(pki: &Path) {
     let file = |name: &str| pki.join(name);
     run(
         Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=sc-test-ca"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=sc-test-ca",
+            ])
             .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"])
             .arg("-keyout")
             .arg(file("ca.key"))
@@ -91,7 +103,8 @@ fn write_pki(pki: &Path) {
         "creating the test CA",
     );
     let certificate = |name: &str, subject: &str, usage: &str, sans: Option<&str>| {
-        let mut ext = format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n");
+        let mut ext =
+            format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n");
         if let Some(sans) = sans {
             ext.push_str(&format!("subjectAltName={sans}\n"));
         }
@@ -180,8 +193,12 @@ impl ApiServer {
         );
         // etcd fsyncs every write: on tmpfs that does not wait for a disk shared with compilers.
         let shm = Path::new("/dev/shm");
-        let temp = if shm.is_dir() { tempfile::Builder::new().prefix("sc-apiserver-").tempdir_in(shm) } else { tempfile::Builder::new().prefix("sc-apiserver-").tempdir() }
-            .expect("create a temporary directory");
+        let temp = if shm.is_dir() {
+            tempfile::Builder::new().prefix("sc-apiserver-").tempdir_in(shm)
+        } else {
+            tempfile::Builder::new().prefix("sc-apiserver-").tempdir()
+        }
+        .expect("create a temporary directory");
         // Removed by Drop, or by the watchdog when the process ends without dropping (statics).
         let dir = temp.keep();
         if keep_dir() {
@@ -277,7 +294,11 @@ impl ApiServer {
                 server
             })
             .map_err(|panic| {
-                panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned())).unwrap_or_default()
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+                    .unwrap_or_default()
             })
         });
         match shared {
@@ -345,7 +366,8 @@ impl ApiServer {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
             runtime.block_on(async move {
                 let kubeconfig = Kubeconfig::read_from(&kubeconfig).expect("read the test kubeconfig");
-                let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("load the test kubeconfig");
+                let config =
+                    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("load the test kubeconfig");
                 work(Client::try_from(config).expect("build a client")).await
             })
         })
@@ -377,7 +399,8 @@ impl ApiServer {
                     .create(&PostParams::default(), &object)
                     .await
                     .unwrap_or_else(|error| panic!("kube-apiserver 1.20 rejected {}: {error}", path.display()));
-                let established = kube::runtime::wait::await_condition(typed.clone(), &name, kube::runtime::wait::conditions::is_crd_established());
+                let established =
+                    kube::runtime::wait::await_condition(typed.clone(), &name, kube::runtime::wait::conditions::is_crd_established());
                 tokio::time::timeout(Duration::from_secs(60), established)
                     .await
                     .unwrap_or_else(|_| panic!("CRD {name} was not established within 60 s"))

@@ -161,7 +161,8 @@ impl TestEnv {
     /// Creates a Node object (nothing runs behind it).
     pub async fn create_node(&self, short: &str) -> String {
         let name = self.node_name(short);
-        let node: Node = serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "kubernetes.io/hostname": name } } })).expect("a node");
+        let node: Node =
+            serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "kubernetes.io/hostname": name } } })).expect("a node");
         self.nodes.create(&PostParams::default(), &node).await.unwrap_or_else(|error| panic!("creating node {name}: {error}"));
         name
     }
@@ -191,7 +192,12 @@ impl TestEnv {
             let sc = self.scs.get_opt(name).await.map_err(|error| format!("{error}"))?;
             match sc {
                 Some(sc) if check(&sc) => Ok(sc),
-                Some(sc) => Err(format!("metadata.finalizers={:?} generation={:?} status={}", sc.finalizers(), sc.metadata.generation, serde_yaml::to_string(&sc.status).unwrap_or_default())),
+                Some(sc) => Err(format!(
+                    "metadata.finalizers={:?} generation={:?} status={}",
+                    sc.finalizers(),
+                    sc.metadata.generation,
+                    serde_yaml::to_string(&sc.status).unwrap_or_default()
+                )),
                 None => Err("absent".to_owned()),
             }
         })
@@ -203,7 +209,9 @@ impl TestEnv {
         eventually(&format!("StoppableContainer {name} to disappear"), || async {
             match self.scs.get_opt(name).await.map_err(|error| format!("{error}"))? {
                 None => Ok(()),
-                Some(sc) => Err(format!("finalizers={:?} status={}", sc.finalizers(), serde_yaml::to_string(&sc.status).unwrap_or_default())),
+                Some(sc) => {
+                    Err(format!("finalizers={:?} status={}", sc.finalizers(), serde_yaml::to_string(&sc.status).unwrap_or_default()))
+                }
             }
         })
         .await
@@ -214,7 +222,11 @@ impl TestEnv {
         eventually(&format!("pod {name}: {what}"), || async {
             match self.pods.get_opt(name).await.map_err(|error| format!("{error}"))? {
                 Some(pod) if check(&pod) => Ok(pod),
-                Some(pod) => Err(format!("deletionTimestamp={:?} nodeName={:?}", pod.metadata.deletion_timestamp, pod.spec.as_ref().and_then(|s| s.node_name.clone()))),
+                Some(pod) => Err(format!(
+                    "deletionTimestamp={:?} nodeName={:?}",
+                    pod.metadata.deletion_timestamp,
+                    pod.spec.as_ref().and_then(|s| s.node_name.clone())
+                )),
                 None => Err("absent".to_owned()),
             }
         })
@@ -278,7 +290,8 @@ impl TestEnv {
             .iter()
             .map(|type_| json!({ "type": type_, "status": "True", "lastTransitionTime": now() }))
             .collect();
-        let status = json!({ "phase": "Running", "conditions": conditions, "containerStatuses": Self::container_statuses(&pod, &state, true) });
+        let status =
+            json!({ "phase": "Running", "conditions": conditions, "containerStatuses": Self::container_statuses(&pod, &state, true) });
         self.patch_pod_status(name, status).await;
     }
 
@@ -326,13 +339,19 @@ impl TestEnv {
         let sc = self.scs.get(name).await.unwrap_or_else(|error| panic!("reading {name}: {error}"));
         let remaining: Vec<&String> = sc.finalizers().iter().filter(|finalizer| *finalizer != NODE_DATA_FINALIZER).collect();
         let patch = json!({ "metadata": { "finalizers": remaining, "resourceVersion": sc.resource_version() } });
-        self.scs.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap_or_else(|error| panic!("releasing {NODE_DATA_FINALIZER} of {name}: {error}"));
+        self.scs
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_or_else(|error| panic!("releasing {NODE_DATA_FINALIZER} of {name}: {error}"));
     }
 
     /// Events about object `name` in this namespace.
     pub async fn events_for(&self, name: &str) -> Vec<Event> {
         let list = self.events.list(&ListParams::default()).await.unwrap_or_else(|error| panic!("listing events: {error}"));
-        list.items.into_iter().filter(|event| event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some(name)).collect()
+        list.items
+            .into_iter()
+            .filter(|event| event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some(name))
+            .collect()
     }
 
     /// Waits for an Event with `reason` about object `name`; returns it.

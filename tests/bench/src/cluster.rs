@@ -72,7 +72,8 @@ impl Cluster {
     // --- StoppableContainers ---------------------------------------------------------------
 
     pub async fn create_sc(&self, name: &str, running: bool) -> Result<(), BenchError> {
-        let body = subjects::stoppable_container(name, &self.settings.image, running).map_err(|error| BenchError::Setup(format!("StoppableContainer manifest: {error}")))?;
+        let body = subjects::stoppable_container(name, &self.settings.image, running)
+            .map_err(|error| BenchError::Setup(format!("StoppableContainer manifest: {error}")))?;
         self.scs.create(&PostParams::default(), &body).await.map_err(api(format!("creating StoppableContainer {name}")))?;
         Ok(())
     }
@@ -85,12 +86,17 @@ impl Cluster {
 
     /// Start (or first start) of an SC until its workload pod is Ready; returns when that was seen.
     pub async fn wait_sc_ready(&self, name: &str) -> Result<SystemTime, BenchError> {
-        self.wait_pods(&format!("the workload of StoppableContainer {name} to be Ready"), &[name.to_owned()], |pods| sc_workload_ready(pods, name)).await
+        self.wait_pods(&format!("the workload of StoppableContainer {name} to be Ready"), &[name.to_owned()], |pods| {
+            sc_workload_ready(pods, name)
+        })
+        .await
     }
 
     /// A stop until the phase is Stopped and the workload pod is gone.
     pub async fn wait_sc_stopped(&self, name: &str) -> Result<SystemTime, BenchError> {
-        let gone = self.wait_pods(&format!("the workload pod of StoppableContainer {name} to terminate"), &[], |pods| sc_workload_gone(pods, name)).await?;
+        let gone = self
+            .wait_pods(&format!("the workload pod of StoppableContainer {name} to terminate"), &[], |pods| sc_workload_gone(pods, name))
+            .await?;
         let stopped = self
             .sc_watch
             .wait(&format!("StoppableContainer {name} to report phase Stopped"), self.settings.timeout, |scs| {
@@ -104,9 +110,12 @@ impl Cluster {
     pub async fn delete_scs(&self, names: &[String]) -> Result<(), BenchError> {
         delete_all(&self.scs, "StoppableContainer", names).await?;
         self.sc_watch
-            .wait("the deleted StoppableContainers to be gone", self.settings.timeout * 2, |scs| names.iter().all(|name| !scs.contains_key(name)))
+            .wait("the deleted StoppableContainers to be gone", self.settings.timeout * 2, |scs| {
+                names.iter().all(|name| !scs.contains_key(name))
+            })
             .await?;
-        self.wait_pods("the deleted StoppableContainers' pods to terminate", &[], |pods| names.iter().all(|name| sc_pods_gone(pods, name))).await?;
+        self.wait_pods("the deleted StoppableContainers' pods to terminate", &[], |pods| names.iter().all(|name| sc_pods_gone(pods, name)))
+            .await?;
         Ok(())
     }
 
@@ -195,7 +204,10 @@ impl Cluster {
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|error| BenchError::Kubectl { args: shown.clone(), message: format!("cannot run {}: {error}", self.settings.kubectl) })?;
+            .map_err(|error| BenchError::Kubectl {
+                args: shown.clone(),
+                message: format!("cannot run {}: {error}", self.settings.kubectl),
+            })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(BenchError::Kubectl { args: shown, message: format!("{}: {}", output.status, stderr.trim()) });
@@ -218,7 +230,12 @@ impl Cluster {
             .into_iter()
             .filter(|pod| pod.metadata.deletion_timestamp.is_none())
             .find(|pod| pod.spec.as_ref().is_some_and(|spec| spec.containers.iter().any(|c| c.name == container)))
-            .ok_or_else(|| BenchError::Setup(format!("no pod with a {container:?} container in namespace {}; is the chart installed?", self.settings.product_namespace)))
+            .ok_or_else(|| {
+                BenchError::Setup(format!(
+                    "no pod with a {container:?} container in namespace {}; is the chart installed?",
+                    self.settings.product_namespace
+                ))
+            })
     }
 
     async fn product_pod(&self, container: &str) -> Result<String, BenchError> {

@@ -72,7 +72,9 @@ pub fn container_pids(container_id: &str) -> Result<Vec<i32>, BenchError> {
     let mut pids: Vec<i32> = fs::read_dir("/proc")
         .map_err(host("listing", "/proc"))?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|pid: &i32| fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|cgroup| cgroup_names_container(&cgroup, container_id)))
+        .filter(|pid: &i32| {
+            fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|cgroup| cgroup_names_container(&cgroup, container_id))
+        })
         .collect();
     pids.sort_unstable();
     Ok(pids)
@@ -95,7 +97,8 @@ pub fn reset_peak_rss(pid: i32) -> Result<(), BenchError> {
 pub fn process_start(pid: i32) -> Result<SystemTime, BenchError> {
     let path = format!("/proc/{pid}/stat");
     let ticks = stat_start_ticks(&read(&path)?).ok_or_else(|| BenchError::Output { what: path.clone(), output: "no start time".into() })?;
-    let boot = boot_time_seconds(&read("/proc/stat")?).ok_or_else(|| BenchError::Output { what: "/proc/stat".into(), output: "no btime".into() })?;
+    let boot = boot_time_seconds(&read("/proc/stat")?)
+        .ok_or_else(|| BenchError::Output { what: "/proc/stat".into(), output: "no btime".into() })?;
     let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|hz| *hz > 0).unwrap_or(100);
     let since_boot = Duration::from_secs_f64(ticks as f64 / per_second as f64);
     Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(boot) + since_boot)

@@ -60,7 +60,9 @@ const SC_NAME: &str = "io-sc";
 const PLAIN_NAME: &str = "io-plain";
 
 pub async fn io(cluster: &Cluster, repeats: usize) -> Result<Vec<Target>, BenchError> {
-    println!("\n== 5. I/O inside the rootfs vs inside a plain container ({repeats} repeats, alternating; caches dropped before each operation)");
+    println!(
+        "\n== 5. I/O inside the rootfs vs inside a plain container ({repeats} repeats, alternating; caches dropped before each operation)"
+    );
     cluster.create_sc(SC_NAME, true).await?;
     cluster.create_pod(PLAIN_NAME).await?;
     cluster.wait_sc_ready(SC_NAME).await?;
@@ -80,7 +82,8 @@ pub async fn io(cluster: &Cluster, repeats: usize) -> Result<Vec<Target>, BenchE
                 cluster.exec(subject, operation.prepare).await?;
                 host::drop_caches()?;
                 let output = cluster.exec(subject, &timed_script(operation.measured)).await?;
-                let took = parse_nanos(&output).ok_or_else(|| BenchError::Output { what: format!("{} in {subject}", operation.name), output })?;
+                let took =
+                    parse_nanos(&output).ok_or_else(|| BenchError::Output { what: format!("{} in {subject}", operation.name), output })?;
                 let side = if subject == SC_NAME { &mut sc } else { &mut plain };
                 side[index].push(took);
             }

@@ -74,10 +74,13 @@ async fn sc_timeline(cluster: &Cluster, name: &str, requested: SystemTime, ready
         PluginEvent::Prepared { pid, .. } => pid,
         PluginEvent::Published { .. } => None,
     });
-    let workload_started = wrapper_pid.and_then(|pid| host::children(pid).into_iter().filter_map(|child| host::process_start(child).ok()).min());
+    let workload_started =
+        wrapper_pid.and_then(|pid| host::children(pid).into_iter().filter_map(|child| host::process_start(child).ok()).min());
     Ok(ScStart {
         consumer_created: at(pods.first_seen(name, requested, |pod| pod.is_some_and(|pod| is_consumer_of(pod, name)))),
-        consumer_scheduled: at(pods.first_seen(name, requested, |pod| pod.is_some_and(|pod| is_consumer_of(pod, name) && is_scheduled(pod)))),
+        consumer_scheduled: at(
+            pods.first_seen(name, requested, |pod| pod.is_some_and(|pod| is_consumer_of(pod, name) && is_scheduled(pod)))
+        ),
         provider_created: at(pods.first_seen(&provider, requested, |pod| pod.is_some())),
         provider_running: at(pods.first_seen(&provider, requested, |pod| pod.is_some_and(containers_running))),
         publish_began: at(published.map(|line| line.began())),

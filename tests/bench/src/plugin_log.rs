@@ -86,7 +86,11 @@ mod tests {
         let line = parse_line(PUBLISHED).expect("a publish line");
         assert_eq!(
             line.event,
-            PluginEvent::Published { sc: "sc-bench/resume-0".into(), elapsed: Duration::from_micros(812_500), provider_wait: Duration::from_micros(640_250) }
+            PluginEvent::Published {
+                sc: "sc-bench/resume-0".into(),
+                elapsed: Duration::from_micros(812_500),
+                provider_wait: Duration::from_micros(640_250)
+            }
         );
         assert_eq!(line.at, at("2026-11-22T09:40:01.25Z"));
         assert_eq!(line.began(), at("2026-11-22T09:40:00.4375Z"));
@@ -95,7 +99,10 @@ mod tests {
     #[test]
     fn a_prepare_line_names_the_pod_and_the_wrapper_pid() {
         let line = parse_line(PREPARED).expect("a prepare line");
-        assert_eq!(line.event, PluginEvent::Prepared { pod: "sc-bench/resume-0".into(), pid: Some(5151), elapsed: Duration::from_millis(20) });
+        assert_eq!(
+            line.event,
+            PluginEvent::Prepared { pod: "sc-bench/resume-0".into(), pid: Some(5151), elapsed: Duration::from_millis(20) }
+        );
     }
 
     #[test]

@@ -10,14 +10,21 @@ use crate::timeline::Step;
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let columns = header.len();
     let width = |column: usize| {
-        rows.iter().filter_map(|row| row.get(column)).map(|cell| cell.chars().count()).chain([header[column].chars().count()]).max().unwrap_or(0)
+        rows.iter()
+            .filter_map(|row| row.get(column))
+            .map(|cell| cell.chars().count())
+            .chain([header[column].chars().count()])
+            .max()
+            .unwrap_or(0)
     };
     let widths: Vec<usize> = (0..columns).map(width).collect();
     let line = |cells: Vec<&str>| {
         let text: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(column, cell)| if column == 0 { format!("{cell:<w$}", w = widths[0]) } else { format!("{cell:>w$}", w = widths[column]) })
+            .map(
+                |(column, cell)| if column == 0 { format!("{cell:<w$}", w = widths[0]) } else { format!("{cell:>w$}", w = widths[column]) },
+            )
             .collect();
         format!("  {}", text.join("  ").trim_end())
     };
@@ -28,7 +35,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// A latency row: name, median, p90, min, max, rounds and the ratios against a baseline.
 pub fn latency_row(name: &str, summary: Option<Summary>, baseline: Option<Summary>) -> Vec<String> {
-    let Some(summary) = summary else { return vec![name.to_owned(), "-".into(), "-".into(), "-".into(), "-".into(), "0".into(), "-".into(), "-".into()] };
+    let Some(summary) = summary else {
+        return vec![name.to_owned(), "-".into(), "-".into(), "-".into(), "-".into(), "0".into(), "-".into(), "-".into()];
+    };
     let against = |pick: fn(&Summary) -> Duration| format_ratio(baseline.and_then(|base| ratio(pick(&summary), pick(&base))));
     vec![
         name.to_owned(),
@@ -85,7 +94,12 @@ impl Target {
 
     /// A count that must be zero (errors, leaks).
     pub fn zero(figure: &str, count: usize) -> Self {
-        Self { figure: figure.into(), value: count.to_string(), target: "0".into(), verdict: if count == 0 { "met" } else { "MISSED" }.into() }
+        Self {
+            figure: figure.into(),
+            value: count.to_string(),
+            target: "0".into(),
+            verdict: if count == 0 { "met" } else { "MISSED" }.into(),
+        }
     }
 
     pub fn below_mib(figure: &str, kib: Option<u64>, bound_mib: u64) -> Self {
@@ -94,12 +108,18 @@ impl Target {
             Some(_) => "MISSED",
             None => "no figure",
         };
-        Self { figure: figure.into(), value: kib.map_or_else(|| "-".into(), mib), target: format!("< {bound_mib} MiB"), verdict: verdict.into() }
+        Self {
+            figure: figure.into(),
+            value: kib.map_or_else(|| "-".into(), mib),
+            target: format!("< {bound_mib} MiB"),
+            verdict: verdict.into(),
+        }
     }
 }
 
 pub fn summary_table(targets: &[Target]) -> String {
-    let rows: Vec<Vec<String>> = targets.iter().map(|t| vec![t.figure.clone(), t.value.clone(), t.target.clone(), t.verdict.clone()]).collect();
+    let rows: Vec<Vec<String>> =
+        targets.iter().map(|t| vec![t.figure.clone(), t.value.clone(), t.target.clone(), t.verdict.clone()]).collect();
     table(&["figure", "value", "target", ""], &rows)
 }
 

@@ -18,7 +18,10 @@ use crate::subjects::{container_id, sc_phase, sc_workload_ready};
 async fn product_process(cluster: &Cluster, container: &str) -> Result<i32, BenchError> {
     let pod = cluster.product_pod_object(container).await?;
     let id = container_id(&pod, container).ok_or_else(|| BenchError::Setup(format!("the {container} container has no ID yet")))?;
-    host::container_pids(&id)?.first().copied().ok_or_else(|| BenchError::Setup(format!("no process of the {container} container on this node")))
+    host::container_pids(&id)?
+        .first()
+        .copied()
+        .ok_or_else(|| BenchError::Setup(format!("no process of the {container} container on this node")))
 }
 
 pub async fn density(cluster: &Cluster, count: usize) -> Result<Vec<Target>, BenchError> {
@@ -57,7 +60,9 @@ pub async fn density(cluster: &Cluster, count: usize) -> Result<Vec<Target>, Ben
     }
     let ready = cluster
         .pod_watch
-        .wait(&format!("all {count} plain pods to be Ready"), timeout, |pods| plain.iter().all(|name| pods.get(name).is_some_and(|pod| crate::subjects::is_ready(pod))))
+        .wait(&format!("all {count} plain pods to be Ready"), timeout, |pods| {
+            plain.iter().all(|name| pods.get(name).is_some_and(|pod| crate::subjects::is_ready(pod)))
+        })
         .await?;
     let plain_elapsed = ready.duration_since(started).unwrap_or_default();
     cluster.delete_pods(&plain).await?;
@@ -68,7 +73,10 @@ pub async fn density(cluster: &Cluster, count: usize) -> Result<Vec<Target>, Ben
         "{}",
         table(
             &["", "time until all Running", "ratio"],
-            &[vec![format!("{count} plain pods"), seconds(plain_elapsed), String::new()], vec![format!("{count} StoppableContainers"), seconds(sc_elapsed), format_ratio(value)]]
+            &[
+                vec![format!("{count} plain pods"), seconds(plain_elapsed), String::new()],
+                vec![format!("{count} StoppableContainers"), seconds(sc_elapsed), format_ratio(value)]
+            ]
         )
     );
     println!(
@@ -79,7 +87,10 @@ pub async fn density(cluster: &Cluster, count: usize) -> Result<Vec<Target>, Ben
         )
     );
     Ok(vec![
-        Target::informative(&format!("6. {count} SCs all Running / {count} plain pods Ready"), format!("{} ({} vs {})", format_ratio(value), seconds(sc_elapsed), seconds(plain_elapsed))),
+        Target::informative(
+            &format!("6. {count} SCs all Running / {count} plain pods Ready"),
+            format!("{} ({} vs {})", format_ratio(value), seconds(sc_elapsed), seconds(plain_elapsed)),
+        ),
         Target::below_mib(&format!("6. operator peak RSS, {count} SCs"), Some(peaks.0.max(before.0)), 64),
         Target::below_mib(&format!("6. node plugin peak RSS, {count} SCs"), Some(peaks.1.max(before.1)), 32),
     ])
@@ -147,7 +158,10 @@ pub async fn churn(cluster: &Cluster, count: usize, cycles: usize) -> Result<Chu
         result?;
     }
     let timeout = cluster.settings.timeout * 10;
-    cluster.pod_watch.wait(&format!("all {count} churn workloads to be Ready"), timeout, |pods| names.iter().all(|name| sc_workload_ready(pods, name))).await?;
+    cluster
+        .pod_watch
+        .wait(&format!("all {count} churn workloads to be Ready"), timeout, |pods| names.iter().all(|name| sc_workload_ready(pods, name)))
+        .await?;
     let markers: Vec<String> = names.iter().map(|name| marker_of(name)).collect();
     for (name, marker) in names.iter().zip(&markers) {
         cluster.exec(name, &format!("echo {marker} > /bench-marker && sync")).await?;

@@ -54,8 +54,14 @@ pub struct StartFigures {
 
 /// Sections 1, 2 and 3: every round starts and stops each subject once, in a rotating order.
 pub async fn resume_and_stop(cluster: &Cluster, rounds: usize) -> Result<StartFigures, BenchError> {
-    println!("\n== 1-3. Resume, diff-size independence, stop ({rounds} rounds; each round starts and stops every subject once, rotating the order)");
-    println!("  workload: `{}` in {} (no readiness probe: Ready = running)", crate::subjects::WORKLOAD_COMMAND.join(" "), cluster.settings.image);
+    println!(
+        "\n== 1-3. Resume, diff-size independence, stop ({rounds} rounds; each round starts and stops every subject once, rotating the order)"
+    );
+    println!(
+        "  workload: `{}` in {} (no readiness probe: Ready = running)",
+        crate::subjects::WORKLOAD_COMMAND.join(" "),
+        cluster.settings.image
+    );
     for loaded in &LOADED {
         cluster.create_sc(loaded.name, true).await?;
     }
@@ -63,7 +69,8 @@ pub async fn resume_and_stop(cluster: &Cluster, rounds: usize) -> Result<StartFi
         cluster.wait_sc_ready(loaded.name).await?;
         if loaded.mib > 0 {
             let answer = cluster.exec(loaded.name, &fill_script(loaded.mib)).await?;
-            let (mib, files) = parse_fill(&answer).ok_or_else(|| BenchError::Output { what: format!("filling {}", loaded.name), output: answer.clone() })?;
+            let (mib, files) = parse_fill(&answer)
+                .ok_or_else(|| BenchError::Output { what: format!("filling {}", loaded.name), output: answer.clone() })?;
             println!("  {}: the workload wrote {mib} MiB in {files} files into its rootfs", loaded.name);
         }
     }
@@ -109,7 +116,8 @@ pub async fn resume_and_stop(cluster: &Cluster, rounds: usize) -> Result<StartFi
 
     let plain_start = Summary::of(&plain_starts.iter().map(|start| start.ready).collect::<Vec<_>>());
     let plain_stop = Summary::of(&plain_stops);
-    let start_summaries: Vec<Option<Summary>> = series.iter().map(|s| Summary::of(&s.starts.iter().map(|start| start.ready).collect::<Vec<_>>())).collect();
+    let start_summaries: Vec<Option<Summary>> =
+        series.iter().map(|s| Summary::of(&s.starts.iter().map(|start| start.ready).collect::<Vec<_>>())).collect();
 
     println!("\n-- 1. Resume latency: `running: false -> true` until the workload pod is Ready, vs creating a plain pod until Ready");
     let mut rows = vec![latency_row("plain pod (create)", plain_start, None)];
@@ -119,11 +127,16 @@ pub async fn resume_and_stop(cluster: &Cluster, rounds: usize) -> Result<StartFi
     println!("{}", table(&LATENCY_HEADER, &rows));
 
     println!("\n-- 2. Diff-size independence: resume latency by data written, vs the empty rootfs");
-    let rows: Vec<Vec<String>> =
-        LOADED.iter().zip(&start_summaries).map(|(loaded, summary)| latency_row(&format!("{} written", loaded.label), *summary, start_summaries[0])).collect();
+    let rows: Vec<Vec<String>> = LOADED
+        .iter()
+        .zip(&start_summaries)
+        .map(|(loaded, summary)| latency_row(&format!("{} written", loaded.label), *summary, start_summaries[0]))
+        .collect();
     println!("{}", table(&LATENCY_HEADER, &rows));
 
-    println!("\n-- 3. Stop latency: `running: true -> false` until phase Stopped and the workload pod gone, vs deleting a plain pod until gone");
+    println!(
+        "\n-- 3. Stop latency: `running: true -> false` until phase Stopped and the workload pod gone, vs deleting a plain pod until gone"
+    );
     let mut rows = vec![latency_row("plain pod (delete)", plain_stop, None)];
     for (loaded, s) in LOADED.iter().zip(&series) {
         rows.push(latency_row(&format!("StoppableContainer, {} written", loaded.label), Summary::of(&s.stops), plain_stop));
@@ -179,7 +192,10 @@ pub async fn first_start(cluster: &Cluster, rounds: usize) -> Result<StartFigure
     }
     let plain = Summary::of(&plain_starts.iter().map(|start| start.ready).collect::<Vec<_>>());
     let sc = Summary::of(&sc_starts.iter().map(|start| start.ready).collect::<Vec<_>>());
-    println!("{}", table(&LATENCY_HEADER, &[latency_row("plain pod (create)", plain, None), latency_row("StoppableContainer (create)", sc, plain)]));
+    println!(
+        "{}",
+        table(&LATENCY_HEADER, &[latency_row("plain pod (create)", plain, None), latency_row("StoppableContainer (create)", sc, plain)])
+    );
     println!("{}", steps_table(&["first start"], &[sc_steps(&sc_starts)]));
     let value = sc.zip(plain).and_then(|(sc, plain)| ratio(sc.median, plain.median));
     Ok(StartFigures { targets: vec![Target::informative("4. first start / plain pod start, median", crate::stats::format_ratio(value))] })

@@ -118,7 +118,9 @@ pub fn sc_pods_gone(pods: &Objects<Pod>, sc: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus};
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
+    };
     use std::collections::{BTreeMap, HashMap};
     use std::sync::Arc;
 

@@ -68,8 +68,12 @@ pub fn sc_steps(starts: &[ScStart]) -> Vec<Step> {
         ("rootfs preparation (node plugin)", |s| between(s.prepare_began, s.prepare_ended)),
         ("wrapper until the workload runs", |s| between(s.prepare_ended, s.workload_started)),
     ];
-    let mut steps: Vec<Step> = spans.iter().map(|(name, span)| Step { name, durations: starts.iter().filter_map(span).collect() }).collect();
-    steps.push(Step { name: "kubelet reports Ready", durations: starts.iter().filter_map(|s| between(s.workload_started, Some(s.ready))).collect() });
+    let mut steps: Vec<Step> =
+        spans.iter().map(|(name, span)| Step { name, durations: starts.iter().filter_map(span).collect() }).collect();
+    steps.push(Step {
+        name: "kubelet reports Ready",
+        durations: starts.iter().filter_map(|s| between(s.workload_started, Some(s.ready))).collect(),
+    });
     steps
 }
 
@@ -78,15 +82,24 @@ pub fn sc_side_facts(starts: &[ScStart]) -> Vec<Step> {
     vec![
         Step { name: "  of which the publish waited for the provider", durations: starts.iter().filter_map(|s| s.provider_wait).collect() },
         Step { name: "  provider pod created (after the patch)", durations: starts.iter().filter_map(|s| s.provider_created).collect() },
-        Step { name: "  provider reported running (after the patch)", durations: starts.iter().filter_map(|s| s.provider_running).collect() },
+        Step {
+            name: "  provider reported running (after the patch)",
+            durations: starts.iter().filter_map(|s| s.provider_running).collect(),
+        },
     ]
 }
 
 pub fn plain_steps(starts: &[PlainStart]) -> Vec<Step> {
     vec![
         Step { name: "scheduler binds it", durations: starts.iter().filter_map(|s| s.scheduled).collect() },
-        Step { name: "kubelet: sandbox, container start", durations: starts.iter().filter_map(|s| between(s.scheduled, s.container_started)).collect() },
-        Step { name: "kubelet reports Ready", durations: starts.iter().filter_map(|s| between(s.container_started, Some(s.ready))).collect() },
+        Step {
+            name: "kubelet: sandbox, container start",
+            durations: starts.iter().filter_map(|s| between(s.scheduled, s.container_started)).collect(),
+        },
+        Step {
+            name: "kubelet reports Ready",
+            durations: starts.iter().filter_map(|s| between(s.container_started, Some(s.ready))).collect(),
+        },
     ]
 }
 
