@@ -5,6 +5,7 @@
 
 pub mod consts;
 pub mod exec_config;
+pub mod names;
 
 #[cfg(feature = "crd")]
 pub mod crd;

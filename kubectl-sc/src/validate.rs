@@ -2,8 +2,6 @@
 //! would reject later, so a typo fails before anything is sent, with a message that says what
 //! the value must look like.
 
-use sc_api::consts::MAX_SC_NAME_LEN;
-
 /// An environment variable given as `KEY=VALUE`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvVarArg {
@@ -18,46 +16,21 @@ pub struct PortArg {
     pub name: Option<String>,
 }
 
-/// Checks a StoppableContainer name: a DNS-1123 label short enough that the provider pod's name
-/// (`<name>-provider`) and the instance label value still fit in 63 characters.
+/// Checks a StoppableContainer name with the rule the operator and the node plugin apply
+/// ([`sc_api::names::check_sc_name`]).
 pub fn parse_sc_name(raw: &str) -> Result<String, String> {
-    if raw.is_empty() {
-        return Err("the name must not be empty".to_owned());
-    }
-    if raw.len() > MAX_SC_NAME_LEN {
-        return Err(format!(
-            "{raw:?} is {} characters long; a StoppableContainer name may have at most \
-             {MAX_SC_NAME_LEN} (its provider pod is named <name>-provider, which must fit in 63)",
-            raw.len()
-        ));
-    }
-    if !is_dns1123_label(raw) {
-        return Err(format!(
-            "{raw:?} is not a valid name: use lowercase letters, digits and '-', starting and \
-             ending with a letter or digit (a DNS-1123 label, e.g. \"my-dev-box\")"
-        ));
-    }
-    Ok(raw.to_owned())
+    sc_api::names::check_sc_name(raw).map(|()| raw.to_owned())
 }
 
 /// Checks a namespace name (a DNS-1123 label of at most 63 characters).
 pub fn parse_namespace(raw: &str) -> Result<String, String> {
-    if raw.len() <= 63 && is_dns1123_label(raw) {
+    if sc_api::names::is_dns_label(raw) {
         Ok(raw.to_owned())
     } else {
         Err(format!(
             "{raw:?} is not a valid namespace: use at most 63 lowercase letters, digits and '-', \
              starting and ending with a letter or digit"
         ))
-    }
-}
-
-fn is_dns1123_label(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    let is_alnum = |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => is_alnum(first) && is_alnum(last) && bytes.iter().all(|b| is_alnum(b) || *b == b'-'),
-        _ => false,
     }
 }
 
@@ -151,6 +124,8 @@ fn is_quantity_suffix(suffix: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use sc_api::consts::MAX_SC_NAME_LEN;
+
     use super::*;
 
     #[test]
