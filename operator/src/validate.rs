@@ -4,10 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, VolumeMount};
 use kube::ResourceExt;
-use sc_api::consts::{EXEC_WRAPPER_DIR, LEGACY_HOST_PATH_PREFIX, MAX_SC_NAME_LEN, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME};
+use sc_api::consts::{CSI_DRIVER_NAME, EXEC_WRAPPER_DIR, LEGACY_HOST_PATH_PREFIX, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME};
+use sc_api::names::check_sc_name;
 use sc_api::{ProviderSpec, StoppableContainer, WorkloadTemplate};
+
+/// Mount paths no container of the workload pod may use: the rootfs volume (with the node
+/// plugin's control socket) and `sc-exec`'s directory.
+const RESERVED_MOUNT_PATHS: [&str; 2] = [ROOTFS_VOLUME_MOUNT_PATH, EXEC_WRAPPER_DIR];
 
 /// One thing wrong with a StoppableContainer's spec, with the field it concerns.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +93,12 @@ impl Workload {
             )),
             Some(workload) => check_workload_container(workload, &workload_field, &mut problems),
         }
+        // Every container of the pod, not only the workload: a sidecar, init or ephemeral
+        // container that mounted the rootfs volume would reach the node plugin's control socket
+        // and the persistent root filesystem without sc-exec.
+        for (field, mounts) in container_mounts(&pod_spec, spec_field, &workload_field) {
+            check_volume_mounts(mounts, &field, &mut problems);
+        }
         if let Some(node_name) = pod_spec.node_name.as_deref().filter(|name| !name.is_empty()) {
             problems.push(SpecProblem::new(
                 format!("{spec_field}.nodeName"),
@@ -101,6 +112,15 @@ impl Workload {
                 problems.push(SpecProblem::new(
                     format!("{spec_field}.volumes[{index}].name"),
                     format!("{ROOTFS_VOLUME_NAME:?} is reserved for the persistent root filesystem; rename the volume"),
+                ));
+            }
+            if volume.csi.as_ref().is_some_and(|csi| csi.driver == CSI_DRIVER_NAME) {
+                problems.push(SpecProblem::new(
+                    format!("{spec_field}.volumes[{index}].csi.driver"),
+                    format!(
+                        "{CSI_DRIVER_NAME:?} is the driver of the persistent root filesystem, which the operator adds itself (volume {ROOTFS_VOLUME_NAME:?}); a second volume of it can never be mounted (one root filesystem, one live mount), so the pod would never start: remove the volume {:?}",
+                        volume.name
+                    ),
                 ));
             }
         }
@@ -130,18 +150,49 @@ fn check_workload_container(workload: &Container, field: &str, problems: &mut Ve
             "privileged workloads are not supported (the workload runs in a chroot of an unprivileged container); remove it and add only the capabilities it needs",
         ));
     }
-    for (index, mount) in workload.volume_mounts.iter().flatten().enumerate() {
-        let reserved = [ROOTFS_VOLUME_MOUNT_PATH, EXEC_WRAPPER_DIR]
-            .iter()
-            .any(|reserved| mount.mount_path == *reserved || mount.mount_path.starts_with(&format!("{reserved}/")));
-        if reserved {
-            problems.push(SpecProblem::new(
-                format!("{field}.volumeMounts[{index}].mountPath"),
-                format!(
-                    "{:?} is reserved ({ROOTFS_VOLUME_MOUNT_PATH} and {EXEC_WRAPPER_DIR}); mount the volume elsewhere",
-                    mount.mount_path
-                ),
-            ));
+}
+
+/// The volume mounts of every container of `pod_spec`, each with the field path of its
+/// container: the workload (`workload_field`), sidecars, init and ephemeral containers.
+fn container_mounts<'a>(pod_spec: &'a PodSpec, spec_field: &str, workload_field: &str) -> Vec<(String, &'a [VolumeMount])> {
+    let mounts = |mounts: &'a Option<Vec<VolumeMount>>| mounts.as_deref().unwrap_or_default();
+    let containers = pod_spec.containers.iter().enumerate().map(|(index, container)| {
+        let field = if index == 0 { workload_field.to_owned() } else { format!("{spec_field}.containers[{index}]") };
+        (field, mounts(&container.volume_mounts))
+    });
+    let init_containers = pod_spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, container)| (format!("{spec_field}.initContainers[{index}]"), mounts(&container.volume_mounts)));
+    let ephemeral_containers = pod_spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, container)| (format!("{spec_field}.ephemeralContainers[{index}]"), mounts(&container.volume_mounts)));
+    containers.chain(init_containers).chain(ephemeral_containers).collect()
+}
+
+/// The reserved-name and reserved-path rules, for the mounts of one container (`field`).
+fn check_volume_mounts(mounts: &[VolumeMount], field: &str, problems: &mut Vec<SpecProblem>) {
+    for (index, mount) in mounts.iter().enumerate() {
+        let path_field = format!("{field}.volumeMounts[{index}].mountPath");
+        match normalize_mount_path(&mount.mount_path) {
+            Err(why) => problems.push(SpecProblem::new(path_field, why)),
+            Ok(normalized) if is_reserved_mount_path(&normalized) => {
+                let spelled = if normalized == mount.mount_path {
+                    format!("{normalized:?}")
+                } else {
+                    format!("{:?} (that is {normalized:?})", mount.mount_path)
+                };
+                problems.push(SpecProblem::new(
+                    path_field,
+                    format!("{spelled} is reserved ({ROOTFS_VOLUME_MOUNT_PATH} and {EXEC_WRAPPER_DIR}); mount the volume elsewhere"),
+                ));
+            }
+            Ok(_) => {}
         }
         if mount.name == ROOTFS_VOLUME_NAME {
             problems.push(SpecProblem::new(
@@ -150,6 +201,33 @@ fn check_workload_container(workload: &Container, field: &str, problems: &mut Ve
             ));
         }
     }
+}
+
+/// A mount path as the container runtime resolves it: absolute (runtimes resolve a relative
+/// destination from `/`), without empty or `.` components. A `..` component is refused rather
+/// than resolved: the workload's mounts are placed below the rootfs by prefixing their path, where
+/// `..` would climb out of it, and `/x/../.sc` must not get round the reserved-path check.
+pub fn normalize_mount_path(path: &str) -> Result<String, String> {
+    let mut components = Vec::new();
+    for component in path.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                return Err(format!(
+                    "{path:?} has a \"..\" component, which a mount path may not have (it could reach a reserved path); write the directory it means without \"..\""
+                ));
+            }
+            component => components.push(component),
+        }
+    }
+    Ok(format!("/{}", components.join("/")))
+}
+
+/// Whether a normalized mount path is, or is below, one of [`RESERVED_MOUNT_PATHS`].
+fn is_reserved_mount_path(normalized: &str) -> bool {
+    RESERVED_MOUNT_PATHS
+        .iter()
+        .any(|reserved| normalized.strip_prefix(reserved).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }
 
 /// A StoppableContainer checked and normalized: what the builders need.
@@ -172,14 +250,9 @@ pub struct ValidatedSpec {
 pub fn validate(sc: &StoppableContainer) -> Result<ValidatedSpec, Vec<SpecProblem>> {
     let name = sc.name_any();
     let mut problems = Vec::new();
-    if name.len() > MAX_SC_NAME_LEN {
-        problems.push(SpecProblem::new(
-            "metadata.name",
-            format!(
-                "is {} characters long; at most {MAX_SC_NAME_LEN} are allowed (it becomes a label value and the provider pod's name adds \"-provider\"); recreate it with a shorter name",
-                name.len()
-            ),
-        ));
+    // The rule every component applies (the node plugin refuses any other name, forever).
+    if let Err(message) = check_sc_name(&name) {
+        problems.push(SpecProblem::new("metadata.name", message));
     }
     let workload = Workload::from_template(&sc.spec.template, sc.spec.provider.as_ref());
     let workload = match workload {
@@ -193,4 +266,121 @@ pub fn validate(sc: &StoppableContainer) -> Result<ValidatedSpec, Vec<SpecProble
     let ignored_host_path_prefix =
         sc.spec.host_path_prefix.clone().filter(|prefix| !prefix.is_empty() && prefix != LEGACY_HOST_PATH_PREFIX);
     Ok(ValidatedSpec { name, namespace: sc.namespace().unwrap_or_default(), running: sc.spec.running, workload, ignored_host_path_prefix })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A StoppableContainer named `name` whose template is `spec` (a PodSpec as JSON).
+    fn sc(name: &str, spec: serde_json::Value) -> StoppableContainer {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": sc_api::consts::API_VERSION, "kind": sc_api::consts::SC_KIND,
+            "metadata": { "name": name, "namespace": "team-a" },
+            "spec": { "template": { "spec": spec } }
+        }))
+        .expect("a StoppableContainer")
+    }
+
+    fn workload(extra: serde_json::Value) -> serde_json::Value {
+        let mut spec = serde_json::json!({ "containers": [{ "name": "main", "image": "alpine" }] });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        spec
+    }
+
+    /// The fields of the problems `validate` finds.
+    fn problem_fields(sc: &StoppableContainer) -> Vec<String> {
+        validate(sc).err().unwrap_or_default().into_iter().map(|problem| problem.field).collect()
+    }
+
+    #[test]
+    fn mount_paths_are_normalized_and_dotdot_is_refused() {
+        for (path, normalized) in
+            [("/data", "/data"), ("//.sc//", "/.sc"), ("/./.sc-bin/./x", "/.sc-bin/x"), ("relative/dir", "/relative/dir"), ("/", "/")]
+        {
+            assert_eq!(normalize_mount_path(path).as_deref(), Ok(normalized), "{path}");
+        }
+        for path in ["/x/../.sc", "..", "/data/..", "/a/../../b"] {
+            let why = normalize_mount_path(path).expect_err(path);
+            assert!(why.contains("\"..\" component"), "{path}: {why}");
+        }
+    }
+
+    #[test]
+    fn reserved_paths_are_the_directories_and_what_is_below_them_only() {
+        for reserved in ["/.sc", "/.sc/rootfs", "/.sc-bin", "/.sc-bin/sc-exec"] {
+            assert!(is_reserved_mount_path(reserved), "{reserved}");
+        }
+        for free in ["/", "/.scratch", "/.sc-binaries", "/data/.sc", "/sc"] {
+            assert!(!is_reserved_mount_path(free), "{free}");
+        }
+    }
+
+    #[test]
+    fn the_name_follows_the_shared_rule() {
+        assert_eq!(problem_fields(&sc("my.box", workload(serde_json::json!({})))), ["metadata.name"]);
+        assert!(validate(&sc("my-box", workload(serde_json::json!({})))).is_ok());
+        let problems = validate(&sc("my.box", workload(serde_json::json!({})))).expect_err("dotted");
+        assert!(problems[0].message.contains("dots are not allowed"), "{problems:?}");
+    }
+
+    #[test]
+    fn every_container_is_held_to_the_reserved_name_and_path_rules() {
+        let reserved_mounts = serde_json::json!([{ "name": "sc-rootfs", "mountPath": "/logs/../.sc" }]);
+        let spec = serde_json::json!({
+            "containers": [
+                { "name": "main", "image": "alpine", "volumeMounts": [{ "name": "data", "mountPath": "/x/.././.sc-bin" }] },
+                { "name": "sidecar", "image": "busybox", "volumeMounts": [{ "name": "data", "mountPath": "//.sc/control" }] }
+            ],
+            "initContainers": [{ "name": "init", "image": "busybox", "volumeMounts": reserved_mounts }],
+            "ephemeralContainers": [{ "name": "debug", "image": "busybox", "volumeMounts": [{ "name": "sc-rootfs", "mountPath": "/debug" }] }],
+            "volumes": [{ "name": "data", "emptyDir": {} }]
+        });
+        assert_eq!(
+            problem_fields(&sc("box", spec)),
+            [
+                "spec.template.spec.containers[0].volumeMounts[0].mountPath",
+                "spec.template.spec.containers[1].volumeMounts[0].mountPath",
+                "spec.template.spec.initContainers[0].volumeMounts[0].mountPath",
+                "spec.template.spec.initContainers[0].volumeMounts[0].name",
+                "spec.template.spec.ephemeralContainers[0].volumeMounts[0].name",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reserved_path_reached_by_another_spelling_names_both() {
+        let spec = workload(serde_json::json!({
+            "containers": [{ "name": "main", "image": "alpine", "volumeMounts": [{ "name": "data", "mountPath": "//.sc/./rootfs" }] }],
+            "volumes": [{ "name": "data", "emptyDir": {} }]
+        }));
+        let problems = validate(&sc("box", spec)).expect_err("reserved");
+        assert_eq!(
+            problems[0].message,
+            "\"//.sc/./rootfs\" (that is \"/.sc/rootfs\") is reserved (/.sc and /.sc-bin); mount the volume elsewhere"
+        );
+    }
+
+    #[test]
+    fn the_legacy_shorthand_is_checked_like_the_workload_container() {
+        let legacy: StoppableContainer = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "old", "namespace": "team-a" },
+            "spec": { "template": { "container": { "image": "alpine", "volumeMounts": [{ "name": "x", "mountPath": "/../etc" }] } } }
+        }))
+        .expect("a StoppableContainer");
+        assert_eq!(problem_fields(&legacy), ["spec.template.container.volumeMounts[0].mountPath"]);
+    }
+
+    #[test]
+    fn a_volume_of_this_driver_is_refused_under_any_name() {
+        let spec = workload(serde_json::json!({
+            "volumes": [
+                { "name": "second-root", "csi": { "driver": CSI_DRIVER_NAME } },
+                { "name": "other", "csi": { "driver": "secrets-store.csi.k8s.io" } }
+            ]
+        }));
+        assert_eq!(problem_fields(&sc("box", spec)), ["spec.template.spec.volumes[0].csi.driver"]);
+    }
 }
