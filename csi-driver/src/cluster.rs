@@ -1,38 +1,22 @@
 //! What the node plugin asks the Kubernetes API: is this pod really a StoppableContainer's
-//! consumer, and which container is its provider? Behind a trait so the mount logic is tested
-//! without an API server (see [`StaticClusterView`]).
+//! consumer, and which container is its provider? It fetches the objects; [`crate::authorize`]
+//! decides. Behind a trait so the mount logic is tested without an API server (see
+//! [`StaticClusterView`]).
 
 use std::future::Future;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject};
+use kube::Client;
+use kube::api::Api;
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, ResourceExt};
-use sc_api::consts;
+use sc_api::{StoppableContainer, StoppableContainerInstance, consts};
 use serde::Deserialize;
 
-use crate::cgroup::container_id_from_status;
+pub use crate::authorize::{Consumer, Provider, Refusal};
+use crate::authorize::{authorize_consumer, provider_state};
 use crate::layout::ScKey;
 use crate::validate::PodRef;
-
-/// A consumer pod that passed authorisation, and the incarnation it belongs to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Consumer {
-    pub sc: ScKey,
-    /// UID of the StoppableContainerInstance owning both pods.
-    pub instance_uid: String,
-}
-
-/// The provider container's state on this node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Provider {
-    /// Running with this CRI container id, in the pod with this UID (when known: it locates the
-    /// container's cgroup directory; without it the plugin scans every process).
-    Running { container_id: String, pod_uid: Option<String> },
-    /// Not (yet) usable; the reason is shown to the user if waiting times out.
-    NotReady { reason: String },
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -48,6 +32,15 @@ pub enum ClusterError {
     StaticFile { path: PathBuf, message: String },
 }
 
+impl From<Refusal> for ClusterError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Denied(message) => ClusterError::Denied(message),
+            Refusal::NotNow(message) => ClusterError::NotNow(message),
+        }
+    }
+}
+
 /// The questions the node plugin asks the cluster.
 pub trait ClusterView: Send + Sync + 'static {
     /// Checks that `pod` is the consumer pod of the StoppableContainer `sc_name` in the pod's own
@@ -57,13 +50,9 @@ pub trait ClusterView: Send + Sync + 'static {
     fn provider(&self, consumer: &Consumer) -> impl Future<Output = Result<Provider, ClusterError>> + Send;
 }
 
-fn gvk(kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(consts::GROUP, consts::VERSION, kind))
-}
-
 /// The StoppableContainer API resource, for metadata-level access without the CRD types.
 pub fn sc_api_resource() -> ApiResource {
-    gvk(consts::SC_KIND)
+    ApiResource::from_gvk(&GroupVersionKind::gvk(consts::GROUP, consts::VERSION, consts::SC_KIND))
 }
 
 /// The real cluster, through the API server.
@@ -79,93 +68,24 @@ impl KubeClusterView {
     }
 }
 
-fn controller_uid(owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, kind: &str, name: &str) -> Option<String> {
-    owner.owner_references.as_ref()?.iter().find_map(|reference| {
-        (reference.controller == Some(true) && reference.kind == kind && reference.name == name).then(|| reference.uid.clone())
-    })
-}
-
 impl ClusterView for KubeClusterView {
     async fn authorize_consumer(&self, pod: &PodRef, sc_name: &str) -> Result<Consumer, ClusterError> {
-        let namespace = &pod.namespace;
-        let denied = |why: String| {
-            ClusterError::Denied(format!(
-                "pod {namespace}/{} may not mount the rootfs of StoppableContainer {namespace}/{sc_name}: {why}",
-                pod.name
-            ))
-        };
-        let scs: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &sc_api_resource());
-        let Some(sc) = scs.get_opt(sc_name).await? else {
-            return Err(denied("no such StoppableContainer in the pod's namespace".into()));
-        };
-        if sc.metadata.deletion_timestamp.is_some() {
-            return Err(ClusterError::NotNow(format!("StoppableContainer {namespace}/{sc_name} is being deleted")));
-        }
         if pod.name != sc_name {
-            return Err(denied(format!("its consumer pod is named {sc_name:?}")));
+            // Refused before any request: the answer cannot depend on what the API holds.
+            return Ok(authorize_consumer(pod, sc_name, None, None)?);
         }
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let Some(live_pod) = pods.get_opt(&pod.name).await? else {
-            return Err(denied("the pod does not exist".into()));
-        };
-        if live_pod.uid().as_deref() != Some(pod.uid.as_str()) {
-            return Err(denied(format!("pod UID {} is not the live pod's", pod.uid)));
-        }
-        if live_pod.labels().get(consts::LABEL_ROLE).map(String::as_str) != Some(consts::ROLE_CONSUMER) {
-            return Err(denied(format!("the pod lacks the label {}={}", consts::LABEL_ROLE, consts::ROLE_CONSUMER)));
-        }
-        let Some(instance_uid) = controller_uid(&live_pod.metadata, consts::SCI_KIND, sc_name) else {
-            return Err(denied("the pod is not controlled by the StoppableContainerInstance".into()));
-        };
-        let instances: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &gvk(consts::SCI_KIND));
-        let instance = instances.get_opt(sc_name).await?;
-        let sc_uid = sc.uid().unwrap_or_default();
-        let chain_ok = instance.as_ref().is_some_and(|instance| {
-            instance.uid().as_deref() == Some(instance_uid.as_str())
-                && controller_uid(&instance.metadata, consts::SC_KIND, sc_name).as_deref() == Some(sc_uid.as_str())
-        });
-        if !chain_ok {
-            return Err(denied("its owner is not this StoppableContainer's instance".into()));
-        }
-        Ok(Consumer { sc: ScKey { namespace: namespace.clone(), name: sc_name.to_owned(), uid: sc_uid }, instance_uid })
+        let scs: Api<StoppableContainer> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let instances: Api<StoppableContainerInstance> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let (sc, instance) = futures::try_join!(scs.get_opt(sc_name), instances.get_opt(sc_name))?;
+        Ok(authorize_consumer(pod, sc_name, sc.as_ref(), instance.as_ref())?)
     }
 
     async fn provider(&self, consumer: &Consumer) -> Result<Provider, ClusterError> {
-        let name = consts::provider_pod_name(&consumer.sc.name);
+        let instances: Api<StoppableContainerInstance> = Api::namespaced(self.client.clone(), &consumer.sc.namespace);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &consumer.sc.namespace);
-        let Some(provider) = pods.get_opt(&name).await? else {
-            return Ok(Provider::NotReady { reason: format!("provider pod {name} does not exist yet") });
-        };
-        if controller_uid(&provider.metadata, consts::SCI_KIND, &consumer.sc.name).as_deref() != Some(consumer.instance_uid.as_str()) {
-            return Err(ClusterError::Denied(format!(
-                "pod {name} is not the provider of StoppableContainer {}: it is not controlled by its instance",
-                consumer.sc
-            )));
-        }
-        let node = provider.spec.as_ref().and_then(|spec| spec.node_name.clone());
-        if node.as_deref() != Some(self.node_name.as_str()) {
-            return Ok(Provider::NotReady {
-                reason: format!("provider pod {name} is on node {:?}, not on this node {:?}", node.unwrap_or_default(), self.node_name),
-            });
-        }
-        let status = provider
-            .status
-            .as_ref()
-            .and_then(|status| status.container_statuses.as_ref())
-            .and_then(|statuses| statuses.iter().find(|status| status.name == consts::PROVIDER_CONTAINER_NAME));
-        let Some(status) = status else {
-            return Ok(Provider::NotReady { reason: format!("provider pod {name} has no container status yet") });
-        };
-        let running = status.state.as_ref().is_some_and(|state| state.running.is_some());
-        match (running, status.container_id.as_deref().and_then(container_id_from_status)) {
-            (true, Some(id)) => Ok(Provider::Running { container_id: id.to_owned(), pod_uid: provider.uid() }),
-            _ => {
-                let waiting = status.state.as_ref().and_then(|state| state.waiting.as_ref());
-                let reason = waiting.and_then(|waiting| waiting.reason.clone()).unwrap_or_else(|| "not running".into());
-                let message = waiting.and_then(|waiting| waiting.message.clone()).map(|message| format!(": {message}")).unwrap_or_default();
-                Ok(Provider::NotReady { reason: format!("provider container of pod {name} is {reason}{message}") })
-            }
-        }
+        let provider_name = consts::provider_pod_name(&consumer.sc.name);
+        let (instance, provider) = futures::try_join!(instances.get_opt(&consumer.sc.name), pods.get_opt(&provider_name))?;
+        Ok(provider_state(consumer, instance.as_ref(), provider.as_ref(), &self.node_name)?)
     }
 }
 

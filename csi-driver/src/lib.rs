@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod authority;
+pub mod authorize;
 pub mod cgroup;
 pub mod cleanup;
 pub mod cluster;

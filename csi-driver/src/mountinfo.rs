@@ -118,13 +118,19 @@ pub fn root_mount(entries: &[MountEntry]) -> Option<&MountEntry> {
     entries.iter().rev().find(|entry| entry.mount_point == Path::new("/"))
 }
 
-/// Where, in the namespace whose mountinfo is `host_entries`, the filesystem of `root` is mounted
-/// whole (root `/`). Container runtimes mount every container's root filesystem in the host mount
-/// namespace too; this finds that mount by device, whatever the runtime's directory layout.
-pub fn find_whole_mount_of<'a>(root: &MountEntry, host_entries: &'a [MountEntry]) -> Option<&'a MountEntry> {
-    host_entries.iter().find(|entry| {
-        entry.major == root.major && entry.minor == root.minor && entry.root == Path::new("/") && entry.fs_type == root.fs_type
-    })
+/// The mounts in `host_entries` (another namespace's mountinfo) that show the same directory of
+/// the same filesystem as `root`: same device, same filesystem type and the same **root** inside
+/// that filesystem. Container runtimes mount every container's root filesystem in the host mount
+/// namespace too; this finds that mount whatever the runtime's directory layout, including a
+/// container root that is a bind of a directory (containerd's `native` snapshotter), where a
+/// match on the device alone would give the whole disk. Several mounts can match (propagated
+/// copies, binds of the same directory): the caller picks the one whose mount point is the very
+/// directory the process sees as `/` (same device and inode).
+pub fn mounts_showing<'a>(root: &MountEntry, host_entries: &'a [MountEntry]) -> Vec<&'a MountEntry> {
+    host_entries
+        .iter()
+        .filter(|entry| entry.major == root.major && entry.minor == root.minor && entry.root == root.root && entry.fs_type == root.fs_type)
+        .collect()
 }
 
 /// The mount at exactly `path`, topmost first.
@@ -175,17 +181,17 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_host_path_of_a_container_root_by_device() {
+    fn finds_the_host_path_of_a_container_root_by_device_and_root() {
         let container = parse(CONTAINER).expect("container fixture");
         let host = parse(HOST).expect("host fixture");
         let root = root_mount(&container).expect("a root");
         assert_eq!((root.major, root.minor), (0, 187));
-        let whole = find_whole_mount_of(root, &host).expect("found in host");
+        let candidates: Vec<&Path> = mounts_showing(root, &host).iter().map(|entry| entry.mount_point.as_path()).collect();
         assert_eq!(
-            whole.mount_point,
-            Path::new(
+            candidates,
+            vec![Path::new(
                 "/run/containerd/io.containerd.runtime.v2.task/k8s.io/8b7e0f6ad23b2c1bd3c0b1e6f84a3d7c1e3f0aa1c19f8c2de5d9a4b7f2c61e0a/rootfs"
-            )
+            )]
         );
     }
 
@@ -193,7 +199,35 @@ mod tests {
     fn a_bind_of_a_subdirectory_is_not_the_whole_filesystem() {
         let host = parse("10 1 0:187 /etc /somewhere rw - overlay overlay rw\n").expect("parses");
         let root = parse("1 0 0:187 / / rw - overlay overlay rw\n").expect("parses");
-        assert!(find_whole_mount_of(&root[0], &host).is_none());
+        assert!(mounts_showing(&root[0], &host).is_empty());
+    }
+
+    #[test]
+    fn a_process_chrooted_into_a_directory_of_the_nodes_disk_never_matches_the_nodes_root() {
+        // The attack: a pod's process chroots into its emptyDir, a directory of the node's disk.
+        // Its `/` entry then has the disk's device and the emptyDir's path as its root; the host's
+        // `/` mount of that disk (root `/`) must not be taken for it.
+        let host = parse(
+            "22 1 253:0 / / rw,relatime - ext4 /dev/vda rw\n\
+             23 22 253:0 /var/lib/kubelet /var/lib/kubelet rw,relatime shared:5 - ext4 /dev/vda rw\n",
+        )
+        .expect("parses");
+        let chrooted =
+            parse("900 899 253:0 /var/lib/kubelet/pods/p/volumes/kubernetes.io~empty-dir/x / rw - ext4 /dev/vda rw\n").expect("parses");
+        assert!(mounts_showing(&chrooted[0], &host).is_empty());
+    }
+
+    #[test]
+    fn a_container_root_that_is_a_bind_of_a_directory_matches_that_bind_not_the_disk() {
+        // containerd's native snapshotter: the container's root is a bind of a snapshot directory.
+        let host = parse(
+            "22 1 253:0 / / rw,relatime - ext4 /dev/vda rw\n\
+             40 22 253:0 /var/lib/containerd/snapshots/7/fs /run/containerd/task/k8s.io/abc/rootfs rw - ext4 /dev/vda rw\n",
+        )
+        .expect("parses");
+        let root = parse("1 0 253:0 /var/lib/containerd/snapshots/7/fs / rw - ext4 /dev/vda rw\n").expect("parses");
+        let found: Vec<u32> = mounts_showing(&root[0], &host).iter().map(|entry| entry.mount_id).collect();
+        assert_eq!(found, vec![40]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::control::{ControlSettings, ControlSockets};
 use crate::layout::{self, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
 use crate::mountinfo::{self, MountEntry};
 use crate::records::{Record, Records};
-use crate::sys::{OverlayDirs, System};
+use crate::sys::{FileIdentity, OverlayDirs, System};
 use crate::validate::{PublishRequest, UnpublishRequest};
 
 /// Why a publish failed. Each variant maps to one gRPC code in `server.rs`.
@@ -26,16 +26,20 @@ pub enum PublishError {
     Cluster(#[from] ClusterError),
     #[error("provider of StoppableContainer {sc} is not ready after waiting {waited:?}: {reason}; kubelet will retry")]
     ProviderNotReady { sc: ScKey, waited: Duration, reason: String },
+    #[error("provider of StoppableContainer {sc} cannot run now: {reason}; kubelet will retry (see the provider pod's events)")]
+    ProviderStuck { sc: ScKey, reason: String },
     #[error(
         "provider container {container_id} of StoppableContainer {sc} has no process on this node; is the provider pod really running here?"
     )]
     ProviderProcessNotFound { sc: ScKey, container_id: String },
     #[error(
-        "cannot find the provider's root filesystem (device {major}:{minor}) mounted in the node's mount namespace; the plugin must run in the host mount namespace (--host-mount-namespace) next to the container runtime"
+        "the root directory of the provider's process for StoppableContainer {sc} is not a container root filesystem mounted in the node's mount namespace; refusing to use it as the lower layer (the provider pod must run the operator's pause in its own image; if it does, the plugin must run in the host mount namespace next to the container runtime: --host-mount-namespace)"
     )]
-    LowerNotFound { major: u32, minor: u32 },
-    #[error("the provider's root filesystem is at {path:?}, which contains ',' or ':' and cannot be an overlay lower directory")]
-    UnusableLower { path: PathBuf },
+    LowerNotFound { sc: ScKey },
+    #[error(
+        "the provider's root filesystem for StoppableContainer {sc} is mounted at a path that contains ',' or ':', which cannot be an overlay lower directory"
+    )]
+    UnusableLower { sc: ScKey },
     #[error("volume {volume_id} is already published at {existing} (for {existing_sc}); refusing to publish it at {requested}")]
     VolumeConflict { volume_id: String, existing: String, existing_sc: ScKey, requested: String },
     #[error("target {target} already has a mount this plugin did not make ({fs_type} from {device}); refusing to mount over it")]
@@ -327,21 +331,36 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         Ok(check_published_shape(&self.host_mounts()?, &request.target_path, &self.settings.data_root.upper_dir(sc)).is_ok())
     }
 
+    /// Waits for the provider to run, asking again after a delay that doubles from
+    /// `provider_poll` up to [`MAX_PROVIDER_POLL`]: a provider that starts asks little of the API
+    /// server, one that never does (a typo in the image) costs a handful of requests per minute
+    /// per waiting publish, and a stuck one ends the wait at once.
     async fn wait_for_provider(&self, consumer: &Consumer) -> Result<ProviderContainer, PublishError> {
         let started = tokio::time::Instant::now();
+        let mut delay = self.settings.provider_poll;
         loop {
             match self.cluster.provider(consumer).await? {
                 Provider::Running { container_id, pod_uid } => return Ok(ProviderContainer { container_id, pod_uid }),
+                Provider::Stuck { reason } => return Err(PublishError::ProviderStuck { sc: consumer.sc.clone(), reason }),
                 Provider::NotReady { reason } => {
                     let waited = started.elapsed();
                     if waited >= self.settings.provider_wait {
                         return Err(PublishError::ProviderNotReady { sc: consumer.sc.clone(), waited, reason });
                     }
-                    tokio::time::sleep(self.settings.provider_poll).await;
+                    tokio::time::sleep(delay.min(self.settings.provider_wait.saturating_sub(waited))).await;
+                    delay = next_poll_delay(delay);
                 }
             }
         }
     }
+}
+
+/// The longest pause between two looks at a provider that is still starting.
+pub const MAX_PROVIDER_POLL: Duration = Duration::from_secs(2);
+
+/// The pause after `delay`: doubled, at most [`MAX_PROVIDER_POLL`].
+fn next_poll_delay(delay: Duration) -> Duration {
+    (delay * 2).min(MAX_PROVIDER_POLL)
 }
 
 fn host_mounts(system: &dyn System) -> Result<Vec<MountEntry>, IoError> {
@@ -530,6 +549,8 @@ pub struct ProviderCache {
 struct KnownProvider {
     pid: u32,
     lower: PathBuf,
+    /// The directory the process had as `/`, which the lower is: checked again on every use.
+    root: FileIdentity,
 }
 
 /// Providers are remembered until this many are known, then forgotten all at once (a node runs
@@ -545,22 +566,23 @@ impl ProviderCache {
         let container_id = provider.container_id.as_str();
         let known = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(container_id).cloned();
         if let Some(known) = known {
-            // Still the same process of that container, and the lower still that filesystem.
-            let same_process = is_process_of_container(system, known.pid, container_id);
-            let same_filesystem = same_process
-                && matches!((system.process_root_device(known.pid), system.device_of(&known.lower)), (Ok(root), Ok(lower)) if root == lower);
-            if same_filesystem {
+            // Still the same process of that container, whose root is still the very directory
+            // the lower is.
+            let same_root = is_process_of_container(system, known.pid, container_id)
+                && system.process_root_identity(known.pid).is_ok_and(|root| root == known.root)
+                && system.identity_of(&known.lower).is_ok_and(|lower| lower == known.root);
+            if same_root {
                 return Ok(known.lower);
             }
         }
         let pid = find_provider_pid(system, &self.kubelet_cgroups, container_id, provider.pod_uid.as_deref())?
             .ok_or_else(|| PublishError::ProviderProcessNotFound { sc: sc.clone(), container_id: container_id.to_owned() })?;
-        let lower = find_provider_rootfs(system, &host_mounts(system)?, sc, container_id, pid)?;
+        let (lower, root) = find_provider_rootfs(system, &host_mounts(system)?, sc, container_id, pid)?;
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= PROVIDER_CACHE_LIMIT {
             entries.clear();
         }
-        entries.insert(container_id.to_owned(), KnownProvider { pid, lower: lower.clone() });
+        entries.insert(container_id.to_owned(), KnownProvider { pid, lower: lower.clone(), root });
         Ok(lower)
     }
 }
@@ -640,25 +662,35 @@ fn find_provider_pid(
     Ok(cgroups.iter().find(|(_, text)| cgroup::parse(text).container_id.as_deref() == Some(container_id)).map(|(pid, _)| *pid))
 }
 
-/// Finds where the root filesystem of the provider's process `pid` is mounted in this mount
-/// namespace.
+/// Finds where, in this mount namespace, the provider process `pid`'s actual root directory is
+/// mounted: a mount showing the same directory of the same filesystem as the process's `/` entry
+/// (device, type and root inside the filesystem), whose mount point is that very directory (the
+/// device and inode of `/proc/<pid>/root`). Anything else is refused: a process that `chroot`ed
+/// into a directory of the node's disk (an emptyDir) has the disk's device, and a device match
+/// alone would make the node's whole filesystem the lower layer.
 fn find_provider_rootfs(
     system: &dyn System,
     host: &[MountEntry],
     sc: &ScKey,
     container_id: &str,
     pid: u32,
-) -> Result<PathBuf, PublishError> {
+) -> Result<(PathBuf, FileIdentity), PublishError> {
     let not_found = || PublishError::ProviderProcessNotFound { sc: sc.clone(), container_id: container_id.to_owned() };
     let text = system.process_mountinfo(pid).map_err(|_| not_found())?;
+    let root_identity = system.process_root_identity(pid).map_err(|_| not_found())?;
     let process_mounts = mountinfo::parse(&text).map_err(IoError::from)?;
-    let root = mountinfo::root_mount(&process_mounts).ok_or_else(not_found)?;
-    let whole = mountinfo::find_whole_mount_of(root, host).ok_or(PublishError::LowerNotFound { major: root.major, minor: root.minor })?;
-    let path = whole.mount_point.clone();
+    let refused = || PublishError::LowerNotFound { sc: sc.clone() };
+    // A process chrooted below a mount's root sees no mount at `/` at all.
+    let root = mountinfo::root_mount(&process_mounts).ok_or_else(refused)?;
+    let lower = mountinfo::mounts_showing(root, host)
+        .into_iter()
+        .find(|entry| system.identity_of(&entry.mount_point).is_ok_and(|identity| identity == root_identity))
+        .ok_or_else(refused)?;
+    let path = lower.mount_point.clone();
     if path.to_string_lossy().contains([',', ':']) {
-        return Err(PublishError::UnusableLower { path });
+        return Err(PublishError::UnusableLower { sc: sc.clone() });
     }
-    Ok(path)
+    Ok((path, root_identity))
 }
 
 fn unmount_publication(system: &dyn System, records: &Records, request: &UnpublishRequest) -> Result<(), UnpublishError> {
@@ -787,10 +819,10 @@ mod tests {
         fn first_cgroup_procs(&self, dirs: &[PathBuf]) -> io::Result<Option<(PathBuf, String)>> {
             Ok(dirs.iter().find_map(|dir| self.cgroup_dirs.get(dir).map(|procs| (dir.clone(), procs.clone()))))
         }
-        fn process_root_device(&self, _: u32) -> io::Result<u64> {
+        fn process_root_identity(&self, _: u32) -> io::Result<FileIdentity> {
             Err(not_part_of_this_fake())
         }
-        fn device_of(&self, _: &Path) -> io::Result<u64> {
+        fn identity_of(&self, _: &Path) -> io::Result<FileIdentity> {
             Err(not_part_of_this_fake())
         }
     }
@@ -858,6 +890,71 @@ mod tests {
         };
         assert_eq!(find_provider_pid(&node, &kubelet_cgroups(), ID, None).expect("lookup"), Some(17));
         assert_eq!(node.scans.load(Ordering::Relaxed), 1);
+    }
+
+    /// A cluster whose provider never runs (or is stuck); counts the questions.
+    struct WaitingCluster {
+        answer: Provider,
+        asked: AtomicUsize,
+    }
+
+    impl ClusterView for WaitingCluster {
+        async fn authorize_consumer(&self, _: &crate::validate::PodRef, _: &str) -> Result<Consumer, ClusterError> {
+            Err(ClusterError::Denied("not part of this fake".into()))
+        }
+        async fn provider(&self, _: &Consumer) -> Result<Provider, ClusterError> {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            Ok(self.answer.clone())
+        }
+    }
+
+    fn waiting_core(answer: Provider, wait: Duration) -> NodeCore<WaitingCluster, FakeNode> {
+        let settings = NodeSettings {
+            data_root: DataRoot::new("/nonexistent/data-root"),
+            kubelet_dir: PathBuf::from("/nonexistent/kubelet"),
+            provider_wait: wait,
+            provider_poll: Duration::from_millis(10),
+            kubelet_cgroups: kubelet_cgroups(),
+        };
+        NodeCore::new(WaitingCluster { answer, asked: AtomicUsize::new(0) }, FakeNode::default(), settings)
+    }
+
+    fn consumer() -> Consumer {
+        Consumer { sc: ScKey { namespace: "team-a".into(), name: "dev".into(), uid: POD_UID.into() }, instance_uid: POD_UID.into() }
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_never_starts_is_asked_about_a_bounded_number_of_times() {
+        let core = waiting_core(Provider::NotReady { reason: "ContainerCreating".into() }, Duration::from_millis(700));
+        let error = core.wait_for_provider(&consumer()).await.err().expect("times out");
+        assert!(error.to_string().contains("is not ready after waiting"), "{error}");
+        assert!(error.to_string().contains("ContainerCreating"), "{error}");
+        // 10, 20, 40, ... ms: about 7 questions in 700 ms, where a fixed 10 ms poll asks 70 times.
+        let asked = core.cluster.asked.load(Ordering::Relaxed);
+        assert!((5..=9).contains(&asked), "asked {asked} times");
+    }
+
+    #[tokio::test]
+    async fn a_stuck_provider_ends_the_wait_at_once() {
+        let core = waiting_core(Provider::Stuck { reason: "provider container is ImagePullBackOff".into() }, Duration::from_secs(60));
+        let started = Instant::now();
+        let error = core.wait_for_provider(&consumer()).await.err().expect("fails");
+        assert!(matches!(error, PublishError::ProviderStuck { .. }), "{error}");
+        assert!(error.to_string().contains("ImagePullBackOff"), "{error}");
+        assert_eq!(core.cluster.asked.load(Ordering::Relaxed), 1);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_poll_delay_doubles_up_to_its_bound() {
+        let mut delay = Duration::from_millis(100);
+        let delays: Vec<u128> = (0..7)
+            .map(|_| {
+                delay = next_poll_delay(delay);
+                delay.as_millis()
+            })
+            .collect();
+        assert_eq!(delays, vec![200, 400, 800, 1600, 2000, 2000, 2000]);
     }
 
     #[test]

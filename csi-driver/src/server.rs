@@ -187,7 +187,9 @@ impl From<PublishError> for Status {
         let message = error.to_string();
         match error {
             PublishError::Cluster(cluster) => cluster.into(),
-            PublishError::ProviderNotReady { .. } | PublishError::ProviderProcessNotFound { .. } => Status::unavailable(message),
+            PublishError::ProviderNotReady { .. } | PublishError::ProviderStuck { .. } | PublishError::ProviderProcessNotFound { .. } => {
+                Status::unavailable(message)
+            }
             PublishError::LowerNotFound { .. } | PublishError::UnusableLower { .. } | PublishError::UpperInUse { .. } => {
                 Status::failed_precondition(message)
             }
@@ -244,8 +246,9 @@ mod tests {
                 Code::Unavailable,
             ),
             (PublishError::ProviderProcessNotFound { sc: sc(), container_id: "c".into() }, Code::Unavailable),
-            (PublishError::LowerNotFound { major: 0, minor: 1 }, Code::FailedPrecondition),
-            (PublishError::UnusableLower { path: "/a:b".into() }, Code::FailedPrecondition),
+            (PublishError::ProviderStuck { sc: sc(), reason: "ImagePullBackOff".into() }, Code::Unavailable),
+            (PublishError::LowerNotFound { sc: sc() }, Code::FailedPrecondition),
+            (PublishError::UnusableLower { sc: sc() }, Code::FailedPrecondition),
             (PublishError::UpperInUse { sc: sc(), mounted_at: "/x".into() }, Code::FailedPrecondition),
             (
                 PublishError::VolumeConflict { volume_id: "v".into(), existing: "/a".into(), existing_sc: sc(), requested: "/b".into() },

@@ -25,6 +25,22 @@ pub fn overlay_mount_data(dirs: &OverlayDirs<'_>) -> String {
     format!("lowerdir={},upperdir={},workdir={},{OVERLAY_COMPAT_OPTIONS}", dirs.lower.display(), dirs.upper.display(), dirs.work.display())
 }
 
+/// What makes a directory the same directory: its filesystem's device and its inode. A device
+/// number alone is not an identity: every directory of a filesystem shares it (a provider that
+/// `chroot`s into an emptyDir has the device of the node's disk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    pub device: u64,
+    pub inode: u64,
+}
+
+impl FileIdentity {
+    pub fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self { device: metadata.dev(), inode: metadata.ino() }
+    }
+}
+
 /// Mount operations and process introspection in the mount namespace the plugin runs in (the
 /// host's, in production).
 pub trait System: Send + Sync + 'static {
@@ -49,10 +65,10 @@ pub trait System: Send + Sync + 'static {
     /// The first of `dirs` that exists, with the text of its `cgroup.procs` (the pids in it), or
     /// `None` when none exists: a container's processes without scanning `/proc`.
     fn first_cgroup_procs(&self, dirs: &[PathBuf]) -> io::Result<Option<(PathBuf, String)>>;
-    /// The device of the filesystem process `pid` sees as its `/`.
-    fn process_root_device(&self, pid: u32) -> io::Result<u64>;
-    /// The device of the filesystem holding `path`.
-    fn device_of(&self, path: &Path) -> io::Result<u64>;
+    /// The identity of the directory process `pid` sees as its `/` (its `/proc/<pid>/root`).
+    fn process_root_identity(&self, pid: u32) -> io::Result<FileIdentity>;
+    /// The identity of the directory at `path`, without following a final symlink.
+    fn identity_of(&self, path: &Path) -> io::Result<FileIdentity>;
 }
 
 /// The real syscalls.
@@ -124,13 +140,15 @@ impl System for RealSystem {
         Ok(Some((dir.clone(), procs)))
     }
 
-    fn process_root_device(&self, pid: u32) -> io::Result<u64> {
-        self.device_of(&self.proc_root.join(pid.to_string()).join("root/"))
+    fn process_root_identity(&self, pid: u32) -> io::Result<FileIdentity> {
+        // `/proc/<pid>/root` is a magic link to the process's root: stat follows it to that
+        // directory, whatever mount namespace it lives in.
+        let metadata = std::fs::metadata(self.proc_root.join(pid.to_string()).join("root"))?;
+        Ok(FileIdentity::of(&metadata))
     }
 
-    fn device_of(&self, path: &Path) -> io::Result<u64> {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).map(|metadata| metadata.dev())
+    fn identity_of(&self, path: &Path) -> io::Result<FileIdentity> {
+        std::fs::symlink_metadata(path).map(|metadata| FileIdentity::of(&metadata))
     }
 }
 

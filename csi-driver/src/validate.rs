@@ -86,6 +86,14 @@ impl TargetPolicy {
         }
         Ok(path.components().collect())
     }
+
+    /// The pod UID in a checked target `<kubelet-dir>/pods/<pod-uid>/volumes/...`.
+    fn pod_uid_of<'a>(&self, target: &'a Path) -> Option<&'a str> {
+        let below = target.strip_prefix(self.kubelet_dir.join("pods")).ok()?;
+        let mut components = below.components().map(|component| component.as_os_str().to_str());
+        let uid = components.next()??;
+        (components.next()?? == "volumes").then_some(uid)
+    }
 }
 
 /// Checks a `NodePublishVolume` request for an inline rootfs volume.
@@ -124,12 +132,35 @@ pub fn publish(request: &NodePublishVolumeRequest, policy: &TargetPolicy) -> Res
             uid.to_owned()
         },
     };
-    let sc_name = dns_label(get(VOLUME_ATTR_SC_NAME), sc_api::consts::MAX_SC_NAME_LEN).map_err(|problem| {
-        invalid(
-            "volume_context[stoppablecontainer.xtlsoft.top/name]",
-            format!("{problem}; the operator sets this volume attribute to the StoppableContainer's name"),
-        )
-    })?;
+    let sc_name = get(VOLUME_ATTR_SC_NAME);
+    let sc_name = match sc_api::names::check_sc_name(sc_name) {
+        Ok(()) => sc_name.to_owned(),
+        Err(_) if sc_name.is_empty() => {
+            return Err(invalid(
+                "volume_context[stoppablecontainer.xtlsoft.top/name]",
+                "missing; the operator sets this volume attribute to the StoppableContainer's name",
+            ));
+        }
+        Err(problem) => {
+            return Err(invalid(
+                "volume_context[stoppablecontainer.xtlsoft.top/name]",
+                format!("{problem}; the operator sets this volume attribute to the StoppableContainer's name"),
+            ));
+        }
+    };
+    // Defence in depth for a CSIDriver installed without podInfoOnMount (then the pod keys are
+    // the pod author's words): kubelet's own target path names the pod it mounts for.
+    let target_pod_uid = policy.pod_uid_of(&target_path);
+    if target_pod_uid != Some(pod.uid.as_str()) {
+        return Err(invalid(
+            "target_path",
+            format!(
+                "{} is not a volume directory of pod UID {} (kubelet mounts at <kubelet-dir>/pods/<pod-uid>/volumes/...); the pod keys of the request do not match kubelet's target ({pod_hint})",
+                target_path.display(),
+                pod.uid
+            ),
+        ));
+    }
     Ok(PublishRequest { volume_id, target_path, pod, sc_name })
 }
 
@@ -181,17 +212,10 @@ fn volume_id(field: &'static str, id: &str) -> Result<String, InvalidField> {
     }
 }
 
-/// An RFC 1123 label (namespaces, StoppableContainer names): they become path components of the
-/// data root, so nothing else may pass.
+/// An RFC 1123 label (namespaces): they become path components of the data root, so nothing
+/// else may pass. StoppableContainer names follow [`sc_api::names::check_sc_name`].
 pub fn dns_label(value: &str, max_len: usize) -> Result<String, String> {
-    let valid_chars = value.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-    if value.is_empty() {
-        Err("missing".to_owned())
-    } else if value.len() > max_len || !valid_chars || value.starts_with('-') || value.ends_with('-') {
-        Err(format!("{value:?} is not a DNS label (at most {max_len} of [a-z0-9-], starting and ending alphanumeric)"))
-    } else {
-        Ok(value.to_owned())
-    }
+    sc_api::names::check_dns_label(value, max_len).map(|()| value.to_owned())
 }
 
 fn dns_subdomain(value: &str) -> Result<String, String> {
@@ -208,6 +232,7 @@ mod tests {
     use sc_proto::csi::volume_capability::{AccessMode, BlockVolume, MountVolume};
 
     const UID: &str = "6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d";
+    const OTHER_UID: &str = "0b1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d";
 
     fn policy() -> TargetPolicy {
         TargetPolicy { kubelet_dir: PathBuf::from("/var/lib/kubelet") }
@@ -328,14 +353,25 @@ mod tests {
                 rejection(|r| {
                     r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "../other".into());
                 }),
-                "\"../other\" is not a DNS label",
+                "\"../other\" is not a valid name for a StoppableContainer",
             ),
             (
                 rejection(|r| {
                     r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "a".repeat(58));
                 }),
-                "is not a DNS label (at most 54",
+                "is 58 characters long; a StoppableContainer name may have at most 54",
             ),
+            (
+                rejection(|r| {
+                    r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "my.box".into());
+                }),
+                "dots are not allowed",
+            ),
+            (
+                rejection(|r| r.target_path = format!("/var/lib/kubelet/pods/{OTHER_UID}/volumes/kubernetes.io~csi/sc-rootfs/mount")),
+                "is not a volume directory of pod UID",
+            ),
+            (rejection(|r| r.target_path = format!("/var/lib/kubelet/pods/{UID}/plugins/x/mount")), "is not a volume directory of pod UID"),
         ];
         for (message, expected) in cases {
             assert!(message.contains(expected), "{message:?} should contain {expected:?}");

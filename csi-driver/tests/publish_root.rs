@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ConsumerPod, ProviderCgroup, ProviderProcess, World};
+use common::{ConsumerPod, ProviderCgroup, ProviderProcess, ProviderRoot, World};
 use sc_proto::csi::{
     GetPluginInfoRequest, NodeGetCapabilitiesRequest, NodeGetInfoRequest, NodeGetVolumeStatsRequest, NodeStageVolumeRequest,
 };
@@ -222,6 +222,60 @@ async fn a_starting_provider_is_waited_for_then_unavailable_as_root() {
     };
     let (result, ()) = tokio::join!(publish, cluster);
     result.expect("publish after the provider started");
+    client.node.node_unpublish_volume(world.unpublish_request(&consumer, "csi-1")).await.expect("unpublish");
+}
+
+/// The attack of a forged provider (security review, finding 1): a process whose root is a bind
+/// of a directory of the node's disk (as when a pod's process chroots into its emptyDir). Its `/`
+/// has the device of the node's root filesystem; a lookup by device alone made the node's `/` the
+/// lower layer, and the consumer read the node's files.
+#[tokio::test]
+async fn a_provider_chrooted_into_a_host_directory_is_refused_as_root() {
+    let mut world = World::new();
+    let image = world.image("honest");
+    let empty_dir = world.dir.path().join("pods/p/volumes/kubernetes.io~empty-dir/x");
+    std::fs::create_dir_all(&empty_dir).expect("emptyDir");
+    std::fs::write(empty_dir.join("planted"), "tenant file").expect("emptyDir file");
+    let provider =
+        ProviderProcess::start_with(&world, &image, ProviderCgroup::Kubelet, ProviderRoot::ChrootIntoHostDirectory(empty_dir.clone()));
+    let consumer = ConsumerPod::new("ns", "forged");
+    world.set_cluster(&[(consumer.clone(), Some(&provider))]);
+    world.start_driver();
+    let mut client = world.client().await;
+
+    let error = client.node.node_publish_volume(world.publish_request(&consumer, "csi-1")).await.expect_err("refused");
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    assert!(error.message().contains("is not a container root filesystem mounted in the node's mount namespace"), "{}", error.message());
+    assert!(!error.message().contains(&empty_dir.display().to_string()), "no host path in what the tenant sees: {}", error.message());
+    assert!(world.mounts_below(&world.kubelet_dir).is_empty(), "nothing mounted");
+    let host = csi_driver::mountinfo::parse(&read(Path::new("/proc/self/mountinfo"))).expect("mountinfo");
+    let node_root_lowers: Vec<_> = host.iter().filter(|entry| entry.super_option("lowerdir") == Some("/")).collect();
+    assert!(node_root_lowers.is_empty(), "an overlay of the node's root: {node_root_lowers:?}");
+    assert!(!world.data_root.join("publications/csi-1.json").exists(), "no record");
+}
+
+/// A container root that is a bind of a directory (containerd's `native` snapshotter) is used
+/// as what it is, that directory, and not the whole filesystem that holds it.
+#[tokio::test]
+async fn a_bind_mounted_container_root_is_that_directory_not_its_disk_as_root() {
+    let mut world = World::new();
+    let image = world.image("native");
+    let provider = ProviderProcess::start_with(&world, &image, ProviderCgroup::Kubelet, ProviderRoot::BindOfDirectory);
+    let consumer = ConsumerPod::new("ns", "native");
+    world.set_cluster(&[(consumer.clone(), Some(&provider))]);
+    world.start_driver();
+    let mut client = world.client().await;
+
+    client.node.node_publish_volume(world.publish_request(&consumer, "csi-1")).await.expect("publish");
+    let rootfs = world.target_for(&consumer).join("rootfs");
+    assert_eq!(read(&rootfs.join("etc/os-release")), "NAME=native\n");
+    let entries: Vec<String> = std::fs::read_dir(&rootfs)
+        .expect("list rootfs")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!entries.iter().any(|name| name == "var" || name == "home" || name == "root"), "the node's / leaked in: {entries:?}");
+    let record = read(&world.data_root.join("publications/csi-1.json"));
+    assert!(record.contains(&provider.rootfs_mount.display().to_string()), "the lower is the provider's bind: {record}");
     client.node.node_unpublish_volume(world.unpublish_request(&consumer, "csi-1")).await.expect("unpublish");
 }
 

@@ -64,6 +64,21 @@ pub enum ProviderCgroup {
     Elsewhere,
 }
 
+/// What a provider-like process has as its root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderRoot {
+    /// An overlay of the image, mounted in the host namespace first (containerd's overlayfs
+    /// snapshotter): the normal case.
+    Overlay,
+    /// The image directory itself, bind-mounted in the host namespace (containerd's `native`
+    /// snapshotter): the root is a directory of the node's disk, not a whole filesystem.
+    BindOfDirectory,
+    /// The attack: the container root is an overlay as usual, but the process binds this host
+    /// directory (like an emptyDir, a directory of the node's disk) in its own mount namespace
+    /// and `chroot`s into it.
+    ChrootIntoHostDirectory(PathBuf),
+}
+
 /// A container-like process: its root is an overlay of an "image" directory, mounted in the host
 /// mount namespace the way containerd mounts a container's rootfs, and it lives in a cgroup (of
 /// the v1 `pids` hierarchy) whose last component is its container id.
@@ -86,6 +101,10 @@ impl ProviderProcess {
     }
 
     pub fn start_in(world: &World, image: &Path, placement: ProviderCgroup) -> Self {
+        Self::start_with(world, image, placement, ProviderRoot::Overlay)
+    }
+
+    pub fn start_with(world: &World, image: &Path, placement: ProviderCgroup, root_kind: ProviderRoot) -> Self {
         let container_id = unique_hex(64);
         let pod_uid = uid();
         let layer = world.dir.path().join(format!("layer-{}", &container_id[..8]));
@@ -93,8 +112,17 @@ impl ProviderProcess {
         for path in [&upper, &work, &rootfs] {
             std::fs::create_dir_all(path).expect("provider layer dirs");
         }
-        let data = format!("lowerdir={},upperdir={},workdir={}", image.display(), upper.display(), work.display());
-        mount(Some("overlay"), &rootfs, Some("overlay"), MsFlags::empty(), Some(data.as_str())).expect("mount provider rootfs");
+        if root_kind == ProviderRoot::BindOfDirectory {
+            mount(Some(image), &rootfs, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind provider rootfs");
+        } else {
+            let data = format!("lowerdir={},upperdir={},workdir={}", image.display(), upper.display(), work.display());
+            mount(Some("overlay"), &rootfs, Some("overlay"), MsFlags::empty(), Some(data.as_str())).expect("mount provider rootfs");
+        }
+        let chroot_into = match &root_kind {
+            ProviderRoot::ChrootIntoHostDirectory(host_dir) => Some(host_dir.clone()),
+            ProviderRoot::Overlay | ProviderRoot::BindOfDirectory => None,
+        };
+        let escape_c = chroot_into.as_ref().map(|dir| CString::new(dir.as_os_str().as_encoded_bytes()).expect("path"));
 
         let root = Path::new(PIDS_HIERARCHY).join(&world.cgroup_root);
         let cgroup_dir = match placement {
@@ -111,7 +139,16 @@ impl ProviderProcess {
             ForkResult::Child => {
                 let _ = unshare(CloneFlags::CLONE_NEWNS);
                 let _ = mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>);
-                let _ = chroot(rootfs_c.as_c_str());
+                match &escape_c {
+                    // Like a pod's process that chroots into its emptyDir.
+                    Some(dir) => {
+                        let _ = mount(Some(dir.as_c_str()), dir.as_c_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>);
+                        let _ = chroot(dir.as_c_str());
+                    }
+                    None => {
+                        let _ = chroot(rootfs_c.as_c_str());
+                    }
+                }
                 let _ = chdir("/");
                 loop {
                     nix::unistd::pause();
@@ -120,11 +157,13 @@ impl ProviderProcess {
             ForkResult::Parent { child } => child,
         };
         std::fs::write(cgroup_dir.join("cgroup.procs"), pid.to_string()).expect("join cgroup");
-        // Wait until the child is chrooted: its mountinfo then has the overlay at "/".
+        // Wait until the child is chrooted: its mountinfo then has a mount at "/" and no more
+        // than the few mounts below it.
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-            if text.lines().count() < 5 && text.contains(" / / ") {
+            let root_is_mounted = text.lines().any(|line| line.split(' ').nth(4) == Some("/"));
+            if text.lines().count() < 5 && root_is_mounted {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));

@@ -1,0 +1,429 @@
+//! Who may have a StoppableContainer's rootfs, and which pod is its provider, decided only from
+//! facts a tenant cannot write. Pure: [`crate::cluster`] fetches the objects, these functions
+//! decide, and every refusal has a unit test.
+//!
+//! A tenant may create pods in its namespace with any name, labels, annotations and
+//! `ownerReferences` (a controller reference to the instance's UID included), so none of those
+//! count. What counts:
+//! - kubelet's word on which pod the volume is mounted for (`podInfoOnMount`, cross-checked
+//!   against kubelet's target path by [`crate::validate`]);
+//! - the StoppableContainer (its UID, whether it is being deleted), written by its owner but
+//!   never its status;
+//! - the StoppableContainerInstance, created only by the operator, and in its **status** the UIDs
+//!   of the workload and provider pods the operator created (`consumerPodUID`,
+//!   `providerPodUID`), recorded from the API server's answer to the operator's own create;
+//! - kubelet's status of the provider pod (its container id, whether it runs) and the node it is
+//!   bound to.
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::{Resource, ResourceExt};
+use sc_api::consts::{PROVIDER_CONTAINER_NAME, provider_pod_name};
+use sc_api::{StoppableContainer, StoppableContainerInstance};
+
+use crate::cgroup::container_id_from_status;
+use crate::layout::ScKey;
+use crate::validate::PodRef;
+
+/// A consumer pod that passed authorisation, and the incarnation it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consumer {
+    pub sc: ScKey,
+    /// UID of the StoppableContainerInstance whose status recorded the pod.
+    pub instance_uid: String,
+}
+
+/// The provider container's state on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Provider {
+    /// Running with this CRI container id, in the pod with this UID (when known: it locates the
+    /// container's cgroup directory; without it the plugin scans every process).
+    Running { container_id: String, pod_uid: Option<String> },
+    /// Not (yet) usable; waiting may help. The reason is shown to the user if waiting times out.
+    NotReady { reason: String },
+    /// Not usable until something changes that waiting here will not change (an image that
+    /// cannot be pulled, an evicted pod): the publish fails at once and kubelet retries later.
+    Stuck { reason: String },
+}
+
+/// Why a pod may not have a rootfs, or not now.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The pod may not have this rootfs.
+    #[error("{0}")]
+    Denied(String),
+    /// The StoppableContainer exists but cannot be published now (being deleted).
+    #[error("{0}")]
+    NotNow(String),
+}
+
+/// Waiting reasons of a container that do not end by themselves within a publish's wait: kubelet
+/// retries them on its own back-off, and so does its retry of the publish.
+const STUCK_WAITING_REASONS: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+    "CrashLoopBackOff",
+];
+
+/// Whether `object` has a controller reference to the object with UID `owner_uid`. Only used for
+/// the instance, which tenants cannot create: on a pod it would prove nothing.
+fn is_controlled_by(object: &impl Resource, owner_uid: &str) -> bool {
+    object.meta().owner_references.iter().flatten().any(|reference| reference.controller == Some(true) && reference.uid == owner_uid)
+}
+
+/// Checks that `pod` (as kubelet reported it) is the workload pod the operator created for the
+/// StoppableContainer `sc_name` in the pod's own namespace. `sc` and `instance` are the live
+/// objects of that name in that namespace (None: they do not exist).
+pub fn authorize_consumer(
+    pod: &PodRef,
+    sc_name: &str,
+    sc: Option<&StoppableContainer>,
+    instance: Option<&StoppableContainerInstance>,
+) -> Result<Consumer, Refusal> {
+    let namespace = &pod.namespace;
+    let denied = |why: String| {
+        Refusal::Denied(format!(
+            "pod {namespace}/{} (UID {}) may not mount the rootfs of StoppableContainer {namespace}/{sc_name}: {why}",
+            pod.name, pod.uid
+        ))
+    };
+    if pod.name != sc_name {
+        return Err(denied(format!("its workload pod is named {sc_name:?}")));
+    }
+    let Some(sc) = sc else {
+        return Err(denied("no such StoppableContainer in the pod's namespace".into()));
+    };
+    if sc.metadata.deletion_timestamp.is_some() {
+        return Err(Refusal::NotNow(format!("StoppableContainer {namespace}/{sc_name} is being deleted")));
+    }
+    let sc_uid = sc.uid().unwrap_or_default();
+    let Some(instance) = instance else {
+        return Err(denied("it has no instance: the operator has not started it".into()));
+    };
+    if sc_uid.is_empty() || !is_controlled_by(instance, &sc_uid) {
+        return Err(denied(
+            "its instance was not created for this StoppableContainer (a leftover of an earlier one of the same name)".into(),
+        ));
+    }
+    if instance.metadata.deletion_timestamp.is_some() {
+        return Err(denied("its instance is being deleted".into()));
+    }
+    let recorded = instance.status.as_ref().and_then(|status| status.consumer_pod_uid.as_deref());
+    match recorded {
+        Some(recorded) if recorded == pod.uid => {}
+        Some(recorded) => {
+            return Err(denied(format!(
+                "it is not the workload pod the operator created (that one has UID {recorded}); only pods the operator creates get the rootfs"
+            )));
+        }
+        None => {
+            return Err(denied(
+                "the operator has recorded no workload pod for it (it is stopped, or this pod was not created by the operator)".into(),
+            ));
+        }
+    }
+    let instance_uid = instance.uid().unwrap_or_default();
+    Ok(Consumer { sc: ScKey { namespace: namespace.clone(), name: sc_name.to_owned(), uid: sc_uid }, instance_uid })
+}
+
+/// The state of `consumer`'s provider for a publish on `this_node`, from the live instance and
+/// the live pod named like the provider (None: it does not exist).
+pub fn provider_state(
+    consumer: &Consumer,
+    instance: Option<&StoppableContainerInstance>,
+    provider: Option<&Pod>,
+    this_node: &str,
+) -> Result<Provider, Refusal> {
+    let name = provider_pod_name(&consumer.sc.name);
+    let instance = instance.filter(|instance| instance.uid().as_deref() == Some(consumer.instance_uid.as_str()));
+    let Some(instance) = instance else {
+        return Err(Refusal::Denied(format!(
+            "the instance of StoppableContainer {} was replaced or deleted while its workload pod was being started",
+            consumer.sc
+        )));
+    };
+    let Some(recorded) = instance.status.as_ref().and_then(|status| status.provider_pod_uid.as_deref()) else {
+        return Ok(Provider::NotReady { reason: format!("the operator has not created the provider pod {name} yet") });
+    };
+    let Some(provider) = provider else {
+        return Ok(Provider::NotReady { reason: format!("provider pod {name} does not exist yet") });
+    };
+    let uid = provider.uid().unwrap_or_default();
+    if uid != recorded {
+        // Either the operator's record of a provider it has just replaced is on its way, or a
+        // tenant's pod took the name: never use it, wait for the operator's own.
+        return Ok(Provider::NotReady {
+            reason: format!(
+                "pod {name} (UID {uid}) is not the provider pod the operator created (UID {recorded}); a pod the operator did not create is never used as the lower layer"
+            ),
+        });
+    }
+    let phase = provider.status.as_ref().and_then(|status| status.phase.as_deref());
+    if let Some(phase @ ("Failed" | "Succeeded")) = phase {
+        let why = provider.status.as_ref().and_then(|status| status.reason.clone().or(status.message.clone())).unwrap_or_default();
+        return Ok(Provider::Stuck { reason: format!("provider pod {name} has ended ({phase} {why}); the operator replaces it") });
+    }
+    match provider.spec.as_ref().and_then(|spec| spec.node_name.as_deref()) {
+        None => return Ok(Provider::NotReady { reason: format!("provider pod {name} is not scheduled yet") }),
+        Some(node) if node != this_node => {
+            return Ok(Provider::NotReady { reason: format!("provider pod {name} is on node {node:?}, not on this node {this_node:?}") });
+        }
+        Some(_) => {}
+    }
+    let status = provider
+        .status
+        .as_ref()
+        .and_then(|status| status.container_statuses.as_ref())
+        .and_then(|statuses| statuses.iter().find(|status| status.name == PROVIDER_CONTAINER_NAME));
+    let Some(status) = status else {
+        return Ok(Provider::NotReady { reason: format!("provider pod {name} has no container status yet") });
+    };
+    Ok(container_state(&name, uid, status))
+}
+
+fn container_state(pod_name: &str, pod_uid: String, status: &ContainerStatus) -> Provider {
+    let running = status.state.as_ref().is_some_and(|state| state.running.is_some());
+    if let (true, Some(id)) = (running, status.container_id.as_deref().and_then(container_id_from_status)) {
+        return Provider::Running { container_id: id.to_owned(), pod_uid: Some(pod_uid) };
+    }
+    let waiting = status.state.as_ref().and_then(|state| state.waiting.as_ref());
+    let reason = waiting.and_then(|waiting| waiting.reason.clone()).unwrap_or_else(|| "not running".into());
+    let message = waiting.and_then(|waiting| waiting.message.clone()).map(|message| format!(": {message}")).unwrap_or_default();
+    let reason_text = format!("provider container of pod {pod_name} is {reason}{message}");
+    if STUCK_WAITING_REASONS.contains(&reason.as_str()) {
+        Provider::Stuck { reason: reason_text }
+    } else {
+        Provider::NotReady { reason: reason_text }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateWaiting, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+    use k8s_openapi::jiff::Timestamp;
+    use sc_api::{StoppableContainerInstanceStatus, StoppableContainerSpec};
+
+    use super::*;
+
+    const SC_UID: &str = "11111111-1111-4111-8111-111111111111";
+    const INSTANCE_UID: &str = "22222222-2222-4222-8222-222222222222";
+    const CONSUMER_UID: &str = "33333333-3333-4333-8333-333333333333";
+    const PROVIDER_UID: &str = "44444444-4444-4444-8444-444444444444";
+    const FORGED_UID: &str = "55555555-5555-4555-8555-555555555555";
+    const CONTAINER_ID: &str = "8b7e0f6ad23b2c1bd3c0b1e6f84a3d7c1e3f0aa1c19f8c2de5d9a4b7f2c61e0a";
+
+    fn controller(uid: &str) -> Option<Vec<OwnerReference>> {
+        Some(vec![OwnerReference { uid: uid.into(), controller: Some(true), ..OwnerReference::default() }])
+    }
+
+    fn sc() -> StoppableContainer {
+        let mut sc = StoppableContainer::new("dev", StoppableContainerSpec::default());
+        sc.metadata.namespace = Some("team-a".into());
+        sc.metadata.uid = Some(SC_UID.into());
+        sc
+    }
+
+    fn instance(consumer: Option<&str>, provider: Option<&str>) -> StoppableContainerInstance {
+        StoppableContainerInstance {
+            metadata: ObjectMeta {
+                name: Some("dev".into()),
+                namespace: Some("team-a".into()),
+                uid: Some(INSTANCE_UID.into()),
+                owner_references: controller(SC_UID),
+                ..ObjectMeta::default()
+            },
+            spec: Default::default(),
+            status: Some(StoppableContainerInstanceStatus {
+                consumer_pod_uid: consumer.map(str::to_owned),
+                provider_pod_uid: provider.map(str::to_owned),
+                ..StoppableContainerInstanceStatus::default()
+            }),
+        }
+    }
+
+    fn pod(uid: &str) -> PodRef {
+        PodRef { namespace: "team-a".into(), name: "dev".into(), uid: uid.into() }
+    }
+
+    fn consumer() -> Consumer {
+        Consumer { sc: ScKey { namespace: "team-a".into(), name: "dev".into(), uid: SC_UID.into() }, instance_uid: INSTANCE_UID.into() }
+    }
+
+    fn refusal(result: Result<Consumer, Refusal>) -> String {
+        result.expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn the_workload_pod_the_operator_recorded_is_authorised() {
+        let instance = instance(Some(CONSUMER_UID), None);
+        assert_eq!(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance)), Ok(consumer()));
+    }
+
+    #[test]
+    fn a_pod_in_another_namespace_finds_no_such_sc() {
+        // The cluster view looks the SC up in the pod's own namespace; there is none there.
+        let thief = PodRef { namespace: "team-b".into(), ..pod(CONSUMER_UID) };
+        let message = refusal(authorize_consumer(&thief, "dev", None, None));
+        assert!(message.contains("no such StoppableContainer in the pod's namespace"), "{message}");
+        assert!(message.contains("team-b/dev"), "{message}");
+    }
+
+    #[test]
+    fn a_pod_with_another_name_is_refused() {
+        let other = PodRef { name: "dev-provider".into(), ..pod(CONSUMER_UID) };
+        let instance = instance(Some(CONSUMER_UID), None);
+        let message = refusal(authorize_consumer(&other, "dev", Some(&sc()), Some(&instance)));
+        assert!(message.contains("its workload pod is named \"dev\""), "{message}");
+    }
+
+    #[test]
+    fn a_forged_pod_with_the_right_name_labels_and_owner_but_another_uid_is_refused() {
+        // Labels and ownerReferences are not even looked at: only the recorded UID counts.
+        let instance = instance(Some(CONSUMER_UID), None);
+        let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), Some(&instance)));
+        assert!(message.contains("is not the workload pod the operator created"), "{message}");
+    }
+
+    #[test]
+    fn a_stale_pod_uid_is_refused_once_the_operator_recorded_a_new_pod() {
+        let instance = instance(Some(FORGED_UID), None);
+        let message = refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance)));
+        assert!(message.contains("that one has UID 55555555"), "{message}");
+    }
+
+    #[test]
+    fn a_pod_named_like_a_stopped_sc_is_refused() {
+        let instance = instance(None, Some(PROVIDER_UID));
+        let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), Some(&instance)));
+        assert!(message.contains("the operator has recorded no workload pod for it (it is stopped"), "{message}");
+        let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), None));
+        assert!(message.contains("it has no instance"), "{message}");
+    }
+
+    #[test]
+    fn an_instance_of_an_earlier_sc_of_the_same_name_does_not_count() {
+        let mut leftover = instance(Some(CONSUMER_UID), None);
+        leftover.metadata.owner_references = controller("99999999-9999-4999-8999-999999999999");
+        let message = refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&leftover)));
+        assert!(message.contains("not created for this StoppableContainer"), "{message}");
+        // An owner reference that is not a controller reference does not count either.
+        let mut weak = instance(Some(CONSUMER_UID), None);
+        weak.metadata.owner_references =
+            Some(vec![OwnerReference { uid: SC_UID.into(), controller: Some(false), ..OwnerReference::default() }]);
+        assert!(refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&weak))).contains("not created for this"));
+    }
+
+    #[test]
+    fn an_sc_or_instance_being_deleted_is_refused() {
+        let mut deleting = sc();
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let instance_ok = instance(Some(CONSUMER_UID), None);
+        let refused = authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&deleting), Some(&instance_ok));
+        assert_eq!(refused, Err(Refusal::NotNow("StoppableContainer team-a/dev is being deleted".into())));
+        let mut instance_deleting = instance(Some(CONSUMER_UID), None);
+        instance_deleting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let message = refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance_deleting)));
+        assert!(message.contains("its instance is being deleted"), "{message}");
+    }
+
+    fn provider_pod(uid: &str, node: Option<&str>, state: ContainerState) -> Pod {
+        Pod {
+            metadata: ObjectMeta { name: Some("dev-provider".into()), uid: Some(uid.into()), ..ObjectMeta::default() },
+            spec: Some(PodSpec { node_name: node.map(str::to_owned), ..PodSpec::default() }),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                container_statuses: Some(vec![ContainerStatus {
+                    name: PROVIDER_CONTAINER_NAME.into(),
+                    container_id: Some(format!("containerd://{CONTAINER_ID}")),
+                    state: Some(state),
+                    ..ContainerStatus::default()
+                }]),
+                ..PodStatus::default()
+            }),
+        }
+    }
+
+    fn running() -> ContainerState {
+        ContainerState { running: Some(ContainerStateRunning::default()), ..ContainerState::default() }
+    }
+
+    fn waiting(reason: &str) -> ContainerState {
+        ContainerState { waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message: None }), ..ContainerState::default() }
+    }
+
+    fn state(provider: &Pod, recorded: Option<&str>) -> Provider {
+        provider_state(&consumer(), Some(&instance(Some(CONSUMER_UID), recorded)), Some(provider), "node-1").expect("not refused")
+    }
+
+    fn not_ready_reason(provider: Provider) -> String {
+        match provider {
+            Provider::NotReady { reason } => reason,
+            other => panic!("expected NotReady, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_recorded_running_provider_on_this_node_is_used() {
+        let provider = provider_pod(PROVIDER_UID, Some("node-1"), running());
+        assert_eq!(
+            state(&provider, Some(PROVIDER_UID)),
+            Provider::Running { container_id: CONTAINER_ID.into(), pod_uid: Some(PROVIDER_UID.into()) }
+        );
+    }
+
+    #[test]
+    fn a_forged_provider_is_never_used() {
+        // A tenant's pod named like the provider, running on this node.
+        let forged = provider_pod(FORGED_UID, Some("node-1"), running());
+        let reason = not_ready_reason(state(&forged, Some(PROVIDER_UID)));
+        assert!(reason.contains("is not the provider pod the operator created"), "{reason}");
+        let reason = not_ready_reason(state(&forged, None));
+        assert!(reason.contains("the operator has not created the provider pod dev-provider yet"), "{reason}");
+    }
+
+    #[test]
+    fn a_provider_elsewhere_or_unscheduled_is_waited_for() {
+        let elsewhere = provider_pod(PROVIDER_UID, Some("node-2"), running());
+        assert!(not_ready_reason(state(&elsewhere, Some(PROVIDER_UID))).contains("is on node \"node-2\", not on this node \"node-1\""));
+        let unscheduled = provider_pod(PROVIDER_UID, None, running());
+        assert!(not_ready_reason(state(&unscheduled, Some(PROVIDER_UID))).contains("not scheduled yet"));
+        let missing = provider_state(&consumer(), Some(&instance(Some(CONSUMER_UID), Some(PROVIDER_UID))), None, "node-1");
+        assert!(not_ready_reason(missing.expect("not refused")).contains("does not exist yet"));
+    }
+
+    #[test]
+    fn a_starting_provider_is_waited_for_and_a_stuck_one_is_not() {
+        let starting = provider_pod(PROVIDER_UID, Some("node-1"), waiting("ContainerCreating"));
+        assert!(not_ready_reason(state(&starting, Some(PROVIDER_UID))).contains("is ContainerCreating"));
+        for reason in ["ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError"] {
+            let stuck = provider_pod(PROVIDER_UID, Some("node-1"), waiting(reason));
+            match state(&stuck, Some(PROVIDER_UID)) {
+                Provider::Stuck { reason: text } => assert!(text.contains(reason), "{text}"),
+                other => panic!("{reason}: expected Stuck, got {other:?}"),
+            }
+        }
+        let mut evicted = provider_pod(PROVIDER_UID, Some("node-1"), running());
+        let status = evicted.status.as_mut().expect("status");
+        status.phase = Some("Failed".into());
+        status.reason = Some("Evicted".into());
+        match state(&evicted, Some(PROVIDER_UID)) {
+            Provider::Stuck { reason } => assert!(reason.contains("has ended (Failed Evicted)"), "{reason}"),
+            other => panic!("expected Stuck, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_replaced_instance_refuses_the_provider_lookup() {
+        let mut replaced = instance(Some(CONSUMER_UID), Some(PROVIDER_UID));
+        replaced.metadata.uid = Some("66666666-6666-4666-8666-666666666666".into());
+        let provider = provider_pod(PROVIDER_UID, Some("node-1"), running());
+        let refused = provider_state(&consumer(), Some(&replaced), Some(&provider), "node-1").expect_err("refused");
+        assert!(refused.to_string().contains("was replaced or deleted"), "{refused}");
+        assert!(provider_state(&consumer(), None, Some(&provider), "node-1").is_err());
+    }
+}
