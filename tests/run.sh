@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command. Run as root on Debian bookworm; installs what it needs.
 #
-#   tests/run.sh            unit tests, root integration tests (real mounts, real processes,
-#                           real gRPC), then the end-to-end suite on a local Kubernetes cluster
+#   tests/run.sh            lint (rustfmt, clippy, shellcheck), unit tests, root integration tests
+#                           (real mounts, real processes, real gRPC), then the end-to-end suite on
+#                           a local Kubernetes cluster
 #   tests/run.sh --no-e2e   everything but the end-to-end suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ run_e2e=1
 for arg in "$@"; do
   case "$arg" in
     --no-e2e) run_e2e=0 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "tests/run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +32,12 @@ tests/e2e/lib/deps.sh --deb-src
 step "Kubernetes 1.20 binaries"
 SC_K8S_BIN="$(tests/e2e/lib/k8s-binaries.sh)"
 export SC_K8S_BIN
+
+# The code's shape is checked before anything runs, so a red CI names the cheapest fix first.
+step "lint (cargo fmt --check, cargo clippy -D warnings, shellcheck)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+git ls-files -z '*.sh' .ci/run | xargs -0 shellcheck -x
 
 step "unit and root integration tests (cargo test --workspace)"
 cargo test --workspace --locked

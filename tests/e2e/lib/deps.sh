@@ -33,6 +33,8 @@ readonly SC_E2E_PACKAGES=(
   debian-archive-keyring       # debootstrap verifies the sc-test/debian image's packages
   tar
   gzip
+  shellcheck                   # tests/run.sh lints every shell script
+  e2fsprogs                    # mkfs.ext4 for the node plugin's per-rootfs filesystems (root tests, e2e node)
 )
 
 log() { printf '[deps] %s\n' "$*" >&2; }
