@@ -19,6 +19,7 @@ pub mod layout;
 pub mod mountinfo;
 pub mod node;
 pub mod prepare;
+pub mod quota;
 pub mod records;
 pub mod registration;
 pub mod server;
