@@ -26,9 +26,10 @@ use serde_json::json;
 use crate::consumer_pod::build_consumer_pod;
 use crate::http::Health;
 use crate::instance_builder::{build_instance, is_controlled_by};
-use crate::provider_pod::{build_provider_pod, provider_is_current};
+use crate::ownership::{RecordedPods, Role, classify, recorded_uid};
+use crate::provider_pod::{build_provider_pod, provider_is_current, provider_node};
 use crate::settings::PodSettings;
-use crate::status::{Found, Observed, instance_status, is_terminating, sc_status};
+use crate::status::{Found, Observed, instance_status, is_terminating, sc_status, unrecorded_pod_message};
 use crate::validate::{SpecProblem, Workload, describe_problems, validate};
 
 /// Requeue while something is in motion (pods starting or terminating); pod watches usually
@@ -108,21 +109,44 @@ struct Children {
 }
 
 impl Children {
-    fn classify<'a>(&'a self, pod: Option<&'a Pod>) -> Found<'a> {
-        let instance_uid = self.instance.as_ref().and_then(|instance| instance.uid());
-        match (pod, instance_uid) {
-            (None, _) => Found::Absent,
-            (Some(pod), Some(uid)) if is_controlled_by(pod, &uid) => Found::Owned(pod),
-            (Some(pod), _) => Found::Foreign(pod),
+    /// The pod that holds `role`'s name, as read (or as created by this reconcile).
+    fn pod(&self, role: Role) -> Option<&Pod> {
+        match role {
+            Role::Consumer => self.consumer.as_ref(),
+            Role::Provider => self.provider.as_ref(),
         }
     }
 
+    fn set_pod(&mut self, role: Role, pod: Option<Pod>) {
+        match role {
+            Role::Consumer => self.consumer = pod,
+            Role::Provider => self.provider = pod,
+        }
+    }
+
+    /// The UID the instance status records for `role`'s pod.
+    fn recorded(&self, role: Role) -> Option<&str> {
+        role.recorded_uid(self.instance.as_ref().and_then(|instance| instance.status.as_ref()))
+    }
+
+    /// `role`'s pod, judged by the recorded UID alone.
+    fn found(&self, role: Role) -> Found<'_> {
+        classify(self.pod(role), self.recorded(role), self.instance.as_ref(), role)
+    }
+
     fn consumer(&self) -> Found<'_> {
-        self.classify(self.consumer.as_ref())
+        self.found(Role::Consumer)
     }
 
     fn provider(&self) -> Found<'_> {
-        self.classify(self.provider.as_ref())
+        self.found(Role::Provider)
+    }
+
+    /// What the instance status records once this reconcile is done: nothing is created after
+    /// this point, so each record is kept while its pod holds the name and cleared otherwise.
+    fn recorded_after_reconcile(&self) -> RecordedPods {
+        let after = |role| recorded_uid(self.recorded(role), self.pod(role), None);
+        RecordedPods { consumer: after(Role::Consumer), provider: after(Role::Provider) }
     }
 }
 
@@ -181,42 +205,102 @@ impl<'a> Reconciler<'a> {
         }
     }
 
-    async fn delete_pod(&self, pod: &Pod, why: &str) -> Result<(), Error> {
+    /// Deletes `pod` unless it is already being deleted; returns whether a delete was sent.
+    /// `grace_period_seconds` None keeps the pod's own terminationGracePeriodSeconds.
+    async fn send_pod_delete(&self, pod: &Pod, grace_period_seconds: Option<u32>) -> Result<bool, Error> {
         if pod.metadata.deletion_timestamp.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let name = pod.name_any();
         // Preconditioned on the UID we checked, so a pod recreated by someone else in between is
-        // never deleted. The pod's own terminationGracePeriodSeconds (the template's) applies.
+        // never deleted.
         let params = DeleteParams {
+            grace_period_seconds,
             preconditions: pod.uid().map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }),
             ..DeleteParams::default()
         };
         match self.pods.delete(&name, &params).await {
-            Ok(_) => {}
-            Err(error) if is_status(&error, 404) || is_status(&error, 409) => {}
-            Err(source) => return Err(Error::Kube { action: format!("deleting pod {name:?}"), source }),
+            Ok(_) => Ok(true),
+            Err(error) if is_status(&error, 404) || is_status(&error, 409) => Ok(false),
+            Err(source) => Err(Error::Kube { action: format!("deleting pod {name:?}"), source }),
         }
-        self.event(EventType::Normal, "PodDeleted", "Delete", format!("deleted pod {name:?}: {why}")).await;
+    }
+
+    /// Deletes one of the operator's own pods (the pod's grace period applies), saying why.
+    async fn delete_pod(&self, pod: &Pod, why: &str) -> Result<(), Error> {
+        if self.send_pod_delete(pod, None).await? {
+            self.event(EventType::Normal, "PodDeleted", "Delete", format!("deleted pod {:?}: {why}", pod.name_any())).await;
+        }
         Ok(())
     }
 
-    /// Creates a pod; an existing pod with that name is returned instead (and then classified).
-    async fn create_pod(&self, pod: &Pod) -> Result<Option<Pod>, Error> {
+    /// Deletes the pods that claim to be ours without their UID being recorded (forged, or
+    /// created by an operator that crashed before recording them), with a Warning each: neither
+    /// the operator nor the node plugin will ever use them, and the operator creates its own once
+    /// the name is free. Returns whether any was deleted.
+    async fn delete_unrecorded_pods(&self, children: &Children) -> Result<bool, Error> {
+        let mut deleted = false;
+        for role in [Role::Consumer, Role::Provider] {
+            let Some(pod) = children.found(role).unrecorded() else { continue };
+            if self.send_pod_delete(pod, None).await? {
+                deleted = true;
+                let note = unrecorded_pod_message(pod, role.describe());
+                tracing::warn!(sc = %self.key, pod = %pod.name_any(), uid = ?pod.uid(), "deleting a pod the operator did not create");
+                self.event(EventType::Warning, "UnrecordedPod", "Delete", note).await;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Creates `role`'s pod and at once records its UID, from the create response, in the
+    /// instance status: from then on it is the operator's pod (for the node plugin too), and only
+    /// that pod. A pod that already holds the name (409) is read, never adopted: its UID is not
+    /// recorded, so it is classified as unrecorded or foreign.
+    async fn create_pod(&self, children: &mut Children, role: Role, pod: &Pod) -> Result<(), Error> {
         let name = pod.name_any();
         let params = PostParams { dry_run: false, field_manager: Some(OPERATOR_FIELD_MANAGER.into()) };
         match self.pods.create(&params, pod).await {
             Ok(created) => {
                 self.event(EventType::Normal, "PodCreated", "Create", format!("created pod {name:?}")).await;
-                Ok(Some(created))
+                self.record_created_pod(children, role, &created).await?;
+                children.set_pod(role, Some(created));
+                Ok(())
             }
-            Err(error) if is_status(&error, 409) => self.pods.get_opt(&name).await.map_err(kube_error(format!("reading pod {name:?}"))),
+            Err(error) if is_status(&error, 409) => {
+                let holder = self.pods.get_opt(&name).await.map_err(kube_error(format!("reading pod {name:?}")))?;
+                children.set_pod(role, holder);
+                Ok(())
+            }
             Err(source) => {
                 let message = format!("creating pod {name:?} failed: {source}");
                 self.event(EventType::Warning, "PodCreateFailed", "Create", message).await;
                 Err(Error::Kube { action: format!("creating pod {name:?}"), source })
             }
         }
+    }
+
+    /// Records the UID of a pod just created in the instance status. The apply carries every
+    /// status field this manager owns (the status as last written) plus the new UID: an apply
+    /// that named only the UID would drop the others.
+    async fn record_created_pod(&self, children: &mut Children, role: Role, created: &Pod) -> Result<(), Error> {
+        let Some(instance) = &children.instance else { return Ok(()) };
+        let mut status = instance.status.clone().unwrap_or_default();
+        let uid = recorded_uid(children.recorded(role), children.pod(role), Some(created));
+        role.record(&mut status, Some(created.name_any()), uid);
+        children.instance = Some(self.apply_instance_status(&status, "recording the UID of a created pod").await?);
+        Ok(())
+    }
+
+    async fn apply_instance_status(
+        &self,
+        status: &sc_api::StoppableContainerInstanceStatus,
+        action: &str,
+    ) -> Result<StoppableContainerInstance, Error> {
+        let body = json!({ "apiVersion": sc_api::consts::API_VERSION, "kind": sc_api::consts::SCI_KIND, "status": status });
+        self.instances
+            .patch_status(&self.name, &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(body))
+            .await
+            .map_err(kube_error(action))
     }
 
     async fn apply_instance(&self, desired: &StoppableContainerInstance) -> Result<StoppableContainerInstance, Error> {
@@ -261,6 +345,9 @@ impl<'a> Reconciler<'a> {
     /// Returns the action to wait with while something remains.
     async fn teardown(&self) -> Result<Option<Action>, Error> {
         let children = self.fetch().await?;
+        // No overlay can use an unrecorded pod (the node plugin refuses it), so there is no order
+        // to keep with them: they go at once, and are not waited for.
+        self.delete_unrecorded_pods(&children).await?;
         if let Found::Owned(consumer) = children.consumer() {
             self.delete_pod(consumer, "the StoppableContainer is being deleted").await?;
             return Ok(Some(Action::requeue(REQUEUE_IN_MOTION)));
@@ -317,6 +404,11 @@ impl<'a> Reconciler<'a> {
         let validation = validate(&self.sc);
         let spec_problems = validation.as_ref().err().map(|problems| describe_problems(problems));
         let mut children = self.fetch().await?;
+        // Whether running or not: a pod that claims to be ours is never left to look like it.
+        if self.delete_unrecorded_pods(&children).await? {
+            // An unscheduled pod goes at once: the name may be free for ours already.
+            children = self.fetch().await?;
+        }
         let previous = self.sc.status.clone();
         let mut data_node = previous.as_ref().and_then(|status| status.data_node_name.clone());
         let instance_deleting = children.instance.as_ref().is_some_and(|i| i.metadata.deletion_timestamp.is_some());
@@ -335,7 +427,7 @@ impl<'a> Reconciler<'a> {
                 // The instance: a fresh snapshot at a start, the deployed one while the pod exists.
                 let deployed = match children.consumer() {
                     Found::Owned(_) => children.instance.as_ref().map(|instance| &instance.spec),
-                    Found::Absent | Found::Foreign(_) => None,
+                    Found::Absent | Found::Unrecorded(_) | Found::Foreign(_) => None,
                 };
                 let desired = build_instance(&self.sc, deployed, true);
                 let current_spec = children.instance.as_ref().map(|instance| &instance.spec);
@@ -373,7 +465,7 @@ impl<'a> Reconciler<'a> {
                     && let Some(instance) = &children.instance
                 {
                     let pod = build_consumer_pod(&valid.workload, instance, data_node.as_deref(), &self.ctx.settings);
-                    children.consumer = self.create_pod(&pod).await?;
+                    self.create_pod(&mut children, Role::Consumer, &pod).await?;
                     if matches!(children.consumer(), Found::Owned(_)) {
                         self.ctx.health.metrics.start_began(&self.key);
                         let pin = data_node.as_ref().map(|node| format!(", pinned to node {node:?}")).unwrap_or_default();
@@ -428,21 +520,21 @@ impl<'a> Reconciler<'a> {
                 &status,
                 children.consumer().owned(),
                 children.provider().owned(),
+                &children.recorded_after_reconcile(),
                 instance.metadata.generation,
                 want_running,
             );
             if instance.status.as_ref() != Some(&wanted) {
-                let body = json!({ "apiVersion": sc_api::consts::API_VERSION, "kind": sc_api::consts::SCI_KIND, "status": wanted });
-                self.instances
-                    .patch_status(&self.name, &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(body))
-                    .await
-                    .map_err(kube_error("writing the instance status"))?;
+                self.apply_instance_status(&wanted, "writing the instance status").await?;
             }
         }
         // Stopped is steady once the workload pod is gone: the provider a stop keeps does not
         // change by itself (its watch reports what does), only one being deleted is in motion.
         let provider_leaving = children.provider().owned().is_some_and(is_terminating);
+        // An unrecorded pod being deleted may have no label the pod watch selects.
+        let replacing_unrecorded = children.consumer().unrecorded().is_some() || children.provider().unrecorded().is_some();
         let steady = matches!(phase, Phase::Running | Phase::Stopped | Phase::Failed)
+            && !replacing_unrecorded
             && !(phase == Phase::Stopped && (children.consumer().owned().is_some() || provider_leaving));
         let name_conflict = children.foreign_instance.is_some()
             || matches!(children.consumer(), Found::Foreign(_))
@@ -505,20 +597,23 @@ impl<'a> Reconciler<'a> {
         }
         match children.provider() {
             Found::Owned(provider) => {
-                let provider_node = provider.spec.as_ref().and_then(|spec| spec.node_name.clone());
-                if provider_node.as_deref() != Some(node.as_str()) {
+                if provider_node(provider).as_deref() != Some(node.as_str()) {
                     self.delete_pod(provider, "it is not on the node the workload pod runs on or is pinned to").await?;
                 }
             }
+            // Being deleted (see `delete_unrecorded_pods`); ours follows once the name is free.
+            Found::Unrecorded(_) => {}
             Found::Foreign(_) => {
                 let note =
                     format!("pod {:?} exists and is not owned by this StoppableContainer; it is left alone", provider_pod_name(&self.name));
                 self.event(EventType::Warning, "NameConflict", "Start", note).await;
             }
             Found::Absent => {
-                let Some(instance) = &children.instance else { return Ok(()) };
-                match self.desired_provider(instance, &node) {
-                    Ok(pod) => children.provider = self.create_pod(&pod).await?,
+                let Some(desired) = children.instance.as_ref().map(|instance| self.desired_provider(instance, &node)) else {
+                    return Ok(());
+                };
+                match desired {
+                    Ok(pod) => self.create_pod(children, Role::Provider, &pod).await?,
                     Err(problems) => self.event(EventType::Warning, "InvalidSpec", "Start", describe_problems(&problems)).await,
                 }
             }

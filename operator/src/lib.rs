@@ -2,8 +2,9 @@
 //! and a consumer (workload) pod, and reports on them.
 //!
 //! The reconcile pipeline: fetch → [`validate`] into a typed spec → pure builders
-//! ([`instance_builder`], [`consumer_pod`], [`provider_pod`]) → apply → [`status`]. Only
-//! [`controller`] talks to the API server.
+//! ([`instance_builder`], [`consumer_pod`], [`provider_pod`]) → apply → [`status`]. Which pods
+//! are the operator's is decided by [`ownership`]: only those whose UID it recorded when it
+//! created them. Only [`controller`] talks to the API server.
 
 pub mod cli;
 pub mod consumer_pod;
@@ -11,6 +12,7 @@ pub mod controller;
 pub mod http;
 pub mod instance_builder;
 pub mod metrics;
+pub mod ownership;
 pub mod provider_pod;
 pub mod security;
 pub mod settings;

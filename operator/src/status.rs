@@ -5,6 +5,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use sc_api::{InstancePhase, Phase, StoppableContainerInstanceStatus, StoppableContainerStatus};
 
+use crate::ownership::RecordedPods;
+
 /// Condition types of a StoppableContainer.
 pub mod condition {
     /// True only when the phase is Running; the reason is the phase (as earlier releases).
@@ -38,14 +40,18 @@ const FAILING_WAITING_REASONS: &[&str] = &[
     "RunContainerError",
 ];
 
-/// A pod the operator looked for, as found.
+/// A pod the operator looked for, as found (see [`crate::ownership::classify`]).
 #[derive(Clone, Copy, Debug)]
 pub enum Found<'a> {
     /// No pod by that name.
     Absent,
-    /// The operator's pod (controlled by the instance).
+    /// The operator's pod: its UID is the one the instance status records.
     Owned(&'a Pod),
-    /// A pod by that name the operator does not own: never touched.
+    /// A pod by that name that claims to be the operator's (controller reference to the instance,
+    /// or the operator's labels) but whose UID is not recorded: forged, or created by an operator
+    /// that crashed before recording it. Never trusted; deleted and replaced.
+    Unrecorded(&'a Pod),
+    /// A pod by that name that does not claim to be the operator's: never touched.
     Foreign(&'a Pod),
 }
 
@@ -54,9 +60,26 @@ impl<'a> Found<'a> {
     pub fn owned(self) -> Option<&'a Pod> {
         match self {
             Found::Owned(pod) => Some(pod),
-            Found::Absent | Found::Foreign(_) => None,
+            Found::Absent | Found::Unrecorded(_) | Found::Foreign(_) => None,
         }
     }
+
+    /// The pod that claims to be the operator's without being it, if that is what was found.
+    pub fn unrecorded(self) -> Option<&'a Pod> {
+        match self {
+            Found::Unrecorded(pod) => Some(pod),
+            Found::Absent | Found::Owned(_) | Found::Foreign(_) => None,
+        }
+    }
+}
+
+/// The message about a pod that claims to be ours and is not, for conditions, status and Events.
+pub fn unrecorded_pod_message(pod: &Pod, what: &str) -> String {
+    format!(
+        "pod {:?} (uid {}) claims to be this StoppableContainer's {what} but was not created by the operator (its UID is not the one recorded in the instance status); it is deleted and the operator creates its own",
+        pod_name(pod),
+        pod.metadata.uid.as_deref().unwrap_or("unknown")
+    )
 }
 
 /// Everything the status depends on.
@@ -216,12 +239,14 @@ pub fn sc_status(
     }
     let (consumer_ready, consumer_reason, consumer_message) = match (&observed.consumer, &consumer_progress) {
         (Found::Foreign(pod), _) => (false, "PodNotOwned", format!("pod {:?} exists and is not this StoppableContainer's", pod_name(pod))),
+        (Found::Unrecorded(pod), _) => (false, "NotCreatedByOperator", unrecorded_pod_message(pod, "workload pod")),
         (_, None) => (false, "NotCreated", "no workload pod".to_owned()),
         (_, Some(progress)) => progress_condition(progress),
     };
     conditions.set(condition::CONSUMER_READY, consumer_ready, consumer_reason, consumer_message);
     let (provider_ready, provider_reason, provider_message) = match (&observed.provider, &provider_progress) {
         (Found::Foreign(pod), _) => (false, "PodNotOwned", format!("pod {:?} exists and is not this StoppableContainer's", pod_name(pod))),
+        (Found::Unrecorded(pod), _) => (false, "NotCreatedByOperator", unrecorded_pod_message(pod, "provider pod")),
         (_, None) => (
             false,
             "NotCreated",
@@ -350,16 +375,25 @@ fn phase_and_message(observed: &Observed<'_>, consumer: Option<&PodProgress>, pr
     if !observed.running {
         // The provider a stop keeps is part of the stopped state; only a workload pod, or a
         // provider being deleted (its instance is), is something to wait for.
-        let remaining: Vec<String> = [observed.consumer.owned(), observed.provider.owned().filter(|pod| is_terminating(pod))]
-            .into_iter()
-            .flatten()
-            .map(pod_name)
-            .collect();
+        // Pods that claim to be ours without being it are deleted, stopped or not: wait for them too.
+        let remaining: Vec<String> = [
+            observed.consumer.owned(),
+            observed.consumer.unrecorded(),
+            observed.provider.owned().filter(|pod| is_terminating(pod)),
+            observed.provider.unrecorded(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(pod_name)
+        .collect();
         if remaining.is_empty() {
             let message = if observed.data_node.is_some() { "stopped; the root filesystem is kept" } else { "not started yet" };
             return (Phase::Stopped, message.to_owned());
         }
         return (Phase::Stopped, format!("stopping: waiting for pods {remaining:?} to terminate"));
+    }
+    if let Found::Unrecorded(pod) = observed.consumer {
+        return (Phase::Pending, format!("replacing the workload pod: {}", unrecorded_pod_message(pod, "workload pod")));
     }
     let Some(consumer) = consumer else {
         if let Some(problems) = &observed.spec_problems {
@@ -405,7 +439,12 @@ fn phase_and_message(observed: &Observed<'_>, consumer: Option<&PodProgress>, pr
             Some(PodProgress::Stuck { reason, message }) => (Phase::Failed, format!("the provider pod is in {reason}: {message}")),
             Some(PodProgress::Unscheduled { unschedulable: Some(why) }) => (Phase::Pending, format!("the provider pod cannot run: {why}")),
             Some(_) => (Phase::Pending, "the provider pod is starting on the workload pod's node".to_owned()),
-            None => (Phase::Pending, "creating the provider pod on the workload pod's node".to_owned()),
+            None => match observed.provider {
+                Found::Unrecorded(pod) => {
+                    (Phase::Pending, format!("replacing the provider pod: {}", unrecorded_pod_message(pod, "provider pod")))
+                }
+                _ => (Phase::Pending, "creating the provider pod on the workload pod's node".to_owned()),
+            },
         },
     };
     match (&observed.spec_problems, base) {
@@ -416,11 +455,14 @@ fn phase_and_message(observed: &Observed<'_>, consumer: Option<&PodProgress>, pr
     }
 }
 
-/// The instance's status, following the StoppableContainer's.
+/// The instance's status, following the StoppableContainer's. `consumer` and `provider` are the
+/// operator's own pods; the UIDs written are `recorded` (see [`crate::ownership::recorded_uid`]),
+/// never those of pods that were merely found.
 pub fn instance_status(
     sc: &StoppableContainerStatus,
     consumer: Option<&Pod>,
     provider: Option<&Pod>,
+    recorded: &RecordedPods,
     generation: Option<i64>,
     running: bool,
 ) -> StoppableContainerInstanceStatus {
@@ -442,10 +484,10 @@ pub fn instance_status(
         phase: Some(phase),
         message: sc.message.clone(),
         node_name: sc.node_name.clone(),
-        provider_pod_name: provider.and_then(|pod| pod.metadata.name.clone()),
-        provider_pod_uid: provider.and_then(|pod| pod.metadata.uid.clone()),
-        consumer_pod_name: consumer.and_then(|pod| pod.metadata.name.clone()),
-        consumer_pod_uid: consumer.and_then(|pod| pod.metadata.uid.clone()),
+        provider_pod_name: provider.and_then(|pod| pod.metadata.name.clone()).filter(|_| recorded.provider.is_some()),
+        provider_pod_uid: recorded.provider.clone(),
+        consumer_pod_name: consumer.and_then(|pod| pod.metadata.name.clone()).filter(|_| recorded.consumer.is_some()),
+        consumer_pod_uid: recorded.consumer.clone(),
         conditions: keep(&[condition::READY, condition::PROVIDER_READY, condition::CONSUMER_READY])
             .into_iter()
             .map(|c| Condition { observed_generation: generation, ..c })
@@ -507,6 +549,12 @@ mod tests {
             restart_required: false,
             ignored_host_path_prefix: None,
         }
+    }
+
+    /// The record of an operator that created `consumer` and `provider`.
+    fn recorded(consumer: Option<&Pod>, provider: Option<&Pod>) -> RecordedPods {
+        let uid = |pod: Option<&Pod>| pod.map(|pod| pod.metadata.uid.clone().unwrap_or_else(|| format!("uid-of-{}", pod_name(pod))));
+        RecordedPods { consumer: uid(consumer), provider: uid(provider) }
     }
 
     fn now() -> Time {
@@ -614,7 +662,10 @@ mod tests {
             Some("stopping: waiting for pods [\"sc\"] to terminate"),
             "only the workload pod is waited for"
         );
-        assert_eq!(instance_status(&stopping, Some(&consumer), Some(&provider), Some(1), false).phase, Some(InstancePhase::Stopping));
+        assert_eq!(
+            instance_status(&stopping, Some(&consumer), Some(&provider), &recorded(Some(&consumer), Some(&provider)), Some(1), false).phase,
+            Some(InstancePhase::Stopping)
+        );
 
         let stopped = sc_status(&observed(false, Found::Absent, Found::Owned(&provider)), Some("sc".into()), None, now());
         assert_eq!(stopped.phase, Some(Phase::Stopped));
@@ -624,7 +675,7 @@ mod tests {
         assert_eq!(stopped.node_name, None, "no workload pod runs");
         assert_eq!(find(&stopped, condition::READY).status, "False");
         assert_eq!(find(&stopped, condition::PROVIDER_READY).status, "True");
-        let instance = instance_status(&stopped, None, Some(&provider), Some(1), false);
+        let instance = instance_status(&stopped, None, Some(&provider), &recorded(None, Some(&provider)), Some(1), false);
         assert_eq!(instance.phase, Some(InstancePhase::Stopped));
         assert_eq!(instance.provider_pod_name.as_deref(), Some("sc-provider"));
 
@@ -634,7 +685,10 @@ mod tests {
         let stopping = sc_status(&observed(false, Found::Absent, Found::Owned(&leaving)), None, None, now());
         assert_eq!(stopping.phase, Some(Phase::Stopped));
         assert_eq!(stopping.message.as_deref(), Some("stopping: waiting for pods [\"sc-provider\"] to terminate"));
-        assert_eq!(instance_status(&stopping, None, Some(&leaving), Some(1), false).phase, Some(InstancePhase::Stopping));
+        assert_eq!(
+            instance_status(&stopping, None, Some(&leaving), &recorded(None, Some(&leaving)), Some(1), false).phase,
+            Some(InstancePhase::Stopping)
+        );
     }
 
     #[test]
@@ -668,10 +722,53 @@ mod tests {
     fn instance_phase_follows_the_pods() {
         let consumer = ready_pod("sc");
         let sc = sc_status(&observed(true, Found::Owned(&consumer), Found::Absent), None, None, now());
-        let instance = instance_status(&sc, Some(&consumer), None, Some(1), true);
+        let instance = instance_status(&sc, Some(&consumer), None, &recorded(Some(&consumer), None), Some(1), true);
         assert_eq!(instance.phase, Some(InstancePhase::Running));
         assert_eq!(instance.consumer_pod_name.as_deref(), Some("sc"));
         let stopping = sc_status(&observed(false, Found::Owned(&consumer), Found::Absent), None, None, now());
-        assert_eq!(instance_status(&stopping, Some(&consumer), None, Some(1), false).phase, Some(InstancePhase::Stopping));
+        assert_eq!(
+            instance_status(&stopping, Some(&consumer), None, &recorded(Some(&consumer), None), Some(1), false).phase,
+            Some(InstancePhase::Stopping)
+        );
+    }
+
+    #[test]
+    fn a_pod_that_claims_to_be_ours_is_reported_as_being_replaced_not_as_ours() {
+        let mut forged = ready_pod("sc");
+        forged.metadata.uid = Some("forged-uid".into());
+        let status = sc_status(&observed(true, Found::Unrecorded(&forged), Found::Absent), Some("sc".into()), None, now());
+        assert_eq!(status.phase, Some(Phase::Pending));
+        let message = status.message.clone().unwrap_or_default();
+        assert!(message.starts_with("replacing the workload pod: pod \"sc\" (uid forged-uid)"), "{message}");
+        assert!(message.contains("was not created by the operator"), "{message}");
+        assert_eq!(find(&status, condition::CONSUMER_READY).reason, "NotCreatedByOperator");
+        assert_eq!(find(&status, condition::NAME_CONFLICT).status, "False", "it is replaced, not a conflict to resolve by hand");
+        assert_eq!(status.consumer_pod_name, None, "never reported as ours");
+        assert_eq!(status.node_name, None, "its node is not ours either");
+
+        let consumer = ready_pod("sc");
+        let mut forged_provider = ready_pod("sc-provider");
+        forged_provider.spec = Some(PodSpec::default());
+        let status = sc_status(&observed(true, Found::Owned(&consumer), Found::Unrecorded(&forged_provider)), None, None, now());
+        assert_eq!(find(&status, condition::PROVIDER_READY).reason, "NotCreatedByOperator");
+        assert_eq!(status.provider_pod_name, None);
+        let creating = pod("sc", Some("n1"), PodStatus::default());
+        let status = sc_status(&observed(true, Found::Owned(&creating), Found::Unrecorded(&forged_provider)), None, None, now());
+        assert!(status.message.as_deref().is_some_and(|m| m.starts_with("replacing the provider pod: pod \"sc-provider\"")), "{status:?}");
+
+        let stopping = sc_status(&observed(false, Found::Unrecorded(&forged), Found::Absent), None, None, now());
+        assert_eq!(stopping.message.as_deref(), Some("stopping: waiting for pods [\"sc\"] to terminate"), "its deletion is waited for");
+    }
+
+    #[test]
+    fn the_instance_status_writes_the_recorded_uids_only() {
+        let (consumer, provider) = (ready_pod("sc"), ready_pod("sc-provider"));
+        let sc = sc_status(&observed(true, Found::Owned(&consumer), Found::Owned(&provider)), None, None, now());
+        let record = RecordedPods { consumer: Some("c-uid".into()), provider: Some("p-uid".into()) };
+        let instance = instance_status(&sc, Some(&consumer), Some(&provider), &record, Some(1), true);
+        assert_eq!((instance.consumer_pod_uid.as_deref(), instance.provider_pod_uid.as_deref()), (Some("c-uid"), Some("p-uid")));
+        assert_eq!((instance.consumer_pod_name.as_deref(), instance.provider_pod_name.as_deref()), (Some("sc"), Some("sc-provider")));
+        let cleared = instance_status(&sc, None, None, &RecordedPods::default(), Some(1), true);
+        assert_eq!((cleared.consumer_pod_uid, cleared.provider_pod_uid, cleared.consumer_pod_name), (None, None, None));
     }
 }

@@ -290,3 +290,19 @@ fn only_a_live_annotated_provider_is_reused() {
     running.status = Some(k8s_openapi::api::core::v1::PodStatus { phase: Some("Running".into()), ..Default::default() });
     assert!(provider_is_current(&running, &desired), "the status of a live provider does not matter");
 }
+
+#[test]
+fn a_copied_hash_annotation_does_not_make_another_image_reusable() {
+    for (stem, sc) in load("fixtures") {
+        let desired = provider_for(&sc, NODE);
+        // The operator's provider after `kubectl set image` (or a tenant's pod with a copy of its
+        // metadata): the annotation matches, the image the node plugin would take as the lower
+        // layer does not.
+        let mut swapped = desired.clone();
+        if let Some(spec) = swapped.spec.as_mut() {
+            spec.containers[0].image = Some("registry.example/tenant/rootfs:1".into());
+        }
+        assert_eq!(provider_hash(&swapped), provider_hash(&desired), "{stem}");
+        assert!(!provider_is_current(&swapped, &desired), "{stem}: another image is never reused");
+    }
+}

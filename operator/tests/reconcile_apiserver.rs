@@ -22,6 +22,7 @@ use sc_api::consts::{
 use sc_api::{StoppableContainer, StoppableContainerInstance};
 use sc_operator::consumer_pod::{build_consumer_pod, pinned_node};
 use sc_operator::instance_builder::{build_instance, is_controlled_by};
+use sc_operator::ownership::Role;
 use sc_operator::provider_pod::{PROVIDER_HASH_ANNOTATION, build_provider_pod};
 use sc_operator::validate::validate;
 use serde_json::{Value, json};
@@ -98,13 +99,60 @@ async fn start_until_running(env: &TestEnv, name: &str, node: &str) -> (Pod, Pod
     let consumer = env.wait_pod(name, "created by the operator", |pod| pod.metadata.deletion_timestamp.is_none()).await;
     let instance = env.instances.get(name).await.expect("the instance exists once a workload pod does");
     assert!(owned_by(&consumer, &instance), "the workload pod is controlled by the instance");
+    wait_recorded(env, name, Role::Consumer, &consumer).await;
     env.bind(name, node).await;
     let provider_name = provider_pod_name(name);
     let provider = env.wait_pod(&provider_name, "created on the workload's node", |pod| node_of(pod).as_deref() == Some(node)).await;
+    wait_recorded(env, name, Role::Provider, &provider).await;
     env.set_pod_ready(&provider_name).await;
     env.set_pod_ready(name).await;
     env.wait_sc(name, "phase Running", |sc| phase(sc) == "Running").await;
     (consumer, provider)
+}
+
+/// The UID the instance status records for `role`'s pod (what the node plugin trusts).
+async fn recorded_uid(env: &TestEnv, name: &str, role: Role) -> Option<String> {
+    let instance = env.instances.get_opt(name).await.expect("read the instance")?;
+    role.recorded_uid(instance.status.as_ref()).map(str::to_owned)
+}
+
+/// Waits until the instance status records `pod` (the operator records a pod it created at once).
+async fn wait_recorded(env: &TestEnv, name: &str, role: Role, pod: &Pod) {
+    eventually(&format!("the instance status to record {} {:?}", role.describe(), pod.uid()), || async {
+        let recorded = recorded_uid(env, name, role).await;
+        if recorded == pod.uid() { Ok(()) } else { Err(recorded) }
+    })
+    .await;
+}
+
+/// `pod` as a tenant would copy it into a pod of its own: everything but what the API server
+/// assigns (UID, resourceVersion, creation time, managed fields) and the status.
+fn forged_copy(pod: &Pod) -> Pod {
+    let mut forged = pod.clone();
+    forged.metadata = kube::api::ObjectMeta {
+        name: forged.metadata.name.clone(),
+        labels: forged.metadata.labels.clone(),
+        annotations: forged.metadata.annotations.clone(),
+        owner_references: forged.metadata.owner_references.clone(),
+        ..kube::api::ObjectMeta::default()
+    };
+    forged.status = None;
+    forged
+}
+
+/// Deletes pod `name` at once, as a tenant (or a completed eviction) would, and waits until it is gone.
+async fn delete_now(env: &TestEnv, name: &str) {
+    env.pods
+        .delete(name, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() })
+        .await
+        .unwrap_or_else(|error| panic!("deleting pod {name}: {error}"));
+    eventually(&format!("pod {name} to be gone"), || async {
+        match env.pods.get_opt(name).await.map_err(|error| error.to_string())? {
+            None => Ok(()),
+            Some(pod) => Err(format!("still there: {:?}", pod.metadata.deletion_timestamp)),
+        }
+    })
+    .await;
 }
 
 /// Plays the kubelet while the operator removes the pods for good (the SC or its instance is
@@ -783,6 +831,148 @@ async fn a_recreated_sc_gets_a_new_identity_and_never_adopts_the_old_pods() {
         .expect("delete the leftover");
     let consumer = env.wait_pod("again", "created for the new SC", |pod| owned_by(pod, &new_instance)).await;
     assert_eq!(pinned_node(&consumer), None, "not pinned to the old SC's node");
+}
+
+#[tokio::test]
+async fn a_forged_provider_is_never_adopted_but_deleted_and_replaced() {
+    let Some(env) = TestEnv::with_operator("forged-provider").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("victim", true, "busybox:1.36")).await;
+    start_until_running(&env, "victim", &node).await;
+    env.patch_spec("victim", json!({ "running": false })).await;
+    let kept = stop_until_stopped(&env, "victim").await;
+
+    // The tenant deletes the kept provider and puts its own pod in its place: the same name,
+    // labels, hash annotation, controller reference to the instance and spec (bound to the data
+    // node) — everything but the UID, which only the API server assigns.
+    delete_now(&env, "victim-provider").await;
+    let forged = env.pods.create(&PostParams::default(), &forged_copy(&kept)).await.expect("create the forged provider");
+    assert_eq!(forged.annotations().get(PROVIDER_HASH_ANNOTATION), kept.annotations().get(PROVIDER_HASH_ANNOTATION));
+    assert_eq!(node_of(&forged).as_deref(), Some(node.as_str()));
+
+    // Even while stopped, it is deleted (by its UID), with a Warning, and never recorded.
+    let deleted = env.wait_pod_terminating("victim-provider").await;
+    assert_eq!(deleted.uid(), forged.uid());
+    let event = env.wait_event("victim", "UnrecordedPod").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let note = event.note.unwrap_or_default();
+    assert!(note.contains("\"victim-provider\"") && note.contains("was not created by the operator"), "{note}");
+    assert_ne!(recorded_uid(&env, "victim", Role::Provider).await, forged.uid(), "the forged pod is never recorded");
+    let sc = env.scs.get("victim").await.expect("sc");
+    assert_eq!(sc.status.as_ref().and_then(|status| status.provider_pod_name.clone()), None, "never reported as ours");
+    assert_eq!(condition_of(&sc, "ProviderReady"), Some(("False".into(), "NotCreatedByOperator".into())));
+
+    // Once it is gone, a start gets the operator's own provider, recorded by its UID.
+    env.finish_termination("victim-provider").await;
+    env.patch_spec("victim", json!({ "running": true })).await;
+    let (_, provider) = start_until_running(&env, "victim", &node).await;
+    assert_ne!(provider.uid(), forged.uid());
+    assert_ne!(provider.uid(), kept.uid());
+}
+
+#[tokio::test]
+async fn a_forged_workload_pod_is_never_adopted_but_deleted_and_replaced() {
+    let Some(env) = TestEnv::with_operator("forged-consumer").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("victim", true, "busybox:1.36")).await;
+    let (consumer, _) = start_until_running(&env, "victim", &node).await;
+    env.patch_spec("victim", json!({ "running": false })).await;
+    stop_until_stopped(&env, "victim").await;
+
+    // A pod named like the stopped SC, with the operator's labels and a controller reference to
+    // the instance: what a tenant writes to be mounted as this SC's workload without sc-exec.
+    let forged = env.pods.create(&PostParams::default(), &forged_copy(&consumer)).await.expect("create the forged workload pod");
+    env.bind("victim", &node).await;
+    let deleted = env.wait_pod_terminating("victim").await;
+    assert_eq!(deleted.uid(), forged.uid());
+    let event = env.wait_event("victim", "UnrecordedPod").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(event.note.unwrap_or_default().contains("workload pod"));
+    assert_eq!(recorded_uid(&env, "victim", Role::Consumer).await, None);
+    let sc = env.wait_sc("victim", "waiting for the forged pod to go", |sc| message(sc).contains("waiting for pods [\"victim\"]")).await;
+    assert_eq!(sc.status.as_ref().and_then(|status| status.consumer_pod_name.clone()), None, "never reported as ours");
+
+    // A start while it terminates waits for the name, then creates and records its own.
+    env.patch_spec("victim", json!({ "running": true })).await;
+    env.wait_sc("victim", "replacing the forged pod", |sc| message(sc).starts_with("replacing the workload pod")).await;
+    env.finish_termination("victim").await;
+    let (replacement, _) = start_until_running(&env, "victim", &node).await;
+    assert_ne!(replacement.uid(), forged.uid());
+}
+
+#[tokio::test]
+async fn a_kept_provider_whose_image_was_changed_in_place_is_not_reused() {
+    let Some(env) = TestEnv::with_operator("provider-set-image").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("box", true, "busybox:1.36")).await;
+    start_until_running(&env, "box", &node).await;
+    env.patch_spec("box", json!({ "running": false })).await;
+    let kept = stop_until_stopped(&env, "box").await;
+
+    // `kubectl set image pod/box-provider rootfs=...`: the pod keeps its UID, labels and hash
+    // annotation, and now runs another image.
+    let swap = json!({ "spec": { "containers": [{ "name": "rootfs", "image": "registry.test/tenant/rootfs:1" }] } });
+    let swapped = env.pods.patch("box-provider", &PatchParams::default(), &Patch::Strategic(swap)).await.expect("set image");
+    assert_eq!(swapped.uid(), kept.uid());
+    assert_eq!(swapped.annotations().get(PROVIDER_HASH_ANNOTATION), kept.annotations().get(PROVIDER_HASH_ANNOTATION));
+
+    env.patch_spec("box", json!({ "running": true })).await;
+    let deleted = env.wait_pod_terminating("box-provider").await;
+    assert_eq!(deleted.uid(), kept.uid(), "the swapped provider is replaced, not reused");
+    assert!(env.pod("box").await.is_none(), "no workload pod while it terminates");
+    env.finish_termination("box-provider").await;
+    let (_, provider) = start_until_running(&env, "box", &node).await;
+    assert_ne!(provider.uid(), kept.uid());
+    assert_eq!(image_of(&provider, 0), "busybox:1.36");
+}
+
+#[tokio::test]
+async fn pods_recorded_by_the_previous_operator_version_are_kept_across_an_upgrade() {
+    let Some(mut env) = TestEnv::new("upgrade").await else { return };
+    let node = env.create_node("n1").await;
+    // What the previous version left of a running SC: the instance, both pods (the provider bound
+    // with nodeName), the pods' UIDs in the instance status and the data node in the SC status.
+    let sc = env.create_sc(sc_manifest("kept", true, "busybox:1.36")).await;
+    let valid = validate(&sc).expect("valid");
+    let instance = env.instances.create(&PostParams::default(), &build_instance(&sc, None, true)).await.expect("create the instance");
+    let consumer = build_consumer_pod(&valid.workload, &instance, None, &settings());
+    let consumer = env.pods.create(&PostParams::default(), &consumer).await.expect("create the workload pod");
+    env.bind("kept", &node).await;
+    let mut provider = build_provider_pod(&valid.workload, &instance, &node, &settings());
+    if let Some(spec) = provider.spec.as_mut() {
+        spec.affinity = None;
+        spec.node_name = Some(node.clone());
+    }
+    let provider = env.pods.create(&PostParams::default(), &provider).await.expect("create the provider");
+    env.set_pod_ready("kept-provider").await;
+    env.set_pod_ready("kept").await;
+    let apply = PatchParams::apply(OPERATOR_FIELD_MANAGER).force();
+    let instance_status = json!({
+        "apiVersion": sc_api::consts::API_VERSION, "kind": "StoppableContainerInstance",
+        "status": { "phase": "Running", "consumerPodName": "kept", "consumerPodUID": consumer.uid(), "providerPodName": "kept-provider", "providerPodUID": provider.uid() }
+    });
+    env.instances.patch_status("kept", &apply, &Patch::Apply(instance_status)).await.expect("the previous version's instance status");
+    let sc_status = json!({ "apiVersion": sc_api::consts::API_VERSION, "kind": "StoppableContainer", "status": { "phase": "Running", "dataNodeName": node } });
+    env.scs.patch_status("kept", &apply, &Patch::Apply(sc_status)).await.expect("the previous version's SC status");
+
+    env.start_operator();
+    let sc = env
+        .wait_sc("kept", "Running under the new operator", |sc| {
+            phase(sc) == "Running" && sc.status.as_ref().is_some_and(|status| status.observed_generation.is_some())
+        })
+        .await;
+    assert_eq!(condition_of(&sc, "ProviderReady"), Some(("True".into(), "PodReady".into())));
+    // Give the operator time to do something wrong.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (name, before) in [("kept", &consumer), ("kept-provider", &provider)] {
+        let now = env.pod(name).await.expect("still there");
+        assert_eq!(now.uid(), before.uid(), "{name} is the same pod");
+        assert!(now.metadata.deletion_timestamp.is_none(), "{name} is not deleted");
+    }
+    assert_eq!(recorded_uid(&env, "kept", Role::Consumer).await, consumer.uid());
+    assert_eq!(recorded_uid(&env, "kept", Role::Provider).await, provider.uid());
+    let reasons: Vec<String> = env.events_for("kept").await.into_iter().filter_map(|event| event.reason).collect();
+    assert!(!reasons.iter().any(|reason| reason == "UnrecordedPod" || reason == "PodDeleted"), "{reasons:?}");
 }
 
 fn env_has_only_data_finalizers(sc: &StoppableContainer) -> bool {

@@ -147,10 +147,17 @@ impl TestEnv {
     /// Like [`TestEnv::new`], with the operator running (watching this namespace only).
     pub async fn with_operator(namespace: &str) -> Option<Self> {
         let mut env = Self::new(namespace).await?;
-        let reporter = Reporter { controller: "sc-operator-test".into(), instance: Some(namespace.to_owned()) };
-        let run = sc_operator::controller::run(env.client.clone(), settings(), env.health.clone(), Some(namespace.to_owned()), reporter);
-        env.operator = Some(tokio::spawn(run));
+        env.start_operator();
         Some(env)
+    }
+
+    /// Starts the operator (watching this namespace only), for a test that first sets the scene
+    /// as another operator version would have left it.
+    pub fn start_operator(&mut self) {
+        let reporter = Reporter { controller: "sc-operator-test".into(), instance: Some(self.namespace.clone()) };
+        let run =
+            sc_operator::controller::run(self.client.clone(), settings(), self.health.clone(), Some(self.namespace.clone()), reporter);
+        self.operator = Some(tokio::spawn(run));
     }
 
     /// A node name unique to this test (nodes are cluster-scoped).
