@@ -22,8 +22,17 @@ pub const SC_FINALIZER: &str = "stoppablecontainer.xtlsoft.top/finalizer";
 pub const SCI_FINALIZER: &str = "stoppablecontainerinstance.xtlsoft.top/finalizer";
 /// Finalizer the operator puts on a StoppableContainer before its first start; the node plugin
 /// that holds the SC's persistent data releases it after deleting that data. The operator releases
-/// it itself only when the data node no longer exists in the cluster.
+/// it when that node's plugin reports the data deleted (`node_report`), or when the data node no
+/// longer exists in the cluster.
 pub const NODE_DATA_FINALIZER: &str = "rootfs.stoppablecontainer.xtlsoft.top/node-data";
+
+/// Prefix of the ConfigMaps, one per node in the release namespace, in which the node plugin
+/// reports the StoppableContainer data it deleted (see `node_report`).
+pub const NODE_REPORT_NAME_PREFIX: &str = "sc-node-data.";
+/// Annotation on a report ConfigMap holding its node's full name (the ConfigMap's name may be cut).
+pub const NODE_REPORT_NODE_ANNOTATION: &str = "stoppablecontainer.xtlsoft.top/node";
+/// `app.kubernetes.io/component` label of the report ConfigMaps.
+pub const NODE_REPORT_COMPONENT: &str = "node-data-report";
 
 /// Field manager for server-side apply by the operator.
 pub const OPERATOR_FIELD_MANAGER: &str = "stoppablecontainer-operator";

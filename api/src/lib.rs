@@ -1,7 +1,8 @@
 //! The StoppableContainer API shared by the operator, the CSI node plugin, `sc-exec` and
 //! `kubectl sc`: the identifiers they agree on ([`consts`]), the workload settings the operator
 //! hands to `sc-exec` ([`exec_config`]) and, with the `crd` feature, the custom resource types
-//! (`stoppable_container`, `instance`, `template`) and their CustomResourceDefinitions (`crd`).
+//! (`stoppable_container`, `instance`, `template`), their CustomResourceDefinitions (`crd`) and
+//! the node plugin's data-deletion reports (`node_report`).
 
 pub mod consts;
 pub mod exec_config;
@@ -11,6 +12,8 @@ pub mod names;
 pub mod crd;
 #[cfg(feature = "crd")]
 pub mod instance;
+#[cfg(feature = "crd")]
+pub mod node_report;
 #[cfg(feature = "crd")]
 pub mod stoppable_container;
 #[cfg(feature = "crd")]
