@@ -51,7 +51,8 @@ pub const MIN_SIZE_BYTES: u64 = 64 << 20;
 pub const MAX_SIZE_BYTES: u64 = (16 << 40) - BLOCK_SIZE;
 
 /// The command-line flag (without `--`) that sets the mkfs binary; named in the error when the
-/// binary is missing, so the node plugin's flag must be declared with this name.
+/// binary is missing, so the node plugin's flag must be declared with this name. `e2fsck` and
+/// `resize2fs` (for a grow) are used from the same directory.
 pub const MKFS_FLAG: &str = "mkfs-ext4";
 /// Where mkfs.ext4 is looked for when the flag is not set, in order (Debian/Ubuntu/Fedora have
 /// the first; older layouts only the second).
@@ -288,8 +289,8 @@ pub enum SizeChange {
 }
 
 /// Decides what to do with an image of `current_bytes` when `requested` is asked for: keep it,
-/// grow it (online, see [`ensure_mounted`]), or refuse, because an ext4 filesystem cannot be
-/// shrunk while mounted and shrinking it offline can fail on a full one.
+/// grow it (see [`ensure_mounted`]), or refuse: ext4 cannot shrink while mounted, and shrinking
+/// offline fails on a filesystem fuller than the new size, which the tenant decides.
 pub fn plan_size(image: &Path, current_bytes: u64, requested: RootfsSize) -> Result<SizeChange, QuotaError> {
     match requested.bytes().cmp(&current_bytes) {
         std::cmp::Ordering::Equal => Ok(SizeChange::Keep),
@@ -475,6 +476,8 @@ pub struct FsUsage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgramResult {
     pub success: bool,
+    /// The exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
     /// The exit status in words (`exit status: 1`).
     pub status: String,
     pub stderr: String,
@@ -512,8 +515,6 @@ pub trait LoopSystem: Send + Sync {
     /// Attaches `image` to loop device `index` with autoclear. `EBUSY` means another process
     /// attached that device first.
     fn configure_loop(&self, index: u32, image: &Path, options: LoopOptions) -> io::Result<LoopHandle>;
-    /// Makes an attached loop device see its backing file's new length.
-    fn set_capacity(&self, device: LoopDevice) -> io::Result<()>;
     /// The first [`SUPERBLOCK_READ_LEN`] bytes of a file or block device (of a mounted
     /// filesystem's device, as the filesystem has them: through the device's page cache).
     fn read_superblock_area(&self, path: &Path) -> io::Result<Vec<u8>>;
@@ -524,9 +525,6 @@ pub trait LoopSystem: Send + Sync {
     /// Unmounts the topmost mount at `target` (never lazily: a detached filesystem would hold its
     /// image where nobody sees it).
     fn unmount(&self, target: &Path) -> io::Result<()>;
-    /// Grows the mounted ext4 filesystem at `mount_root` to `blocks` blocks
-    /// (`EXT4_IOC_RESIZE_FS`, what `resize2fs` does for a mounted filesystem).
-    fn resize_ext4(&self, mount_root: &Path, blocks: u64) -> io::Result<()>;
     /// Usage of the filesystem holding `path`.
     fn statvfs(&self, path: &Path) -> io::Result<FsUsage>;
     /// Waits (for the kernel to finish an asynchronous detach).
@@ -539,15 +537,29 @@ pub trait LoopSystem: Send + Sync {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {
-    #[error("mkfs.ext4 is not at {tried}: install e2fsprogs on the node, or set --{MKFS_FLAG} to the path of mkfs.ext4")]
-    MkfsNotFound { tried: String },
-    #[error("formatting the rootfs image {image} with {mkfs} failed ({status}): {stderr}")]
-    MkfsFailed { image: String, mkfs: String, status: String, stderr: String },
+    #[error(
+        "{tool} is not at {tried}: install e2fsprogs on the node, or set --{MKFS_FLAG} to the path of mkfs.ext4 (e2fsck \
+         and resize2fs are used from the same directory)"
+    )]
+    ToolNotFound { tool: &'static str, tried: String },
+    #[error("{action} {image} with {tool} failed ({status}): {output}")]
+    ToolFailed { action: &'static str, image: String, tool: String, status: String, output: String },
     #[error(
         "the rootfs image {image} is {current}, and {requested} was asked for: a rootfs cannot be made smaller; ask for \
          {current} or more, or delete the StoppableContainer to start with a new rootfs"
     )]
     CannotShrink { image: String, current: String, requested: String },
+    #[error(
+        "the rootfs image {image} is {in_use}, so it cannot grow from {from} to {to} now: an image grows only while \
+         nothing has it mounted, so at the next start of the StoppableContainer once its current consumer is gone \
+         (kubelet retries)"
+    )]
+    GrowWhileInUse { image: String, in_use: String, from: String, to: String },
+    #[error(
+        "the rootfs filesystem at {fs_dir} is still the upper layer of the overlay at {overlay}; unmount that first (an \
+         unmount now would only hide the filesystem: the overlay keeps it, and its loop device, alive)"
+    )]
+    InUse { fs_dir: String, overlay: String },
     #[error(
         "the rootfs image {image} holds no ext4 filesystem; it was not made by this plugin or is damaged: move it away to start with an empty rootfs"
     )]
@@ -586,16 +598,34 @@ impl<T> Context<T> for io::Result<T> {
 // The lifecycle
 // ---------------------------------------------------------------------------------------------
 
-/// The mkfs.ext4 to run: `configured` (the [`MKFS_FLAG`] setting) or the first of
-/// [`DEFAULT_MKFS_PATHS`] that exists.
-pub fn resolve_mkfs(system: &dyn LoopSystem, configured: Option<&Path>) -> Result<PathBuf, QuotaError> {
+/// The e2fsprogs binaries: mkfs.ext4, and e2fsck and resize2fs from the same directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct E2fsprogs {
+    pub mkfs: PathBuf,
+}
+
+impl E2fsprogs {
+    fn sibling(&self, system: &dyn LoopSystem, tool: &'static str) -> Result<PathBuf, QuotaError> {
+        let path = self.mkfs.with_file_name(tool);
+        if system.is_executable(&path) { Ok(path) } else { Err(QuotaError::ToolNotFound { tool, tried: path.display().to_string() }) }
+    }
+}
+
+/// Finds mkfs.ext4: `configured` (the [`MKFS_FLAG`] setting) or the first of
+/// [`DEFAULT_MKFS_PATHS`] that exists. Call it once at start-up, so that a node without
+/// e2fsprogs says so before the first publish.
+pub fn resolve_e2fsprogs(system: &dyn LoopSystem, configured: Option<&Path>) -> Result<E2fsprogs, QuotaError> {
     let candidates: Vec<PathBuf> = match configured {
         Some(path) => vec![path.to_owned()],
         None => DEFAULT_MKFS_PATHS.iter().map(PathBuf::from).collect(),
     };
-    candidates.iter().find(|path| system.is_executable(path)).cloned().ok_or_else(|| QuotaError::MkfsNotFound {
-        tried: candidates.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(" or "),
-    })
+    match candidates.iter().find(|path| system.is_executable(path)) {
+        Some(mkfs) => Ok(E2fsprogs { mkfs: mkfs.clone() }),
+        None => Err(QuotaError::ToolNotFound {
+            tool: "mkfs.ext4",
+            tried: candidates.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(" or "),
+        }),
+    }
 }
 
 /// Whether [`ensure_image`] made the image or found it.
@@ -611,8 +641,9 @@ pub fn ensure_image(
     system: &dyn LoopSystem,
     rootfs: &RootfsFs,
     size: RootfsSize,
-    mkfs: &Path,
+    tools: &E2fsprogs,
 ) -> Result<(FileInfo, ImageOrigin), QuotaError> {
+    let mkfs = tools.mkfs.as_path();
     let image = rootfs.image();
     if let Some(info) = system.file_info(&image).context("looking at", &image)? {
         return Ok((info, ImageOrigin::Existing));
@@ -629,11 +660,12 @@ pub fn ensure_image(
         if result.success {
             Ok(())
         } else {
-            Err(QuotaError::MkfsFailed {
+            Err(QuotaError::ToolFailed {
+                action: "formatting the rootfs image",
                 image: partial.display().to_string(),
-                mkfs: mkfs.display().to_string(),
+                tool: mkfs.display().to_string(),
                 status: result.status,
-                stderr: result.stderr.trim().to_owned(),
+                output: result.stderr.trim().to_owned(),
             })
         }
     });
@@ -736,26 +768,35 @@ pub struct Mounted {
 /// Publish: makes the image if there is none, grows it if `size` is larger than it is, attaches
 /// and mounts it unless it is mounted already, and makes the upper and work directories. Calling
 /// it again (a second consumer, a kubelet retry, a plugin restart) reuses what is there. A
-/// smaller `size` than the image's is refused before anything is changed.
-pub fn ensure_mounted(system: &dyn LoopSystem, rootfs: &RootfsFs, size: RootfsSize, mkfs: &Path) -> Result<Mounted, QuotaError> {
+/// smaller `size` than the image's is refused before anything is changed, and so is a larger
+/// one while the image is in use.
+pub fn ensure_mounted(system: &dyn LoopSystem, rootfs: &RootfsFs, size: RootfsSize, tools: &E2fsprogs) -> Result<Mounted, QuotaError> {
     let image = rootfs.image();
-    let (info, origin) = ensure_image(system, rootfs, size, mkfs)?;
+    let (info, origin) = ensure_image(system, rootfs, size, tools)?;
     let change = plan_size(&image, info.len, size)?;
-    // Lengthened before the attach, so that a device attached now has the new length. A crash
-    // after this leaves a filesystem smaller than its image, which the resize below repairs at
-    // the next call.
-    if let SizeChange::Grow { to, .. } = change {
-        system.set_len(&image, to).context("growing", &image)?;
-    }
+    let refuse_grow_while = |in_use: String| match change {
+        SizeChange::Grow { from, to } => {
+            Err(QuotaError::GrowWhileInUse { image: image.display().to_string(), in_use, from: format_bytes(from), to: format_bytes(to) })
+        }
+        SizeChange::Keep => Ok(()),
+    };
     let fs_dir = rootfs.fs_dir();
     system.create_dir_all(&fs_dir, 0o700).context("creating", &fs_dir)?;
     let device = match mounted_device(system, rootfs)? {
-        Some(device) => device,
+        Some(device) => {
+            refuse_grow_while(format!("mounted at {}", fs_dir.display()))?;
+            device
+        }
         None => {
-            // A clear error for a file that is not ours, rather than mount's EINVAL.
             let start = system.read_superblock_area(&image).context("reading the superblock of", &image)?;
-            if parse_ext4_superblock(&start).is_none() {
-                return Err(QuotaError::NotExt4 { image: image.display().to_string() });
+            // A clear error for a file that is not ours, rather than mount's EINVAL.
+            let geometry = parse_ext4_superblock(&start).ok_or_else(|| QuotaError::NotExt4 { image: image.display().to_string() })?;
+            if needs_offline_resize(geometry, info.len, change) {
+                if let Some(handle) = find_attachment(system, info.id)? {
+                    refuse_grow_while(format!("attached to {}", handle.device.path().display()))?;
+                } else {
+                    grow_offline(system, &image, change, tools)?;
+                }
             }
             let handle = attach(system, rootfs, info.id)?;
             system.mount_ext4(handle.device, &fs_dir, MOUNT_NOSUID_NODEV).context("mounting the rootfs filesystem at", &fs_dir)?;
@@ -763,17 +804,6 @@ pub fn ensure_mounted(system: &dyn LoopSystem, rootfs: &RootfsFs, size: RootfsSi
             handle.device
         }
     };
-    if matches!(change, SizeChange::Grow { .. }) {
-        // A device attached before this call (mounted, or held by a mount elsewhere) still has
-        // the old length; for a new one this is a no-op.
-        system.set_capacity(device).context("telling the loop device the new length of", &image)?;
-    }
-    let device_path = device.path();
-    let geometry = parse_ext4_superblock(&system.read_superblock_area(&device_path).context("reading the superblock of", &device_path)?)
-        .ok_or_else(|| QuotaError::NotExt4 { image: image.display().to_string() })?;
-    if let Some(blocks) = resize_target(geometry, size.bytes()) {
-        system.resize_ext4(&fs_dir, blocks).context("growing the filesystem mounted at", &fs_dir)?;
-    }
     // The mount root is root-only from the host's side (an unprivileged node user must not
     // reach setuid files in the upper); the overlay uses the mounter's credentials, so the
     // container is not affected.
@@ -789,13 +819,47 @@ pub fn ensure_mounted(system: &dyn LoopSystem, rootfs: &RootfsFs, size: RootfsSi
     Ok(Mounted { device, upper, work, size: size.bytes(), created: origin == ImageOrigin::Created, grown_from })
 }
 
-/// The block count to grow a filesystem of `geometry` to, so that it fills its image of
-/// `image_len` bytes, or `None` when it does. When mke2fs or the kernel left out a last block
-/// group too small for its own metadata, the kernel's resize finds nothing to add and succeeds
-/// (the root test shows it), so a filesystem a little smaller than its image costs one no-op
-/// ioctl per mount; in exchange a grow cut short by a crash is always completed.
-pub fn resize_target(geometry: Ext4Geometry, image_len: u64) -> Option<u64> {
-    (geometry.bytes() < image_len).then(|| image_len / geometry.block_size)
+/// How much smaller than its image a filesystem may be without being grown: mke2fs and
+/// resize2fs leave out a last block group smaller than its own metadata + 50 blocks (3 + inode
+/// table + reserved GDT blocks: at most about 2100 blocks, 8.2 MiB, at this inode density).
+const RESIZE_SLACK_BYTES: u64 = 16 << 20;
+
+/// Whether the (unattached) image's filesystem must be grown before it is mounted: a larger
+/// size was asked for, or a grow was cut short after the image was lengthened (a crash between
+/// the two steps), which leaves the filesystem smaller than its image by more than
+/// [`RESIZE_SLACK_BYTES`]. A grow by less than that, cut short, is left as it is: the rootfs is
+/// then that much smaller than asked, never larger.
+pub fn needs_offline_resize(geometry: Ext4Geometry, image_len: u64, change: SizeChange) -> bool {
+    matches!(change, SizeChange::Grow { .. }) || geometry.bytes().saturating_add(RESIZE_SLACK_BYTES) < image_len
+}
+
+/// Grows an unattached image: lengthens the file (sparsely), checks the filesystem (resize2fs
+/// grows only one checked since it was last mounted; `-p` replays the journal of one that was not
+/// cleanly unmounted and fixes only what is safe without asking), and grows it to the file's
+/// length. Growing online (`EXT4_IOC_RESIZE_FS`) would need `CAP_SYS_RESOURCE`, which the
+/// machines this is tested on do not grant, so it is not done.
+fn grow_offline(system: &dyn LoopSystem, image: &Path, change: SizeChange, tools: &E2fsprogs) -> Result<(), QuotaError> {
+    let (e2fsck, resize2fs) = (tools.sibling(system, "e2fsck")?, tools.sibling(system, "resize2fs")?);
+    if let SizeChange::Grow { to, .. } = change {
+        system.set_len(image, to).context("lengthening", image)?;
+    }
+    let failed = |action: &'static str, tool: &Path, result: ProgramResult| QuotaError::ToolFailed {
+        action,
+        image: image.display().to_string(),
+        tool: tool.display().to_string(),
+        status: result.status,
+        output: result.stderr.trim().to_owned(),
+    };
+    let checked = system.run(&e2fsck, &["-f".into(), "-p".into(), image.into()]).context("running", &e2fsck)?;
+    // 0: clean; 1: errors fixed; 2: fixed, "reboot" (meant for a mounted root filesystem).
+    if !matches!(checked.code, Some(0..=2)) {
+        return Err(failed("checking (before growing it) the rootfs image", &e2fsck, checked));
+    }
+    let resized = system.run(&resize2fs, &[image.into()]).context("running", &resize2fs)?;
+    if !resized.success {
+        return Err(failed("growing the rootfs image", &resize2fs, resized));
+    }
+    Ok(())
 }
 
 fn device_of(system: &dyn LoopSystem, rootfs: &RootfsFs, fs_dir: &Path) -> Result<LoopDevice, QuotaError> {
@@ -842,14 +906,22 @@ pub fn usage(system: &dyn LoopSystem, rootfs: &RootfsFs) -> Result<RootfsUsage, 
 }
 
 /// Unpublish of the last consumer: unmounts the rootfs filesystem (its loop device detaches by
-/// itself). Nothing mounted is not an error. The overlay over its upper must be unmounted first
-/// (`EBUSY` otherwise).
+/// itself). Nothing mounted is not an error. Refused while an overlay in this mount namespace
+/// has its upper there: unmount the overlay first.
 pub fn unmount(system: &dyn LoopSystem, rootfs: &RootfsFs) -> Result<(), QuotaError> {
     let fs_dir = rootfs.fs_dir();
     // A second mount of it stacked on the first (never made by this module, but cheap to undo).
     for _ in 0..4 {
         if mounted_device(system, rootfs)?.is_none() {
             return Ok(());
+        }
+        // The kernel would unmount it (an overlay holds a private clone of its upper's mount,
+        // not this one), and the filesystem would live on, out of sight, with the overlay.
+        let entries = mountinfo::parse(&system.mountinfo().context("reading", Path::new("/proc/self/mountinfo"))?)?;
+        if let Some(overlay) = entries.iter().find(|entry| {
+            entry.fs_type == "overlay" && entry.super_option("upperdir").is_some_and(|upper| Path::new(upper).starts_with(&fs_dir))
+        }) {
+            return Err(QuotaError::InUse { fs_dir: fs_dir.display().to_string(), overlay: overlay.mount_point.display().to_string() });
         }
         system.unmount(&fs_dir).context("unmounting the rootfs filesystem at", &fs_dir)?;
     }
@@ -994,7 +1066,7 @@ impl LoopSystem for RealLoopSystem {
         if stderr.trim().is_empty() {
             stderr = String::from_utf8_lossy(&output.stdout).into_owned();
         }
-        Ok(ProgramResult { success: output.status.success(), status: output.status.to_string(), stderr })
+        Ok(ProgramResult { success: output.status.success(), code: output.status.code(), status: output.status.to_string(), stderr })
     }
 
     fn attached_loops(&self) -> io::Result<Vec<AttachedLoop>> {
@@ -1063,11 +1135,6 @@ impl LoopSystem for RealLoopSystem {
         Ok(LoopHandle { device: device_id, backing: Some(loop_ioctl::backing_id(&info)), _open: Some(device) })
     }
 
-    fn set_capacity(&self, device: LoopDevice) -> io::Result<()> {
-        let open = open_device(&device.path())?;
-        loop_ioctl::set_capacity(&open).map_err(io::Error::from)
-    }
-
     fn read_superblock_area(&self, path: &Path) -> io::Result<Vec<u8>> {
         use std::io::Read;
         let mut start = vec![0u8; SUPERBLOCK_READ_LEN];
@@ -1087,11 +1154,6 @@ impl LoopSystem for RealLoopSystem {
 
     fn unmount(&self, target: &Path) -> io::Result<()> {
         sys_mount::unmount(target, sys_mount::UnmountFlags::empty())
-    }
-
-    fn resize_ext4(&self, mount_root: &Path, blocks: u64) -> io::Result<()> {
-        let dir = std::fs::File::open(mount_root)?;
-        loop_ioctl::ext4_resize(&dir, blocks).map_err(io::Error::from)
     }
 
     fn statvfs(&self, path: &Path) -> io::Result<FsUsage> {
@@ -1118,7 +1180,7 @@ fn open_device(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
     std::fs::OpenOptions::new().read(true).write(true).custom_flags(nix::libc::O_CLOEXEC).open(path).map(Into::into)
 }
 
-/// The loop and ext4 ioctls. nix's `ioctl_*!` macros generate `unsafe fn`s (an ioctl's argument
+/// The loop ioctls. nix's `ioctl_*!` macros generate `unsafe fn`s (an ioctl's argument
 /// is a raw pointer the kernel reads or writes); each is wrapped here once, in a safe function
 /// whose `// SAFETY:` comment says why the call is sound, and nothing else in the crate is
 /// `unsafe`.
@@ -1194,11 +1256,8 @@ mod loop_ioctl {
     nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
     nix::ioctl_write_ptr_bad!(loop_set_status64, 0x4C04, LoopInfo64);
     nix::ioctl_read_bad!(loop_get_status64, 0x4C05, LoopInfo64);
-    nix::ioctl_none_bad!(loop_set_capacity, 0x4C07);
     nix::ioctl_write_int_bad!(loop_set_direct_io, 0x4C08);
     nix::ioctl_write_int_bad!(loop_set_block_size, 0x4C09);
-    // EXT4_IOC_RESIZE_FS = _IOW('f', 16, __u64)
-    nix::ioctl_write_ptr!(ext4_ioc_resize_fs, b'f', 16, u64);
 
     pub fn get_free(control: &impl AsFd) -> nix::Result<i32> {
         // SAFETY: LOOP_CTL_GET_FREE takes no argument; the fd is open (borrowed for the call).
@@ -1250,17 +1309,6 @@ mod loop_ioctl {
         Ok(info)
     }
 
-    pub fn set_capacity(device: &impl AsFd) -> nix::Result<()> {
-        // SAFETY: LOOP_SET_CAPACITY takes no argument; the fd is open.
-        unsafe { loop_set_capacity(device.as_fd().as_raw_fd()) }.map(drop)
-    }
-
-    pub fn ext4_resize(mount_root: &impl AsFd, blocks: u64) -> nix::Result<()> {
-        // SAFETY: the kernel reads one u64 from a live local; the fd is an open directory of the
-        // filesystem to resize.
-        unsafe { ext4_ioc_resize_fs(mount_root.as_fd().as_raw_fd(), &blocks) }.map(drop)
-    }
-
     /// The backing file's identity. The kernel encodes `lo_device` with `new_encode_dev` (12-bit
     /// major and 20-bit minor, interleaved as in `stat`'s `st_dev`).
     pub fn backing_id(info: &LoopInfo64) -> FileId {
@@ -1308,6 +1356,7 @@ mod tests {
         dirs: BTreeMap<PathBuf, u32>,
         programs: BTreeSet<PathBuf>,
         mkfs_failure: Option<String>,
+        fsck_failure: Option<String>,
         /// Attached loop devices: index → backing file.
         loops: BTreeMap<u32, PathBuf>,
         /// Free devices that another process attaches between our `free_loop` and our attach.
@@ -1316,6 +1365,8 @@ mod tests {
         held_elsewhere: BTreeSet<u32>,
         /// Mounts, oldest first: (target, loop index), or a foreign mount.
         mounts: Vec<(PathBuf, Option<u32>)>,
+        /// Overlay mounts: (target, upper directory).
+        overlays: Vec<(PathBuf, PathBuf)>,
         unmount_busy: bool,
         calls: Vec<String>,
         next_inode: u64,
@@ -1345,7 +1396,9 @@ mod tests {
             let fake = Fake::default();
             {
                 let mut state = fake.state();
-                state.programs.insert(PathBuf::from("/usr/sbin/mkfs.ext4"));
+                for tool in ["mkfs.ext4", "e2fsck", "resize2fs"] {
+                    state.programs.insert(Path::new("/usr/sbin").join(tool));
+                }
                 state.next_inode = 100;
                 configure(&mut state);
             }
@@ -1438,13 +1491,22 @@ mod tests {
         fn run(&self, program: &Path, args: &[OsString]) -> io::Result<ProgramResult> {
             self.log(format!("run {}", program.display()));
             let mut state = self.state();
-            if let Some(stderr) = state.mkfs_failure.clone() {
-                return Ok(ProgramResult { success: false, status: "exit status: 1".into(), stderr });
+            let tool = program.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+            let failure = match tool {
+                "mkfs.ext4" => state.mkfs_failure.clone().map(|stderr| (1, stderr)),
+                "e2fsck" => state.fsck_failure.clone().map(|stderr| (4, stderr)),
+                _ => None,
+            };
+            if let Some((code, stderr)) = failure {
+                return Ok(ProgramResult { success: false, code: Some(code), status: format!("exit status: {code}"), stderr });
             }
             let image = PathBuf::from(args.last().ok_or(io::ErrorKind::InvalidInput)?);
             let file = state.files.get_mut(&image).ok_or(io::ErrorKind::NotFound)?;
-            file.fs_bytes = Some(file.len);
-            Ok(ProgramResult { success: true, status: "exit status: 0".into(), stderr: String::new() })
+            if tool != "e2fsck" {
+                // mkfs makes, and resize2fs grows, the filesystem to the file's length.
+                file.fs_bytes = Some(file.len);
+            }
+            Ok(ProgramResult { success: true, code: Some(0), status: "exit status: 0".into(), stderr: String::new() })
         }
 
         fn attached_loops(&self) -> io::Result<Vec<AttachedLoop>> {
@@ -1481,11 +1543,6 @@ mod tests {
             Ok(LoopHandle { device: loop_device(index), backing, _open: None })
         }
 
-        fn set_capacity(&self, device: LoopDevice) -> io::Result<()> {
-            self.log(format!("set_capacity loop{}", device.index));
-            Ok(())
-        }
-
         fn read_superblock_area(&self, path: &Path) -> io::Result<Vec<u8>> {
             let state = self.state();
             let image = match path.to_str().and_then(|path| path.strip_prefix("/dev/loop")) {
@@ -1507,6 +1564,14 @@ mod tests {
                     Some(index) => format!("{} 1 7:{index} / {} rw,nosuid,nodev - ext4 /dev/loop{index} rw\n", id + 2, target.display()),
                     None => format!("{} 1 0:55 / {} rw - tmpfs tmpfs rw\n", id + 2, target.display()),
                 });
+            }
+            for (id, (target, upper)) in state.overlays.iter().enumerate() {
+                text.push_str(&format!(
+                    "{} 1 0:60 / {} rw - overlay overlay rw,lowerdir=/l,upperdir={},workdir=/w\n",
+                    id + 100,
+                    target.display(),
+                    upper.display()
+                ));
             }
             Ok(text)
         }
@@ -1536,15 +1601,6 @@ mod tests {
             Ok(())
         }
 
-        fn resize_ext4(&self, mount_root: &Path, blocks: u64) -> io::Result<()> {
-            let mut state = self.state();
-            state.calls.push(format!("resize {} {blocks}", mount_root.display()));
-            let index = state.mounts.iter().rev().find(|(target, _)| target == mount_root).and_then(|(_, index)| *index);
-            let image = index.and_then(|index| state.loops.get(&index).cloned()).ok_or(io::ErrorKind::NotFound)?;
-            state.files.get_mut(&image).ok_or(io::ErrorKind::NotFound)?.fs_bytes = Some(blocks * BLOCK_SIZE);
-            Ok(())
-        }
-
         fn statvfs(&self, _path: &Path) -> io::Result<FsUsage> {
             Ok(FsUsage {
                 bytes_total: 1000 * 4096,
@@ -1568,8 +1624,8 @@ mod tests {
         parse_size(text).expect("a valid size")
     }
 
-    fn mkfs() -> PathBuf {
-        PathBuf::from("/usr/sbin/mkfs.ext4")
+    fn mkfs() -> E2fsprogs {
+        E2fsprogs { mkfs: PathBuf::from("/usr/sbin/mkfs.ext4") }
     }
 
     /// A fake whose image exists (formatted, `bytes` long) and is mounted on loop `index`.
@@ -1754,8 +1810,14 @@ mod tests {
                  or more, or delete the StoppableContainer to start with a new rootfs"
             )
         );
-        assert_eq!(resize_target(Ext4Geometry { block_size: 4096, blocks: 256 }, 1 << 20), None);
-        assert_eq!(resize_target(Ext4Geometry { block_size: 4096, blocks: 255 }, 1 << 20), Some(256));
+        let filesystem = |bytes: u64| Ext4Geometry { block_size: 4096, blocks: bytes / 4096 };
+        let grow = SizeChange::Grow { from: 1 << 30, to: 2 << 30 };
+        assert!(needs_offline_resize(filesystem(1 << 30), 2 << 30, grow));
+        assert!(!needs_offline_resize(filesystem(1 << 30), 1 << 30, SizeChange::Keep));
+        // mke2fs left out a too-small last block group: not worth an e2fsck -f at every start.
+        assert!(!needs_offline_resize(filesystem((128 << 20) - (8 << 20)), 128 << 20, SizeChange::Keep));
+        // A grow that a crash cut short after the image was lengthened.
+        assert!(needs_offline_resize(filesystem(1 << 30), 2 << 30, SizeChange::Keep));
     }
 
     #[test]
@@ -1764,17 +1826,20 @@ mod tests {
             state.programs.clear();
             state.programs.insert(PathBuf::from("/sbin/mkfs.ext4"));
         });
-        assert_eq!(resolve_mkfs(&fake, None).ok(), Some(PathBuf::from("/sbin/mkfs.ext4")));
+        assert_eq!(resolve_e2fsprogs(&fake, None).ok(), Some(E2fsprogs { mkfs: PathBuf::from("/sbin/mkfs.ext4") }));
         assert_eq!(
-            resolve_mkfs(&fake, Some(Path::new("/opt/e2fs/mkfs.ext4"))).map_err(|error| error.to_string()).err().as_deref(),
-            Some("mkfs.ext4 is not at /opt/e2fs/mkfs.ext4: install e2fsprogs on the node, or set --mkfs-ext4 to the path of mkfs.ext4")
+            resolve_e2fsprogs(&fake, Some(Path::new("/opt/e2fs/mkfs.ext4"))).map_err(|error| error.to_string()).err().as_deref(),
+            Some(
+                "mkfs.ext4 is not at /opt/e2fs/mkfs.ext4: install e2fsprogs on the node, or set --mkfs-ext4 to the path of \
+                 mkfs.ext4 (e2fsck and resize2fs are used from the same directory)"
+            )
         );
         fake.state().programs.clear();
         assert_eq!(
-            resolve_mkfs(&fake, None).map_err(|error| error.to_string()).err().as_deref(),
+            resolve_e2fsprogs(&fake, None).map_err(|error| error.to_string()).err().as_deref(),
             Some(
                 "mkfs.ext4 is not at /usr/sbin/mkfs.ext4 or /sbin/mkfs.ext4: install e2fsprogs on the node, or set \
-                 --mkfs-ext4 to the path of mkfs.ext4"
+                 --mkfs-ext4 to the path of mkfs.ext4 (e2fsck and resize2fs are used from the same directory)"
             )
         );
     }
@@ -1903,26 +1968,92 @@ mod tests {
         assert!(fake.state().loops.is_empty());
     }
 
+    /// A fake whose image exists, formatted, unattached.
+    fn unmounted_fake(bytes: u64, fs_bytes: u64) -> Fake {
+        Fake::with(|state| {
+            state.files.insert(rootfs().image(), FakeFile { inode: 7, len: bytes, fs_bytes: Some(fs_bytes) });
+        })
+    }
+
     #[test]
-    fn a_larger_size_grows_the_mounted_filesystem() {
-        let fake = mounted_fake(1 << 30, 0);
+    fn a_larger_size_grows_the_image_before_it_is_attached() {
+        let fake = unmounted_fake(1 << 30, 1 << 30);
         let mounted = ensure_mounted(&fake, &rootfs(), size("2Gi"), &mkfs()).expect("grown");
         assert_eq!((mounted.size, mounted.grown_from), (2 << 30, Some(1 << 30)));
         let dir = "/data/containers/team-a/dev/uid-1";
-        let calls = fake.calls();
-        let growing: Vec<&String> =
-            calls.iter().filter(|call| ["set_len", "set_capacity", "resize"].iter().any(|prefix| call.starts_with(prefix))).collect();
-        assert_eq!(growing, [&format!("set_len {dir}/rootfs.img 2147483648"), "set_capacity loop0", &format!("resize {dir}/fs 524288")]);
+        let calls: Vec<String> = fake.calls().into_iter().filter(|call| !call.starts_with("mkdir") && !call.starts_with("chmod")).collect();
+        assert_eq!(
+            calls,
+            [
+                format!("set_len {dir}/rootfs.img 2147483648"),
+                "run /usr/sbin/e2fsck".to_owned(),
+                "run /usr/sbin/resize2fs".to_owned(),
+                format!("attach loop0 {dir}/rootfs.img"),
+                format!("mount loop0 {dir}/fs"),
+            ]
+        );
         assert_eq!(fake.state().files.get(&rootfs().image()).and_then(|file| file.fs_bytes), Some(2 << 30));
     }
 
     #[test]
     fn a_grow_cut_short_by_a_crash_is_finished_at_the_next_publish() {
-        let fake = mounted_fake(2 << 30, 0);
-        fake.state().files.get_mut(&rootfs().image()).expect("image").fs_bytes = Some(1 << 30);
+        let fake = unmounted_fake(2 << 30, 1 << 30);
         let mounted = ensure_mounted(&fake, &rootfs(), size("2Gi"), &mkfs()).expect("mounted");
         assert_eq!(mounted.grown_from, None);
-        assert!(fake.calls().contains(&"resize /data/containers/team-a/dev/uid-1/fs 524288".to_owned()));
+        assert!(fake.calls().contains(&"run /usr/sbin/resize2fs".to_owned()));
+        assert_eq!(fake.state().files.get(&rootfs().image()).and_then(|file| file.fs_bytes), Some(2 << 30));
+    }
+
+    #[test]
+    fn a_grow_is_refused_while_the_image_is_in_use() {
+        let fake = mounted_fake(1 << 30, 0);
+        assert_eq!(
+            ensure_mounted(&fake, &rootfs(), size("2Gi"), &mkfs()).map_err(|error| error.to_string()).err().as_deref(),
+            Some(
+                "the rootfs image /data/containers/team-a/dev/uid-1/rootfs.img is mounted at \
+                 /data/containers/team-a/dev/uid-1/fs, so it cannot grow from 1Gi to 2Gi now: an image grows only while \
+                 nothing has it mounted, so at the next start of the StoppableContainer once its current consumer is gone \
+                 (kubelet retries)"
+            )
+        );
+        // Unmounted here, but a mount in another namespace keeps it attached.
+        fake.state().mounts.clear();
+        assert_eq!(
+            ensure_mounted(&fake, &rootfs(), size("2Gi"), &mkfs()).map_err(|error| error.to_string()).err().as_deref(),
+            Some(
+                "the rootfs image /data/containers/team-a/dev/uid-1/rootfs.img is attached to /dev/loop0, so it cannot grow \
+                 from 1Gi to 2Gi now: an image grows only while nothing has it mounted, so at the next start of the \
+                 StoppableContainer once its current consumer is gone (kubelet retries)"
+            )
+        );
+        let state = fake.state();
+        assert_eq!(state.files.get(&rootfs().image()).map(|file| file.len), Some(1 << 30), "unchanged");
+        assert!(state.calls.iter().all(|call| !call.starts_with("set_len") && !call.starts_with("run")), "{:?}", state.calls);
+    }
+
+    #[test]
+    fn a_grow_stops_at_a_filesystem_e2fsck_cannot_fix_or_without_resize2fs() {
+        let fake = unmounted_fake(1 << 30, 1 << 30);
+        fake.state().fsck_failure = Some("rootfs.img: UNEXPECTED INCONSISTENCY; RUN fsck MANUALLY.\n".into());
+        assert_eq!(
+            ensure_mounted(&fake, &rootfs(), size("2Gi"), &mkfs()).map_err(|error| error.to_string()).err().as_deref(),
+            Some(
+                "checking (before growing it) the rootfs image /data/containers/team-a/dev/uid-1/rootfs.img with \
+                 /usr/sbin/e2fsck failed (exit status: 4): rootfs.img: UNEXPECTED INCONSISTENCY; RUN fsck MANUALLY."
+            )
+        );
+        assert!(fake.state().mounts.is_empty(), "not mounted");
+
+        let fake = unmounted_fake(1 << 30, 1 << 30);
+        fake.state().programs.remove(Path::new("/usr/sbin/resize2fs"));
+        assert_eq!(
+            ensure_mounted(&fake, &rootfs(), size("2Gi"), &mkfs()).map_err(|error| error.to_string()).err().as_deref(),
+            Some(
+                "resize2fs is not at /usr/sbin/resize2fs: install e2fsprogs on the node, or set --mkfs-ext4 to the path of \
+                 mkfs.ext4 (e2fsck and resize2fs are used from the same directory)"
+            )
+        );
+        assert_eq!(fake.state().files.get(&rootfs().image()).map(|file| file.len), Some(1 << 30), "not lengthened");
     }
 
     #[test]
@@ -1995,6 +2126,18 @@ mod tests {
         unmount(&fake, &rootfs()).expect("unmounted");
         assert!(fake.state().loops.is_empty(), "autoclear");
         unmount(&fake, &rootfs()).expect("nothing to unmount");
+    }
+
+    #[test]
+    fn unmount_and_delete_are_refused_while_an_overlay_uses_the_upper() {
+        let fake = mounted_fake(1 << 30, 0);
+        fake.state().overlays.push((PathBuf::from("/var/lib/kubelet/pods/p/volumes/v/rootfs"), rootfs().upper_dir()));
+        let message = "the rootfs filesystem at /data/containers/team-a/dev/uid-1/fs is still the upper layer of the overlay \
+                       at /var/lib/kubelet/pods/p/volumes/v/rootfs; unmount that first (an unmount now would only hide the \
+                       filesystem: the overlay keeps it, and its loop device, alive)";
+        assert_eq!(unmount(&fake, &rootfs()).map_err(|error| error.to_string()).err().as_deref(), Some(message));
+        assert_eq!(delete(&fake, &rootfs()).map_err(|error| error.to_string()).err().as_deref(), Some(message));
+        assert!(fake.calls().iter().all(|call| !call.starts_with("umount") && !call.starts_with("rm")));
     }
 
     #[test]
