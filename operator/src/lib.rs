@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod consumer_pod;
 pub mod controller;
+pub mod data_report;
 pub mod http;
 pub mod instance_builder;
 pub mod metrics;
