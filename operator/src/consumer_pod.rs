@@ -158,8 +158,9 @@ fn lifecycle_inside_rootfs(lifecycle: Lifecycle) -> Lifecycle {
 
 /// Adds "must run on `node`" to the pod's required node affinity. Terms of a required node
 /// selector are ORed, so the node requirement is added to each of the user's terms (AND), or
-/// becomes the only term.
-fn pin_to_node(spec: &mut PodSpec, node: &str) {
+/// becomes the only term. It matches the Node object's name (`matchFields`), not its
+/// `kubernetes.io/hostname` label, which may differ from the name.
+pub fn pin_to_node(spec: &mut PodSpec, node: &str) {
     let requirement =
         NodeSelectorRequirement { key: NODE_NAME_FIELD.to_owned(), operator: "In".to_owned(), values: Some(vec![node.to_owned()]) };
     let affinity = spec.affinity.get_or_insert_with(Affinity::default);

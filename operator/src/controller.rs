@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -27,9 +27,9 @@ use crate::consumer_pod::build_consumer_pod;
 use crate::http::Health;
 use crate::instance_builder::{build_instance, is_controlled_by};
 use crate::ownership::{RecordedPods, Role, classify, recorded_uid};
-use crate::provider_pod::{build_provider_pod, provider_is_current, provider_node};
+use crate::provider_pod::{build_provider_pod, has_terminated, provider_is_current, provider_node};
 use crate::settings::PodSettings;
-use crate::status::{Found, Observed, instance_status, is_terminating, sc_status, unrecorded_pod_message};
+use crate::status::{Found, Observed, condition, detect_provider_loss, instance_status, is_terminating, sc_status, unrecorded_pod_message};
 use crate::validate::{SpecProblem, Workload, describe_problems, validate};
 
 /// Requeue while something is in motion (pods starting or terminating); pod watches usually
@@ -205,10 +205,11 @@ impl<'a> Reconciler<'a> {
         }
     }
 
-    /// Deletes `pod` unless it is already being deleted; returns whether a delete was sent.
-    /// `grace_period_seconds` None keeps the pod's own terminationGracePeriodSeconds.
+    /// Deletes `pod`; returns whether a delete was sent. `grace_period_seconds` None keeps the
+    /// pod's own terminationGracePeriodSeconds, and then a pod already being deleted is left to
+    /// it; an explicit grace period is sent anyway (it can only shorten a deletion under way).
     async fn send_pod_delete(&self, pod: &Pod, grace_period_seconds: Option<u32>) -> Result<bool, Error> {
-        if pod.metadata.deletion_timestamp.is_some() {
+        if pod.metadata.deletion_timestamp.is_some() && grace_period_seconds.is_none() {
             return Ok(false);
         }
         let name = pod.name_any();
@@ -414,6 +415,17 @@ impl<'a> Reconciler<'a> {
         let instance_deleting = children.instance.as_ref().is_some_and(|i| i.metadata.deletion_timestamp.is_some());
         let want_running = self.sc.spec.running && !instance_deleting;
         let mut data_node_exists = true;
+        // Seen before anything is replaced: a lost provider is replaced in this very reconcile.
+        let provider_loss = if want_running {
+            detect_provider_loss(
+                children.consumer(),
+                children.recorded(Role::Provider),
+                children.provider(),
+                &provider_pod_name(&self.name),
+            )
+        } else {
+            None
+        };
 
         if want_running {
             if let Some(foreign) = &children.foreign_instance {
@@ -509,6 +521,7 @@ impl<'a> Reconciler<'a> {
             data_node_exists,
             restart_required,
             ignored_host_path_prefix: validation.as_ref().ok().and_then(|valid| valid.ignored_host_path_prefix.clone()),
+            provider_loss,
         };
         let status = sc_status(&observed, Some(self.name.clone()), previous.as_ref(), Time(Timestamp::now()));
         let phase = status.phase.unwrap_or_default();
@@ -533,8 +546,10 @@ impl<'a> Reconciler<'a> {
         let provider_leaving = children.provider().owned().is_some_and(is_terminating);
         // An unrecorded pod being deleted may have no label the pod watch selects.
         let replacing_unrecorded = children.consumer().unrecorded().is_some() || children.provider().unrecorded().is_some();
+        let provider_lost = status.conditions.iter().any(|c| c.type_ == condition::PROVIDER_LOST && c.status == "True");
         let steady = matches!(phase, Phase::Running | Phase::Stopped | Phase::Failed)
             && !replacing_unrecorded
+            && !provider_lost
             && !(phase == Phase::Stopped && (children.consumer().owned().is_some() || provider_leaving));
         let name_conflict = children.foreign_instance.is_some()
             || matches!(children.consumer(), Found::Foreign(_))
@@ -595,6 +610,18 @@ impl<'a> Reconciler<'a> {
             .await;
             *data_node = Some(node.clone());
         }
+        if let Some(provider) = children.provider().owned().filter(|pod| has_terminated(pod)) {
+            // Evicted, preempted or rejected: it never runs again, and its containers have
+            // stopped, so it goes at once (as the pod garbage collector removes terminated
+            // pods) and the replacement below keeps the image in use without delay.
+            let name = provider.name_any();
+            if self.send_pod_delete(provider, Some(0)).await? {
+                let why = "it terminated and never runs again; a new provider pod replaces it";
+                self.event(EventType::Normal, "PodDeleted", "Delete", format!("deleted pod {name:?}: {why}")).await;
+            }
+            let holder = self.pods.get_opt(&name).await.map_err(kube_error(format!("reading pod {name:?}")))?;
+            children.set_pod(Role::Provider, holder);
+        }
         match children.provider() {
             Found::Owned(provider) => {
                 if provider_node(provider).as_deref() != Some(node.as_str()) {
@@ -649,15 +676,30 @@ impl<'a> Reconciler<'a> {
             self.event(type_, new_phase.as_str(), "Reconcile", status.message.clone().unwrap_or_default()).await;
         }
         let old_true = |type_: &str| previous.is_some_and(|p| p.conditions.iter().any(|c| c.type_ == type_ && c.status == "True"));
-        for condition in &status.conditions {
+        let unchanged = |new: &Condition| {
+            previous.is_some_and(|p| {
+                p.conditions
+                    .iter()
+                    .any(|old| old.type_ == new.type_ && old.status == new.status && old.reason == new.reason && old.message == new.message)
+            })
+        };
+        for current in &status.conditions {
+            if current.type_ == condition::PROVIDER_LOST {
+                // A Warning whenever what is lost changes (a provider being deleted, then gone; a
+                // replacement lost before it was ready), not again while the same loss lasts.
+                if current.status == "True" && !unchanged(current) {
+                    self.event(EventType::Warning, condition::PROVIDER_LOST, "Reconcile", current.message.clone()).await;
+                }
+                continue;
+            }
             let warn = matches!(
-                (condition.type_.as_str(), condition.status.as_str()),
+                (current.type_.as_str(), current.status.as_str()),
                 ("RestartRequired" | "NameConflict" | "HostPathPrefixIgnored", "True") | ("SpecValid", "False")
             );
-            let was = old_true(&condition.type_);
-            let newly = if condition.type_ == "SpecValid" { was || previous.is_none() } else { !was };
+            let was = old_true(&current.type_);
+            let newly = if current.type_ == "SpecValid" { was || previous.is_none() } else { !was };
             if warn && newly {
-                self.event(EventType::Warning, &condition.reason, "Reconcile", condition.message.clone()).await;
+                self.event(EventType::Warning, &current.reason, "Reconcile", current.message.clone()).await;
             }
         }
     }

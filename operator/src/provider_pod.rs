@@ -1,6 +1,11 @@
 //! The provider pod: the workload's image running `sc-exec pause`, on the data node, so that the
 //! node plugin can use its root filesystem as the overlay's lower layer. Pure.
 //!
+//! It is placed by the scheduler, pinned to the data node by required node affinity (not bound
+//! with `nodeName`, which would skip the scheduler's accounting and preemption), with the
+//! workload's priority class: while the workload runs, its provider keeps the image in use for
+//! kubelet's image garbage collection and must not be the first pod to go.
+//!
 //! A stop keeps the provider (it is tiny, and it keeps the image mounted and in use for kubelet's
 //! image garbage collection); a start reuses it only when it is [`provider_is_current`]: the
 //! operator's own pod (the caller checks its recorded UID), built from the very spec the start
@@ -11,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, Pod, PodSpec, ResourceRequirements, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, Pod, PodSpec, ResourceRequirements, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -20,7 +25,7 @@ use sc_api::StoppableContainerInstance;
 use sc_api::consts::{EXEC_WRAPPER_DIR, EXEC_WRAPPER_PATH, PROVIDER_CONTAINER_NAME, ROLE_PROVIDER, provider_pod_name};
 use sha2::{Digest, Sha256};
 
-use crate::consumer_pod::{pinned_node, system_labels};
+use crate::consumer_pod::{pin_to_node, pinned_node, system_labels};
 use crate::instance_builder::controller_reference;
 use crate::settings::PodSettings;
 use crate::validate::Workload;
@@ -31,6 +36,8 @@ pub const EXEC_WRAPPER_VOLUME_NAME: &str = "sc-bin";
 const INSTALL_DIR: &str = "/sc-bin";
 /// Name of the init container that installs `sc-exec`.
 pub const INSTALL_CONTAINER_NAME: &str = "install-sc-exec";
+/// Taint of a cordoned node.
+const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 /// Annotation on the provider pod: hex SHA-256 of the JSON of the PodSpec it was built with. Only
 /// the operator reads it (to decide whether a start can reuse a provider kept by the stop), so it
 /// lives here rather than in `sc_api::consts`; a test keeps it under the API group.
@@ -225,11 +232,21 @@ pub fn build_provider_pod(workload: &Workload, instance: &StoppableContainerInst
         security_context: Some(unprivileged()),
         ..Container::default()
     };
-    let spec = PodSpec {
-        // Bound directly: it must run on the data node, whatever the scheduler thinks.
-        node_name: Some(node.to_owned()),
+    let mut tolerations = workload.provider.tolerations.clone().or_else(|| template_spec.tolerations.clone()).unwrap_or_default();
+    // The provider follows its workload pod, which respects a cordon by itself: a provider lost
+    // while the workload runs on a cordoned node must still be replaced there (as DaemonSet pods
+    // tolerate it).
+    tolerations.push(Toleration {
+        key: Some(UNSCHEDULABLE_TAINT.to_owned()),
+        operator: Some("Exists".to_owned()),
+        effect: Some("NoSchedule".to_owned()),
+        ..Toleration::default()
+    });
+    let mut spec = PodSpec {
         node_selector: workload.provider.node_selector.clone().filter(|selector| !selector.is_empty()),
-        tolerations: workload.provider.tolerations.clone().or_else(|| template_spec.tolerations.clone()),
+        tolerations: Some(tolerations),
+        // Preempted no sooner than the workload that needs it.
+        priority_class_name: template_spec.priority_class_name.clone(),
         image_pull_secrets: template_spec.image_pull_secrets.clone(),
         // The same runtime as the consumer, so the node plugin finds the rootfs where it looks.
         runtime_class_name: template_spec.runtime_class_name.clone(),
@@ -246,6 +263,8 @@ pub fn build_provider_pod(workload: &Workload, instance: &StoppableContainerInst
         enable_service_links: Some(false),
         ..PodSpec::default()
     };
+    // Through the scheduler, which must place it on the data node and nowhere else.
+    pin_to_node(&mut spec, node);
     Pod {
         metadata: ObjectMeta {
             name: Some(provider_pod_name(sc_name)),
@@ -262,7 +281,7 @@ pub fn build_provider_pod(workload: &Workload, instance: &StoppableContainerInst
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{EphemeralContainer, HostPathVolumeSource, PodStatus, Toleration};
+    use k8s_openapi::api::core::v1::{EphemeralContainer, HostPathVolumeSource, PodStatus};
     use sc_api::StoppableContainer;
 
     use super::*;
@@ -419,16 +438,53 @@ mod tests {
     }
 
     #[test]
-    fn the_node_is_the_bound_one_or_the_pinned_one() {
+    fn the_provider_is_placed_by_the_scheduler_on_the_data_node_only() {
+        let desired = desired();
+        let spec = desired.spec.as_ref().expect("spec");
+        assert_eq!(spec.node_name, None, "not bound directly: the scheduler accounts for it and can preempt for it");
+        assert_eq!(pinned_node(&desired).as_deref(), Some(NODE));
+        let terms = &spec
+            .affinity
+            .as_ref()
+            .and_then(|affinity| affinity.node_affinity.as_ref())
+            .and_then(|node| node.required_during_scheduling_ignored_during_execution.as_ref())
+            .expect("required node affinity")
+            .node_selector_terms;
+        assert_eq!(terms.len(), 1);
+        assert_eq!(terms[0].match_expressions, None, "the node's name, not its hostname label");
+        let cordon = spec.tolerations.iter().flatten().find(|toleration| toleration.key.as_deref() == Some(UNSCHEDULABLE_TAINT));
+        assert_eq!(cordon.and_then(|toleration| toleration.effect.as_deref()), Some("NoSchedule"));
+    }
+
+    #[test]
+    fn the_node_is_the_bound_one_or_else_the_pinned_one() {
         let desired = desired();
         let stored = as_stored(desired.clone());
         assert_eq!(provider_node(&stored).as_deref(), Some(NODE));
         let mut elsewhere = stored.clone();
         live_spec(&mut elsewhere).node_name = Some("worker-2".into());
+        assert_eq!(provider_node(&elsewhere).as_deref(), Some("worker-2"), "the scheduler's choice is what counts once made");
         assert!(!provider_is_current(&elsewhere, &desired), "on another node");
-        let mut unbound = desired.clone();
-        live_spec(&mut unbound).node_name = None;
-        assert_eq!(provider_node(&unbound), None, "neither bound nor pinned");
+        // Not scheduled yet: starting on the data node, not on a wrong one.
+        let mut starting = stored.clone();
+        live_spec(&mut starting).node_name = None;
+        assert_eq!(provider_node(&starting).as_deref(), Some(NODE));
+        assert!(provider_is_current(&starting, &desired));
+        let mut nowhere = starting.clone();
+        live_spec(&mut nowhere).affinity = None;
+        assert_eq!(provider_node(&nowhere), None, "neither bound nor pinned");
+    }
+
+    #[test]
+    fn the_provider_has_the_workloads_priority_class() {
+        let sc: StoppableContainer = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "box", "namespace": "team-a" },
+            "spec": { "template": { "spec": { "priorityClassName": "dev", "containers": [{ "name": "main", "image": "alpine" }] } } }
+        }))
+        .expect("a StoppableContainer");
+        let valid = validate(&sc).expect("valid");
+        let provider = build_provider_pod(&valid.workload, &build_instance(&sc, None, true), NODE, &PodSettings::for_tests());
+        assert_eq!(provider.spec.and_then(|spec| spec.priority_class_name).as_deref(), Some("dev"));
     }
 
     #[test]

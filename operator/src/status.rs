@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use sc_api::{InstancePhase, Phase, StoppableContainerInstanceStatus, StoppableContainerStatus};
 
 use crate::ownership::RecordedPods;
+use crate::provider_pod::has_terminated;
 
 /// Condition types of a StoppableContainer.
 pub mod condition {
@@ -27,6 +28,9 @@ pub mod condition {
     pub const NAME_CONFLICT: &str = "NameConflict";
     /// True when `spec.hostPathPrefix` is set to a value other than the legacy default.
     pub const HOST_PATH_PREFIX_IGNORED: &str = "HostPathPrefixIgnored";
+    /// True while the provider of a running workload is lost (deleted, terminated or being
+    /// deleted) and until its replacement is ready.
+    pub const PROVIDER_LOST: &str = "ProviderLost";
 }
 
 /// Container waiting reasons that mean the workload cannot run until someone acts.
@@ -82,6 +86,85 @@ pub fn unrecorded_pod_message(pod: &Pod, what: &str) -> String {
     )
 }
 
+/// How the provider of a running workload was lost: each is a fault, since the provider is what
+/// keeps the image (the running workload's lower layer) in use for kubelet's image garbage
+/// collection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderLoss {
+    /// The recorded provider pod no longer exists (deleted by someone, or evicted or preempted
+    /// and removed).
+    Deleted { pod: String, uid: String },
+    /// The provider pod terminated for good (`Failed` or `Succeeded`: evicted, preempted,
+    /// rejected by the kubelet); `detail` is its phase, reason and message.
+    Terminated { pod: String, detail: String },
+    /// The provider pod is being deleted.
+    Terminating { pod: String },
+}
+
+impl ProviderLoss {
+    /// Reason of the `ProviderLost` condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProviderLoss::Deleted { .. } => "ProviderDeleted",
+            ProviderLoss::Terminated { .. } => "ProviderTerminated",
+            ProviderLoss::Terminating { .. } => "ProviderTerminating",
+        }
+    }
+
+    /// What happened and what the operator does about it.
+    pub fn message(&self) -> String {
+        const CONSEQUENCE: &str = "so that the image stays in use (the running workload keeps the root filesystem it mounted and sees the new provider's image only after its next restart)";
+        match self {
+            ProviderLoss::Deleted { pod, uid } => {
+                format!(
+                    "provider pod {pod:?} (uid {uid}) was deleted while the workload runs; a new provider pod is created at once, {CONSEQUENCE}"
+                )
+            }
+            ProviderLoss::Terminated { pod, detail } => format!(
+                "provider pod {pod:?} terminated while the workload runs ({detail}); it is removed and a new provider pod is created at once, {CONSEQUENCE}"
+            ),
+            ProviderLoss::Terminating { pod } => format!(
+                "provider pod {pod:?} is being deleted while the workload runs; a new provider pod is created as soon as it is gone, {CONSEQUENCE}"
+            ),
+        }
+    }
+}
+
+/// Whether the workload pod uses, or may mount at any moment, its provider's root filesystem:
+/// the operator's own, bound to a node, not being deleted and not finished.
+pub fn workload_runs(consumer: Found<'_>) -> bool {
+    consumer.owned().is_some_and(|pod| {
+        let bound = pod.spec.as_ref().is_some_and(|spec| spec.node_name.is_some());
+        bound && !is_terminating(pod) && !has_terminated(pod)
+    })
+}
+
+/// Whether the provider of a running workload is lost, from what was found at the start of a
+/// reconcile and the provider UID the instance status records. A provider that was never created
+/// (or never recorded) is not lost: it is simply created.
+pub fn detect_provider_loss(
+    consumer: Found<'_>,
+    recorded_provider_uid: Option<&str>,
+    provider: Found<'_>,
+    provider_name: &str,
+) -> Option<ProviderLoss> {
+    if !workload_runs(consumer) {
+        return None;
+    }
+    match provider {
+        Found::Owned(pod) if has_terminated(pod) => {
+            let status = pod.status.clone().unwrap_or_default();
+            let detail = [status.phase, status.reason, status.message].into_iter().flatten().collect::<Vec<_>>().join(": ");
+            Some(ProviderLoss::Terminated { pod: pod_name(pod), detail })
+        }
+        Found::Owned(pod) if is_terminating(pod) => Some(ProviderLoss::Terminating { pod: pod_name(pod) }),
+        Found::Owned(_) => None,
+        Found::Absent | Found::Unrecorded(_) | Found::Foreign(_) => {
+            recorded_provider_uid.map(|uid| ProviderLoss::Deleted { pod: provider_name.to_owned(), uid: uid.to_owned() })
+        }
+    }
+}
+
 /// Everything the status depends on.
 #[derive(Clone, Debug)]
 pub struct Observed<'a> {
@@ -108,6 +191,9 @@ pub struct Observed<'a> {
     pub restart_required: bool,
     /// A `hostPathPrefix` that is ignored.
     pub ignored_host_path_prefix: Option<String>,
+    /// The provider of the running workload, lost as found at the start of this reconcile
+    /// (before it was replaced).
+    pub provider_loss: Option<ProviderLoss>,
 }
 
 /// What a pod is doing, in the terms the status needs.
@@ -230,7 +316,12 @@ pub fn sc_status(
     let consumer_progress = consumer.map(pod_progress);
     let provider_progress = provider.map(pod_progress);
 
-    let (phase, message) = phase_and_message(observed, consumer_progress.as_ref(), provider_progress.as_ref());
+    let (phase, mut message) = phase_and_message(observed, consumer_progress.as_ref(), provider_progress.as_ref());
+    let (provider_lost, provider_lost_reason, provider_lost_message) =
+        provider_lost_condition(observed, &conditions.previous, provider_progress.as_ref());
+    if provider_lost && phase == Phase::Running {
+        message = format!("running; {provider_lost_message}");
+    }
 
     conditions.set(condition::READY, phase == Phase::Running, phase.as_str(), message.clone());
     match &observed.spec_problems {
@@ -309,6 +400,7 @@ pub fn sc_status(
             format!("pods {foreign:?} exist and are not owned by this StoppableContainer; they are left alone: delete or rename them, or rename this StoppableContainer"),
         );
     }
+    conditions.set(condition::PROVIDER_LOST, provider_lost, &provider_lost_reason, provider_lost_message);
     if let Some(prefix) = &observed.ignored_host_path_prefix {
         conditions.set(
             condition::HOST_PATH_PREFIX_IGNORED,
@@ -329,6 +421,20 @@ pub fn sc_status(
         consumer_pod_name: consumer.map(pod_name),
         conditions: conditions.conditions,
         observed_generation: observed.generation,
+    }
+}
+
+/// The `ProviderLost` condition: True from the moment the provider of a running workload is found
+/// lost until its replacement is ready (the replacement is created in the same reconcile, so the
+/// loss itself is seen once: the previous condition carries it until then).
+fn provider_lost_condition(observed: &Observed<'_>, previous: &[Condition], provider: Option<&PodProgress>) -> (bool, String, String) {
+    let runs = workload_runs(observed.consumer);
+    let still_lost = previous.iter().find(|c| c.type_ == condition::PROVIDER_LOST && c.status == "True");
+    match (&observed.provider_loss, still_lost) {
+        (Some(loss), _) => (true, loss.reason().to_owned(), loss.message()),
+        (None, Some(lost)) if runs && provider != Some(&PodProgress::Ready) => (true, lost.reason.clone(), lost.message.clone()),
+        _ if runs => (false, "ProviderInPlace".to_owned(), "the running workload's provider pod is in place".to_owned()),
+        _ => (false, "NoWorkload".to_owned(), "no workload pod runs, so no provider pod is in use".to_owned()),
     }
 }
 
@@ -548,6 +654,7 @@ mod tests {
             data_node_exists: true,
             restart_required: false,
             ignored_host_path_prefix: None,
+            provider_loss: None,
         }
     }
 
@@ -770,5 +877,88 @@ mod tests {
         assert_eq!((instance.consumer_pod_name.as_deref(), instance.provider_pod_name.as_deref()), (Some("sc"), Some("sc-provider")));
         let cleared = instance_status(&sc, None, None, &RecordedPods::default(), Some(1), true);
         assert_eq!((cleared.consumer_pod_uid, cleared.provider_pod_uid, cleared.consumer_pod_name), (None, None, None));
+    }
+
+    fn running_consumer() -> Pod {
+        ready_pod("sc")
+    }
+
+    fn with_phase(mut pod: Pod, phase: &str, reason: &str) -> Pod {
+        pod.status = Some(PodStatus {
+            phase: Some(phase.into()),
+            reason: Some(reason.into()),
+            message: Some("The node was low on resource: memory.".into()),
+            ..PodStatus::default()
+        });
+        pod
+    }
+
+    #[test]
+    fn a_provider_is_lost_only_while_its_workload_runs() {
+        let consumer = running_consumer();
+        let detect = |consumer: Found<'_>, provider: Found<'_>| detect_provider_loss(consumer, Some("p-uid"), provider, "sc-provider");
+        assert_eq!(
+            detect(Found::Owned(&consumer), Found::Absent),
+            Some(ProviderLoss::Deleted { pod: "sc-provider".into(), uid: "p-uid".into() })
+        );
+        let stranger = ready_pod("sc-provider");
+        assert!(
+            matches!(detect(Found::Owned(&consumer), Found::Unrecorded(&stranger)), Some(ProviderLoss::Deleted { .. })),
+            "a pod in its place is not it"
+        );
+        let evicted = with_phase(ready_pod("sc-provider"), "Failed", "Evicted");
+        assert_eq!(
+            detect(Found::Owned(&consumer), Found::Owned(&evicted)),
+            Some(ProviderLoss::Terminated {
+                pod: "sc-provider".into(),
+                detail: "Failed: Evicted: The node was low on resource: memory.".into()
+            })
+        );
+        let mut leaving = ready_pod("sc-provider");
+        leaving.metadata.deletion_timestamp = Some(now());
+        assert_eq!(detect(Found::Owned(&consumer), Found::Owned(&leaving)), Some(ProviderLoss::Terminating { pod: "sc-provider".into() }));
+        assert_eq!(detect(Found::Owned(&consumer), Found::Owned(&ready_pod("sc-provider"))), None);
+
+        // Never created, or never recorded: created, not lost.
+        assert_eq!(detect_provider_loss(Found::Owned(&consumer), None, Found::Absent, "sc-provider"), None);
+        // No running workload: nothing uses the lower layer.
+        let unbound = pod("sc", None, PodStatus::default());
+        let mut stopping = running_consumer();
+        stopping.metadata.deletion_timestamp = Some(now());
+        let finished = with_phase(running_consumer(), "Succeeded", "Completed");
+        for consumer in [&unbound, &stopping, &finished] {
+            assert_eq!(detect(Found::Owned(consumer), Found::Absent), None, "{:?}", consumer.status);
+        }
+        assert_eq!(detect(Found::Absent, Found::Absent), None);
+        assert_eq!(detect(Found::Unrecorded(&consumer), Found::Absent), None, "a forged workload pod is not ours to serve");
+    }
+
+    #[test]
+    fn provider_lost_is_reported_until_the_replacement_is_ready() {
+        let consumer = running_consumer();
+        let mut facts = observed(true, Found::Owned(&consumer), Found::Absent);
+        facts.provider_loss = Some(ProviderLoss::Deleted { pod: "sc-provider".into(), uid: "p-uid".into() });
+        let lost = sc_status(&facts, None, None, now());
+        let condition = find(&lost, condition::PROVIDER_LOST);
+        assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("True", "ProviderDeleted"));
+        assert!(condition.message.contains("\"sc-provider\" (uid p-uid) was deleted while the workload runs"), "{}", condition.message);
+        assert!(condition.message.contains("a new provider pod is created at once"), "{}", condition.message);
+        assert_eq!(lost.phase, Some(Phase::Running), "the workload itself runs on");
+        assert!(lost.message.as_deref().is_some_and(|m| m.starts_with("running; provider pod \"sc-provider\"")), "{lost:?}");
+
+        // The next reconcile: the replacement exists and starts; the loss is remembered.
+        let starting = pod("sc-provider", Some("n1"), PodStatus::default());
+        let replacing = sc_status(&observed(true, Found::Owned(&consumer), Found::Owned(&starting)), None, Some(&lost), now());
+        assert_eq!(find(&replacing, condition::PROVIDER_LOST), condition, "unchanged while the replacement starts");
+        // Ready: the image is in use again.
+        let replacement = ready_pod("sc-provider");
+        let recovered = sc_status(&observed(true, Found::Owned(&consumer), Found::Owned(&replacement)), None, Some(&replacing), now());
+        let condition = find(&recovered, condition::PROVIDER_LOST);
+        assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("False", "ProviderInPlace"));
+        assert_eq!(recovered.message.as_deref(), Some("running"));
+
+        // A stop ends it too.
+        let stopped = sc_status(&observed(false, Found::Absent, Found::Owned(&starting)), None, Some(&lost), now());
+        assert_eq!(find(&stopped, condition::PROVIDER_LOST).reason, "NoWorkload");
     }
 }

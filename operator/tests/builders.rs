@@ -157,7 +157,12 @@ fn pods_are_owned_by_the_instance_and_placed_as_designed() {
         assert_eq!(pinned_node(&built.consumer), None, "{stem}");
         assert_eq!(pinned_node(&built.consumer_pinned).as_deref(), Some(NODE), "{stem}: later starts are pinned");
         let provider = built.provider.spec.as_ref().expect("spec");
-        assert_eq!(provider.node_name.as_deref(), Some(NODE), "{stem}: the provider joins the consumer's node");
+        assert_eq!(provider.node_name, None, "{stem}: the scheduler places the provider (accounting, preemption)");
+        assert_eq!(pinned_node(&built.provider).as_deref(), Some(NODE), "{stem}: ... on the consumer's node only");
+        assert_eq!(
+            provider.priority_class_name, built.valid.workload.pod_spec.priority_class_name,
+            "{stem}: the provider is preempted no sooner than its workload"
+        );
         assert_eq!(provider.automount_service_account_token, Some(false), "{stem}");
         assert_eq!(
             provider.containers[0].image.as_deref(),

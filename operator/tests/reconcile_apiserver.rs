@@ -102,12 +102,29 @@ async fn start_until_running(env: &TestEnv, name: &str, node: &str) -> (Pod, Pod
     wait_recorded(env, name, Role::Consumer, &consumer).await;
     env.bind(name, node).await;
     let provider_name = provider_pod_name(name);
-    let provider = env.wait_pod(&provider_name, "created on the workload's node", |pod| node_of(pod).as_deref() == Some(node)).await;
+    let provider = env
+        .wait_pod(&provider_name, "pinned to the workload's node", |pod| {
+            pod.metadata.deletion_timestamp.is_none() && node_of(pod).or_else(|| pinned_node(pod)).as_deref() == Some(node)
+        })
+        .await;
     wait_recorded(env, name, Role::Provider, &provider).await;
+    let provider = schedule_provider(env, name, node).await;
     env.set_pod_ready(&provider_name).await;
     env.set_pod_ready(name).await;
     env.wait_sc(name, "phase Running", |sc| phase(sc) == "Running").await;
     (consumer, provider)
+}
+
+/// The scheduler: binds `name`'s provider to `node`, the only node its required affinity allows
+/// (a provider kept bound by a stop stays where it is). Returns it as bound.
+async fn schedule_provider(env: &TestEnv, name: &str, node: &str) -> Pod {
+    let provider_name = provider_pod_name(name);
+    let provider = env.pod(&provider_name).await.unwrap_or_else(|| panic!("pod {provider_name} exists"));
+    assert_eq!(pinned_node(&provider).as_deref(), Some(node), "the provider may only be placed on the workload's node");
+    if node_of(&provider).is_none() {
+        env.bind(&provider_name, node).await;
+    }
+    env.pod(&provider_name).await.unwrap_or_else(|| panic!("pod {provider_name} exists"))
 }
 
 /// The UID the instance status records for `role`'s pod (what the node plugin trusts).
@@ -140,19 +157,38 @@ fn forged_copy(pod: &Pod) -> Pod {
     forged
 }
 
-/// Deletes pod `name` at once, as a tenant (or a completed eviction) would, and waits until it is gone.
-async fn delete_now(env: &TestEnv, name: &str) {
-    env.pods
-        .delete(name, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() })
-        .await
-        .unwrap_or_else(|error| panic!("deleting pod {name}: {error}"));
-    eventually(&format!("pod {name} to be gone"), || async {
+/// Deletes pod `name` at once, as a tenant (or a completed eviction) would, and waits until it is
+/// gone (the operator may already have created another pod of that name). Returns the deleted pod.
+async fn delete_now(env: &TestEnv, name: &str) -> Pod {
+    let pod = env.pod(name).await.unwrap_or_else(|| panic!("pod {name} exists"));
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: pod.uid().map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    env.pods.delete(name, &params).await.unwrap_or_else(|error| panic!("deleting pod {name}: {error}"));
+    eventually(&format!("pod {name} ({:?}) to be gone", pod.uid()), || async {
         match env.pods.get_opt(name).await.map_err(|error| error.to_string())? {
-            None => Ok(()),
-            Some(pod) => Err(format!("still there: {:?}", pod.metadata.deletion_timestamp)),
+            Some(found) if found.uid() == pod.uid() => Err(format!("still there: {:?}", found.metadata.deletion_timestamp)),
+            _ => Ok(()),
         }
     })
     .await;
+    pod
+}
+
+/// Waits until `name`'s provider is a pod other than `lost`, pinned to `node`, and recorded.
+async fn wait_replacement_provider(env: &TestEnv, name: &str, lost: &Pod, node: &str) -> Pod {
+    let replacement = env
+        .wait_pod(&provider_pod_name(name), "replaced", |pod| pod.uid() != lost.uid() && pod.metadata.deletion_timestamp.is_none())
+        .await;
+    assert_eq!(pinned_node(&replacement).as_deref(), Some(node), "the replacement is for the workload's node");
+    wait_recorded(env, name, Role::Provider, &replacement).await;
+    replacement
+}
+
+fn provider_lost(sc: &StoppableContainer) -> Option<(String, String)> {
+    condition_of(sc, "ProviderLost")
 }
 
 /// Plays the kubelet while the operator removes the pods for good (the SC or its instance is
@@ -360,10 +396,13 @@ async fn start_reports_every_step_until_running() {
     assert_eq!(phase(&sc), "Pending");
     assert_eq!(condition_of(&sc, "ConsumerReady"), Some(("False".into(), "Unschedulable".into())));
 
-    // Bound: the data node is recorded, the provider goes to that node.
+    // Bound: the data node is recorded, the provider is created for that node and placed by the
+    // scheduler (which accounts for it and can preempt for it), with the workload's priority.
     env.bind("web", &node).await;
     let provider = env.wait_pod("web-provider", "created", |_| true).await;
-    assert_eq!(node_of(&provider).as_deref(), Some(node.as_str()), "the provider is bound to the workload's node");
+    assert_eq!(node_of(&provider), None, "the provider goes through the scheduler");
+    assert_eq!(pinned_node(&provider).as_deref(), Some(node.as_str()), "... which may place it on the workload's node only");
+    assert_eq!(provider.spec.as_ref().and_then(|spec| spec.priority_class_name.clone()), None, "the workload has no priority class");
     assert!(owned_by(&provider, &instance));
     assert_eq!(provider.labels().get(LABEL_ROLE).map(String::as_str), Some(ROLE_PROVIDER));
     assert_eq!(image_of(&provider, 0), "busybox:1.36", "the provider runs the workload image");
@@ -374,6 +413,15 @@ async fn start_reports_every_step_until_running() {
     })
     .await;
     env.wait_event("web", "DataNodeAssigned").await;
+    env.wait_sc("web", "Pending while the provider is scheduled", |sc| {
+        phase(sc) == "Pending" && message(sc).contains("provider pod is starting")
+    })
+    .await;
+    env.set_unschedulable("web-provider", "0/1 nodes are available: 1 Insufficient memory.").await;
+    let sc = env.wait_sc("web", "the provider's scheduling problem", |sc| message(sc).contains("Insufficient memory")).await;
+    assert_eq!(message(&sc), "the provider pod cannot run: 0/1 nodes are available: 1 Insufficient memory.");
+    assert_eq!(condition_of(&sc, "ProviderReady"), Some(("False".into(), "Unschedulable".into())));
+    env.bind("web-provider", &node).await;
 
     // Containers being created while the provider starts.
     env.set_container_waiting("web", "ContainerCreating", "").await;
@@ -484,10 +532,10 @@ async fn stop_then_start_is_pinned_and_applies_the_template_change() {
     let instance = env.instances.get("dev").await.expect("instance");
     assert_eq!(instance.spec.base_image.as_deref(), Some("busybox:1.37"), "the new image is applied at the next start");
     assert!(instance.spec.running);
-    // The data node is known: the new provider does not wait for the scheduler.
+    // The data node is known: the new provider does not wait for the workload pod to be scheduled.
     let provider = env
-        .wait_pod("dev-provider", "created on the data node before the workload pod is scheduled", |pod| {
-            node_of(pod).as_deref() == Some(node.as_str())
+        .wait_pod("dev-provider", "created for the data node before the workload pod is scheduled", |pod| {
+            pinned_node(pod).as_deref() == Some(node.as_str())
         })
         .await;
     assert_ne!(provider.uid(), kept.uid(), "a new provider");
@@ -498,6 +546,7 @@ async fn stop_then_start_is_pinned_and_applies_the_template_change() {
     let sc = env.wait_sc("dev", "Unschedulable, pinned", |sc| message(sc).contains("Insufficient memory")).await;
     assert!(message(&sc).contains(&format!("pinned to node {node:?}")), "{}", message(&sc));
     env.bind("dev", &node).await;
+    schedule_provider(&env, "dev", &node).await;
     env.set_pod_ready("dev-provider").await;
     env.set_pod_ready("dev").await;
     let sc = env.wait_sc("dev", "Running again", |sc| phase(sc) == "Running").await;
@@ -898,6 +947,70 @@ async fn a_forged_workload_pod_is_never_adopted_but_deleted_and_replaced() {
     env.finish_termination("victim").await;
     let (replacement, _) = start_until_running(&env, "victim", &node).await;
     assert_ne!(replacement.uid(), forged.uid());
+}
+
+#[tokio::test]
+async fn a_provider_deleted_while_the_workload_runs_is_replaced_at_once_and_reported() {
+    let Some(env) = TestEnv::with_operator("provider-deleted").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("busy", true, "busybox:1.36")).await;
+    let (consumer, provider) = start_until_running(&env, "busy", &node).await;
+    let sc = env.scs.get("busy").await.expect("sc");
+    assert_eq!(provider_lost(&sc), Some(("False".into(), "ProviderInPlace".into())));
+
+    // Deleted for good (a completed eviction, `kubectl delete --force`): a new provider at once.
+    delete_now(&env, "busy-provider").await;
+    let replacement = wait_replacement_provider(&env, "busy", &provider, &node).await;
+    let sc = env.wait_sc("busy", "ProviderLost", |sc| provider_lost(sc) == Some(("True".into(), "ProviderDeleted".into()))).await;
+    assert_eq!(phase(&sc), "Running", "the workload itself runs on");
+    assert!(message(&sc).contains("was deleted while the workload runs"), "{}", message(&sc));
+    let event = env.wait_event("busy", "ProviderLost").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(event.note.unwrap_or_default().contains(provider.uid().as_deref().unwrap_or("?")), "the event names the lost pod");
+    // The loss lasts until the replacement runs; then it is over.
+    schedule_provider(&env, "busy", &node).await;
+    env.set_pod_ready("busy-provider").await;
+    let sc = env.wait_sc("busy", "ProviderLost over", |sc| provider_lost(sc) == Some(("False".into(), "ProviderInPlace".into()))).await;
+    assert_eq!(message(&sc), "running");
+
+    // Being deleted (a graceful eviction, `kubectl delete`): reported at once, replaced once gone.
+    env.pods.delete("busy-provider", &DeleteParams::default()).await.expect("delete the replacement");
+    env.wait_sc("busy", "ProviderLost while it terminates", |sc| provider_lost(sc) == Some(("True".into(), "ProviderTerminating".into())))
+        .await;
+    env.finish_termination("busy-provider").await;
+    let third = wait_replacement_provider(&env, "busy", &replacement, &node).await;
+    schedule_provider(&env, "busy", &node).await;
+    env.set_pod_ready("busy-provider").await;
+    env.wait_sc("busy", "ProviderLost over again", |sc| provider_lost(sc).is_some_and(|(status, _)| status == "False")).await;
+    // Repeats of an Event with the same reason are one Event object with a series count.
+    let lost_events: Vec<_> =
+        env.events_for("busy").await.into_iter().filter(|event| event.reason.as_deref() == Some("ProviderLost")).collect();
+    let occurrences: i32 = lost_events.iter().map(|event| event.series.as_ref().map_or(1, |series| series.count)).sum();
+    assert_eq!(occurrences, 3, "one Warning for the deletion, one when the next provider was being deleted, one when it was gone");
+
+    let now = env.pod("busy").await.expect("the workload pod");
+    assert_eq!(now.uid(), consumer.uid(), "the workload pod is never touched");
+    assert!(now.metadata.deletion_timestamp.is_none());
+    assert_ne!(third.uid(), provider.uid());
+}
+
+#[tokio::test]
+async fn an_evicted_provider_is_removed_and_replaced_at_once() {
+    let Some(env) = TestEnv::with_operator("provider-evicted").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("busy", true, "busybox:1.36")).await;
+    let (_, provider) = start_until_running(&env, "busy", &node).await;
+
+    // The kubelet evicts it: the pod stays, Failed, forever, and its image is no longer in use.
+    env.set_pod_failed("busy-provider", "Evicted", "The node was low on resource: memory.").await;
+    let replacement = wait_replacement_provider(&env, "busy", &provider, &node).await;
+    let sc = env.wait_sc("busy", "ProviderLost", |sc| provider_lost(sc) == Some(("True".into(), "ProviderTerminated".into()))).await;
+    assert!(condition_message(&sc, "ProviderLost").contains("Failed: Evicted: The node was low on resource: memory."));
+    assert_eq!(env.wait_event("busy", "ProviderLost").await.type_.as_deref(), Some("Warning"));
+    schedule_provider(&env, "busy", &node).await;
+    env.set_pod_ready("busy-provider").await;
+    env.wait_sc("busy", "ProviderLost over", |sc| provider_lost(sc).is_some_and(|(status, _)| status == "False")).await;
+    assert_eq!(env.pod("busy-provider").await.and_then(|pod| pod.uid()), replacement.uid());
 }
 
 #[tokio::test]

@@ -318,6 +318,14 @@ impl TestEnv {
         self.patch_pod_status(name, status).await;
     }
 
+    /// The kubelet: pod `name` failed for good (evicted, rejected at admission, ...).
+    pub async fn set_pod_failed(&self, name: &str, reason: &str, message: &str) {
+        let status = json!({ "phase": "Failed", "reason": reason, "message": message, "conditions": [
+            { "type": "Ready", "status": "False", "reason": "PodFailed", "lastTransitionTime": now() }
+        ] });
+        self.patch_pod_status(name, status).await;
+    }
+
     /// The kubelet: the containers of a terminating pod stopped; the pod object goes away.
     pub async fn finish_termination(&self, name: &str) {
         let pod = self.wait_pod_terminating(name).await;
