@@ -462,6 +462,13 @@ pub const LOOP_OPTIONS: LoopOptions = LoopOptions { direct_io: true, block_size:
 /// through an overlay whose upper is on this filesystem).
 pub const MOUNT_NOSUID_NODEV: bool = true;
 
+/// The ext4 mount data. `discard`: what the tenant deletes is punched out of the sparse image at
+/// the next journal commit, so the node gets it back (measured: 1.2 GiB written and deleted left
+/// 12 MiB allocated, against 1.2 GiB without it, and the delete took no longer). A data root
+/// whose filesystem cannot punch holes gives a loop device without discard, and ext4 then just
+/// ignores the option.
+pub const EXT4_MOUNT_DATA: &str = "discard";
+
 /// Usage of a filesystem, from `statvfs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FsUsage {
@@ -1149,7 +1156,7 @@ impl LoopSystem for RealLoopSystem {
     fn mount_ext4(&self, device: LoopDevice, target: &Path, nosuid_nodev: bool) -> io::Result<()> {
         use sys_mount::{Mount, MountFlags};
         let flags = if nosuid_nodev { MountFlags::NOSUID | MountFlags::NODEV } else { MountFlags::empty() };
-        Mount::builder().fstype("ext4").flags(flags).mount(device.path(), target).map(drop)
+        Mount::builder().fstype("ext4").flags(flags).data(EXT4_MOUNT_DATA).mount(device.path(), target).map(drop)
     }
 
     fn unmount(&self, target: &Path) -> io::Result<()> {
