@@ -24,7 +24,31 @@
 //!
 //! Every syscall goes through [`LoopSystem`], so the decisions (what to create, reuse, grow or
 //! refuse) are unit-tested with a fake; `tests/quota_root.rs` tests the real thing as root.
+//!
+//! # Calls, in order
+//!
+//! - start-up: [`resolve_e2fsprogs`] once (a node without e2fsprogs says so at once);
+//! - publish: [`parse_size`] of the SC's size, [`ensure_mounted`], then the overlay with
+//!   [`Mounted::upper`] and [`Mounted::work`];
+//! - stats: [`usage`];
+//! - unpublish of the last consumer: the overlay's unmount, then [`unmount`];
+//! - SC deleted: [`delete`], then the SC's directory;
+//! - plugin restart: nothing; [`ensure_mounted`] reuses what is mounted or attached, and
+//!   [`mounted_rootfs_filesystems`] lists what is mounted, for recovery to [`unmount`] what no
+//!   publication uses.
+//!
+//! The calls block (mkfs, e2fsck, a bounded wait for a detach): run them off the async runtime.
 //! Callers serialise the calls for one StoppableContainer (the node plugin's mount lock does).
+//!
+//! # Measured (this machine: 2 cores, a virtio disk writing about 2 GB/s, kernel 6.18)
+//!
+//! - create + format + attach + mount: 1 GiB median 68 ms (min 18 ms), 20 GiB median 33 ms
+//!   (min 28 ms); attach + mount of an existing image about 6 ms. The empty image takes 664 KiB
+//!   (1 GiB) and 4.3 MiB (20 GiB) of the node's disk, and no more after the first mount.
+//! - 1 GiB sequential write + fsync, 15 runs: plain directory median 0.61 s (min 0.49 s); this
+//!   filesystem with direct I/O median 0.64 s (min 0.49 s); with buffered I/O median 0.89 s.
+//! - untar of 8758 files (121 MB) + sync: plain median 0.72 s, direct I/O median 0.56 s,
+//!   buffered median 0.85 s.
 
 use std::ffi::OsString;
 use std::io;
@@ -829,7 +853,7 @@ pub fn ensure_mounted(system: &dyn LoopSystem, rootfs: &RootfsFs, size: RootfsSi
 /// How much smaller than its image a filesystem may be without being grown: mke2fs and
 /// resize2fs leave out a last block group smaller than its own metadata + 50 blocks (3 + inode
 /// table + reserved GDT blocks: at most about 2100 blocks, 8.2 MiB, at this inode density).
-const RESIZE_SLACK_BYTES: u64 = 16 << 20;
+pub const RESIZE_SLACK_BYTES: u64 = 16 << 20;
 
 /// Whether the (unattached) image's filesystem must be grown before it is mounted: a larger
 /// size was asked for, or a grow was cut short after the image was lengthened (a crash between
@@ -867,6 +891,24 @@ fn grow_offline(system: &dyn LoopSystem, image: &Path, change: SizeChange, tools
         return Err(failed("growing the rootfs image", &resize2fs, resized));
     }
     Ok(())
+}
+
+/// The rootfs filesystems mounted below `data_root` (`<data-root>/containers/<ns>/<name>/<uid>/fs`
+/// with ext4 on it), from the mount table: what a restarted plugin finds mounted, to unmount
+/// those no publication uses.
+pub fn mounted_rootfs_filesystems(entries: &[mountinfo::MountEntry], data_root: &Path) -> Vec<RootfsFs> {
+    let containers = data_root.join("containers");
+    let mut found: Vec<RootfsFs> = entries
+        .iter()
+        .filter(|entry| entry.fs_type == "ext4" && entry.mount_point.file_name().is_some_and(|name| name == FS_DIR_NAME))
+        .filter_map(|entry| {
+            let container_dir = entry.mount_point.parent()?;
+            // Exactly <ns>/<name>/<uid> below containers/.
+            (container_dir.strip_prefix(&containers).ok()?.components().count() == 3).then(|| RootfsFs::new(container_dir))
+        })
+        .collect();
+    found.dedup();
+    found
 }
 
 fn device_of(system: &dyn LoopSystem, rootfs: &RootfsFs, fs_dir: &Path) -> Result<LoopDevice, QuotaError> {
@@ -1652,6 +1694,22 @@ mod tests {
         assert_eq!(rootfs.fs_dir(), Path::new("/data/containers/team-a/dev/uid-1/fs"));
         assert_eq!(rootfs.upper_dir(), Path::new("/data/containers/team-a/dev/uid-1/fs/upper"));
         assert_eq!(rootfs.work_dir(), Path::new("/data/containers/team-a/dev/uid-1/fs/work"));
+    }
+
+    #[test]
+    fn mounted_rootfs_filesystems_are_the_ext4_mounts_at_sc_mount_points() {
+        let text = "1 0 8:1 / / rw - ext4 /dev/sda1 rw
+2 1 7:0 / /data/containers/team-a/dev/uid-1/fs rw,nosuid,nodev - ext4 /dev/loop0 rw,discard
+3 1 7:1 / /data/containers/team-b/web/uid-2/fs rw,nosuid,nodev - ext4 /dev/loop1 rw,discard
+4 1 0:50 / /data/containers/team-c/x/uid-3/fs rw - tmpfs tmpfs rw
+5 1 7:2 / /data/containers/team-a/fs rw - ext4 /dev/loop2 rw
+6 1 7:3 / /elsewhere/containers/team-a/dev/uid-1/fs rw - ext4 /dev/loop3 rw
+";
+        let entries = mountinfo::parse(text).expect("mountinfo");
+        assert_eq!(
+            mounted_rootfs_filesystems(&entries, Path::new("/data")),
+            [RootfsFs::new("/data/containers/team-a/dev/uid-1"), RootfsFs::new("/data/containers/team-b/web/uid-2")]
+        );
     }
 
     #[test]
