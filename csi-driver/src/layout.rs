@@ -4,11 +4,13 @@
 //! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/upper   persistent rootfs changes
 //! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/work    overlayfs work dir
 //! <data-root>/publications/<volume-id>.json                     one record per published volume
+//! <data-root>/publications/quarantine/                          records that did not parse, kept for inspection
 //! <data-root>/control/<volume-id>/                              control socket dir, bound into the volume
 //! ```
 //!
 //! Persistent data is keyed by the StoppableContainer's UID, not only its name, so a deleted and
-//! recreated SC with the same name never sees the old one's files. `volume_id` is new for every
+//! recreated SC with the same name never sees the old one's files. Every directory above the
+//! uppers is root-only (see [`crate::dirs`]). `volume_id` is new for every
 //! pod and keys only what lives as long as one publication.
 
 use std::path::{Path, PathBuf};
@@ -45,7 +47,12 @@ impl DataRoot {
     /// All data of one StoppableContainer incarnation. The key's parts are validated DNS labels
     /// and a UID before they get here, so they cannot climb out of the data root.
     pub fn container_dir(&self, key: &ScKey) -> PathBuf {
-        self.root.join("containers").join(&key.namespace).join(&key.name).join(&key.uid)
+        self.containers_dir().join(&key.namespace).join(&key.name).join(&key.uid)
+    }
+
+    /// The parent of every StoppableContainer's data.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
     }
 
     pub fn upper_dir(&self, key: &ScKey) -> PathBuf {
@@ -64,8 +71,18 @@ impl DataRoot {
         self.records_dir().join(format!("{volume_id}.json"))
     }
 
+    /// Where unreadable records are moved, so a torn record never blocks its volume.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.records_dir().join("quarantine")
+    }
+
+    /// The parent of every publication's control directory.
+    pub fn control_root(&self) -> PathBuf {
+        self.root.join("control")
+    }
+
     pub fn control_dir(&self, volume_id: &str) -> PathBuf {
-        self.root.join("control").join(volume_id)
+        self.control_root().join(volume_id)
     }
 }
 

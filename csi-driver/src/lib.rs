@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod cleanup;
 pub mod cluster;
 pub mod control;
+pub mod dirs;
 pub mod inroot;
 pub mod layout;
 pub mod mountinfo;

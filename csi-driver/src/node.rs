@@ -13,11 +13,12 @@ use tracing::{debug, info, warn};
 use crate::cgroup::{self, KubeletCgroups};
 use crate::cluster::{ClusterError, ClusterView, Consumer, Provider};
 use crate::control::{ControlSettings, ControlSockets};
+use crate::dirs;
 use crate::layout::{self, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
 use crate::mountinfo::{self, MountEntry};
 use crate::records::{Record, Records};
 use crate::sys::{FileIdentity, OverlayDirs, System};
-use crate::validate::{PublishRequest, UnpublishRequest};
+use crate::validate::{PodRef, PublishRequest, UnpublishRequest};
 
 /// Why a publish failed. Each variant maps to one gRPC code in `server.rs`.
 #[derive(Debug, thiserror::Error)]
@@ -252,24 +253,31 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         })
     }
 
-    /// Finishes or undoes whatever a previous run of the plugin left half done, from the records.
-    /// Returns how many publications are live.
+    /// Finishes or undoes whatever a previous run of the plugin left half done, from the records
+    /// and the mount table, after making the data root root-only. Returns how many publications
+    /// are live.
+    ///
+    /// A record that does not parse is quarantined, and its target is then judged by its mounts
+    /// like any unrecorded one: a complete publication is live (recorded again from the mount
+    /// table, its control socket served), never unwound; only a half-done one is unwound. Only
+    /// making the data root private and reading the mount table can fail start-up: the rest is
+    /// logged and left for the next attempt.
     pub async fn recover(&self) -> Result<usize, IoError> {
         let _guard = self.mount_lock.lock().await;
+        let data = &self.settings.data_root;
+        dirs::secure_data_root(data).context("making root-only (0700)", data.path())?;
+        self.seal_containers_dir(&self.host_mounts()?);
+        let listing = self.records.all().context("listing", &data.records_dir())?;
+        for (path, error) in &listing.unreadable {
+            warn!(path = %path.display(), %error, "a publication record cannot be read; left in place, its target is judged by its mounts");
+        }
+        let host = self.host_mounts()?;
         let mut live = 0;
-        for entry in self.records.all().context("listing", &self.settings.data_root.records_dir())? {
-            let record = match entry {
-                Ok(record) => record,
-                Err((path, error)) => {
-                    warn!(path = %path.display(), %error, "unreadable publication record left in place; inspect and remove it by hand");
-                    continue;
-                }
-            };
-            let host = self.host_mounts()?;
-            match check_published_shape(&host, &record.target_path, &self.settings.data_root.upper_dir(&record.sc)) {
+        for record in listing.records {
+            match check_published_shape(&host, &record.target_path, &data.upper_dir(&record.sc)) {
                 Ok(()) => {
                     self.reopen_control(&record);
-                    self.live.insert(self.settings.data_root.upper_dir(&record.sc), record.target_path.clone());
+                    self.live.insert(data.upper_dir(&record.sc), record.target_path.clone());
                     live += 1;
                 }
                 Err(problem) => {
@@ -278,16 +286,19 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
                         warn!(volume_id = %record.volume_id, %error, "could not clean up; keeping its record for the next attempt");
                         continue;
                     }
-                    self.records.remove(&record.volume_id).context("removing the record of", Path::new(&record.volume_id))?;
+                    if let Err(error) = self.records.remove(&record.volume_id) {
+                        warn!(volume_id = %record.volume_id, %error, "could not remove the record of a cleaned-up publication; the next start-up does");
+                    }
                     self.controls.close(&record.volume_id);
                     self.controls.remove_dir(&record.volume_id);
                 }
             }
         }
-        // Mounts of this plugin's kind with no record: a publish killed before it recorded itself.
+        // Mounts of this plugin's kind with no record: a publish killed before it recorded
+        // itself, or one whose record was quarantined.
         let recorded = self.live.targets();
         let host = self.host_mounts()?;
-        let orphans: Vec<PathBuf> = host
+        let unrecorded: Vec<PathBuf> = host
             .iter()
             .filter(|entry| {
                 is_our_tmpfs(entry)
@@ -296,13 +307,61 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             })
             .map(|entry| entry.mount_point.clone())
             .collect();
-        for target in orphans {
-            info!(target = %target.display(), "unwinding a publish that was interrupted before it was recorded");
-            if let Err(error) = unwind_target(&*self.system, &target) {
-                warn!(target = %target.display(), %error, "could not unwind an interrupted publish");
+        for target in unrecorded {
+            match published_mounts(&host, &target) {
+                Ok(mounts) => {
+                    live += 1;
+                    self.live.insert(mounts.upper.to_path_buf(), target.clone());
+                    self.keep_unrecorded(&target, &mounts);
+                }
+                Err(problem) => {
+                    info!(target = %target.display(), %problem, "unwinding a publish that was interrupted before it was recorded");
+                    if let Err(error) = unwind_target(&*self.system, &target) {
+                        warn!(target = %target.display(), %error, "could not unwind an interrupted publish");
+                    }
+                }
             }
         }
         Ok(live)
+    }
+
+    /// Records again, and serves the control socket of, a complete publication found with no
+    /// readable record. Failures are logged: the consumer keeps its mounts either way, and an
+    /// unpublish goes by the mount table.
+    fn keep_unrecorded(&self, target: &Path, mounts: &PublishedMounts<'_>) {
+        let Some(record) = record_from_mounts(mounts, target, &self.settings.data_root, &self.settings.kubelet_dir) else {
+            warn!(
+                target = %target.display(),
+                upper = %mounts.upper.display(),
+                "kept a live publication with no readable record whose mounts do not name its volume and pod (was --data-root or --kubelet-dir changed?); its consumer cannot be prepared again until the pod is recreated"
+            );
+            return;
+        };
+        info!(volume_id = %record.volume_id, target = %target.display(), "kept a live publication that had no readable record; recorded it again from the mount table");
+        if let Err(error) = self.records.save(&record) {
+            warn!(volume_id = %record.volume_id, %error, "could not record the kept publication again; unpublish goes by the mount table");
+        }
+        self.reopen_control(&record);
+    }
+
+    /// Mounts the data root's `containers/` onto itself with `nosuid,nodev`, once per boot: a
+    /// setuid program or device node in an upper then means nothing to anyone who reaches it
+    /// there (through the overlays, whose own flags count, both keep working). A failure is only
+    /// warned about: the 0700 modes already keep the node's other users out.
+    fn seal_containers_dir(&self, host: &[MountEntry]) {
+        let dir = self.settings.data_root.containers_dir();
+        match containers_seal(host, &dir) {
+            Seal::Sealed => {}
+            Seal::Mount => match self.system.bind_mount_nosuid_nodev(&dir) {
+                Ok(()) => info!(dir = %dir.display(), "mounted the rootfs data nosuid,nodev"),
+                Err(error) => {
+                    warn!(dir = %dir.display(), %error, "could not mount the rootfs data nosuid,nodev; it stays root-only (0700)")
+                }
+            },
+            Seal::Leave(reason) => {
+                warn!(dir = %dir.display(), reason, "not mounting the rootfs data nosuid,nodev; it stays root-only (0700)")
+            }
+        }
     }
 
     /// Serves a live publication's control socket again after a restart: consumers that restart
@@ -323,9 +382,16 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         host_mounts(&*self.system)
     }
 
+    /// Whether the request's volume is published as asked: by its record, or, with no readable
+    /// record, by the mount table (the publication is then recorded again).
     fn already_published(&self, request: &PublishRequest, sc: &ScKey) -> Result<bool, PublishError> {
         let Some(record) = self.records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))? else {
-            return Ok(false);
+            // Kubelet creates only the target's parent: a fresh publish costs one stat here.
+            if !request.target_path.exists() {
+                return Ok(false);
+            }
+            let (system, data) = (&*self.system, &self.settings.data_root);
+            return Ok(adopt_unrecorded(system, &self.records, data, &self.live, request, sc)?.is_some());
         };
         check_same_volume(&record, request, sc)?;
         Ok(check_published_shape(&self.host_mounts()?, &request.target_path, &self.settings.data_root.upper_dir(sc)).is_ok())
@@ -383,19 +449,145 @@ fn check_same_volume(record: &Record, request: &PublishRequest, sc: &ScKey) -> R
 /// Checks that `target` holds exactly what a publish puts there: our tmpfs, the overlay of
 /// `upper` mounted read-write at `rootfs/`, and the control directory at `control/`.
 fn check_published_shape(host: &[MountEntry], target: &Path, upper: &Path) -> Result<(), String> {
+    if published_mounts(host, target)?.upper != upper {
+        return Err("the rootfs mount is not this StoppableContainer's overlay".into());
+    }
+    Ok(())
+}
+
+/// The mounts of a complete publication at a target, as the mount table shows them.
+struct PublishedMounts<'a> {
+    /// The overlay's upper directory.
+    upper: &'a Path,
+    overlay: &'a MountEntry,
+    control: &'a MountEntry,
+}
+
+/// The mounts at `target` if they are a complete publication of this plugin's (whichever
+/// StoppableContainer's), or what is missing.
+fn published_mounts<'a>(host: &'a [MountEntry], target: &Path) -> Result<PublishedMounts<'a>, String> {
     let tmpfs = mountinfo::mount_at(host, target).ok_or("the target is not mounted")?;
     if !is_our_tmpfs(tmpfs) {
         return Err(format!("the target holds a foreign {} mount", tmpfs.fs_type));
     }
-    let rootfs = mountinfo::mount_at(host, &layout::target_rootfs(target)).ok_or("the overlay is not mounted")?;
-    if rootfs.fs_type != "overlay" || rootfs.super_option("upperdir").map(Path::new) != Some(upper) {
-        return Err("the rootfs mount is not this StoppableContainer's overlay".into());
-    }
-    if !rootfs.is_read_write() {
+    let overlay = mountinfo::mount_at(host, &layout::target_rootfs(target)).ok_or("the overlay is not mounted")?;
+    let upper = overlay.super_option("upperdir").filter(|_| overlay.fs_type == "overlay").ok_or("the rootfs mount is not an overlay")?;
+    if !overlay.is_read_write() {
         return Err("the overlay is read-only".into());
     }
-    mountinfo::mount_at(host, &layout::target_control(target)).ok_or("the control directory is not mounted")?;
-    Ok(())
+    let control = mountinfo::mount_at(host, &layout::target_control(target)).ok_or("the control directory is not mounted")?;
+    Ok(PublishedMounts { upper: Path::new(upper), overlay, control })
+}
+
+/// The record a publish would have written for the complete publication `mounts` at `target`,
+/// read back from the mounts themselves: the StoppableContainer from the upper's path below
+/// the data root, the volume from the control directory's name, the consumer pod's UID from
+/// kubelet's target path (the consumer pod is named and namespaced like its StoppableContainer).
+/// `None` when the paths are not the ones this plugin makes with these settings.
+fn record_from_mounts(mounts: &PublishedMounts<'_>, target: &Path, data: &DataRoot, kubelet_dir: &Path) -> Option<Record> {
+    let sc = sc_of_upper(data, mounts.upper)?;
+    // The control mount shows the directory it binds, `.../control/<volume-id>`, as its root.
+    let volume_id = mounts.control.root.file_name()?.to_str()?.to_owned();
+    if mounts.control.root.parent()?.file_name()? != "control" {
+        return None;
+    }
+    let below_pods = path_names(target.strip_prefix(kubelet_dir.join("pods")).ok()?)?;
+    let pod_uid = match below_pods.as_slice() {
+        [pod_uid, volumes, ..] if volumes == "volumes" => pod_uid.clone(),
+        _ => return None,
+    };
+    let lower_dir = PathBuf::from(mounts.overlay.super_option("lowerdir")?);
+    let pod = PodRef { namespace: sc.namespace.clone(), name: sc.name.clone(), uid: pod_uid };
+    Some(Record { volume_id, target_path: target.to_path_buf(), pod, sc, lower_dir })
+}
+
+/// The StoppableContainer whose data holds the upper directory `upper`: the first three names
+/// below `<data-root>/containers/` are its namespace, name and UID (whatever the layout below
+/// them).
+fn sc_of_upper(data: &DataRoot, upper: &Path) -> Option<ScKey> {
+    let names = path_names(upper.strip_prefix(data.containers_dir()).ok()?)?;
+    let [namespace, name, uid, _, ..] = names.as_slice() else { return None };
+    Some(ScKey { namespace: namespace.clone(), name: name.clone(), uid: uid.clone() })
+}
+
+/// The components of a relative path, if all are plain UTF-8 names.
+fn path_names(path: &Path) -> Option<Vec<String>> {
+    path.components()
+        .map(|component| match component {
+            std::path::Component::Normal(name) => name.to_str().map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Takes a complete publication of exactly this request, found at its target with no readable
+/// record (quarantined, or a publish killed between its last mount and its record), as
+/// published: records it again and returns its lower directory. `None` when the target does not
+/// hold a complete publication; a complete one of another volume or StoppableContainer is a
+/// conflict, never unwound.
+fn adopt_unrecorded(
+    system: &dyn System,
+    records: &Records,
+    data: &DataRoot,
+    live: &LiveUppers,
+    request: &PublishRequest,
+    sc: &ScKey,
+) -> Result<Option<PathBuf>, PublishError> {
+    let target = &request.target_path;
+    let host = host_mounts(system)?;
+    let Ok(mounts) = published_mounts(&host, target) else { return Ok(None) };
+    let upper = data.upper_dir(sc);
+    let volume = mounts.control.root.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    if mounts.upper != upper || volume != request.volume_id {
+        return Err(PublishError::VolumeConflict {
+            volume_id: volume,
+            existing: target.display().to_string(),
+            existing_sc: sc_of_upper(data, mounts.upper).unwrap_or_else(|| sc.clone()),
+            requested: format!("{} for volume {}", target.display(), request.volume_id),
+        });
+    }
+    if let Some(mounted_at) = live.target_of(&upper).filter(|mounted_at| mounted_at != target) {
+        return Err(PublishError::UpperInUse { sc: sc.clone(), mounted_at: layout::target_rootfs(&mounted_at).display().to_string() });
+    }
+    let lower_dir = mounts.overlay.super_option("lowerdir").map(PathBuf::from).unwrap_or_default();
+    let record = Record {
+        volume_id: request.volume_id.clone(),
+        target_path: target.clone(),
+        pod: request.pod.clone(),
+        sc: sc.clone(),
+        lower_dir: lower_dir.clone(),
+    };
+    records.save(&record).context("saving the record of", Path::new(&request.volume_id))?;
+    live.insert(upper, target.clone());
+    info!(volume_id = %request.volume_id, target = %target.display(), "found the volume published with no readable record; recorded it again");
+    Ok(Some(lower_dir))
+}
+
+/// What to do about `containers/` being mounted `nosuid,nodev`.
+#[derive(Debug, PartialEq, Eq)]
+enum Seal {
+    /// It is.
+    Sealed,
+    /// Bind it onto itself with those flags.
+    Mount,
+    /// Leave it as it is, for this reason.
+    Leave(String),
+}
+
+/// Decides from the mount table (pure, for tests). A bind onto itself would hide whatever is
+/// mounted below `containers/` already, and another mount there is not the plugin's to change.
+fn containers_seal(host: &[MountEntry], dir: &Path) -> Seal {
+    let flag = |entry: &MountEntry, name: &str| entry.mount_options.iter().any(|option| option == name);
+    match mountinfo::mount_at(host, dir) {
+        Some(entry) if flag(entry, "nosuid") && flag(entry, "nodev") => Seal::Sealed,
+        Some(entry) => {
+            Seal::Leave(format!("a {} mount from {} is there without nosuid,nodev; mount it with both", entry.fs_type, entry.source))
+        }
+        None => match host.iter().find(|entry| entry.mount_point.starts_with(dir)) {
+            Some(below) => Seal::Leave(format!("{} is mounted below it and would be hidden", below.mount_point.display())),
+            None => Seal::Mount,
+        },
+    }
 }
 
 fn is_our_tmpfs(entry: &MountEntry) -> bool {
@@ -456,8 +648,14 @@ fn mount_publication(
     if target.exists() {
         let host = host_mounts(system)?;
         match mountinfo::mount_at(&host, target) {
-            // Ours, unrecorded: a publish of this volume killed before it recorded itself.
-            Some(existing) if is_our_tmpfs(existing) => unwind_before_publish(system, target)?,
+            // Ours, unrecorded (a publish of this volume killed before it recorded itself, or its
+            // record quarantined): complete, it is the live publication; half done, undone.
+            Some(existing) if is_our_tmpfs(existing) => {
+                if let Some(lower) = adopt_unrecorded(system, records, data, live, request, sc)? {
+                    return Ok(lower);
+                }
+                unwind_before_publish(system, target)?;
+            }
             Some(existing) => {
                 return Err(PublishError::ForeignMount {
                     target: target.display().to_string(),
@@ -590,9 +788,8 @@ impl ProviderCache {
 fn mount_layers(system: &dyn System, data: &DataRoot, request: &PublishRequest, sc: &ScKey, lower: &Path) -> Result<(), PublishError> {
     let target = &request.target_path;
     let (upper, work, control) = (data.upper_dir(sc), data.work_dir(sc), data.control_dir(&request.volume_id));
-    for dir in [&upper, &work, &control] {
-        create_private_dir_all(dir)?;
-    }
+    create_private_dir_all(data, &data.container_dir(sc), &[("upper", dirs::ROOTFS_ROOT_MODE), ("work", dirs::PRIVATE_DIR_MODE)])?;
+    create_private_dir_all(data, &control, &[])?;
     match std::fs::create_dir(target) {
         Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
             return Err(IoError { action: "creating", path: target.display().to_string(), source: error }.into());
@@ -605,7 +802,8 @@ fn mount_layers(system: &dyn System, data: &DataRoot, request: &PublishRequest, 
         std::fs::create_dir(dir).context("creating", dir)?;
     }
     system.mount_overlay(&OverlayDirs { lower, upper: &upper, work: &work }, &rootfs).context("mounting the overlay at", &rootfs)?;
-    system.bind_mount(&control, &control_target).context("bind-mounting the control directory at", &control_target)?;
+    // Read-only: the pod only connects to the socket in it, and must not plant anything there.
+    system.bind_mount_read_only(&control, &control_target).context("bind-mounting the control directory read-only at", &control_target)?;
     // statvfs answers "is it writable" for the new mount without reading the mount table.
     let flags = nix::sys::statvfs::statvfs(&rootfs).map_err(io::Error::from).context("statvfs of the new overlay at", &rootfs)?.flags();
     if flags.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
@@ -614,11 +812,15 @@ fn mount_layers(system: &dyn System, data: &DataRoot, request: &PublishRequest, 
     Ok(())
 }
 
-/// Creates a directory and its parents, root-only where this call creates them (the rootfs root
-/// directory's own mode comes from the upper dir, so that one is 0755).
-fn create_private_dir_all(dir: &Path) -> Result<(), IoError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).context("creating", dir)
+/// Creates `dir` below the data root and its parents, root-only (0700) where this call creates
+/// them, then each of `children` in it with its mode (the upper's is the rootfs's `/`, so 0755)
+/// if missing. No symlink below the data root is followed.
+fn create_private_dir_all(data: &DataRoot, dir: &Path, children: &[(&str, u32)]) -> Result<(), IoError> {
+    let parent = dirs::create_private_dirs(data.path(), dir).context("creating", dir)?;
+    for (name, mode) in children {
+        dirs::make_directory(&parent, Path::new(name), *mode).context("creating", &dir.join(name))?;
+    }
+    Ok(())
 }
 
 /// Whether `/proc/<pid>/cgroup` puts process `pid` in the container `container_id`: the proof
@@ -793,7 +995,10 @@ mod tests {
         fn mount_target_tmpfs(&self, _: &Path) -> io::Result<()> {
             Err(not_part_of_this_fake())
         }
-        fn bind_mount(&self, _: &Path, _: &Path) -> io::Result<()> {
+        fn bind_mount_read_only(&self, _: &Path, _: &Path) -> io::Result<()> {
+            Err(not_part_of_this_fake())
+        }
+        fn bind_mount_nosuid_nodev(&self, _: &Path) -> io::Result<()> {
             Err(not_part_of_this_fake())
         }
         fn unmount(&self, _: &Path) -> io::Result<()> {
@@ -961,5 +1166,79 @@ mod tests {
     fn a_container_with_no_process_anywhere_is_not_found() {
         let node = FakeNode { process_cgroups: vec![(17, cgroup_file(OTHER_ID))], ..FakeNode::default() };
         assert_eq!(find_provider_pid(&node, &kubelet_cgroups(), ID, Some(POD_UID)).expect("lookup"), None);
+    }
+
+    const DATA: &str = "/var/lib/stoppablecontainer";
+    const KUBELET: &str = "/var/lib/kubelet";
+    const SC_UID: &str = "0f4c1a52-9d5e-4b7a-8c3e-2a6b5d7e9f10";
+
+    fn target() -> PathBuf {
+        PathBuf::from(format!("{KUBELET}/pods/{POD_UID}/volumes/kubernetes.io~csi/sc-rootfs/mount"))
+    }
+
+    /// The three mounts of a complete publication of volume `csi-1` of `ns/dev`, as mountinfo
+    /// shows them (the data root on the root filesystem, so the control bind's root is its path).
+    fn published(overlay_options: &str) -> Vec<MountEntry> {
+        let target = target().display().to_string();
+        let upper = format!("{DATA}/containers/ns/dev/{SC_UID}/upper");
+        let text = format!(
+            "900 30 0:90 / {target} rw,nosuid,nodev,noexec - tmpfs stoppablecontainer rw,size=64k,mode=755\n\
+             901 900 0:91 / {target}/rootfs {overlay_options} - overlay overlay rw,lowerdir=/run/containerd/x/rootfs,upperdir={upper},workdir={DATA}/containers/ns/dev/{SC_UID}/work\n\
+             902 900 254:0 {DATA}/control/csi-1 {target}/control ro,nosuid,nodev,noexec - ext4 /dev/vda rw\n"
+        );
+        mountinfo::parse(&text).expect("parses")
+    }
+
+    #[test]
+    fn a_complete_publication_is_read_back_from_its_mounts() {
+        let host = published("rw,relatime");
+        let data = DataRoot::new(DATA);
+        let mounts = published_mounts(&host, &target()).expect("complete");
+        let record = record_from_mounts(&mounts, &target(), &data, Path::new(KUBELET)).expect("recognised");
+        assert_eq!(
+            record,
+            Record {
+                volume_id: "csi-1".into(),
+                target_path: target(),
+                pod: PodRef { namespace: "ns".into(), name: "dev".into(), uid: POD_UID.into() },
+                sc: ScKey { namespace: "ns".into(), name: "dev".into(), uid: SC_UID.into() },
+                lower_dir: "/run/containerd/x/rootfs".into(),
+            }
+        );
+        let sc = record.sc.clone();
+        assert_eq!(check_published_shape(&host, &target(), &data.upper_dir(&sc)), Ok(()));
+        // Another data root or kubelet dir (the flags changed since): live, but not recognised.
+        assert_eq!(record_from_mounts(&mounts, &target(), &DataRoot::new("/srv/sc"), Path::new(KUBELET)), None);
+        assert_eq!(record_from_mounts(&mounts, &target(), &data, Path::new("/srv/kubelet")), None);
+    }
+
+    #[test]
+    fn a_half_done_publication_is_not_live() {
+        let host = published("ro,relatime");
+        assert_eq!(published_mounts(&host, &target()).err().as_deref(), Some("the overlay is read-only"));
+        let host: Vec<MountEntry> = published("rw").into_iter().filter(|entry| entry.fs_type != "overlay").collect();
+        assert_eq!(published_mounts(&host, &target()).err().as_deref(), Some("the overlay is not mounted"));
+        let host: Vec<MountEntry> = published("rw").into_iter().filter(|entry| entry.fs_type != "ext4").collect();
+        assert_eq!(published_mounts(&host, &target()).err().as_deref(), Some("the control directory is not mounted"));
+        let other_upper = DataRoot::new(DATA).upper_dir(&ScKey { namespace: "ns".into(), name: "dev".into(), uid: "other".into() });
+        assert_eq!(
+            check_published_shape(&published("rw"), &target(), &other_upper).err().as_deref(),
+            Some("the rootfs mount is not this StoppableContainer's overlay")
+        );
+    }
+
+    #[test]
+    fn containers_are_sealed_once_and_never_over_other_mounts() {
+        let dir = Path::new("/var/lib/stoppablecontainer/containers");
+        let parse = |text: &str| mountinfo::parse(text).expect("parses");
+        assert_eq!(containers_seal(&parse("1 0 254:0 / / rw - ext4 /dev/vda rw\n"), dir), Seal::Mount);
+        let sealed = format!("1 0 254:0 / / rw - ext4 /dev/vda rw\n2 1 254:0 {0} {0} rw,nosuid,nodev - ext4 /dev/vda rw\n", dir.display());
+        assert_eq!(containers_seal(&parse(&sealed), dir), Seal::Sealed);
+        let plain = format!("2 1 8:16 / {} rw - xfs /dev/sdb rw\n", dir.display());
+        let Seal::Leave(reason) = containers_seal(&parse(&plain), dir) else { panic!("an admin's mount is left alone") };
+        assert_eq!(reason, "a xfs mount from /dev/sdb is there without nosuid,nodev; mount it with both");
+        let below = format!("2 1 7:0 / {}/ns/dev/uid rw - ext4 /dev/loop0 rw\n", dir.display());
+        let Seal::Leave(reason) = containers_seal(&parse(&below), dir) else { panic!("a bind would hide what is below") };
+        assert!(reason.ends_with("/ns/dev/uid is mounted below it and would be hidden"), "{reason}");
     }
 }

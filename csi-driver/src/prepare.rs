@@ -80,6 +80,16 @@ pub enum PrepareError {
     Destination { destination: &'static str, problem: ResolveError },
     #[error("{action} {path} in the rootfs: {source}")]
     Mount { action: &'static str, path: String, source: io::Error },
+    #[error(
+        "this volume's rootfs was asked to be prepared more than {burst} times at once or more than once every {every:?}; ask again in {retry_after:?}"
+    )]
+    RateLimited { burst: u32, every: std::time::Duration, retry_after: std::time::Duration },
+    #[error("{limit} preparations are running on this node, the most it runs at once; ask again shortly (sc-exec does so by itself)")]
+    NodeBusy { limit: usize },
+    #[error("could not {action} in the prepare helper: {source}; see the node plugin's log")]
+    Hardening { action: &'static str, source: io::Error },
+    #[error("the node plugin exited before its prepare helper started; nothing was prepared, ask again")]
+    ParentGone,
 }
 
 /// Who is to blame for a [`PrepareError`], for the log level and the operator's first question.
@@ -108,8 +118,18 @@ impl PrepareError {
             | PrepareError::HelperTimeout { .. }
             | PrepareError::HelperCrashed { .. }
             | PrepareError::Namespace { .. }
-            | PrepareError::Mount { .. } => Fault::Node,
+            | PrepareError::Mount { .. }
+            | PrepareError::NodeBusy { .. }
+            | PrepareError::Hardening { .. }
+            | PrepareError::ParentGone => Fault::Node,
+            PrepareError::RateLimited { .. } => Fault::Caller,
         }
+    }
+
+    /// Whether the request was only refused for now (a bound was reached): the consumer is told
+    /// to ask again instead of failing.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PrepareError::RateLimited { .. } | PrepareError::NodeBusy { .. })
     }
 }
 
@@ -205,7 +225,7 @@ pub fn authenticate(cgroup_text: &str, pid: i32, pod: &str, pod_uid: &str) -> Re
 }
 
 /// Arguments of both helper stages.
-#[derive(Debug, clap::Parser)]
+#[derive(Clone, Debug, clap::Parser)]
 #[command(name = "sc-csi-driver __prepare", about = "internal: prepares a consumer's rootfs in its namespaces")]
 pub struct HelperArgs {
     /// The consumer's process, as a pid of the plugin's (the host's) PID namespace.
@@ -217,12 +237,44 @@ pub struct HelperArgs {
     /// The pod, for messages (`namespace/name`).
     #[arg(long)]
     pub pod: String,
+    /// The process that started this stage (the plugin, for stage 1): the stage gives up if it
+    /// is already gone, as its parent-death signal would then never come. Stage 2 has none: its
+    /// parent is outside its PID namespace, where it has no pid.
+    #[arg(long)]
+    pub parent_pid: Option<u32>,
 }
 
 impl HelperArgs {
     pub fn to_args(&self) -> Vec<String> {
-        vec!["--pid".into(), self.pid.to_string(), "--pod-uid".into(), self.pod_uid.clone(), "--pod".into(), self.pod.clone()]
+        let mut args =
+            vec!["--pid".into(), self.pid.to_string(), "--pod-uid".into(), self.pod_uid.clone(), "--pod".into(), self.pod.clone()];
+        if let Some(parent) = self.parent_pid {
+            args.extend(["--parent-pid".into(), parent.to_string()]);
+        }
+        args
     }
+}
+
+/// Makes a helper stage non-dumpable and killed with its parent, before it touches anything of
+/// the caller's.
+///
+/// Non-dumpable (as runc makes `runc init`): stage 2 holds every capability while it is a member
+/// of the tenant's PID namespace, so nothing there may ptrace it, read its memory through
+/// `/proc` or get a core of it. The parent-death signal ends a stage whose parent (the plugin's
+/// timeout killed stage 1, or the plugin died) is gone, so no half-done preparation goes on
+/// alone. Linux sends it when the parent *thread* ends: the plugin spawns helpers from its async
+/// runtime's worker threads, which live as long as the plugin, and stage 1 from its only thread.
+pub fn harden_helper(parent_pid: Option<u32>) -> Result<(), PrepareError> {
+    let hardening = |action: &'static str| move |errno: Errno| PrepareError::Hardening { action, source: errno.into() };
+    nix::sys::prctl::set_dumpable(false).map_err(hardening("make itself non-dumpable"))?;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(hardening("ask for a parent-death signal"))?;
+    // A parent that died before the signal was asked for never sends it.
+    if let Some(parent) = parent_pid
+        && u32::try_from(nix::unistd::getppid().as_raw()).ok() != Some(parent)
+    {
+        return Err(PrepareError::ParentGone);
+    }
+    Ok(())
 }
 
 /// Runs a helper stage when the command line asks for one; `None` for the plugin itself.
@@ -286,6 +338,7 @@ impl PinnedProcess {
 /// Stage 1: enter the caller's PID namespace and run stage 2 in it.
 fn enter_pid_namespace(args: &HelperArgs) -> HelperReport {
     let run = || -> Result<HelperReport, PrepareError> {
+        harden_helper(args.parent_pid)?;
         let (process, _container) = PinnedProcess::open(args.pid, &args.pod, &args.pod_uid)?;
         let namespace = process.open_entry("ns/pid", OFlag::O_RDONLY, "opening the PID namespace")?;
         setns(&namespace, CloneFlags::CLONE_NEWPID).map_err(|errno| PrepareError::Namespace {
@@ -294,9 +347,10 @@ fn enter_pid_namespace(args: &HelperArgs) -> HelperReport {
             source: errno.into(),
         })?;
         let helper = "/proc/self/exe";
+        let stage_2 = HelperArgs { parent_pid: None, ..args.clone() };
         let output = Command::new(helper)
             .arg(IN_NAMESPACES_SUBCOMMAND)
-            .args(args.to_args())
+            .args(stage_2.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -325,9 +379,9 @@ pub fn parse_report(stdout: &[u8]) -> Option<HelperReport> {
 
 /// Stage 2: enter the caller's mount namespace and root, and mount.
 fn prepare_in_namespaces(args: &HelperArgs) -> HelperReport {
-    // If stage 1 is killed (the plugin's timeout), so are we: no half-finished work goes on alone.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let run = || -> Result<HelperReport, PrepareError> {
+        // If stage 1 is killed (the plugin's timeout), so are we.
+        harden_helper(None)?;
         let (process, _container) = PinnedProcess::open(args.pid, &args.pod, &args.pod_uid)?;
         check_same_pid_namespace(&process)?;
         let mount_namespace = process.open_entry("ns/mnt", OFlag::O_RDONLY, "opening the mount namespace")?;
@@ -814,8 +868,45 @@ mod tests {
 
     #[test]
     fn helper_arguments_round_trip() {
-        let args = HelperArgs { pid: 7, pod_uid: POD_UID.into(), pod: "ns/dev".into() };
-        let parsed = <HelperArgs as clap::Parser>::parse_from(std::iter::once("x".to_owned()).chain(args.to_args()));
-        assert_eq!((parsed.pid, parsed.pod_uid, parsed.pod), (7, POD_UID.to_owned(), "ns/dev".to_owned()));
+        for parent_pid in [None, Some(4242)] {
+            let args = HelperArgs { pid: 7, pod_uid: POD_UID.into(), pod: "ns/dev".into(), parent_pid };
+            let parsed = <HelperArgs as clap::Parser>::parse_from(std::iter::once("x".to_owned()).chain(args.to_args()));
+            assert_eq!(
+                (parsed.pid, parsed.pod_uid, parsed.pod, parsed.parent_pid),
+                (7, POD_UID.to_owned(), "ns/dev".to_owned(), parent_pid)
+            );
+        }
+    }
+
+    /// Set when this test binary runs as the child of [`a_hardened_helper_is_non_dumpable_and_dies_with_its_parent`].
+    const HARDENING_CHILD_ENV: &str = "SC_TEST_HARDENING_CHILD";
+
+    #[test]
+    fn hardening_child() {
+        // Only meaningful as the child the test below starts: hardening the test harness itself
+        // would change every other test's process.
+        let Ok(parent) = std::env::var(HARDENING_CHILD_ENV) else { return };
+        let parent = parent.parse().ok();
+        let outcome = harden_helper(parent).map_err(|error| error.to_string());
+        let dumpable = nix::sys::prctl::get_dumpable().ok();
+        let signal = nix::sys::prctl::get_pdeathsig().ok().flatten();
+        println!("HARDENED {outcome:?} dumpable={dumpable:?} pdeathsig={signal:?}");
+    }
+
+    #[test]
+    fn a_hardened_helper_is_non_dumpable_and_dies_with_its_parent() {
+        let run_child = |parent: u32| {
+            let output = Command::new(std::env::current_exe().expect("the test binary"))
+                .args(["prepare::tests::hardening_child", "--exact", "--nocapture", "--test-threads=1"])
+                .env(HARDENING_CHILD_ENV, parent.to_string())
+                .output()
+                .expect("run the child");
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            stdout.lines().find_map(|line| line.find("HARDENED ").map(|start| line[start..].to_owned())).unwrap_or(stdout)
+        };
+        assert_eq!(run_child(std::process::id()), "HARDENED Ok(()) dumpable=Some(false) pdeathsig=Some(SIGKILL)");
+        // Started by someone else than the process it was told about: its parent is gone.
+        let line = run_child(1);
+        assert!(line.starts_with("HARDENED Err(\"the node plugin exited before its prepare helper started"), "{line}");
     }
 }

@@ -4,6 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use nix::mount::MsFlags;
 use sys_mount::{Mount, MountFlags, UnmountFlags};
 
 use crate::layout::TARGET_TMPFS_SOURCE;
@@ -48,8 +49,13 @@ pub trait System: Send + Sync + 'static {
     fn mount_overlay(&self, dirs: &OverlayDirs<'_>, target: &Path) -> io::Result<()>;
     /// Mounts the small tmpfs that holds a published volume's `rootfs/` and `control/`.
     fn mount_target_tmpfs(&self, target: &Path) -> io::Result<()>;
-    /// Bind-mounts `source` at `target`.
-    fn bind_mount(&self, source: &Path, target: &Path) -> io::Result<()>;
+    /// Bind-mounts `source` at `target` read-only, without setuid, devices or exec (the control
+    /// directory: the pod may connect to the socket in it and change nothing).
+    fn bind_mount_read_only(&self, source: &Path, target: &Path) -> io::Result<()>;
+    /// Bind-mounts the directory `dir` onto itself without setuid programs and device files
+    /// (the data root's `containers/`: the uppers hold what tenants put in their rootfs; through
+    /// their overlays both still work, as the overlay mount's own flags are what count there).
+    fn bind_mount_nosuid_nodev(&self, dir: &Path) -> io::Result<()>;
     /// Unmounts the topmost mount at `target` (never lazily: a detached overlay would keep its
     /// upper directory in use where nobody can see it).
     fn unmount(&self, target: &Path) -> io::Result<()>;
@@ -98,8 +104,13 @@ impl System for RealSystem {
             .map(drop)
     }
 
-    fn bind_mount(&self, source: &Path, target: &Path) -> io::Result<()> {
-        Mount::builder().flags(MountFlags::BIND).mount(source, target).map(drop)
+    fn bind_mount_read_only(&self, source: &Path, target: &Path) -> io::Result<()> {
+        let restricted = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        bind_then_restrict(source, target, restricted)
+    }
+
+    fn bind_mount_nosuid_nodev(&self, dir: &Path) -> io::Result<()> {
+        bind_then_restrict(dir, dir, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
     }
 
     fn unmount(&self, target: &Path) -> io::Result<()> {
@@ -149,6 +160,23 @@ impl System for RealSystem {
 
     fn identity_of(&self, path: &Path) -> io::Result<FileIdentity> {
         std::fs::symlink_metadata(path).map(|metadata| FileIdentity::of(&metadata))
+    }
+}
+
+/// A bind mount's flags other than `MS_BIND` take effect only through a remount of the bind; if
+/// that fails the bind is undone, so no unrestricted bind is ever left behind.
+fn bind_then_restrict(source: &Path, target: &Path, flags: MsFlags) -> io::Result<()> {
+    nix::mount::mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+    let restricted = nix::mount::mount(None::<&str>, target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, None::<&str>);
+    match restricted {
+        Ok(()) => Ok(()),
+        Err(errno) => match nix::mount::umount2(target, nix::mount::MntFlags::empty()) {
+            Ok(()) => Err(errno.into()),
+            Err(undo) => Err(io::Error::new(
+                io::Error::from(errno).kind(),
+                format!("restricting the bind mount: {errno}; undoing the bind failed too ({undo}), so it is still mounted"),
+            )),
+        },
     }
 }
 

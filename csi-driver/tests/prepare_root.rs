@@ -349,3 +349,36 @@ async fn symlink_attacks_on_the_rootfs_fail_safely_as_root() {
     client.node.node_unpublish_volume(world.unpublish_request(&published.consumer, "csi-evil")).await.expect("unpublish");
     assert!(world.mounts_below(&world.kubelet_dir).is_empty());
 }
+
+#[tokio::test]
+async fn the_control_directory_is_read_only_from_the_consumer_as_root() {
+    let (published, mut client) = publish("csi-ro").await;
+    let world = &published.world;
+    let mut container = start_consumer(world, &published.kubelet, &published.target, &container_of(&published.consumer), "ro");
+    let control = container.path("/.sc/control");
+    let socket = control.join("prepare.sock");
+    // Everything a pod could do to the directory its socket is in, to have the plugin follow it
+    // on the next bind or chmod: refused by the mount.
+    let attempts: Vec<(&str, std::io::Result<()>)> = vec![
+        ("create a file", std::fs::write(control.join("planted"), b"x")),
+        ("plant a symlink", symlink("/etc/shadow", control.join("shadow"))),
+        ("make a directory", std::fs::create_dir(control.join("dir"))),
+        ("remove the socket", std::fs::remove_file(&socket)),
+        ("rename the socket", std::fs::rename(&socket, control.join("moved"))),
+        ("chmod the socket", std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))),
+    ];
+    for (what, result) in attempts {
+        assert_eq!(result.map_err(|error| error.raw_os_error()), Err(Some(nix::libc::EROFS)), "{what}");
+    }
+    let mounts = container.mounts();
+    let entry = mounts.iter().rev().find(|entry| entry.mount_point == Path::new("/.sc/control")).expect("the control mount");
+    for option in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(entry.mount_options.iter().any(|found| found == option), "{option} in {:?}", entry.mount_options);
+    }
+    // Connecting to a socket on a read-only mount works: the consumer is prepared through it.
+    assert_eq!(prepare(&mut container), PREPARED);
+    let host_socket = world.data_root.join("control/csi-ro/prepare.sock");
+    assert_eq!(std::fs::metadata(&host_socket).expect("socket").permissions().mode() & 0o777, 0o600);
+    drop(container);
+    client.node.node_unpublish_volume(world.unpublish_request(&published.consumer, "csi-ro")).await.expect("unpublish");
+}

@@ -322,9 +322,10 @@ async fn a_symlink_laden_rootfs_mounts_nothing_outside_the_target_as_root() {
     let provider = ProviderProcess::start(&world, &image);
     let consumer = ConsumerPod::new("ns", "evil");
     world.set_cluster(&[(consumer.clone(), Some(&provider))]);
-    let host_mounts_before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count();
     world.start_driver();
     let mut client = world.client().await;
+    // Counted once the plugin is ready: its start-up mounts the data root's containers/ nosuid,nodev.
+    let host_mounts_before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count();
     client.node.node_publish_volume(world.publish_request(&consumer, "csi-1")).await.expect("publish");
 
     let target = world.target_for(&consumer);

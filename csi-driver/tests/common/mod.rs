@@ -362,8 +362,11 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         self.kill_driver();
-        // Unmount whatever a failed test left below the kubelet dir, deepest first.
+        // Unmount whatever a failed test left below the kubelet dir, deepest first, and the
+        // plugin's nosuid,nodev mount of the data root's containers/ (in the host namespace, it
+        // outlives the plugin, as on a node).
         let mut leftovers = self.mounts_below(&self.kubelet_dir);
+        leftovers.extend(self.mounts_below(&self.data_root));
         leftovers.sort_by_key(|path| std::cmp::Reverse(path.len()));
         for path in leftovers {
             let _ = umount2(path.as_str(), MntFlags::MNT_DETACH);
