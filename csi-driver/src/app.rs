@@ -54,8 +54,20 @@ pub struct Args {
     /// How long NodePublishVolume waits for a provider that is still starting.
     #[arg(long, default_value_t = 60)]
     pub provider_wait_seconds: u64,
+    /// Namespace of the per-node ConfigMaps in which the plugin reports deleted data to the
+    /// operator: the release namespace (the chart sets it from the downward API). Default: the
+    /// client's namespace (in a pod, its service account's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub report_namespace: Option<String>,
+    /// How often the plugin looks for orphaned StoppableContainer data (and prunes its reports).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub orphan_sweep_interval_seconds: u64,
+    /// How long data must be seen orphaned (its StoppableContainer gone) by this plugin process
+    /// before it is deleted; 0 never deletes orphaned data.
+    #[arg(long, default_value_t = 3600)]
+    pub orphan_grace_seconds: u64,
     /// Answer cluster questions from this JSON file instead of the API server (tests and
-    /// benchmarks without a cluster; disables data cleanup on SC deletion).
+    /// benchmarks without a cluster; disables the data cleanup and the orphan sweep).
     #[arg(long)]
     pub static_cluster: Option<PathBuf>,
     /// Log format.
@@ -181,7 +193,13 @@ async fn serve_with<C: ClusterView>(
     info!(live_volumes = live, "start-up recovery done; ready");
 
     if let Some(client) = client {
-        tokio::spawn(cleanup::run(client, Arc::clone(&core), args.node_id.clone()));
+        let settings = cleanup::CleanupSettings {
+            node_name: args.node_id.clone(),
+            report_namespace: args.report_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned()),
+            sweep_interval: Duration::from_secs(args.orphan_sweep_interval_seconds),
+            orphan_grace: cleanup::orphan_grace(args.orphan_grace_seconds),
+        };
+        tokio::spawn(cleanup::run(client, Arc::clone(&core), settings));
     }
     let shutdown = shutdown_signal();
     let shutdown_for_drain = shutdown.clone();

@@ -1,60 +1,555 @@
-//! Deletes a StoppableContainer's persistent data when the SC is deleted, then releases the
-//! node-data finalizer the operator put on it. Only the node that holds the data does this; the
-//! operator releases the finalizer itself when that node no longer exists.
+//! Deletes StoppableContainers' persistent data on this node, and tells the operator.
+//!
+//! Data goes in two ways:
+//!
+//! - **An SC being deleted.** Once nothing mounts its `<ns>/<name>/<uid>` directory, the plugin
+//!   deletes it and reports "node N deleted the data of UID X" in this node's report ConfigMap
+//!   ([`sc_api::node_report`]); it also reports when the SC's status names this node and there is
+//!   no data here. The operator releases the node-data finalizer on reading the report of the
+//!   node `status.dataNodeName` names. The plugin never writes a StoppableContainer, so its
+//!   ServiceAccount needs no write access to any tenant's workload.
+//! - **Orphaned data** (finalizer removed by hand, a node that came back after its Node object
+//!   was deleted): a periodic sweep deletes a directory whose SC UID is not in the SC cache, but
+//!   only after the cache's first list, after it has been orphaned in every sweep of this process
+//!   for the grace period, when a direct GET of `<ns>/<name>` answers 404 or another UID (a stale
+//!   cache never deletes a live SC's data), and when nothing mounts it.
+//!
+//! A deletion holds the mount lock while it checks that nothing mounts the directory and moves it
+//! into `containers/.deleting/`, so no publish mounts it in between; the (possibly long) removal
+//! runs afterwards in a blocking thread. A removal cut short by a restart is finished by the next
+//! sweep. Only SCs being deleted cost a look at the mount table.
 
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
-use sc_api::consts::{CSI_FIELD_MANAGER, NODE_DATA_FINALIZER};
+use sc_api::consts::{CSI_FIELD_MANAGER, NODE_DATA_FINALIZER, NODE_REPORT_COMPONENT, NODE_REPORT_NODE_ANNOTATION};
+use sc_api::names::is_dns_label;
+use sc_api::node_report::{DataReport, Outcome, is_valid_key, report_configmap_name};
+use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::cluster::{ClusterView, sc_api_resource};
-use crate::layout::ScKey;
-use crate::node::NodeCore;
+use crate::layout::{DataRoot, ScKey};
+use crate::node::{IoError, NodeCore};
 use crate::sys::System;
 
 /// How often deleting StoppableContainers are looked at again when nothing changed (their data
-/// may have been in use the last time).
+/// may have been in use the last time, or a report may have failed).
 const RESYNC: Duration = Duration::from_secs(10);
 
-/// What to do for one StoppableContainer that is being deleted.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Not ours to act on.
-    Skip,
-    /// The data is still mounted: wait for the consumer to go.
-    Wait,
-    /// Remove the data directory (if any), then release the finalizer.
-    DeleteAndRelease,
+/// Report entries older than this are pruned, unless their SC still waits for its finalizer.
+pub const REPORT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Directory in `containers/` into which data is moved to be removed. Namespaces are DNS labels,
+/// so it can never be one.
+pub const TRASH_DIR_NAME: &str = ".deleting";
+
+/// How many times a report write is tried when it races another write (409) or a creation.
+const REPORT_WRITE_ATTEMPTS: u32 = 4;
+
+/// Well-known labels of the report ConfigMaps.
+const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+const PART_OF_VALUE: &str = "stoppablecontainer";
+
+/// How the cleanup runs (from the plugin's flags).
+#[derive(Clone, Debug)]
+pub struct CleanupSettings {
+    /// This node's name: reports name it, and it is the data node some statuses name.
+    pub node_name: String,
+    /// Where the report ConfigMaps live (the release namespace).
+    pub report_namespace: String,
+    /// How often the orphan sweep and the report upkeep run.
+    pub sweep_interval: Duration,
+    /// How long data must be seen orphaned before it is deleted; `None` never deletes it.
+    pub orphan_grace: Option<Duration>,
 }
 
-/// Decides from the SC's metadata and this node's state (pure, for tests).
-pub fn decide(
-    deleting: bool,
-    has_finalizer: bool,
-    data_here: bool,
-    data_in_use: bool,
-    status_node: Option<&str>,
-    this_node: &str,
-) -> Decision {
-    if !deleting || !has_finalizer {
-        Decision::Skip
-    } else if data_in_use {
-        Decision::Wait
-    } else if data_here || status_node == Some(this_node) {
-        Decision::DeleteAndRelease
+// ---------------------------------------------------------------------------------------------
+// Decisions (pure)
+
+/// The orphan grace from its flag: 0 turns the deletion of orphaned data off.
+pub fn orphan_grace(seconds: u64) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+/// What this node knows about one StoppableContainer from the cache and its own disk.
+#[derive(Clone, Copy, Debug)]
+pub struct ScFacts<'a> {
+    /// It has a deletionTimestamp.
+    pub deleting: bool,
+    /// It still carries the node-data finalizer.
+    pub has_finalizer: bool,
+    /// Its `<ns>/<name>/<uid>` directory exists on this node.
+    pub data_here: bool,
+    /// Its `status.dataNodeName`.
+    pub status_node: Option<&'a str>,
+    /// This process has already reported it (and the report was still there at the last look).
+    pub reported: bool,
+}
+
+/// What to do for one StoppableContainer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to do here.
+    Skip,
+    /// Delete its data (once nothing mounts it), then report it if `then_report`.
+    Delete { then_report: bool },
+    /// Report that this node, which its status names, holds no data of it.
+    ReportNoData,
+}
+
+/// Decides for one StoppableContainer. Data of an SC being deleted is deleted wherever it is, even
+/// if its finalizer was removed by hand (a deletion is never undone); only the finalizer's holder
+/// is reported, once, and only by a node that holds the data or that its status names.
+pub fn decide(facts: &ScFacts<'_>, this_node: &str) -> Decision {
+    if !facts.deleting {
+        return Decision::Skip;
+    }
+    let report = facts.has_finalizer && !facts.reported;
+    if facts.data_here {
+        Decision::Delete { then_report: report }
+    } else if report && facts.status_node == Some(this_node) {
+        Decision::ReportNoData
     } else {
         Decision::Skip
     }
 }
 
-/// Watches StoppableContainers forever and cleans up the ones being deleted.
-pub async fn run<C: ClusterView, S: System>(client: Client, core: Arc<NodeCore<C, S>>, node_name: String) {
+/// Data directories whose SC UID is not live: candidates for the orphan sweep.
+pub fn orphan_candidates(dirs: &[ScKey], live_uids: &HashSet<String>) -> Vec<ScKey> {
+    dirs.iter().filter(|key| !live_uids.contains(&key.uid)).cloned().collect()
+}
+
+/// When each orphan candidate was first seen, by this process, in an unbroken run of sweeps.
+#[derive(Debug, Default)]
+pub struct OrphanClock {
+    first_seen: HashMap<ScKey, Instant>,
+}
+
+impl OrphanClock {
+    /// Records this sweep's candidates and returns those that have been candidates in every sweep
+    /// for at least `grace`. A directory that is not a candidate this time starts again the next.
+    pub fn observe(&mut self, candidates: &[ScKey], now: Instant, grace: Duration) -> Vec<ScKey> {
+        let current: HashSet<&ScKey> = candidates.iter().collect();
+        self.first_seen.retain(|key, _| current.contains(key));
+        let mut due = Vec::new();
+        for key in candidates {
+            let first = *self.first_seen.entry(key.clone()).or_insert(now);
+            if now.saturating_duration_since(first) >= grace {
+                due.push(key.clone());
+            }
+        }
+        due
+    }
+
+    /// Starts `key`'s clock again (it turned out to be live, or it is gone).
+    pub fn forget(&mut self, key: &ScKey) {
+        self.first_seen.remove(key);
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.first_seen.len()
+    }
+}
+
+/// Whether a direct read of the SC `key.namespace/key.name` (its UID now, `None` for 404) proves
+/// that `key`'s SC is gone: none by that name, or one with another UID (deleted and recreated).
+pub fn confirmed_gone(key: &ScKey, current_uid: Option<&str>) -> bool {
+    current_uid != Some(key.uid.as_str())
+}
+
+/// The report entries to prune: older than `max_age` or unreadable, and not of an SC that still
+/// waits for its finalizer (`pending`).
+pub fn expired_reports(data: &BTreeMap<String, String>, now: Timestamp, max_age: Duration, pending: &HashSet<String>) -> Vec<String> {
+    let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+    data.iter()
+        .filter(|(uid, _)| !pending.contains(*uid))
+        .filter(|(_, value)| match DataReport::parse(value) {
+            Ok(report) => now.as_second().saturating_sub(report.time.0.as_second()) > max_age,
+            Err(_) => true,
+        })
+        .map(|(uid, _)| uid.clone())
+        .collect()
+}
+
+/// Whether `data` holds this node's report for `uid` (a report the operator accepts).
+pub fn still_reported(data: &BTreeMap<String, String>, uid: &str, node: &str) -> bool {
+    data.get(uid).and_then(|value| DataReport::parse(value).ok()).is_some_and(|report| report.node == node)
+}
+
+/// The report ConfigMap of `node`, created holding its first entry.
+pub fn report_configmap(node: &str, namespace: &str, uid: &str, value: String) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(report_configmap_name(node)),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(BTreeMap::from([
+                (LABEL_COMPONENT.to_owned(), NODE_REPORT_COMPONENT.to_owned()),
+                (LABEL_PART_OF.to_owned(), PART_OF_VALUE.to_owned()),
+            ])),
+            annotations: Some(BTreeMap::from([(NODE_REPORT_NODE_ANNOTATION.to_owned(), node.to_owned())])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(uid.to_owned(), value)])),
+        ..ConfigMap::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The node's disk
+
+/// What a deletion needs from the node: the lock publishes hold while they check and change
+/// mounts, and the mount table.
+pub trait DataGuard: Send + Sync {
+    fn mount_lock(&self) -> &Mutex<()>;
+    /// Whether anything mounts the SC's data (an overlay over its upper, or a mount below its
+    /// directory).
+    fn is_data_mounted(&self, sc: &ScKey) -> Result<bool, IoError>;
+}
+
+impl<C: ClusterView, S: System> DataGuard for NodeCore<C, S> {
+    fn mount_lock(&self) -> &Mutex<()> {
+        NodeCore::mount_lock(self)
+    }
+
+    fn is_data_mounted(&self, sc: &ScKey) -> Result<bool, IoError> {
+        NodeCore::is_data_mounted(self, sc)
+    }
+}
+
+/// What a deletion did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Deleted; this many bytes of the node's disk were freed.
+    Removed { bytes: u64 },
+    /// There was nothing to delete.
+    Absent,
+    /// Something mounts it: nothing was touched.
+    Mounted,
+}
+
+fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> IoError + 'a {
+    move |source| IoError { action, path: path.display().to_string(), source }
+}
+
+/// Where `key`'s data goes while it is being removed.
+pub fn trash_path(data: &DataRoot, key: &ScKey) -> PathBuf {
+    data.containers_dir().join(TRASH_DIR_NAME).join(&key.uid)
+}
+
+/// Deletes `key`'s data directory unless something mounts it, then its name and namespace
+/// directories if they became empty.
+pub async fn remove_data<G: DataGuard + ?Sized>(guard: &G, data: &DataRoot, key: &ScKey) -> Result<Removal, IoError> {
+    let dir = data.container_dir(key);
+    let trash = trash_path(data, key);
+    // What an interrupted removal of the same UID left behind is garbage: it goes first, so the
+    // rename below has its place.
+    if tokio::fs::symlink_metadata(&trash).await.is_ok() {
+        remove_tree(trash.clone()).await?;
+    }
+    {
+        let _mounts = guard.mount_lock().lock().await;
+        match std::fs::symlink_metadata(&dir) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Removal::Absent),
+            Err(error) => return Err(io_error("looking at", &dir)(error)),
+            Ok(_) => {}
+        }
+        if guard.is_data_mounted(key)? {
+            return Ok(Removal::Mounted);
+        }
+        let trash_dir = data.containers_dir().join(TRASH_DIR_NAME);
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&trash_dir).map_err(io_error("creating", &trash_dir))?;
+        std::fs::rename(&dir, &trash).map_err(io_error("moving out of the way", &dir))?;
+        // Publishes create these directories under the same lock, so an rmdir here never races a
+        // publish that is about to use them.
+        for parent in dir.ancestors().skip(1).take(2) {
+            if std::fs::remove_dir(parent).is_err() {
+                break;
+            }
+        }
+    }
+    Ok(Removal::Removed { bytes: remove_tree(trash).await? })
+}
+
+/// Removes a tree in a blocking thread; returns the bytes it occupied on disk (best effort).
+async fn remove_tree(path: PathBuf) -> Result<u64, IoError> {
+    let shown = path.clone();
+    tokio::task::spawn_blocking(move || {
+        let bytes = disk_usage(&path);
+        // std's remove_dir_all never follows a symlink out of the tree.
+        std::fs::remove_dir_all(&path).map(|()| bytes)
+    })
+    .await
+    .map_err(|join| IoError { action: "joining the removal of", path: shown.display().to_string(), source: io::Error::other(join) })?
+    .map_err(io_error("removing", &shown))
+}
+
+/// The disk space of everything below `root` (symlinks are counted, never followed; unreadable
+/// parts are skipped: the number is for the log).
+fn disk_usage(root: &Path) -> u64 {
+    let mut total = 0u64;
+    // A stack, not recursion: a rootfs can be deeper than a thread's stack allows.
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(metadata) = std::fs::symlink_metadata(&path) else { continue };
+        total = total.saturating_add(metadata.blocks().saturating_mul(512));
+        if metadata.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&path)
+        {
+            pending.extend(entries.flatten().map(|entry| entry.path()));
+        }
+    }
+    total
+}
+
+/// What is under `containers/`: the data directories this plugin could have made, and the
+/// leftovers of interrupted removals. Anything else (names that are not DNS labels, files) is
+/// never touched.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DataDirs {
+    pub dirs: Vec<ScKey>,
+    pub trash: Vec<PathBuf>,
+}
+
+/// Lists `containers/<ns>/<name>/<uid>` directories without following symlinks.
+pub fn scan(data: &DataRoot) -> io::Result<DataDirs> {
+    let containers = data.containers_dir();
+    let mut found = DataDirs::default();
+    let namespaces = match std::fs::read_dir(&containers) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(found),
+        other => other?,
+    };
+    for namespace in subdirectories(namespaces) {
+        if namespace == TRASH_DIR_NAME {
+            if let Ok(entries) = std::fs::read_dir(containers.join(TRASH_DIR_NAME)) {
+                found.trash.extend(entries.flatten().map(|entry| entry.path()));
+            }
+            continue;
+        }
+        if !is_dns_label(&namespace) {
+            continue;
+        }
+        let Ok(names) = std::fs::read_dir(containers.join(&namespace)) else { continue };
+        for name in subdirectories(names).filter(|name| is_dns_label(name)) {
+            let Ok(uids) = std::fs::read_dir(containers.join(&namespace).join(&name)) else { continue };
+            for uid in subdirectories(uids).filter(|uid| is_valid_key(uid) && !uid.starts_with('.')) {
+                found.dirs.push(ScKey { namespace: namespace.clone(), name: name.clone(), uid });
+            }
+        }
+    }
+    found.dirs.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
+    Ok(found)
+}
+
+/// The names of the real directories (not symlinks) among `entries` that are valid UTF-8.
+fn subdirectories(entries: std::fs::ReadDir) -> impl Iterator<Item = String> {
+    entries
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .filter_map(|entry| entry.file_name().into_string().ok())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The orphan sweep
+
+/// The one question the orphan sweep asks the API server before deleting.
+pub trait ScLookup: Send + Sync {
+    /// The UID of the StoppableContainer `namespace/name` now; `None` when there is none.
+    fn current_uid(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<String>, kube::Error>> + Send;
+}
+
+/// [`ScLookup`] through the API server.
+pub struct KubeScLookup {
+    client: Client,
+}
+
+impl ScLookup for KubeScLookup {
+    async fn current_uid(&self, namespace: &str, name: &str) -> Result<Option<String>, kube::Error> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &sc_api_resource());
+        Ok(api.get_metadata_opt(name).await?.and_then(|sc| sc.uid()))
+    }
+}
+
+/// Orphaned data this sweep deleted.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OrphanRemoved {
+    pub key: ScKey,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// One orphan sweep: finishes interrupted removals, then deletes data directories that are due
+/// (see the module's documentation). `synced` says whether the SC cache has completed its first
+/// list (`live_uids` is its every SC UID); before that nothing is tracked or deleted.
+#[allow(clippy::too_many_arguments)]
+pub async fn sweep_orphans<G: DataGuard + ?Sized, L: ScLookup>(
+    guard: &G,
+    lookup: &L,
+    data: &DataRoot,
+    synced: bool,
+    live_uids: &HashSet<String>,
+    clock: &mut OrphanClock,
+    now: Instant,
+    grace: Duration,
+) -> Vec<OrphanRemoved> {
+    let scan_data = data.clone();
+    let found = match tokio::task::spawn_blocking(move || scan(&scan_data)).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(error)) => {
+            warn!(dir = %data.containers_dir().display(), %error, "could not list the rootfs data for the orphan sweep; trying again next time");
+            return Vec::new();
+        }
+        Err(join) => {
+            warn!(error = %join, "the orphan sweep's listing failed; trying again next time");
+            return Vec::new();
+        }
+    };
+    for leftover in found.trash {
+        match remove_tree(leftover.clone()).await {
+            Ok(bytes) => info!(path = %leftover.display(), bytes, "finished removing rootfs data an earlier run had started to remove"),
+            Err(error) => warn!(%error, "could not finish removing rootfs data; trying again next time"),
+        }
+    }
+    if !synced {
+        return Vec::new();
+    }
+    let mut removed = Vec::new();
+    for key in clock.observe(&orphan_candidates(&found.dirs, live_uids), now, grace) {
+        let path = data.container_dir(&key);
+        match lookup.current_uid(&key.namespace, &key.name).await {
+            Err(error) => {
+                warn!(sc = %key, %error, "could not confirm that the StoppableContainer of orphaned-looking data is gone; keeping the data");
+                continue;
+            }
+            Ok(current) if !confirmed_gone(&key, current.as_deref()) => {
+                info!(sc = %key, "the StoppableContainer of orphaned-looking data exists (the cache was behind); keeping the data");
+                clock.forget(&key);
+                continue;
+            }
+            Ok(_) => {}
+        }
+        match remove_data(guard, data, &key).await {
+            Ok(Removal::Removed { bytes }) => {
+                info!(sc = %key, path = %path.display(), bytes, "removed orphaned rootfs data: its StoppableContainer no longer exists");
+                clock.forget(&key);
+                removed.push(OrphanRemoved { key, path, bytes });
+            }
+            Ok(Removal::Absent) => clock.forget(&key),
+            Ok(Removal::Mounted) => {
+                info!(sc = %key, path = %path.display(), "orphaned rootfs data is still mounted; keeping it until it is not")
+            }
+            Err(error) => warn!(sc = %key, %error, "could not remove orphaned rootfs data; trying again next time"),
+        }
+    }
+    removed
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+
+/// This node's report ConfigMap.
+pub struct Reports {
+    api: Api<ConfigMap>,
+    namespace: String,
+    name: String,
+    node: String,
+}
+
+fn is_status(error: &kube::Error, code: u16) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == code)
+}
+
+impl Reports {
+    pub fn new(client: Client, namespace: &str, node: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            name: report_configmap_name(node),
+            node: node.to_owned(),
+        }
+    }
+
+    /// Writes one entry (a merge patch of that key alone), creating the ConfigMap if it is missing.
+    pub async fn record(&self, uid: &str, report: &DataReport) -> Result<(), kube::Error> {
+        let value = report.to_value();
+        let params = PatchParams { field_manager: Some(CSI_FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+        let patch = serde_json::json!({ "data": { uid: &value } });
+        let mut attempt = 1;
+        loop {
+            let conflict = match self.api.patch(&self.name, &params, &Patch::Merge(&patch)).await {
+                Ok(_) => return Ok(()),
+                Err(error) if is_status(&error, 404) => {
+                    let post = PostParams { field_manager: Some(CSI_FIELD_MANAGER.to_owned()), ..PostParams::default() };
+                    match self.api.create(&post, &report_configmap(&self.node, &self.namespace, uid, value.clone())).await {
+                        Ok(_) => return Ok(()),
+                        // Created in between: patch it.
+                        Err(error) if is_status(&error, 409) => error,
+                        Err(error) => return Err(error),
+                    }
+                }
+                Err(error) if is_status(&error, 409) => error,
+                Err(error) => return Err(error),
+            };
+            if attempt >= REPORT_WRITE_ATTEMPTS {
+                return Err(conflict);
+            }
+            attempt += 1;
+        }
+    }
+
+    /// The ConfigMap's data and resourceVersion; empty when it does not exist.
+    pub async fn fetch(&self) -> Result<(BTreeMap<String, String>, Option<String>), kube::Error> {
+        Ok(match self.api.get_opt(&self.name).await? {
+            Some(configmap) => (configmap.data.clone().unwrap_or_default(), configmap.resource_version()),
+            None => (BTreeMap::new(), None),
+        })
+    }
+
+    /// Removes entries, if the ConfigMap is still at `resource_version`.
+    pub async fn remove(&self, uids: &[String], resource_version: Option<String>) -> Result<(), kube::Error> {
+        let data: serde_json::Map<String, serde_json::Value> = uids.iter().map(|uid| (uid.clone(), serde_json::Value::Null)).collect();
+        let patch = serde_json::json!({ "metadata": { "resourceVersion": resource_version }, "data": data });
+        let params = PatchParams { field_manager: Some(CSI_FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+        self.api.patch(&self.name, &params, &Patch::Merge(&patch)).await.map(|_| ())
+    }
+}
+
+fn now_timestamp() -> Timestamp {
+    let seconds = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|since| since.as_secs()).unwrap_or(0);
+    Timestamp::from_second(i64::try_from(seconds).unwrap_or(i64::MAX)).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+
+struct Cleaner<C, S> {
+    core: Arc<NodeCore<C, S>>,
+    lookup: KubeScLookup,
+    reports: Reports,
+    settings: CleanupSettings,
+    /// UIDs whose report was written by this process (and still there at the last look).
+    reported: HashSet<String>,
+    /// Reports that could not be written yet, by UID: sent again as they were.
+    unsent: HashMap<String, DataReport>,
+    clock: OrphanClock,
+}
+
+/// Watches StoppableContainers forever: deletes the data of the ones being deleted, reports it,
+/// and sweeps orphaned data.
+pub async fn run<C: ClusterView, S: System>(client: Client, core: Arc<NodeCore<C, S>>, settings: CleanupSettings) {
     let resource = sc_api_resource();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let writer = reflector::store::Writer::new(resource);
@@ -68,106 +563,451 @@ pub async fn run<C: ClusterView, S: System>(client: Client, core: Arc<NodeCore<C
         });
     let mut stream = std::pin::pin!(stream);
     let mut resync = tokio::time::interval(RESYNC);
+    let mut sweep = tokio::time::interval(settings.sweep_interval);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    info!(
+        report_configmap = %format!("{}/{}", settings.report_namespace, report_configmap_name(&settings.node_name)),
+        sweep_interval_seconds = settings.sweep_interval.as_secs(),
+        orphan_grace_seconds = settings.orphan_grace.map(|grace| grace.as_secs()),
+        "cleaning up deleted StoppableContainers' data"
+    );
+    let mut cleaner = Cleaner {
+        core,
+        lookup: KubeScLookup { client: client.clone() },
+        reports: Reports::new(client, &settings.report_namespace, &settings.node_name),
+        settings,
+        reported: HashSet::new(),
+        unsent: HashMap::new(),
+        clock: OrphanClock::default(),
+    };
     loop {
         tokio::select! {
             next = stream.next() => match next {
-                Some(sc) => handle(&client, &core, &node_name, &sc).await,
+                Some(sc) => cleaner.handle(&sc).await,
                 None => return,
             },
             _ = resync.tick() => {
-                for sc in store.state() {
-                    handle(&client, &core, &node_name, &sc).await;
+                let state = store.state();
+                cleaner.forget_gone(&state);
+                for sc in state.iter().filter(|sc| sc.metadata.deletion_timestamp.is_some()) {
+                    cleaner.handle(sc).await;
                 }
             }
+            _ = sweep.tick() => {
+                // Ready once the first list is in; a later re-list swaps the cache only when it is
+                // complete, so the cache never looks empty again.
+                let synced = store.wait_until_ready().now_or_never().is_some_and(|ready| ready.is_ok());
+                cleaner.sweep(&store.state(), synced).await;
+            }
         }
     }
 }
 
-async fn handle<C: ClusterView, S: System>(client: &Client, core: &NodeCore<C, S>, node_name: &str, sc: &DynamicObject) {
-    let (Some(namespace), Some(uid)) = (sc.namespace(), sc.uid()) else { return };
-    let key = ScKey { namespace, name: sc.name_any(), uid };
-    let dir = core.data_root().container_dir(&key);
-    let data_here = dir.exists();
-    let in_use = data_here && core.is_data_in_use(&key).unwrap_or(true);
-    let status_node = sc.data.pointer("/status/dataNodeName").and_then(|node| node.as_str());
-    let decision = decide(
-        sc.metadata.deletion_timestamp.is_some(),
-        sc.finalizers().iter().any(|finalizer| finalizer == NODE_DATA_FINALIZER),
-        data_here,
-        in_use,
-        status_node,
-        node_name,
-    );
-    match decision {
-        Decision::Skip => {}
-        Decision::Wait => {
-            info!(sc = %key, "StoppableContainer is being deleted but its rootfs is still mounted; waiting for the consumer to stop")
+fn has_node_data_finalizer(sc: &DynamicObject) -> bool {
+    sc.finalizers().iter().any(|finalizer| finalizer == NODE_DATA_FINALIZER)
+}
+
+impl<C: ClusterView, S: System> Cleaner<C, S> {
+    async fn handle(&mut self, sc: &DynamicObject) {
+        // Only SCs being deleted cost anything: a stat, and a look at the mount table when there is data.
+        if sc.metadata.deletion_timestamp.is_none() {
+            return;
         }
-        Decision::DeleteAndRelease => {
-            if data_here {
-                if let Err(error) = remove_data(&dir) {
-                    warn!(sc = %key, dir = %dir.display(), %error, "could not delete the rootfs data; will retry");
-                    return;
+        let (Some(namespace), Some(uid)) = (sc.namespace(), sc.uid()) else { return };
+        let key = ScKey { namespace, name: sc.name_any(), uid };
+        let data = self.core.data_root().clone();
+        let dir = data.container_dir(&key);
+        let facts = ScFacts {
+            deleting: true,
+            has_finalizer: has_node_data_finalizer(sc),
+            data_here: dir.exists(),
+            status_node: sc.data.pointer("/status/dataNodeName").and_then(|node| node.as_str()),
+            reported: self.reported.contains(&key.uid),
+        };
+        let status_names_us = facts.status_node == Some(self.settings.node_name.as_str());
+        match decide(&facts, &self.settings.node_name) {
+            Decision::Skip => {}
+            Decision::Delete { then_report } => match remove_data(&*self.core, &data, &key).await {
+                Ok(Removal::Mounted) => {
+                    info!(sc = %key, "StoppableContainer is being deleted but its rootfs is still mounted; waiting for the consumer to stop")
                 }
-                info!(sc = %key, dir = %dir.display(), "deleted the rootfs data");
+                Ok(Removal::Removed { bytes }) => {
+                    info!(sc = %key, path = %dir.display(), bytes, "deleted the rootfs data");
+                    if then_report {
+                        self.report(&key, Outcome::Deleted, Some(bytes)).await;
+                    }
+                }
+                Ok(Removal::Absent) if then_report && status_names_us => self.report(&key, Outcome::NoData, None).await,
+                Ok(Removal::Absent) => {}
+                Err(error) => warn!(sc = %key, %error, "could not delete the rootfs data; will retry"),
+            },
+            Decision::ReportNoData => self.report(&key, Outcome::NoData, None).await,
+        }
+    }
+
+    /// Writes `key`'s report (or the one that could not be written before).
+    async fn report(&mut self, key: &ScKey, outcome: Outcome, bytes: Option<u64>) {
+        if !is_valid_key(&key.uid) {
+            warn!(sc = %key, "the StoppableContainer's UID cannot be a ConfigMap key; its data deletion cannot be reported");
+            return;
+        }
+        let report = self.unsent.remove(&key.uid).unwrap_or_else(|| DataReport {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            node: self.settings.node_name.clone(),
+            time: Time(now_timestamp()),
+            outcome,
+            bytes,
+        });
+        match self.reports.record(&key.uid, &report).await {
+            Ok(()) => {
+                info!(sc = %key, outcome = ?report.outcome, "reported the rootfs data deleted; the operator releases the node-data finalizer");
+                self.reported.insert(key.uid.clone());
             }
-            if let Err(error) = release_finalizer(client, sc).await {
-                warn!(sc = %key, %error, "could not release the node-data finalizer; will retry");
+            Err(error) => {
+                warn!(sc = %key, %error, "could not report the rootfs data deleted (the SC's deletion waits for it); will retry");
+                self.unsent.insert(key.uid.clone(), report);
             }
         }
     }
-}
 
-/// Removes `<ns>/<name>/<uid>` and then the name and namespace directories if they became empty.
-fn remove_data(dir: &Path) -> std::io::Result<()> {
-    std::fs::remove_dir_all(dir)?;
-    for parent in dir.ancestors().skip(1).take(2) {
-        if std::fs::remove_dir(parent).is_err() {
-            break;
+    /// Drops what is remembered about SCs that are gone from the cache.
+    fn forget_gone(&mut self, state: &[Arc<DynamicObject>]) {
+        let uids: HashSet<String> = state.iter().filter_map(|sc| sc.uid()).collect();
+        self.reported.retain(|uid| uids.contains(uid));
+        self.unsent.retain(|uid, _| uids.contains(uid));
+    }
+
+    async fn sweep(&mut self, state: &[Arc<DynamicObject>], synced: bool) {
+        let data = self.core.data_root().clone();
+        let live: HashSet<String> = state.iter().filter_map(|sc| sc.uid()).collect();
+        if let Some(grace) = self.settings.orphan_grace {
+            let removed = sweep_orphans(&*self.core, &self.lookup, &data, synced, &live, &mut self.clock, Instant::now(), grace).await;
+            for orphan in removed {
+                self.report(&orphan.key, Outcome::Orphan, Some(orphan.bytes)).await;
+            }
+        } else {
+            // Still finish removals an earlier run started.
+            sweep_orphans(&*self.core, &self.lookup, &data, false, &live, &mut self.clock, Instant::now(), Duration::MAX).await;
+        }
+        self.upkeep_reports(state).await;
+    }
+
+    /// Prunes old entries, and forgets reports that are no longer there so they are written again.
+    async fn upkeep_reports(&mut self, state: &[Arc<DynamicObject>]) {
+        let (data, resource_version) = match self.reports.fetch().await {
+            Ok(found) => found,
+            Err(error) => {
+                warn!(%error, "could not read this node's report ConfigMap; trying again next time");
+                return;
+            }
+        };
+        let node = self.settings.node_name.clone();
+        self.reported.retain(|uid| still_reported(&data, uid, &node));
+        let pending: HashSet<String> = state
+            .iter()
+            .filter(|sc| sc.metadata.deletion_timestamp.is_some() && has_node_data_finalizer(sc))
+            .filter_map(|sc| sc.uid())
+            .collect();
+        let expired = expired_reports(&data, now_timestamp(), REPORT_MAX_AGE, &pending);
+        if expired.is_empty() {
+            return;
+        }
+        match self.reports.remove(&expired, resource_version).await {
+            Ok(()) => info!(entries = expired.len(), "pruned old entries of this node's report ConfigMap"),
+            Err(error) => warn!(%error, "could not prune this node's report ConfigMap; trying again next time"),
         }
     }
-    Ok(())
-}
-
-async fn release_finalizer(client: &Client, sc: &DynamicObject) -> Result<(), kube::Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &sc.namespace().unwrap_or_default(), &sc_api_resource());
-    let remaining: Vec<&String> = sc.finalizers().iter().filter(|finalizer| *finalizer != NODE_DATA_FINALIZER).collect();
-    // resourceVersion makes the merge patch conditional: a concurrent finalizer change fails it
-    // instead of being overwritten.
-    let patch = serde_json::json!({
-        "metadata": { "finalizers": remaining, "resourceVersion": sc.resource_version() }
-    });
-    api.patch(&sc.name_any(), &PatchParams::apply(CSI_FIELD_MANAGER), &Patch::Merge(&patch)).await?;
-    info!(sc = %sc.name_any(), "released the node-data finalizer");
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_the_data_node_deletes_and_never_while_mounted() {
-        use Decision::*;
-        assert_eq!(decide(false, true, true, false, Some("n1"), "n1"), Skip, "not being deleted");
-        assert_eq!(decide(true, false, true, false, Some("n1"), "n1"), Skip, "finalizer already released");
-        assert_eq!(decide(true, true, true, true, Some("n1"), "n1"), Wait, "still mounted");
-        assert_eq!(decide(true, true, true, false, Some("n2"), "n1"), DeleteAndRelease, "data is here whatever the status says");
-        assert_eq!(decide(true, true, false, false, Some("n1"), "n1"), DeleteAndRelease, "our node, nothing written yet");
-        assert_eq!(decide(true, true, false, false, Some("n2"), "n1"), Skip, "another node's data");
-        assert_eq!(decide(true, true, false, false, None, "n1"), Skip, "never started: the operator releases it");
+    fn key(namespace: &str, name: &str, uid: &str) -> ScKey {
+        ScKey { namespace: namespace.into(), name: name.into(), uid: uid.into() }
+    }
+
+    fn facts(deleting: bool, has_finalizer: bool, data_here: bool, status_node: Option<&str>, reported: bool) -> ScFacts<'_> {
+        ScFacts { deleting, has_finalizer, data_here, status_node, reported }
     }
 
     #[test]
-    fn remove_data_prunes_empty_parents_only() {
+    fn only_the_data_node_or_the_holder_reports_and_every_holder_deletes() {
+        use Decision::*;
+        let n1 = Some("n1");
+        assert_eq!(decide(&facts(false, true, true, n1, false), "n1"), Skip, "not being deleted");
+        assert_eq!(decide(&facts(true, true, true, n1, false), "n1"), Delete { then_report: true });
+        assert_eq!(
+            decide(&facts(true, true, true, Some("n2"), false), "n1"),
+            Delete { then_report: true },
+            "the data is here whatever the status says"
+        );
+        assert_eq!(
+            decide(&facts(true, false, true, n1, false), "n1"),
+            Delete { then_report: false },
+            "finalizer removed by hand: delete, nobody to tell"
+        );
+        assert_eq!(decide(&facts(true, true, true, n1, true), "n1"), Delete { then_report: false }, "already reported");
+        assert_eq!(decide(&facts(true, true, false, n1, false), "n1"), ReportNoData, "our node, nothing written");
+        assert_eq!(decide(&facts(true, true, false, n1, true), "n1"), Skip, "reported once");
+        assert_eq!(decide(&facts(true, true, false, Some("n2"), false), "n1"), Skip, "another node's data: never released from here");
+        assert_eq!(decide(&facts(true, true, false, None, false), "n1"), Skip, "never started: the operator releases it");
+        assert_eq!(decide(&facts(true, false, false, n1, false), "n1"), Skip, "finalizer already gone");
+    }
+
+    #[test]
+    fn the_orphan_clock_honours_the_grace_and_restarts_on_any_gap() {
+        let grace = Duration::from_secs(3600);
+        let start = Instant::now();
+        let (a, b) = (key("ns", "a", "uid-a"), key("ns", "b", "uid-b"));
+        let mut clock = OrphanClock::default();
+        assert!(clock.observe(&[a.clone(), b.clone()], start, grace).is_empty(), "first seen now");
+        assert!(clock.observe(&[a.clone(), b.clone()], start + grace - Duration::from_secs(1), grace).is_empty(), "one second short");
+        // b is live in this sweep (its SC showed up in the cache): its clock starts again.
+        assert_eq!(clock.observe(std::slice::from_ref(&a), start + grace, grace), vec![a.clone()]);
+        assert!(clock.observe(&[a.clone(), b.clone()], start + grace, grace).contains(&a));
+        assert!(!clock.observe(&[a.clone(), b.clone()], start + grace * 2 - Duration::from_secs(1), grace).contains(&b));
+        assert!(clock.observe(&[a.clone(), b.clone()], start + grace * 2 + Duration::from_secs(1), grace).contains(&b));
+        clock.forget(&a);
+        assert!(!clock.observe(std::slice::from_ref(&a), start + grace * 3, grace).contains(&a), "forgotten: starts again");
+        assert_eq!(clock.tracked(), 1, "b is no longer a candidate");
+    }
+
+    #[test]
+    fn a_zero_grace_turns_the_orphan_deletion_off() {
+        assert_eq!(orphan_grace(0), None);
+        assert_eq!(orphan_grace(3600), Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn candidates_are_directories_whose_uid_is_not_live() {
+        let dirs = [key("ns", "a", "uid-a"), key("ns", "b", "uid-b")];
+        let live = HashSet::from(["uid-a".to_owned()]);
+        assert_eq!(orphan_candidates(&dirs, &live), vec![key("ns", "b", "uid-b")]);
+    }
+
+    #[test]
+    fn only_a_404_or_another_uid_confirms_that_an_sc_is_gone() {
+        let orphan = key("ns", "a", "uid-a");
+        assert!(confirmed_gone(&orphan, None), "404");
+        assert!(confirmed_gone(&orphan, Some("uid-new")), "deleted and recreated");
+        assert!(!confirmed_gone(&orphan, Some("uid-a")), "the cache was behind: the SC is live");
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(seconds).expect("timestamp")
+    }
+
+    fn entry(node: &str, seconds: i64) -> String {
+        DataReport {
+            namespace: "ns".into(),
+            name: "a".into(),
+            node: node.into(),
+            time: Time(at(seconds)),
+            outcome: Outcome::Deleted,
+            bytes: None,
+        }
+        .to_value()
+    }
+
+    #[test]
+    fn old_and_unreadable_entries_expire_unless_their_sc_still_waits() {
+        let day = 86_400;
+        let data = BTreeMap::from([
+            ("fresh".to_owned(), entry("n1", 10 * day)),
+            ("old".to_owned(), entry("n1", 10 * day - day - 1)),
+            ("old-pending".to_owned(), entry("n1", 0)),
+            ("garbage".to_owned(), "deleted".to_owned()),
+        ]);
+        let pending = HashSet::from(["old-pending".to_owned()]);
+        let expired = expired_reports(&data, at(10 * day), REPORT_MAX_AGE, &pending);
+        assert_eq!(expired, vec!["garbage".to_owned(), "old".to_owned()]);
+    }
+
+    #[test]
+    fn a_report_counts_only_if_it_is_this_nodes_and_readable() {
+        let data = BTreeMap::from([
+            ("ours".to_owned(), entry("n1", 0)),
+            ("theirs".to_owned(), entry("n2", 0)),
+            ("garbage".to_owned(), "x".to_owned()),
+        ]);
+        assert!(still_reported(&data, "ours", "n1"));
+        assert!(!still_reported(&data, "theirs", "n1"));
+        assert!(!still_reported(&data, "garbage", "n1"));
+        assert!(!still_reported(&data, "missing", "n1"));
+    }
+
+    #[test]
+    fn the_report_configmap_is_named_for_the_node_and_says_which_node_it_is() {
+        let configmap = report_configmap("node-1", "sc-system", "uid-a", "{}".into());
+        assert_eq!(configmap.metadata.name.as_deref(), Some(report_configmap_name("node-1").as_str()));
+        assert_eq!(configmap.metadata.namespace.as_deref(), Some("sc-system"));
+        assert_eq!(
+            configmap.metadata.annotations.as_ref().and_then(|a| a.get(NODE_REPORT_NODE_ANNOTATION)).map(String::as_str),
+            Some("node-1")
+        );
+        assert_eq!(
+            configmap.metadata.labels.as_ref().and_then(|l| l.get(LABEL_COMPONENT)).map(String::as_str),
+            Some(NODE_REPORT_COMPONENT)
+        );
+        assert_eq!(configmap.data, Some(BTreeMap::from([("uid-a".to_owned(), "{}".to_owned())])));
+    }
+
+    // -- the disk, with a real directory tree and fakes for the mount table and the API server
+
+    #[derive(Default)]
+    struct FakeGuard {
+        lock: Mutex<()>,
+        mounted: HashSet<String>,
+    }
+
+    impl DataGuard for FakeGuard {
+        fn mount_lock(&self) -> &Mutex<()> {
+            &self.lock
+        }
+        fn is_data_mounted(&self, sc: &ScKey) -> Result<bool, IoError> {
+            Ok(self.mounted.contains(&sc.uid))
+        }
+    }
+
+    /// The API server: each `namespace/name` answers a UID, 404 (absent) or an error.
+    #[derive(Default)]
+    struct FakeLookup {
+        current: HashMap<String, Result<String, ()>>,
+    }
+
+    impl ScLookup for FakeLookup {
+        async fn current_uid(&self, namespace: &str, name: &str) -> Result<Option<String>, kube::Error> {
+            match self.current.get(&format!("{namespace}/{name}")) {
+                None => Ok(None),
+                Some(Ok(uid)) => Ok(Some(uid.clone())),
+                Some(Err(())) => Err(kube::Error::TlsRequired),
+            }
+        }
+    }
+
+    fn make_data(root: &Path, key: &ScKey) -> PathBuf {
+        let dir = DataRoot::new(root).container_dir(key);
+        std::fs::create_dir_all(dir.join("upper/etc")).expect("mkdir");
+        std::fs::write(dir.join("upper/etc/motd"), vec![b'x'; 10_000]).expect("write");
+        std::fs::create_dir_all(dir.join("work")).expect("mkdir");
+        dir
+    }
+
+    #[tokio::test]
+    async fn the_sweep_deletes_only_confirmed_unmounted_orphans_after_the_grace() {
         let root = tempfile::tempdir().expect("tempdir");
-        let first = root.path().join("containers/ns/dev/uid-1");
-        let second = root.path().join("containers/ns/other/uid-2");
-        std::fs::create_dir_all(first.join("upper/etc")).expect("mkdir");
-        std::fs::create_dir_all(&second).expect("mkdir");
-        remove_data(&first).expect("remove");
-        assert!(!root.path().join("containers/ns/dev").exists());
-        assert!(second.exists(), "a sibling SC's data stays");
-        assert!(root.path().join("containers/ns").exists());
+        let data = DataRoot::new(root.path());
+        let live = key("team-a", "live", "uid-live");
+        let gone = key("team-a", "gone", "uid-gone");
+        let recreated = key("team-a", "recreated", "uid-old");
+        let stale = key("team-a", "stale", "uid-stale");
+        let mounted = key("team-b", "mounted", "uid-mounted");
+        let unconfirmed = key("team-b", "unconfirmed", "uid-unconfirmed");
+        for sc in [&live, &gone, &recreated, &stale, &mounted, &unconfirmed] {
+            make_data(root.path(), sc);
+        }
+        // Not the plugin's: never touched.
+        let foreign = root.path().join("containers/Not_A_Label/x/uid-x");
+        std::fs::create_dir_all(&foreign).expect("mkdir");
+        std::fs::write(data.containers_dir().join("team-a/gone/stray-file"), b"").expect("write");
+
+        let guard = FakeGuard { mounted: HashSet::from(["uid-mounted".to_owned()]), ..FakeGuard::default() };
+        let lookup = FakeLookup {
+            current: HashMap::from([
+                ("team-a/live".to_owned(), Ok("uid-live".to_owned())),
+                ("team-a/recreated".to_owned(), Ok("uid-new".to_owned())),
+                // The cache missed it, the API server has it.
+                ("team-a/stale".to_owned(), Ok("uid-stale".to_owned())),
+                ("team-b/unconfirmed".to_owned(), Err(())),
+            ]),
+        };
+        // The cache knows only `live` (and, to it, `stale` is gone).
+        let live_uids = HashSet::from(["uid-live".to_owned()]);
+        let grace = Duration::from_secs(3600);
+        let start = Instant::now();
+        let mut clock = OrphanClock::default();
+
+        // Before the cache's first list, nothing is tracked, whatever the time.
+        assert!(sweep_orphans(&guard, &lookup, &data, false, &live_uids, &mut clock, start, grace).await.is_empty());
+        assert_eq!(clock.tracked(), 0);
+        // Grace not over: nothing deleted.
+        assert!(sweep_orphans(&guard, &lookup, &data, true, &live_uids, &mut clock, start, grace).await.is_empty());
+        let almost = start + grace - Duration::from_secs(1);
+        assert!(sweep_orphans(&guard, &lookup, &data, true, &live_uids, &mut clock, almost, grace).await.is_empty());
+        for sc in [&live, &gone, &recreated, &stale, &mounted, &unconfirmed] {
+            assert!(data.container_dir(sc).exists(), "{sc} kept during the grace");
+        }
+
+        let removed = sweep_orphans(&guard, &lookup, &data, true, &live_uids, &mut clock, start + grace, grace).await;
+        let removed_keys: Vec<&ScKey> = removed.iter().map(|orphan| &orphan.key).collect();
+        assert_eq!(removed_keys, vec![&gone, &recreated], "404 and another UID, unmounted, after the grace");
+        assert!(removed.iter().all(|orphan| orphan.bytes >= 10_000), "{removed:?}");
+        assert!(!data.container_dir(&gone).exists());
+        assert!(data.containers_dir().join("team-a/gone/stray-file").exists(), "a non-empty parent stays");
+        assert!(!data.containers_dir().join("team-a/recreated").exists(), "an empty parent goes");
+        assert!(data.container_dir(&live).join("upper/etc/motd").exists(), "live SC");
+        assert!(data.container_dir(&stale).join("upper/etc/motd").exists(), "the cache was behind: the GET saved it");
+        assert!(data.container_dir(&mounted).join("upper/etc/motd").exists(), "mounted");
+        assert!(data.container_dir(&unconfirmed).join("upper/etc/motd").exists(), "the GET failed");
+        assert!(foreign.exists(), "not a name the plugin makes");
+        assert_eq!(std::fs::read_dir(data.containers_dir().join(TRASH_DIR_NAME)).expect("trash").count(), 0);
+
+        // The stale one's clock started again: it is not due a grace later than its first look.
+        let later =
+            sweep_orphans(&guard, &lookup, &data, true, &live_uids, &mut clock, start + grace + Duration::from_secs(1), grace).await;
+        assert!(later.is_empty(), "{later:?}");
+        assert!(data.container_dir(&stale).exists());
+    }
+
+    #[tokio::test]
+    async fn a_deletion_keeps_mounted_data_and_finishes_an_interrupted_one() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = DataRoot::new(root.path());
+        let sc = key("team-a", "dev", "uid-1");
+        let dir = make_data(root.path(), &sc);
+
+        let mounted = FakeGuard { mounted: HashSet::from(["uid-1".to_owned()]), ..FakeGuard::default() };
+        assert_eq!(remove_data(&mounted, &data, &sc).await.expect("remove"), Removal::Mounted);
+        assert!(dir.join("upper/etc/motd").exists(), "mounted data is never touched");
+
+        // An earlier run moved data of the same UID aside and was killed while removing it.
+        let trash = trash_path(&data, &sc);
+        std::fs::create_dir_all(trash.join("upper/half-removed")).expect("mkdir");
+        let unmounted = FakeGuard::default();
+        match remove_data(&unmounted, &data, &sc).await.expect("remove") {
+            Removal::Removed { bytes } => assert!(bytes >= 10_000, "{bytes}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.exists());
+        assert!(!trash.exists());
+        assert!(!data.containers_dir().join("team-a").exists(), "empty name and namespace directories go");
+        assert_eq!(remove_data(&unmounted, &data, &sc).await.expect("remove"), Removal::Absent, "idempotent");
+
+        // A leftover on its own is finished by the next sweep, even before the cache is synced.
+        std::fs::create_dir_all(data.containers_dir().join(TRASH_DIR_NAME).join("uid-9/upper")).expect("mkdir");
+        let mut clock = OrphanClock::default();
+        let removed =
+            sweep_orphans(&unmounted, &FakeLookup::default(), &data, false, &HashSet::new(), &mut clock, Instant::now(), Duration::ZERO)
+                .await;
+        assert!(removed.is_empty());
+        assert_eq!(std::fs::read_dir(data.containers_dir().join(TRASH_DIR_NAME)).expect("trash").count(), 0);
+    }
+
+    #[test]
+    fn the_scan_lists_only_directories_the_plugin_makes_and_never_follows_symlinks() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = DataRoot::new(root.path());
+        assert_eq!(scan(&data).expect("scan"), DataDirs::default(), "no containers directory yet");
+        make_data(root.path(), &key("ns", "a", "uid-a"));
+        let outside = root.path().join("outside/x");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::os::unix::fs::symlink(root.path().join("outside"), data.containers_dir().join("ns/linked")).expect("symlink");
+        std::os::unix::fs::symlink(&outside, data.containers_dir().join("ns/a/uid-link")).expect("symlink");
+        std::fs::write(data.containers_dir().join("ns/a/uid-file"), b"").expect("write");
+        let found = scan(&data).expect("scan");
+        assert_eq!(found.dirs, vec![key("ns", "a", "uid-a")]);
+        assert!(found.trash.is_empty());
     }
 }

@@ -419,6 +419,23 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             }
         }
     }
+
+    /// The lock publishes, unpublishes and recovery hold while they check and change mounts. The
+    /// data cleanup holds it while it checks that data is unused and moves it away, so no publish
+    /// mounts the data in between.
+    pub fn mount_lock(&self) -> &Mutex<()> {
+        &self.mount_lock
+    }
+
+    /// Whether anything mounts the StoppableContainer's data: an overlay over its upper, or a
+    /// mount on or below its data directory (its own filesystem, a bind). Data is deleted only
+    /// when neither is there.
+    pub fn is_data_mounted(&self, sc: &ScKey) -> Result<bool, IoError> {
+        let mounts = self.host_mounts()?;
+        let dir = self.settings.data_root.container_dir(sc);
+        Ok(!mountinfo::overlays_with_upper(&mounts, &self.settings.data_root.upper_dir(sc)).is_empty()
+            || mounts.iter().any(|entry| entry.mount_point.starts_with(&dir)))
+    }
 }
 
 /// The longest pause between two looks at a provider that is still starting.
