@@ -7,6 +7,7 @@
 pub mod consts;
 pub mod exec_config;
 pub mod names;
+pub mod rootfs_size;
 
 #[cfg(feature = "crd")]
 pub mod crd;
