@@ -131,10 +131,10 @@ impl StaticClusterView {
         let metadata = std::fs::metadata(&self.path).map_err(|io| error(io.to_string()))?;
         let stamp = (metadata.modified().map_err(|io| error(io.to_string()))?, metadata.len());
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((modified, len, cluster)) = cache.as_ref() {
-            if (*modified, *len) == stamp {
-                return Ok(std::sync::Arc::clone(cluster));
-            }
+        if let Some((modified, len, cluster)) = cache.as_ref()
+            && (*modified, *len) == stamp
+        {
+            return Ok(std::sync::Arc::clone(cluster));
         }
         let text = std::fs::read_to_string(&self.path).map_err(|io| error(io.to_string()))?;
         let cluster = std::sync::Arc::new(serde_json::from_str::<StaticCluster>(&text).map_err(|json| error(json.to_string()))?);

@@ -303,10 +303,10 @@ impl World {
         loop {
             if let Ok(channel) = connect(&self.socket).await {
                 let mut identity = IdentityClient::new(channel.clone());
-                if let Ok(response) = identity.probe(sc_proto::csi::ProbeRequest {}).await {
-                    if response.into_inner().ready == Some(true) {
-                        return Client { node: NodeClient::new(channel.clone()), identity, channel };
-                    }
+                if let Ok(response) = identity.probe(sc_proto::csi::ProbeRequest {}).await
+                    && response.into_inner().ready == Some(true)
+                {
+                    return Client { node: NodeClient::new(channel.clone()), identity, channel };
                 }
             }
             assert!(Instant::now() < deadline, "driver did not become ready on {}", self.socket.display());
