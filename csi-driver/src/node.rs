@@ -42,7 +42,8 @@ pub enum PublishError {
     )]
     UnusableLower { sc: ScKey },
     #[error("volume {volume_id} is already published at {existing} (for {existing_sc}); refusing to publish it at {requested}")]
-    VolumeConflict { volume_id: String, existing: String, existing_sc: ScKey, requested: String },
+    // Boxed: the error is returned on every publish path, and this variant would make it large.
+    VolumeConflict { volume_id: String, existing: String, existing_sc: Box<ScKey>, requested: String },
     #[error("target {target} already has a mount this plugin did not make ({fs_type} from {device}); refusing to mount over it")]
     ForeignMount { target: String, fs_type: String, device: String },
     #[error(
@@ -456,7 +457,7 @@ fn check_same_volume(record: &Record, request: &PublishRequest, sc: &ScKey) -> R
         return Err(PublishError::VolumeConflict {
             volume_id: request.volume_id.clone(),
             existing: record.target_path.display().to_string(),
-            existing_sc: record.sc.clone(),
+            existing_sc: Box::new(record.sc.clone()),
             requested: request.target_path.display().to_string(),
         });
     }
@@ -559,7 +560,7 @@ fn adopt_unrecorded(
         return Err(PublishError::VolumeConflict {
             volume_id: volume,
             existing: target.display().to_string(),
-            existing_sc: sc_of_upper(data, mounts.upper).unwrap_or_else(|| sc.clone()),
+            existing_sc: Box::new(sc_of_upper(data, mounts.upper).unwrap_or_else(|| sc.clone())),
             requested: format!("{} for volume {}", target.display(), request.volume_id),
         });
     }

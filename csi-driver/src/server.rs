@@ -251,7 +251,7 @@ mod tests {
             (PublishError::UnusableLower { sc: sc() }, Code::FailedPrecondition),
             (PublishError::UpperInUse { sc: sc(), mounted_at: "/x".into() }, Code::FailedPrecondition),
             (
-                PublishError::VolumeConflict { volume_id: "v".into(), existing: "/a".into(), existing_sc: sc(), requested: "/b".into() },
+                PublishError::VolumeConflict { volume_id: "v".into(), existing: "/a".into(), existing_sc: Box::new(sc()), requested: "/b".into() },
                 Code::AlreadyExists,
             ),
             (PublishError::ForeignMount { target: "/t".into(), fs_type: "ext4".into(), device: "/dev/sda".into() }, Code::AlreadyExists),
