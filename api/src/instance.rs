@@ -52,6 +52,11 @@ pub struct StoppableContainerInstanceSpec {
     /// The workload's image: the provider runs it, so its root filesystem is the lower layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_image: Option<String>,
+    /// The size in bytes of the node-local root filesystem the node plugin makes (or grows to):
+    /// the StoppableContainer's `rootfsSize`, or the cluster's default, within its maximum.
+    /// Unset in instances of earlier releases: the node plugin's default applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_size_bytes: Option<u64>,
 }
 
 /// Lifecycle phase of a StoppableContainerInstance (the same values as earlier releases).

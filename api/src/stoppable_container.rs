@@ -41,6 +41,14 @@ pub struct StoppableContainerSpec {
     /// filesystem's lower layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderSpec>,
+    /// The most the persistent root filesystem may hold on its node (a quantity such as `20Gi`):
+    /// writes past it fail inside the container with "No space left on device" and touch nothing
+    /// else of the node. Unset: the cluster's default (an administrator's setting, 10Gi unless
+    /// changed); at most the cluster's maximum. It can grow while the StoppableContainer is stopped
+    /// (the next start applies it); it can never shrink. Root filesystems created before this
+    /// field existed keep their data and have no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_size: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
     /// Deprecated and ignored. Accepted so that manifests written for earlier releases still
     /// apply. Where the root filesystem is stored on a node is an administrator's setting of the
     /// CSI node plugin (`--data-root`), never a user's: a value other than
@@ -111,7 +119,7 @@ pub struct StoppableContainerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_pod_name: Option<String>,
     /// Conditions, one per part: Ready, SpecValid, ConsumerReady, ProviderReady, RootfsVolume,
-    /// DataNode, RestartRequired, NameConflict, HostPathPrefixIgnored.
+    /// DataNode, RestartRequired, NameConflict, HostPathPrefixIgnored, ProviderLost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
