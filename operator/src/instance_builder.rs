@@ -41,6 +41,8 @@ pub fn build_instance(
             provider: sc.spec.provider.clone(),
             host_path_prefix: sc.spec.host_path_prefix.clone(),
             base_image: workload_image(sc),
+            // Resolved against the cluster's limits by the reconcile, which knows them.
+            rootfs_size_bytes: None,
         },
     };
     StoppableContainerInstance {
