@@ -62,6 +62,7 @@ pub fn build_stoppable_container(request: &CreateRequest) -> StoppableContainer 
             container: None,
         },
         provider: None,
+        rootfs_size: None,
         host_path_prefix: None,
     };
     let mut stoppable_container = StoppableContainer::new(&request.name, spec);
