@@ -75,7 +75,7 @@ impl Default for ControlSettings {
     }
 }
 
-/// A token bucket's shape: `burst` runs at once, then one more every `every`.
+/// A token bucket's shape: `burst` runs in a row, then one more every `every`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrepareRate {
     pub burst: u32,
@@ -469,7 +469,7 @@ mod tests {
         assert!(limited.is_retryable());
         assert_eq!(
             limited.to_string(),
-            "this volume's rootfs was asked to be prepared more than 16 times at once or more than once every 1s; ask again in 300ms"
+            "this volume's rootfs was asked to be prepared too often (at most 16 times in a row, then once every 1s); ask again in 300ms"
         );
         let busy = PrepareError::NodeBusy { limit: 8 };
         assert!(busy.is_retryable());

@@ -81,7 +81,7 @@ pub enum PrepareError {
     #[error("{action} {path} in the rootfs: {source}")]
     Mount { action: &'static str, path: String, source: io::Error },
     #[error(
-        "this volume's rootfs was asked to be prepared more than {burst} times at once or more than once every {every:?}; ask again in {retry_after:?}"
+        "this volume's rootfs was asked to be prepared too often (at most {burst} times in a row, then once every {every:?}); ask again in {retry_after:?}"
     )]
     RateLimited { burst: u32, every: std::time::Duration, retry_after: std::time::Duration },
     #[error("{limit} preparations are running on this node, the most it runs at once; ask again shortly (sc-exec does so by itself)")]
