@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -24,13 +24,14 @@ use sc_api::{Phase, StoppableContainer, StoppableContainerInstance, StoppableCon
 use serde_json::json;
 
 use crate::consumer_pod::build_consumer_pod;
+use crate::data_report::{self, DataRelease};
 use crate::http::Health;
-use crate::instance_builder::{build_instance, is_controlled_by};
+use crate::instance_builder::{build_instance, is_controlled_by, restart_required};
 use crate::ownership::{RecordedPods, Role, classify, recorded_uid};
 use crate::provider_pod::{build_provider_pod, has_terminated, provider_is_current, provider_node};
 use crate::settings::PodSettings;
 use crate::status::{Found, Observed, condition, detect_provider_loss, instance_status, is_terminating, sc_status, unrecorded_pod_message};
-use crate::validate::{SpecProblem, Workload, describe_problems, validate};
+use crate::validate::{SpecProblem, Workload, describe_problems, validate_start};
 
 /// Requeue while something is in motion (pods starting or terminating); pod watches usually
 /// trigger a reconcile sooner.
@@ -94,6 +95,8 @@ pub struct Context {
     pub settings: PodSettings,
     /// Readiness and metrics.
     pub health: Arc<Health>,
+    /// Where the node plugins report deleted data (the release namespace; see `data_report`).
+    pub report_namespace: String,
 }
 
 /// The objects of one StoppableContainer, as fetched.
@@ -365,20 +368,25 @@ impl<'a> Reconciler<'a> {
             return Ok(Some(Action::requeue(REQUEUE_IN_MOTION)));
         }
         if self.sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER) {
-            let data_node = self.sc.status.as_ref().and_then(|status| status.data_node_name.clone());
-            match data_node {
-                None => self.set_finalizer(NODE_DATA_FINALIZER, false).await?,
-                Some(node) if !self.node_exists(&node).await? => {
-                    self.set_finalizer(NODE_DATA_FINALIZER, false).await?;
-                    let note = format!(
-                        "node {node:?}, which held the root filesystem, no longer exists; released {NODE_DATA_FINALIZER} so the deletion can finish"
-                    );
-                    self.event(EventType::Warning, "DataNodeGone", "Delete", note).await;
-                }
+            // Only the report of the node the status names counts (a status tenants cannot
+            // write); `decide` checks that it names that node and this SC's UID, namespace, name.
+            let release = match data_report::data_node(&self.sc) {
+                None => data_report::decide(&self.sc, true, None),
                 Some(node) => {
-                    tracing::info!(sc = %self.key, %node, "waiting for the node plugin to delete the data");
-                    return Ok(Some(Action::requeue(REQUEUE_IN_MOTION)));
+                    let exists = self.node_exists(node).await?;
+                    let report = data_report::fetch_report(&self.ctx.client, &self.ctx.report_namespace, node).await.map_err(
+                        kube_error(format!("reading the data report of node {node:?} in namespace {:?}", self.ctx.report_namespace)),
+                    )?;
+                    data_report::decide(&self.sc, exists, report.as_ref())
                 }
+            };
+            match release {
+                DataRelease::Release(reason) => {
+                    self.set_finalizer(NODE_DATA_FINALIZER, false).await?;
+                    let kind = if reason.is_warning() { EventType::Warning } else { EventType::Normal };
+                    self.event(kind, reason.event_reason(), "Delete", reason.note()).await;
+                }
+                DataRelease::Wait(message) => tracing::info!(sc = %self.key, "{message}"),
             }
             return Ok(Some(Action::requeue(REQUEUE_IN_MOTION)));
         }
@@ -402,14 +410,17 @@ impl<'a> Reconciler<'a> {
 
     /// The lifecycle step for the current spec, then the status.
     async fn apply(&self) -> Result<Action, Error> {
-        let validation = validate(&self.sc);
-        let spec_problems = validation.as_ref().err().map(|problems| describe_problems(problems));
         let mut children = self.fetch().await?;
         // Whether running or not: a pod that claims to be ours is never left to look like it.
         if self.delete_unrecorded_pods(&children).await? {
             // An unscheduled pod goes at once: the name may be free for ours already.
             children = self.fetch().await?;
         }
+        // The size the root filesystem already has is the one its instance last deployed: a
+        // filesystem only grows, so no start may ask for less.
+        let current_rootfs_bytes = children.instance.as_ref().and_then(|instance| instance.spec.rootfs_size_bytes);
+        let validation = validate_start(&self.sc, &self.ctx.settings.rootfs, current_rootfs_bytes);
+        let spec_problems = validation.as_ref().err().map(|problems| describe_problems(problems));
         let previous = self.sc.status.clone();
         let mut data_node = previous.as_ref().and_then(|status| status.data_node_name.clone());
         let instance_deleting = children.instance.as_ref().is_some_and(|i| i.metadata.deletion_timestamp.is_some());
@@ -434,14 +445,19 @@ impl<'a> Reconciler<'a> {
                     foreign.name_any()
                 );
                 self.event(EventType::Warning, "NameConflict", "Start", note).await;
-            } else if let Ok(valid) = &validation {
+            } else if let Ok(start) = &validation {
+                let valid = &start.valid;
                 self.set_finalizer(NODE_DATA_FINALIZER, true).await?;
-                // The instance: a fresh snapshot at a start, the deployed one while the pod exists.
+                // The instance: a fresh snapshot at a start, the deployed one while the pod exists
+                // (its rootfs size included: the node plugin applies a new size at a start only).
                 let deployed = match children.consumer() {
                     Found::Owned(_) => children.instance.as_ref().map(|instance| &instance.spec),
                     Found::Absent | Found::Unrecorded(_) | Found::Foreign(_) => None,
                 };
-                let desired = build_instance(&self.sc, deployed, true);
+                let mut desired = build_instance(&self.sc, deployed, true);
+                if deployed.is_none() {
+                    desired.spec.rootfs_size_bytes = Some(start.rootfs_size_bytes);
+                }
                 let current_spec = children.instance.as_ref().map(|instance| &instance.spec);
                 if current_spec != Some(&desired.spec) || children.instance.is_none() {
                     children.instance = Some(self.apply_instance(&desired).await?);
@@ -506,7 +522,9 @@ impl<'a> Reconciler<'a> {
         }
 
         let restart_required = match (children.consumer().owned(), &children.instance) {
-            (Some(_), Some(instance)) => instance.spec.template != self.sc.spec.template || instance.spec.provider != self.sc.spec.provider,
+            (Some(_), Some(instance)) => {
+                restart_required(&self.sc, &instance.spec, validation.as_ref().ok().map(|start| start.rootfs_size_bytes))
+            }
             _ => false,
         };
         let observed = Observed {
@@ -520,7 +538,7 @@ impl<'a> Reconciler<'a> {
             data_node: data_node.clone(),
             data_node_exists,
             restart_required,
-            ignored_host_path_prefix: validation.as_ref().ok().and_then(|valid| valid.ignored_host_path_prefix.clone()),
+            ignored_host_path_prefix: validation.as_ref().ok().and_then(|start| start.valid.ignored_host_path_prefix.clone()),
             provider_loss,
         };
         let status = sc_status(&observed, Some(self.name.clone()), previous.as_ref(), Time(Timestamp::now()));
@@ -741,8 +759,16 @@ fn owner_of_pod(pod: Pod) -> Option<ObjectRef<StoppableContainer>> {
     Some(ObjectRef::new(&name).within(&pod.namespace()?))
 }
 
-/// Runs the controller until SIGTERM/SIGINT. `namespace` limits it to one namespace.
-pub async fn run(client: Client, settings: PodSettings, health: Arc<Health>, namespace: Option<String>, reporter: Reporter) {
+/// Runs the controller until SIGTERM/SIGINT. `namespace` limits it to one namespace;
+/// `report_namespace` is where the node plugins report deleted data (the release namespace).
+pub async fn run(
+    client: Client,
+    settings: PodSettings,
+    health: Arc<Health>,
+    namespace: Option<String>,
+    report_namespace: String,
+    reporter: Reporter,
+) {
     let (scs, instances, pods): (Api<StoppableContainer>, Api<StoppableContainerInstance>, Api<Pod>) = match &namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
@@ -761,11 +787,14 @@ pub async fn run(client: Client, settings: PodSettings, health: Arc<Health>, nam
             }
         })
         .applied_objects();
+    // A node's report wakes the deletion it releases at once, not at the next requeue.
+    let reports: Api<ConfigMap> = Api::namespaced(client.clone(), &report_namespace);
     let controller = Controller::for_stream(sc_objects, reader)
         .owns(instances, watcher::Config::default())
         .watches(pods, managed_pods, owner_of_pod)
+        .watches(reports, watcher::Config::default(), data_report::reported_stoppable_containers)
         .shutdown_on_signal();
-    let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), reporter), client, settings, health });
+    let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), reporter), client, settings, health, report_namespace });
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use sc_api::StoppableContainer;
-use sc_api::consts::NODE_DATA_FINALIZER;
+use sc_api::consts::{NODE_DATA_FINALIZER, NODE_REPORT_NAME_PREFIX};
 use sc_api::node_report::{DataReport, find_report, report_configmap_name};
 
 /// What to do with [`NODE_DATA_FINALIZER`] of a StoppableContainer being deleted, once its pods
@@ -117,6 +118,24 @@ pub fn decide(sc: &StoppableContainer, data_node_exists: bool, report: Option<&B
 pub async fn fetch_report(client: &Client, namespace: &str, node: &str) -> Result<Option<BTreeMap<String, String>>, kube::Error> {
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     Ok(configmaps.get_opt(&report_configmap_name(node)).await?.map(|configmap| configmap.data.unwrap_or_default()))
+}
+
+/// The StoppableContainers a report ConfigMap names (one per readable entry), for a watch of the
+/// release namespace's ConfigMaps to wake their deletions when a report arrives. Other ConfigMaps
+/// name none. Only a wake-up: [`decide`] still judges each report.
+pub fn reported_stoppable_containers(configmap: ConfigMap) -> Vec<ObjectRef<StoppableContainer>> {
+    if !configmap.name_any().starts_with(NODE_REPORT_NAME_PREFIX) {
+        return Vec::new();
+    }
+    let mut reported: Vec<ObjectRef<StoppableContainer>> = configmap
+        .data
+        .iter()
+        .flatten()
+        .filter_map(|(_, value)| DataReport::parse(value).ok())
+        .map(|report| ObjectRef::new(&report.name).within(&report.namespace))
+        .collect();
+    reported.dedup();
+    reported
 }
 
 #[cfg(test)]
@@ -225,5 +244,23 @@ mod tests {
         );
         assert!(ReleaseReason::NodeGone("node-1".into()).note().contains("no longer exists"));
         assert_eq!(ReleaseReason::NodeGone("n".into()).event_reason(), "DataNodeGone");
+    }
+
+    #[test]
+    fn a_report_configmap_wakes_the_scs_it_names_and_nothing_else_does() {
+        let configmap = |name: &str, entries: BTreeMap<String, String>| ConfigMap {
+            metadata: kube::api::ObjectMeta { name: Some(name.into()), ..kube::api::ObjectMeta::default() },
+            data: Some(entries),
+            ..ConfigMap::default()
+        };
+        let entries = data(&[
+            (UID, report("node-1", "team-a", "dev").to_value()),
+            ("another-uid", report("node-1", "team-b", "db").to_value()),
+            ("garbage", "deleted".into()),
+        ]);
+        let woken = reported_stoppable_containers(configmap(&report_configmap_name("node-1"), entries.clone()));
+        assert_eq!(woken, [ObjectRef::new("dev").within("team-a"), ObjectRef::new("db").within("team-b")]);
+        assert!(reported_stoppable_containers(configmap("kube-root-ca.crt", entries)).is_empty());
+        assert!(reported_stoppable_containers(configmap(&report_configmap_name("node-1"), BTreeMap::new())).is_empty());
     }
 }

@@ -3,16 +3,21 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use kube::runtime::events::Reporter;
 use sc_operator::cli::{Cli, Command, LogFormat, RunArgs};
+use sc_operator::settings::PodSettings;
 use sc_operator::{controller, http};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print_crds(),
-        Command::Run(args) => run(args),
+        Command::Run(args) => match args.pod_settings() {
+            Ok(settings) => run(args, settings),
+            // Flags that contradict each other: a usage error, like a malformed flag.
+            Err(problem) => Cli::command().error(clap::error::ErrorKind::ArgumentConflict, problem).exit(),
+        },
     }
 }
 
@@ -35,7 +40,7 @@ fn print_crds() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(args: RunArgs) -> ExitCode {
+fn run(args: RunArgs, settings: PodSettings) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
     match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
@@ -62,8 +67,10 @@ fn run(args: RunArgs) -> ExitCode {
             let _ = http_stopped.await;
         }));
         let reporter = Reporter { controller: sc_api::consts::OPERATOR_FIELD_MANAGER.into(), instance: args.instance_id.clone() };
+        let report_namespace = args.report_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+        tracing::info!(rootfs_sizes = %settings.rootfs, %report_namespace, "starting");
         // Returns on SIGTERM/SIGINT, after in-flight reconciles finish.
-        controller::run(client, args.pod_settings(), health, args.namespace.clone(), reporter).await;
+        controller::run(client, settings, health, args.namespace.clone(), report_namespace, reporter).await;
         let _ = stop_http.send(());
         match server.await {
             Ok(Ok(())) => ExitCode::SUCCESS,

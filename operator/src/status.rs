@@ -374,7 +374,7 @@ pub fn sc_status(
             condition::RESTART_REQUIRED,
             true,
             "TemplateChanged",
-            "the template or provider settings changed since the workload pod was created; stop and start to apply them",
+            "the template, the provider settings or spec.rootfsSize changed since the workload pod was created; stop and start to apply them",
         );
     } else {
         conditions.set(condition::RESTART_REQUIRED, false, "UpToDate", "the workload pod runs the current template");

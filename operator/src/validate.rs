@@ -5,10 +5,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, PodSpec, VolumeMount};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use sc_api::consts::{CSI_DRIVER_NAME, EXEC_WRAPPER_DIR, LEGACY_HOST_PATH_PREFIX, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME};
 use sc_api::names::check_sc_name;
+use sc_api::rootfs_size::{format_bytes, parse_size};
 use sc_api::{ProviderSpec, StoppableContainer, WorkloadTemplate};
+
+use crate::settings::RootfsLimits;
 
 /// Mount paths no container of the workload pod may use: the rootfs volume (with the node
 /// plugin's control socket) and `sc-exec`'s directory.
@@ -268,8 +272,82 @@ pub fn validate(sc: &StoppableContainer) -> Result<ValidatedSpec, Vec<SpecProble
     Ok(ValidatedSpec { name, namespace: sc.namespace().unwrap_or_default(), running: sc.spec.running, workload, ignored_host_path_prefix })
 }
 
+/// The field [`effective_rootfs_size`] checks.
+const ROOTFS_SIZE_FIELD: &str = "spec.rootfsSize";
+
+/// The size in bytes the root filesystem is to have from its next start: `requested` (the SC's
+/// `spec.rootfsSize`, read with [`parse_size`], the parser the node plugin uses), else the
+/// administrator's default; never less than `current_bytes`, the size its deployed instance
+/// already records (a filesystem can grow but never shrink, and an administrator who lowers the
+/// default must not make existing StoppableContainers unstartable). A requested size above the
+/// maximum is refused unless the filesystem already has it (a maximum lowered since must not make
+/// an existing StoppableContainer unstartable either, and it cannot shrink to fit).
+pub fn effective_rootfs_size(requested: Option<&Quantity>, limits: &RootfsLimits, current_bytes: Option<u64>) -> Result<u64, SpecProblem> {
+    let current = current_bytes.unwrap_or(0);
+    let Some(Quantity(text)) = requested else {
+        return Ok(limits.default_bytes().max(current));
+    };
+    let bytes = parse_size(text).map_err(|error| SpecProblem::new(ROOTFS_SIZE_FIELD, error.to_string()))?.bytes();
+    let max = limits.max_bytes();
+    if bytes > max && bytes > current {
+        let what_to_do = if current > max {
+            format!(
+                "its root filesystem already has {}, more than that maximum, and can never shrink: set {0} or remove the field",
+                format_bytes(current)
+            )
+        } else {
+            format!("ask for at most {}", format_bytes(max))
+        };
+        return Err(SpecProblem::new(
+            ROOTFS_SIZE_FIELD,
+            format!("{text} is more than this cluster's maximum of {} (an administrator's setting); {what_to_do}", format_bytes(max)),
+        ));
+    }
+    if bytes < current {
+        return Err(SpecProblem::new(
+            ROOTFS_SIZE_FIELD,
+            format!(
+                "{text} is less than the {0} its root filesystem already has: a root filesystem can grow but never shrink; set at least {0}",
+                format_bytes(current)
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A StoppableContainer checked for a start: its spec and the size of its root filesystem.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartSpec {
+    /// The spec, as [`validate`] checked it.
+    pub valid: ValidatedSpec,
+    /// The root filesystem's size in bytes, as [`effective_rootfs_size`] resolved it.
+    pub rootfs_size_bytes: u64,
+}
+
+/// [`validate`] and [`effective_rootfs_size`] together, with the problems of both: what the
+/// operator checks before it starts a StoppableContainer whose deployed instance records
+/// `current_rootfs_bytes`.
+pub fn validate_start(
+    sc: &StoppableContainer,
+    limits: &RootfsLimits,
+    current_rootfs_bytes: Option<u64>,
+) -> Result<StartSpec, Vec<SpecProblem>> {
+    let size = effective_rootfs_size(sc.spec.rootfs_size.as_ref(), limits, current_rootfs_bytes);
+    match (validate(sc), size) {
+        (Ok(valid), Ok(rootfs_size_bytes)) => Ok(StartSpec { valid, rootfs_size_bytes }),
+        (Ok(_), Err(problem)) => Err(vec![problem]),
+        (Err(problems), Ok(_)) => Err(problems),
+        (Err(mut problems), Err(problem)) => {
+            problems.push(problem);
+            Err(problems)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::settings::PodSettings;
+
     use super::*;
 
     /// A StoppableContainer named `name` whose template is `spec` (a PodSpec as JSON).
@@ -382,5 +460,106 @@ mod tests {
             ]
         }));
         assert_eq!(problem_fields(&sc("box", spec)), ["spec.template.spec.volumes[0].csi.driver"]);
+    }
+
+    const GI: u64 = 1 << 30;
+
+    fn size(text: &str, current_bytes: Option<u64>) -> Result<u64, String> {
+        let limits = PodSettings::for_tests().rootfs;
+        let requested = (!text.is_empty()).then(|| Quantity(text.to_owned()));
+        effective_rootfs_size(requested.as_ref(), &limits, current_bytes).map_err(|problem| problem.to_string())
+    }
+
+    #[test]
+    fn an_unset_rootfs_size_is_the_default_but_never_less_than_the_filesystem_has() {
+        assert_eq!(size("", None), Ok(10 * GI), "the default");
+        assert_eq!(size("", Some(4 * GI)), Ok(10 * GI), "a raised default grows it");
+        assert_eq!(size("", Some(20 * GI)), Ok(20 * GI), "a lowered default never shrinks it");
+        assert_eq!(size("", Some(150 * GI)), Ok(150 * GI), "nor does a lowered maximum");
+    }
+
+    #[test]
+    fn a_set_rootfs_size_is_used_rounded_up_to_a_block() {
+        assert_eq!(size("20Gi", None), Ok(20 * GI));
+        assert_eq!(size("1.5Gi", None), Ok(3 << 29));
+        assert_eq!(size("100Gi", None), Ok(100 * GI), "the maximum itself");
+        assert_eq!(size("64Mi", None), Ok(64 << 20), "below the default is fine for a new filesystem");
+        assert_eq!(size("500M", None), Ok(500_002_816));
+        assert_eq!(size("20Gi", Some(20 * GI)), Ok(20 * GI), "the size it has");
+        assert_eq!(size("30Gi", Some(20 * GI)), Ok(30 * GI), "a grow");
+        assert_eq!(size("150Gi", Some(150 * GI)), Ok(150 * GI), "above a lowered maximum, but what it already has");
+    }
+
+    #[test]
+    fn a_malformed_rootfs_size_says_what_parse_size_says() {
+        assert_eq!(
+            size("10GB", None),
+            Err(r#"spec.rootfsSize: the rootfs size "10GB" is not a Kubernetes quantity (unknown suffix "GB"; use Ki, Mi, Gi, Ti, Pi, Ei, or k, M, G, T, P, E); write it like 10Gi, 512Mi or 20G"#.to_owned())
+        );
+        assert_eq!(
+            size("1Mi", None),
+            Err(r#"spec.rootfsSize: the rootfs size "1Mi" is 1048576 bytes, below the minimum of 64Mi: the filesystem's journal and metadata and a usable upper layer need at least that"#.to_owned())
+        );
+        assert_eq!(
+            size("-5Gi", None),
+            Err(r#"spec.rootfsSize: the rootfs size "-5Gi" is not positive; give a size of at least 64Mi"#.to_owned())
+        );
+        // Malformed is refused even when the filesystem exists: nothing is guessed.
+        assert!(size("lots", Some(20 * GI)).is_err_and(|message| message.contains("is not a Kubernetes quantity")));
+    }
+
+    #[test]
+    fn a_rootfs_size_above_the_maximum_is_refused() {
+        assert_eq!(
+            size("200Gi", None),
+            Err("spec.rootfsSize: 200Gi is more than this cluster's maximum of 100Gi (an administrator's setting); ask for at most 100Gi"
+                .to_owned())
+        );
+        assert_eq!(
+            size("200Gi", Some(20 * GI)),
+            Err("spec.rootfsSize: 200Gi is more than this cluster's maximum of 100Gi (an administrator's setting); ask for at most 100Gi"
+                .to_owned())
+        );
+        assert_eq!(
+            size("200Gi", Some(150 * GI)),
+            Err("spec.rootfsSize: 200Gi is more than this cluster's maximum of 100Gi (an administrator's setting); its root filesystem \
+                 already has 150Gi, more than that maximum, and can never shrink: set 150Gi or remove the field"
+                .to_owned())
+        );
+    }
+
+    #[test]
+    fn a_rootfs_size_below_what_the_filesystem_has_is_refused() {
+        assert_eq!(
+            size("10Gi", Some(20 * GI)),
+            Err("spec.rootfsSize: 10Gi is less than the 20Gi its root filesystem already has: a root filesystem can grow but never \
+                 shrink; set at least 20Gi"
+                .to_owned())
+        );
+        assert_eq!(
+            size("120Gi", Some(150 * GI)),
+            Err("spec.rootfsSize: 120Gi is less than the 150Gi its root filesystem already has: a root filesystem can grow but never \
+                 shrink; set at least 150Gi"
+                .to_owned())
+        );
+    }
+
+    #[test]
+    fn a_start_reports_the_spec_and_the_size_problems_together() {
+        let limits = PodSettings::for_tests().rootfs;
+        let mut both = sc("my.box", workload(serde_json::json!({})));
+        both.spec.rootfs_size = Some(Quantity("200Gi".into()));
+        let fields: Vec<String> = validate_start(&both, &limits, None).expect_err("invalid").into_iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["metadata.name", "spec.rootfsSize"]);
+
+        let mut good = sc("box", workload(serde_json::json!({})));
+        let start = validate_start(&good, &limits, None).expect("valid");
+        assert_eq!((start.valid.name.as_str(), start.rootfs_size_bytes), ("box", 10 * GI));
+        good.spec.rootfs_size = Some(Quantity("10Gi".into()));
+        let problems = validate_start(&good, &limits, Some(20 * GI)).expect_err("a shrink");
+        assert_eq!(problems.len(), 1);
+        assert!(describe_problems(&problems).starts_with("invalid spec: spec.rootfsSize: 10Gi is less than"), "{problems:?}");
+        let bad_template = sc("box", serde_json::json!({ "containers": [] }));
+        assert_eq!(validate_start(&bad_template, &limits, None).expect_err("invalid").len(), 1);
     }
 }

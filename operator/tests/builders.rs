@@ -1,6 +1,7 @@
 //! Snapshot tests of the pure builders over every fixture StoppableContainer in `fixtures/`
 //! (including every example manifest of the earlier release's docs), property tests of the
-//! invariants every built pod must keep, and the message of every rejected input in `invalid/`.
+//! invariants every built pod must keep, and the message of every rejected input in `invalid/`
+//! (as a start checks it: the spec and the rootfs size against a default install's limits).
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ use sc_operator::consumer_pod::{build_consumer_pod, pinned_node};
 use sc_operator::instance_builder::{build_instance, is_controlled_by};
 use sc_operator::provider_pod::{PROVIDER_HASH_ANNOTATION, build_provider_pod, provider_is_current};
 use sc_operator::settings::PodSettings;
-use sc_operator::validate::{ValidatedSpec, describe_problems, validate};
+use sc_operator::validate::{ValidatedSpec, describe_problems, validate, validate_start};
 
 const NAMESPACE: &str = "team-a";
 const SC_UID: &str = "0b7e2a55-0000-4000-8000-000000000001";
@@ -196,8 +197,11 @@ fn user_affinity_terms_are_kept_and_narrowed_to_the_data_node() {
 #[test]
 fn rejected_inputs_say_what_to_fix() {
     let mut messages = String::new();
+    // What the operator checks before a start: the spec and the rootfs size, with the limits of a
+    // default install (10Gi, at most 100Gi) and no filesystem yet.
+    let limits = PodSettings::for_tests().rootfs;
     for (stem, sc) in load("invalid") {
-        let problems = validate(&sc).expect_err(&format!("{stem} must be rejected"));
+        let problems = validate_start(&sc, &limits, None).expect_err(&format!("{stem} must be rejected"));
         messages.push_str(&format!("{stem}: {}\n", describe_problems(&problems)));
     }
     insta::assert_snapshot!("rejected_inputs", messages);

@@ -593,6 +593,74 @@ async fn a_start_after_a_stop_reuses_the_kept_provider() {
     assert!(replaced.annotations().contains_key(PROVIDER_HASH_ANNOTATION), "the new provider records its hash");
 }
 
+/// The root filesystem's size the instance records for the node plugin.
+async fn instance_rootfs_bytes(env: &TestEnv, name: &str) -> Option<u64> {
+    env.instances.get(name).await.expect("the instance").spec.rootfs_size_bytes
+}
+
+fn spec_invalid(sc: &StoppableContainer) -> bool {
+    condition_of(sc, "SpecValid").is_some_and(|(status, _)| status == "False")
+}
+
+#[tokio::test]
+async fn the_rootfs_size_is_resolved_at_each_start_grows_and_never_shrinks() {
+    const GI: u64 = 1 << 30;
+    let Some(env) = TestEnv::with_operator("rootfs-size").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("sized", true, "busybox:1.36")).await;
+    let (consumer, _) = start_until_running(&env, "sized", &node).await;
+    assert_eq!(instance_rootfs_bytes(&env, "sized").await, Some(10 * GI), "no spec.rootfsSize: the cluster's default");
+
+    // A grow asked for while running: reported, applied at the next start.
+    env.patch_spec("sized", json!({ "rootfsSize": "20Gi" })).await;
+    let sc =
+        env.wait_sc("sized", "RestartRequired", |sc| condition_of(sc, "RestartRequired").is_some_and(|(status, _)| status == "True")).await;
+    assert!(condition_message(&sc, "RestartRequired").contains("spec.rootfsSize"), "{}", condition_message(&sc, "RestartRequired"));
+    assert_eq!(instance_rootfs_bytes(&env, "sized").await, Some(10 * GI), "the running workload keeps the size it started with");
+
+    // A shrink or more than the maximum is refused; the running workload is not touched.
+    for (size, expected) in [
+        (
+            "5Gi",
+            "invalid spec: spec.rootfsSize: 5Gi is less than the 10Gi its root filesystem already has: a root filesystem can grow but \
+             never shrink; set at least 10Gi",
+        ),
+        (
+            "200Gi",
+            "invalid spec: spec.rootfsSize: 200Gi is more than this cluster's maximum of 100Gi (an administrator's setting); ask for at \
+             most 100Gi",
+        ),
+    ] {
+        env.patch_spec("sized", json!({ "rootfsSize": size })).await;
+        let sc = env
+            .wait_sc("sized", &format!("SpecValid=False for {size}"), |sc| {
+                spec_invalid(sc) && condition_message(sc, "SpecValid") == expected
+            })
+            .await;
+        assert_eq!(phase(&sc), "Running", "{size}: the workload keeps running");
+        assert_eq!(env.pod("sized").await.and_then(|pod| pod.uid()), consumer.uid(), "{size}");
+    }
+    env.wait_event("sized", "InvalidSpec").await;
+
+    // Stopped with a grow asked for: the next start records it for the node plugin.
+    env.patch_spec("sized", json!({ "rootfsSize": "20Gi", "running": false })).await;
+    stop_until_stopped(&env, "sized").await;
+    assert_eq!(instance_rootfs_bytes(&env, "sized").await, Some(10 * GI), "a stop keeps the deployed size");
+    env.patch_spec("sized", json!({ "running": true })).await;
+    start_until_running(&env, "sized", &node).await;
+    assert_eq!(instance_rootfs_bytes(&env, "sized").await, Some(20 * GI), "the start applied the grow");
+    let sc = env.scs.get("sized").await.expect("sc");
+    assert_eq!(condition_of(&sc, "SpecValid"), Some(("True".into(), "Valid".into())));
+    assert_eq!(condition_of(&sc, "RestartRequired"), Some(("False".into(), "UpToDate".into())));
+
+    // Back to the default (10Gi), which is less than the filesystem has: it keeps 20Gi, valid.
+    env.patch_spec("sized", json!({ "rootfsSize": null, "running": false })).await;
+    stop_until_stopped(&env, "sized").await;
+    env.patch_spec("sized", json!({ "running": true })).await;
+    start_until_running(&env, "sized", &node).await;
+    assert_eq!(instance_rootfs_bytes(&env, "sized").await, Some(20 * GI), "an unset size never shrinks the filesystem");
+}
+
 #[tokio::test]
 async fn deleting_the_instance_of_a_stopped_sc_removes_the_kept_provider() {
     let Some(env) = TestEnv::with_operator("stopped-instance-deleted").await else { return };
@@ -647,6 +715,43 @@ async fn delete_removes_pods_then_instance_then_waits_for_the_node_plugin() {
     env.wait_sc_gone("doomed").await;
     let reasons: Vec<String> = env.events_for("doomed").await.into_iter().filter_map(|event| event.reason).collect();
     assert!(!reasons.iter().any(|reason| reason == "DataNodeGone"), "{reasons:?}");
+    let released = env.wait_event("doomed", "DataDeleted").await;
+    assert_eq!(released.type_.as_deref(), Some("Normal"));
+    let note = released.note.unwrap_or_default();
+    assert!(note.contains(&format!("the node plugin on {node:?} deleted the root filesystem (4096 bytes)")), "{note}");
+}
+
+#[tokio::test]
+async fn only_the_data_nodes_report_for_this_uid_releases_the_data_finalizer() {
+    let Some(env) = TestEnv::with_operator("reports").await else { return };
+    let node = env.create_node("n1").await;
+    let other = env.create_node("n2").await;
+    let uid = env.create_sc(sc_manifest("box", true, "busybox:1.36")).await.uid().expect("a UID");
+    start_until_running(&env, "box", &node).await;
+    env.scs.delete("box", &DeleteParams::default()).await.expect("delete");
+    terminate_in_order(&env, "box").await;
+    env.wait_sc("box", "waiting for the node plugin", |sc| sc.metadata.deletion_timestamp.is_some() && env_has_only_data_finalizers(sc))
+        .await;
+
+    // Every node plugin shares one ServiceAccount, so any of them can write any node's ConfigMap;
+    // none of these is the data node's report of this SC's data.
+    let namespace = env.namespace.clone();
+    env.write_data_report(&other, &uid, &env.report(&other, &namespace, "box")).await;
+    env.write_data_report(&node, &uid, &env.report(&other, &namespace, "box")).await;
+    env.write_data_report(&node, "0b7e2a55-0000-4000-8000-00000000dead", &env.report(&node, &namespace, "box")).await;
+    env.write_data_report(&node, &format!("{uid}-x"), &env.report(&node, &namespace, "box")).await;
+    // Each write wakes the operator (it watches the report ConfigMaps): give it time to act.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sc = env.scs.get("box").await.expect("still held");
+    assert!(env_has_only_data_finalizers(&sc), "a report of another node or for another UID released nothing: {:?}", sc.finalizers());
+    let reasons: Vec<String> = env.events_for("box").await.into_iter().filter_map(|event| event.reason).collect();
+    assert!(!reasons.iter().any(|reason| reason == "DataDeleted" || reason == "DataNodeGone"), "{reasons:?}");
+
+    // The data node's own report (replacing the forged entry under this UID) releases it.
+    env.release_node_data("box").await;
+    env.wait_sc_gone("box").await;
+    let note = env.wait_event("box", "DataDeleted").await.note.unwrap_or_default();
+    assert!(note.contains(&format!("the node plugin on {node:?}")), "{note}");
 }
 
 #[tokio::test]
@@ -1130,13 +1235,16 @@ async fn invalid_specs_are_rejected_by_the_schema_or_reported() {
     assert_eq!(reported.len(), fixture_paths("invalid").len());
 }
 
-/// The `rules` of the chart's operator ClusterRole (the templated metadata is not needed).
-fn chart_operator_rules() -> Value {
+/// The `rules` of the chart's operator role of `kind`: the ClusterRole, or the Role that reads
+/// the node plugins' reports in the release namespace (the templated metadata is not needed).
+fn chart_operator_rules(kind: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/stoppablecontainer/templates/operator-rbac.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-    let role =
-        text.split("\n---").find(|document| document.contains("\nkind: ClusterRole\n")).expect("the chart has an operator ClusterRole");
-    let rules = &role[role.find("\nrules:").expect("the ClusterRole has rules")..];
+    let role = text
+        .split("\n---")
+        .find(|document| document.contains(&format!("\nkind: {kind}\n")))
+        .unwrap_or_else(|| panic!("the chart has an operator {kind}"));
+    let rules = &role[role.find("\nrules:").unwrap_or_else(|| panic!("the {kind} has rules"))..];
     let parsed: Value = serde_yaml::from_str(rules).unwrap_or_else(|error| panic!("{}: rules: {error}", path.display()));
     parsed["rules"].clone()
 }
@@ -1148,7 +1256,7 @@ async fn the_binary_runs_with_the_charts_rbac_serves_health_and_stops_on_sigterm
     // The operator's own user gets exactly the chart's ClusterRole.
     let roles: Api<DynamicObject> = Api::all_with(env.client.clone(), &ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()));
     let role: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": { "name": "sc-operator-test" }, "rules": chart_operator_rules()
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": { "name": "sc-operator-test" }, "rules": chart_operator_rules("ClusterRole")
     }))
     .expect("a ClusterRole");
     roles.create(&PostParams::default(), &role).await.expect("create the chart's ClusterRole");
@@ -1160,6 +1268,20 @@ async fn the_binary_runs_with_the_charts_rbac_serves_health_and_stops_on_sigterm
     }))
     .expect("a ClusterRoleBinding");
     bindings.create(&PostParams::default(), &binding).await.expect("bind the operator's user");
+    // ... and the chart's Role for the reports, in the namespace that plays the release namespace.
+    let report_roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(env.client.clone(), &env.namespace);
+    let report_role =
+        serde_json::from_value(json!({ "metadata": { "name": "sc-operator-reports" }, "rules": chart_operator_rules("Role") }))
+            .expect("a Role");
+    report_roles.create(&PostParams::default(), &report_role).await.expect("create the chart's Role");
+    let report_bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(env.client.clone(), &env.namespace);
+    let report_binding = serde_json::from_value(json!({
+        "metadata": { "name": "sc-operator-reports" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sc-operator-reports" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": support::apiserver::OPERATOR_USER }]
+    }))
+    .expect("a RoleBinding");
+    report_bindings.create(&PostParams::default(), &report_binding).await.expect("bind the operator's user in the release namespace");
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
     let operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_sc-operator"))
@@ -1168,6 +1290,8 @@ async fn the_binary_runs_with_the_charts_rbac_serves_health_and_stops_on_sigterm
         .env("KUBECONFIG", server.operator_kubeconfig())
         .env("RUST_LOG", "info")
         .env("POD_NAME", "sc-operator-0")
+        // As the chart sets it from the downward API: the release namespace, where the reports are.
+        .env("POD_NAMESPACE", &env.namespace)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -1,19 +1,23 @@
 //! One test's view of the shared API server: its own namespace, the operator's controller running
 //! in-process and scoped to that namespace, and the parts of a cluster that are missing played
 //! by hand — the scheduler (`bind`, `set_unschedulable`), the kubelet (`set_pod_ready`,
-//! `set_container_waiting`, `finish_termination`) and the node plugin (`release_node_data`).
-//! Without controller-manager nothing is garbage collected.
+//! `set_container_waiting`, `finish_termination`) and the node plugin (`release_node_data`,
+//! `write_data_report`: the report ConfigMaps, in the test's namespace, which the in-process
+//! operator is configured with as its release namespace). Without controller-manager nothing is
+//! garbage collected.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
 use kube::{Api, Client, ResourceExt};
-use sc_api::consts::NODE_DATA_FINALIZER;
+use sc_api::consts::NODE_REPORT_NODE_ANNOTATION;
+use sc_api::node_report::{DataReport, Outcome, report_configmap_name};
 use sc_api::{StoppableContainer, StoppableContainerInstance};
 use sc_operator::http::Health;
 use sc_operator::settings::PodSettings;
@@ -34,6 +38,8 @@ pub fn settings() -> PodSettings {
         exec_wrapper_pull_policy: "IfNotPresent".into(),
         rootfs_wait_seconds: 30,
         provider_grace_period_seconds: 3,
+        // A default install's: 10Gi, at most 100Gi.
+        rootfs: PodSettings::for_tests().rootfs,
     }
 }
 
@@ -46,6 +52,8 @@ pub struct TestEnv {
     pub pods: Api<Pod>,
     pub nodes: Api<Node>,
     pub events: Api<Event>,
+    /// The node plugins' report ConfigMaps (this namespace is the operator's release namespace).
+    pub reports: Api<ConfigMap>,
     pub health: Arc<Health>,
     operator: Option<tokio::task::JoinHandle<()>>,
 }
@@ -137,6 +145,7 @@ impl TestEnv {
             pods: Api::namespaced(client.clone(), namespace),
             nodes: Api::all(client.clone()),
             events: Api::namespaced(client.clone(), namespace),
+            reports: Api::namespaced(client.clone(), namespace),
             health: Arc::new(Health::default()),
             namespace: namespace.to_owned(),
             client,
@@ -155,8 +164,14 @@ impl TestEnv {
     /// as another operator version would have left it.
     pub fn start_operator(&mut self) {
         let reporter = Reporter { controller: "sc-operator-test".into(), instance: Some(self.namespace.clone()) };
-        let run =
-            sc_operator::controller::run(self.client.clone(), settings(), self.health.clone(), Some(self.namespace.clone()), reporter);
+        let run = sc_operator::controller::run(
+            self.client.clone(),
+            settings(),
+            self.health.clone(),
+            Some(self.namespace.clone()),
+            self.namespace.clone(),
+            reporter,
+        );
         self.operator = Some(tokio::spawn(run));
     }
 
@@ -348,16 +363,52 @@ impl TestEnv {
         .await;
     }
 
-    /// The node plugin: the data is deleted, the node-data finalizer released (the same
-    /// conditional merge patch the node plugin sends).
+    /// The node plugin of the SC's data node: the data is deleted and reported so in that
+    /// node's ConfigMap, for the operator to release the node-data finalizer.
     pub async fn release_node_data(&self, name: &str) {
         let sc = self.scs.get(name).await.unwrap_or_else(|error| panic!("reading {name}: {error}"));
-        let remaining: Vec<&String> = sc.finalizers().iter().filter(|finalizer| *finalizer != NODE_DATA_FINALIZER).collect();
-        let patch = json!({ "metadata": { "finalizers": remaining, "resourceVersion": sc.resource_version() } });
-        self.scs
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .unwrap_or_else(|error| panic!("releasing {NODE_DATA_FINALIZER} of {name}: {error}"));
+        let node = sc.status.as_ref().and_then(|status| status.data_node_name.clone()).expect("the SC has a data node");
+        let uid = sc.uid().expect("the SC has a UID");
+        self.write_data_report(&node, &uid, &self.report(&node, &self.namespace, name)).await;
+    }
+
+    /// A report as node `node`'s plugin writes it: the data of SC `namespace/name` deleted now.
+    pub fn report(&self, node: &str, namespace: &str, name: &str) -> DataReport {
+        DataReport {
+            namespace: namespace.into(),
+            name: name.into(),
+            node: node.into(),
+            time: Time(k8s_openapi::jiff::Timestamp::now()),
+            outcome: Outcome::Deleted,
+            bytes: Some(4096),
+        }
+    }
+
+    /// Writes `report` under `uid` into the report ConfigMap of node `in_configmap_of` (named
+    /// and keyed as csi-driver's cleanup does: `report_configmap_name`, the UID, `to_value`),
+    /// creating it if missing; other entries are kept.
+    pub async fn write_data_report(&self, in_configmap_of: &str, uid: &str, report: &DataReport) {
+        let name = report_configmap_name(in_configmap_of);
+        let patch = json!({ "data": { uid: report.to_value() } });
+        match self.reports.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                let configmap = ConfigMap {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        annotations: Some([(NODE_REPORT_NODE_ANNOTATION.to_owned(), in_configmap_of.to_owned())].into()),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some([(uid.to_owned(), report.to_value())].into()),
+                    ..ConfigMap::default()
+                };
+                self.reports
+                    .create(&PostParams::default(), &configmap)
+                    .await
+                    .unwrap_or_else(|error| panic!("creating report ConfigMap {name}: {error}"));
+            }
+            Err(error) => panic!("writing report ConfigMap {name}: {error}"),
+        }
     }
 
     /// Events about object `name` in this namespace.
