@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::validate::{EnvVarArg, PortArg, parse_env_var, parse_namespace, parse_port, parse_quantity, parse_sc_name};
+use crate::validate::{EnvVarArg, PortArg, parse_env_var, parse_namespace, parse_port, parse_quantity, parse_rootfs_size, parse_sc_name};
 
 /// Manage StoppableContainers: containers whose root filesystem survives stop and start.
 #[derive(Debug, Parser)]
@@ -106,6 +106,10 @@ pub struct CreateArgs {
     /// Memory request of the workload (e.g. 256Mi, 1Gi).
     #[arg(long, value_name = "QUANTITY", value_parser = parse_quantity)]
     pub memory: Option<String>,
+    /// Most the persistent root filesystem may hold (spec.rootfsSize, e.g. 20Gi; at least 64Mi,
+    /// at most the cluster's maximum). Default: the cluster's default.
+    #[arg(long, value_name = "SIZE", value_parser = parse_rootfs_size)]
+    pub size: Option<String>,
     /// Print the manifest instead of creating it (nothing is sent to the cluster).
     #[arg(long)]
     pub dry_run: bool,
@@ -338,6 +342,8 @@ mod tests {
             "500m",
             "--memory",
             "1Gi",
+            "--size",
+            "20Gi",
             "--dry-run",
             "-o",
             "json",
@@ -347,6 +353,8 @@ mod tests {
         assert_eq!(create.env.len(), 2);
         assert_eq!(create.ports, [PortArg { number: 8080, name: Some("http".into()) }, PortArg { number: 22, name: None }]);
         assert_eq!((create.cpu.as_deref(), create.memory.as_deref()), (Some("500m"), Some("1Gi")));
+        assert_eq!(create.size.as_deref(), Some("20Gi"));
+        assert_eq!(create_args(&["create", "box", "--image", "x"]).size, None, "the cluster's default");
         assert!(create.dry_run);
         assert_eq!(create.output, Some(ManifestFormat::Json));
         assert!(create.command.is_empty());
@@ -354,7 +362,7 @@ mod tests {
 
     #[test]
     fn create_rejects_invalid_input_with_a_useful_message() {
-        let cases: [(&[&str], &str); 10] = [
+        let cases: [(&[&str], &str); 12] = [
             (&["create", "box"], "--image <IMAGE>"),
             (&["create", "Bad_Name", "--image", "x"], "\"Bad_Name\" is not a valid name"),
             (&["create", "box", "--image", "x", "-e", "FOO"], "\"FOO\" has no '=': expected KEY=VALUE"),
@@ -363,6 +371,15 @@ mod tests {
             (&["create", "box", "--image", "x", "-p", "80:Web_UI"], "not a valid port name"),
             (&["create", "box", "--image", "x", "--cpu", "lots"], "\"lots\" is not a resource quantity"),
             (&["create", "box", "--image", "x", "--memory", "1GB"], "\"1GB\" is not a resource quantity"),
+            (
+                &["create", "box", "--image", "x", "--size", "20GB"],
+                "invalid value '20GB' for '--size <SIZE>': the rootfs size \"20GB\" is not a Kubernetes quantity (unknown suffix \"GB\"; \
+                 use Ki, Mi, Gi, Ti, Pi, Ei, or k, M, G, T, P, E); write it like 10Gi, 512Mi or 20G",
+            ),
+            (
+                &["create", "box", "--image", "x", "--size=32Mi"],
+                "invalid value '32Mi' for '--size <SIZE>': the rootfs size \"32Mi\" is 33554432 bytes, below the minimum of 64Mi",
+            ),
             (&["create", "box", "--image", "x", "--running=maybe"], "invalid value 'maybe' for '--running"),
             (&["create", "box", "--image", "x", "sleep"], "unexpected argument 'sleep'"),
         ];

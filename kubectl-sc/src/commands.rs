@@ -39,6 +39,7 @@ pub async fn create(global: &GlobalArgs, args: CreateArgs) -> Result<(), CliErro
         ports: args.ports,
         cpu_request: args.cpu,
         memory_request: args.memory,
+        rootfs_size: args.size,
         command: args.command,
     };
     let manifest = build_stoppable_container(&request);

@@ -25,6 +25,9 @@ pub struct CreateRequest {
     pub ports: Vec<PortArg>,
     pub cpu_request: Option<String>,
     pub memory_request: Option<String>,
+    /// `spec.rootfsSize` as written (checked by `validate::parse_rootfs_size`); None: the
+    /// cluster's default.
+    pub rootfs_size: Option<String>,
     /// The workload's command; empty keeps the image's ENTRYPOINT/CMD.
     pub command: Vec<String>,
 }
@@ -62,7 +65,7 @@ pub fn build_stoppable_container(request: &CreateRequest) -> StoppableContainer 
             container: None,
         },
         provider: None,
-        rootfs_size: None,
+        rootfs_size: request.rootfs_size.clone().map(Quantity),
         host_path_prefix: None,
     };
     let mut stoppable_container = StoppableContainer::new(&request.name, spec);
@@ -94,6 +97,7 @@ mod tests {
             ports: vec![PortArg { number: 8080, name: Some("http".into()) }, PortArg { number: 22, name: None }],
             cpu_request: Some("500m".into()),
             memory_request: Some("1Gi".into()),
+            rootfs_size: Some("20Gi".into()),
             command: vec!["sleep".into(), "infinity".into()],
         }
     }
@@ -133,6 +137,9 @@ mod tests {
         let requests = container.resources.as_ref().and_then(|r| r.requests.as_ref()).expect("requests");
         assert_eq!(requests.get("cpu"), Some(&Quantity("500m".into())));
         assert_eq!(requests.get("memory"), Some(&Quantity("1Gi".into())));
+        assert_eq!(stoppable_container.spec.rootfs_size, Some(Quantity("20Gi".into())));
+        let default_size = build_stoppable_container(&CreateRequest { rootfs_size: None, ..dev_box() });
+        assert_eq!(default_size.spec.rootfs_size, None, "no --size: the cluster's default");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct ScView {
     pub instance: Option<String>,
     pub node: Option<String>,
     pub data_node: Option<String>,
+    /// `spec.rootfsSize` as written; None: the cluster's default.
+    pub rootfs_size: Option<String>,
     pub created: Option<Timestamp>,
     pub conditions: Vec<ConditionView>,
 }
@@ -54,6 +56,7 @@ impl ScView {
             instance: status.and_then(|status| status.instance_name.clone()),
             node: status.and_then(|status| status.node_name.clone()),
             data_node: status.and_then(|status| status.data_node_name.clone()),
+            rootfs_size: object.spec.rootfs_size.as_ref().map(|size| size.0.clone()),
             created: object.metadata.creation_timestamp.as_ref().map(|time| time.0),
             conditions: status
                 .map(|status| {
@@ -175,6 +178,8 @@ pub fn render_status(view: &ScView, events: &[EventView], now: Timestamp) -> Str
     if view.data_node.is_some() && view.data_node != view.node {
         fields.push(("Data node:", dash(&view.data_node)));
     }
+    // The operator resolves an unset size against the cluster's default, which only it knows.
+    fields.push(("Rootfs size:", view.rootfs_size.clone().unwrap_or_else(|| "cluster default".to_owned())));
     fields.push(("Age:", format_age(view.created, now)));
     let label_width = fields.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     let mut output = String::new();
@@ -275,6 +280,7 @@ mod tests {
             instance: None,
             node: node.map(str::to_owned),
             data_node: None,
+            rootfs_size: None,
             created: seconds_ago(age_seconds),
             conditions: vec![],
         }
@@ -320,6 +326,7 @@ mod tests {
         failed.message = Some("workload pod failed: OutOfcpu; lower the cpu request or free the node".into());
         failed.instance = Some("dev-box".into());
         failed.data_node = Some("node-2".into());
+        failed.rootfs_size = Some("20Gi".into());
         failed.conditions = vec![
             ConditionView { type_: "Ready".into(), status: "False".into(), reason: "Failed".into(), message: "workload pod failed".into() },
             ConditionView { type_: "SpecValid".into(), status: "True".into(), reason: "".into(), message: "".into() },
@@ -387,6 +394,10 @@ mod tests {
         assert_eq!((view.name.as_str(), view.namespace.as_str(), view.running), ("dev-box", "team-a", true));
         assert_eq!((view.phase_text(), view.node.as_deref()), ("Running", Some("node-1")));
         assert_eq!(view.conditions[0].reason, "Running");
+        assert_eq!(view.rootfs_size, None);
+        let mut sized = object();
+        sized.spec.rootfs_size = Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity("50Gi".into()));
+        assert_eq!(ScView::from_object(&sized).rootfs_size.as_deref(), Some("50Gi"));
         let bare = ScView::from_object(&StoppableContainer::new("new", Default::default()));
         assert_eq!(bare.phase_text(), "Pending");
     }

@@ -86,6 +86,13 @@ fn validate_port_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a root filesystem size (`--size`) with the parser the operator and the node plugin use
+/// ([`sc_api::rootfs_size::parse_size`]), keeping it as written. The cluster's maximum is an
+/// administrator's setting the plugin cannot see: the operator reports a size above it.
+pub fn parse_rootfs_size(raw: &str) -> Result<String, String> {
+    sc_api::rootfs_size::parse_size(raw).map(|_| raw.to_owned()).map_err(|error| error.to_string())
+}
+
 /// Checks a resource quantity such as `500m`, `1`, `1.5`, `256Mi`, `2G` or `1e3` (the
 /// Kubernetes quantity grammar, without a sign: requests cannot be negative).
 pub fn parse_quantity(raw: &str) -> Result<String, String> {
@@ -168,6 +175,28 @@ mod tests {
         }
         for bad in ["", "abc", "1.2.3", "-1", "1MB", "1 Gi", "Mi", ".", "1e", "1x"] {
             assert!(parse_quantity(bad).expect_err("is rejected").contains("not a resource quantity"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rootfs_sizes_are_kept_as_written_and_refused_as_the_operator_refuses_them() {
+        for good in ["20Gi", "64Mi", "1.5Gi", "500G", "2e10"] {
+            assert_eq!(parse_rootfs_size(good), Ok(good.to_owned()), "{good:?}");
+        }
+        let cases = [
+            (
+                "20GB",
+                r#"the rootfs size "20GB" is not a Kubernetes quantity (unknown suffix "GB"; use Ki, Mi, Gi, Ti, Pi, Ei, or k, M, G, T, P, E); write it like 10Gi, 512Mi or 20G"#,
+            ),
+            (
+                "1Mi",
+                r#"the rootfs size "1Mi" is 1048576 bytes, below the minimum of 64Mi: the filesystem's journal and metadata and a usable upper layer need at least that"#,
+            ),
+            ("0", r#"the rootfs size "0" is not positive; give a size of at least 64Mi"#),
+            ("", "the rootfs size is empty; give a Kubernetes quantity such as 10Gi"),
+        ];
+        for (bad, message) in cases {
+            assert_eq!(parse_rootfs_size(bad), Err(message.to_owned()), "{bad:?}");
         }
     }
 

@@ -147,8 +147,10 @@ fn version_names_the_crate_version() {
 
 #[test]
 fn dry_run_prints_the_manifest_with_the_command_after_double_dash() {
-    let result = run(&["create", "box", "-n", "team", "--image", "busybox", "--dry-run", "-e", "A=1", "--", "sleep", "infinity"]);
+    let result =
+        run(&["create", "box", "-n", "team", "--image", "busybox", "--size", "20Gi", "--dry-run", "-e", "A=1", "--", "sleep", "infinity"]);
     assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(result.stdout.contains("\n  rootfsSize: 20Gi\n"), "{}", result.stdout);
     let manifest: StoppableContainer = serde_yaml::from_str(&result.stdout).expect("YAML of a StoppableContainer");
     let pod_spec = manifest.spec.template.spec.expect("current schema: template.spec");
     assert_eq!(pod_spec.containers[0].command, Some(vec!["sleep".to_owned(), "infinity".to_owned()]));
@@ -168,8 +170,12 @@ fn dry_run_takes_the_namespace_from_the_kubeconfig_context() {
 
 #[test]
 fn invalid_arguments_fail_before_any_request() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["create", "box", "--image", "x", "-e", "FOO"], "has no '=': expected KEY=VALUE"),
+        (
+            &["create", "box", "--image", "x", "--size", "10GB"],
+            "invalid value '10GB' for '--size <SIZE>': the rootfs size \"10GB\" is not a Kubernetes quantity",
+        ),
         (&["create", "box", "--image", "x", "-p", "70000"], "is not a port number"),
         (&["create", "Bad_Name", "--image", "x"], "is not a valid name"),
         (&["create", "box"], "--image <IMAGE>"),
@@ -310,6 +316,7 @@ fn status_shows_fields_conditions_and_events() {
             );
         }
         let mut object = stoppable_container("box", true, 1, "Running");
+        object["spec"]["rootfsSize"] = json!("20Gi");
         object["status"]["conditions"] = json!([{ "type": "Ready", "status": "True", "reason": "Running",
             "message": "the workload is ready", "lastTransitionTime": "2020-01-01T00:00:00Z" }]);
         (200, object)
@@ -319,11 +326,12 @@ fn status_shows_fields_conditions_and_events() {
     let result = run(&["--kubeconfig", &config, "status", "box"]);
     assert_eq!(result.code, 0, "{}", result.stderr);
     for expected in [
-        "Name:       box",
-        "Namespace:  team",
-        "Running:    true",
-        "Phase:      Running",
-        "Node:       node-1",
+        "Name:         box",
+        "Namespace:    team",
+        "Running:      true",
+        "Phase:        Running",
+        "Node:         node-1",
+        "Rootfs size:  20Gi",
         "  Ready: True (Running) the workload is ready",
         "Started",
         "workload pod started",
