@@ -15,7 +15,8 @@ use tracing::{info, warn};
 use crate::cgroup::{self, CGROUP_MOUNT_ROOT, KubeletCgroups};
 use crate::cluster::{ClusterView, KubeClusterView, StaticClusterView};
 use crate::layout::DataRoot;
-use crate::node::{NodeCore, NodeSettings};
+use crate::node::{NodeCore, NodeSettings, RootfsSettings};
+use crate::quota::RootfsSize;
 use crate::registration::{RegistrationService, registration_socket_name};
 use crate::server::{IdentityService, NodeService};
 use crate::sys::{RealSystem, enter_mount_namespace, is_cgroup_unified};
@@ -66,6 +67,19 @@ pub struct Args {
     /// before it is deleted; 0 never deletes orphaned data.
     #[arg(long, default_value_t = 3600)]
     pub orphan_grace_seconds: u64,
+    /// mkfs.ext4, which makes each StoppableContainer's size-limited filesystem (e2fsck and
+    /// resize2fs, for a grow, are taken from the same directory). Default: /usr/sbin/mkfs.ext4,
+    /// else /sbin/mkfs.ext4, of the node (the plugin runs them in the host mount namespace).
+    #[arg(long = crate::quota::MKFS_FLAG)]
+    pub mkfs_ext4: Option<PathBuf>,
+    /// The size of a rootfs whose StoppableContainerInstance names none (one made by an earlier
+    /// operator; the operator's --default-rootfs-size applies to every other).
+    #[arg(long, default_value = "10Gi", value_parser = parse_rootfs_size)]
+    pub default_rootfs_size: RootfsSize,
+    /// The largest rootfs this node makes, whatever an instance asks for (the operator enforces
+    /// the cluster's maximum; this bounds this node's disk).
+    #[arg(long, default_value = "100Gi", value_parser = parse_rootfs_size)]
+    pub max_rootfs_size: RootfsSize,
     /// Answer cluster questions from this JSON file instead of the API server (tests and
     /// benchmarks without a cluster; disables the data cleanup and the orphan sweep).
     #[arg(long)]
@@ -73,6 +87,10 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain, env = "SC_LOG_FORMAT")]
     pub log_format: LogFormat,
+}
+
+fn parse_rootfs_size(text: &str) -> Result<RootfsSize, String> {
+    crate::quota::parse_size(text).map_err(|error| error.to_string())
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -98,6 +116,8 @@ pub enum StartError {
     Serve(#[from] tonic::transport::Error),
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}")]
+    Settings(String),
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -160,6 +180,7 @@ async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>)
             hierarchies: cgroup::hierarchies(Path::new(CGROUP_MOUNT_ROOT), is_cgroup_unified(Path::new(CGROUP_MOUNT_ROOT))),
             root: args.kubelet_cgroup_root.clone(),
         },
+        rootfs: rootfs_settings(&args)?,
     };
     match &args.static_cluster {
         Some(path) => serve_with(&args, endpoint, StaticClusterView::new(path.clone()), settings, None).await,
@@ -173,6 +194,23 @@ async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>)
             serve_with(&args, endpoint, cluster, settings, Some(client)).await
         }
     }
+}
+
+/// The rootfs sizes and the e2fsprogs of this node. Tools that are missing are not fatal: a
+/// rootfs made before size limits still works, and a new one fails with the reason.
+fn rootfs_settings(args: &Args) -> Result<RootfsSettings, StartError> {
+    if args.default_rootfs_size > args.max_rootfs_size {
+        return Err(StartError::Settings(format!(
+            "--default-rootfs-size {} is more than --max-rootfs-size {}",
+            args.default_rootfs_size, args.max_rootfs_size
+        )));
+    }
+    let tools = crate::quota::resolve_e2fsprogs(&crate::quota::RealLoopSystem::default(), args.mkfs_ext4.as_deref())
+        .map_err(|error| error.to_string());
+    if let Err(problem) = &tools {
+        warn!(%problem, "no size-limited root filesystems can be made on this node");
+    }
+    Ok(RootfsSettings { tools, default_size: args.default_rootfs_size, max_size: args.max_rootfs_size })
 }
 
 async fn serve_with<C: ClusterView>(

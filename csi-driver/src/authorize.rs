@@ -30,6 +30,9 @@ pub struct Consumer {
     pub sc: ScKey,
     /// UID of the StoppableContainerInstance whose status recorded the pod.
     pub instance_uid: String,
+    /// The size the operator resolved for the rootfs (the instance's `rootfsSizeBytes`); `None`
+    /// from an instance of an earlier release, which leaves it to the node plugin's default.
+    pub rootfs_size_bytes: Option<u64>,
 }
 
 /// The provider container's state on this node.
@@ -127,7 +130,11 @@ pub fn authorize_consumer(
         }
     }
     let instance_uid = instance.uid().unwrap_or_default();
-    Ok(Consumer { sc: ScKey { namespace: namespace.clone(), name: sc_name.to_owned(), uid: sc_uid }, instance_uid })
+    Ok(Consumer {
+        sc: ScKey { namespace: namespace.clone(), name: sc_name.to_owned(), uid: sc_uid },
+        instance_uid,
+        rootfs_size_bytes: instance.spec.rootfs_size_bytes,
+    })
 }
 
 /// The state of `consumer`'s provider for a publish on `this_node`, from the live instance and
@@ -206,7 +213,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateWaiting, PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
     use k8s_openapi::jiff::Timestamp;
-    use sc_api::{StoppableContainerInstanceStatus, StoppableContainerSpec};
+    use sc_api::{StoppableContainerInstanceSpec, StoppableContainerInstanceStatus, StoppableContainerSpec};
 
     use super::*;
 
@@ -237,7 +244,7 @@ mod tests {
                 owner_references: controller(SC_UID),
                 ..ObjectMeta::default()
             },
-            spec: Default::default(),
+            spec: StoppableContainerInstanceSpec { rootfs_size_bytes: Some(20 << 30), ..StoppableContainerInstanceSpec::default() },
             status: Some(StoppableContainerInstanceStatus {
                 consumer_pod_uid: consumer.map(str::to_owned),
                 provider_pod_uid: provider.map(str::to_owned),
@@ -251,7 +258,11 @@ mod tests {
     }
 
     fn consumer() -> Consumer {
-        Consumer { sc: ScKey { namespace: "team-a".into(), name: "dev".into(), uid: SC_UID.into() }, instance_uid: INSTANCE_UID.into() }
+        Consumer {
+            sc: ScKey { namespace: "team-a".into(), name: "dev".into(), uid: SC_UID.into() },
+            instance_uid: INSTANCE_UID.into(),
+            rootfs_size_bytes: Some(20 << 30),
+        }
     }
 
     fn refusal(result: Result<Consumer, Refusal>) -> String {

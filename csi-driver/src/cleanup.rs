@@ -218,6 +218,9 @@ pub trait DataGuard: Send + Sync {
     /// Whether anything mounts the SC's data (an overlay over its upper, or a mount below its
     /// directory).
     fn is_data_mounted(&self, sc: &ScKey) -> Result<bool, IoError>;
+    /// Unmounts the SC's own filesystem if no overlay uses it (a stopped SC's), so that only a
+    /// consumer still running keeps the data from being deleted.
+    fn release_idle_filesystem(&self, sc: &ScKey);
 }
 
 impl<C: ClusterView, S: System> DataGuard for NodeCore<C, S> {
@@ -227,6 +230,10 @@ impl<C: ClusterView, S: System> DataGuard for NodeCore<C, S> {
 
     fn is_data_mounted(&self, sc: &ScKey) -> Result<bool, IoError> {
         NodeCore::is_data_mounted(self, sc)
+    }
+
+    fn release_idle_filesystem(&self, sc: &ScKey) {
+        NodeCore::release_idle_filesystem(self, sc);
     }
 }
 
@@ -267,6 +274,7 @@ pub async fn remove_data<G: DataGuard + ?Sized>(guard: &G, data: &DataRoot, key:
             Err(error) => return Err(io_error("looking at", &dir)(error)),
             Ok(_) => {}
         }
+        guard.release_idle_filesystem(key);
         if guard.is_data_mounted(key)? {
             return Ok(Removal::Mounted);
         }
@@ -859,7 +867,10 @@ mod tests {
     #[derive(Default)]
     struct FakeGuard {
         lock: Mutex<()>,
+        /// UIDs whose data an overlay uses (a running consumer).
         mounted: HashSet<String>,
+        /// UIDs whose own filesystem is mounted with no overlay on it (a stopped SC's).
+        idle: std::sync::Mutex<HashSet<String>>,
     }
 
     impl DataGuard for FakeGuard {
@@ -867,7 +878,10 @@ mod tests {
             &self.lock
         }
         fn is_data_mounted(&self, sc: &ScKey) -> Result<bool, IoError> {
-            Ok(self.mounted.contains(&sc.uid))
+            Ok(self.mounted.contains(&sc.uid) || self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&sc.uid))
+        }
+        fn release_idle_filesystem(&self, sc: &ScKey) {
+            self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|uid| uid != &sc.uid);
         }
     }
 
@@ -971,11 +985,12 @@ mod tests {
         let mounted = FakeGuard { mounted: HashSet::from(["uid-1".to_owned()]), ..FakeGuard::default() };
         assert_eq!(remove_data(&mounted, &data, &sc).await.expect("remove"), Removal::Mounted);
         assert!(dir.join("upper/etc/motd").exists(), "mounted data is never touched");
-
         // An earlier run moved data of the same UID aside and was killed while removing it.
         let trash = trash_path(&data, &sc);
         std::fs::create_dir_all(trash.join("upper/half-removed")).expect("mkdir");
-        let unmounted = FakeGuard::default();
+        // No overlay uses it; its own filesystem is still mounted (a stopped SC's): the deletion
+        // releases that first, and then the data goes.
+        let unmounted = FakeGuard { idle: std::sync::Mutex::new(HashSet::from(["uid-1".to_owned()])), ..FakeGuard::default() };
         match remove_data(&unmounted, &data, &sc).await.expect("remove") {
             Removal::Removed { bytes } => assert!(bytes >= 10_000, "{bytes}"),
             other => panic!("{other:?}"),

@@ -119,6 +119,10 @@ pub struct StaticConsumer {
     /// by scanning every process.
     #[serde(default)]
     pub provider_pod_uid: Option<String>,
+    /// The rootfs size the operator would have resolved (`rootfsSizeBytes`); without it the
+    /// plugin's default applies.
+    #[serde(default)]
+    pub rootfs_size_bytes: Option<u64>,
 }
 
 impl StaticClusterView {
@@ -151,6 +155,7 @@ impl ClusterView for StaticClusterView {
             Some(consumer) => Ok(Consumer {
                 sc: ScKey { namespace: pod.namespace.clone(), name: consumer.sc_name.clone(), uid: consumer.sc_uid.clone() },
                 instance_uid: consumer.sc_uid.clone(),
+                rootfs_size_bytes: consumer.rootfs_size_bytes,
             }),
             None => Err(ClusterError::Denied(format!(
                 "pod {}/{} may not mount the rootfs of StoppableContainer {}/{sc_name}: it is not its consumer",

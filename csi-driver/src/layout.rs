@@ -1,8 +1,11 @@
 //! Where the node plugin keeps things under its data root (`--data-root`, an admin setting):
 //!
 //! ```text
-//! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/upper   persistent rootfs changes
-//! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/work    overlayfs work dir
+//! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/rootfs.img  the SC's own filesystem (size-limited, see crate::quota)
+//! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/fs/upper   persistent rootfs changes, on that filesystem
+//! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/fs/work    overlayfs work dir
+//! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/upper      (rootfs created before size limits: no limit)
+//! <data-root>/containers/<namespace>/<sc-name>/<sc-uid>/work
 //! <data-root>/publications/<volume-id>.json                     one record per published volume
 //! <data-root>/publications/quarantine/                          records that did not parse, kept for inspection
 //! <data-root>/control/<volume-id>/                              control socket dir, bound into the volume
@@ -55,12 +58,31 @@ impl DataRoot {
         self.root.join("containers")
     }
 
-    pub fn upper_dir(&self, key: &ScKey) -> PathBuf {
-        self.container_dir(key).join("upper")
+    /// How the SC's data is kept. A rootfs created before size limits existed has its upper
+    /// directly in the SC's directory and keeps it (its data is never moved); every other one is
+    /// on its own filesystem. One `stat`.
+    pub fn layout(&self, key: &ScKey) -> DataLayout {
+        DataLayout::of(std::fs::symlink_metadata(self.legacy_upper_dir(key)).is_ok_and(|metadata| metadata.is_dir()))
     }
 
+    /// The overlay's upper directory of the SC's data, in its [`layout`](Self::layout).
+    pub fn upper_dir(&self, key: &ScKey) -> PathBuf {
+        match self.layout(key) {
+            DataLayout::OwnFilesystem => crate::quota::RootfsFs::new(self.container_dir(key)).upper_dir(),
+            DataLayout::Unlimited => self.legacy_upper_dir(key),
+        }
+    }
+
+    /// The overlay's work directory, next to the upper.
     pub fn work_dir(&self, key: &ScKey) -> PathBuf {
-        self.container_dir(key).join("work")
+        match self.layout(key) {
+            DataLayout::OwnFilesystem => crate::quota::RootfsFs::new(self.container_dir(key)).work_dir(),
+            DataLayout::Unlimited => self.container_dir(key).join("work"),
+        }
+    }
+
+    fn legacy_upper_dir(&self, key: &ScKey) -> PathBuf {
+        self.container_dir(key).join("upper")
     }
 
     pub fn records_dir(&self) -> PathBuf {
@@ -83,6 +105,23 @@ impl DataRoot {
 
     pub fn control_dir(&self, volume_id: &str) -> PathBuf {
         self.control_root().join(volume_id)
+    }
+}
+
+/// How one StoppableContainer's data is kept on the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataLayout {
+    /// On its own size-limited filesystem (an image on a loop device): `<uid>/fs/{upper,work}`.
+    OwnFilesystem,
+    /// `<uid>/{upper,work}` on the data root's filesystem, without a limit: a rootfs created by
+    /// a release before size limits, kept as it is so that no data is moved or lost.
+    Unlimited,
+}
+
+impl DataLayout {
+    /// The layout of data whose legacy upper directory exists or not.
+    pub fn of(legacy_upper_exists: bool) -> Self {
+        if legacy_upper_exists { DataLayout::Unlimited } else { DataLayout::OwnFilesystem }
     }
 }
 
@@ -110,11 +149,24 @@ mod tests {
         let key = ScKey { namespace: "team-a".into(), name: "dev".into(), uid: "6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d".into() };
         assert_eq!(
             data.upper_dir(&key),
-            Path::new("/var/lib/stoppablecontainer/containers/team-a/dev/6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d/upper")
+            Path::new("/var/lib/stoppablecontainer/containers/team-a/dev/6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d/fs/upper")
         );
         assert_eq!(data.work_dir(&key).parent(), data.upper_dir(&key).parent());
         assert_eq!(data.record_path("csi-1"), Path::new("/var/lib/stoppablecontainer/publications/csi-1.json"));
         assert_eq!(target_rootfs(Path::new("/t")), Path::new("/t/rootfs"));
         assert_eq!(target_control(Path::new("/t")), Path::new("/t/control"));
+    }
+
+    #[test]
+    fn a_rootfs_made_before_size_limits_keeps_its_unlimited_layout() {
+        assert_eq!(DataLayout::of(true), DataLayout::Unlimited);
+        assert_eq!(DataLayout::of(false), DataLayout::OwnFilesystem);
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = DataRoot::new(root.path());
+        let key = ScKey { namespace: "team-a".into(), name: "old".into(), uid: "u".into() };
+        std::fs::create_dir_all(root.path().join("containers/team-a/old/u/upper")).expect("legacy upper");
+        assert_eq!(data.layout(&key), DataLayout::Unlimited);
+        assert_eq!(data.upper_dir(&key), root.path().join("containers/team-a/old/u/upper"));
+        assert_eq!(data.work_dir(&key), root.path().join("containers/team-a/old/u/work"));
     }
 }

@@ -14,8 +14,9 @@ use crate::cgroup::{self, KubeletCgroups};
 use crate::cluster::{ClusterError, ClusterView, Consumer, Provider};
 use crate::control::{ControlSettings, ControlSockets};
 use crate::dirs;
-use crate::layout::{self, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
+use crate::layout::{self, DataLayout, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
 use crate::mountinfo::{self, MountEntry};
+use crate::quota::{self, RootfsFs, RootfsSize};
 use crate::records::{Record, Records};
 use crate::sys::{FileIdentity, OverlayDirs, System};
 use crate::validate::{PodRef, PublishRequest, UnpublishRequest};
@@ -52,6 +53,10 @@ pub enum PublishError {
     UpperInUse { sc: ScKey, mounted_at: String },
     #[error("the overlay at {0} came up read-only; check the data root's filesystem (overlayfs needs a writable upper on ext4/xfs/btrfs)")]
     ReadOnly(String),
+    #[error("the rootfs size of StoppableContainer {sc} cannot be used: {problem}")]
+    RootfsSize { sc: ScKey, problem: String },
+    #[error("the size-limited filesystem of the rootfs: {0}")]
+    Rootfs(#[from] quota::QuotaError),
     #[error(transparent)]
     Io(#[from] IoError),
 }
@@ -127,6 +132,38 @@ pub struct NodeSettings {
     pub provider_poll: Duration,
     /// Where kubelet puts pod cgroups: the provider's processes are looked up there first.
     pub kubelet_cgroups: KubeletCgroups,
+    /// How each StoppableContainer's size-limited filesystem is made.
+    pub rootfs: RootfsSettings,
+}
+
+/// How node-local root filesystems are made and sized (see [`crate::quota`]).
+#[derive(Clone, Debug)]
+pub struct RootfsSettings {
+    /// mkfs.ext4 (and e2fsck, resize2fs), or why they cannot be used: then only root filesystems
+    /// made before size limits can be published, and a new one fails with this message.
+    pub tools: Result<quota::E2fsprogs, String>,
+    /// The size of a rootfs whose instance names none (one made by an earlier operator).
+    pub default_size: RootfsSize,
+    /// The largest rootfs this node makes, whatever an instance says: the operator enforces the
+    /// cluster's maximum, and this is the node's own bound on its disk.
+    pub max_size: RootfsSize,
+}
+
+/// The size of `consumer`'s rootfs: what the operator resolved, else the node's default, never
+/// above the node's maximum.
+fn rootfs_size(settings: &RootfsSettings, consumer: &Consumer) -> Result<RootfsSize, PublishError> {
+    let problem = |problem: String| PublishError::RootfsSize { sc: consumer.sc.clone(), problem };
+    let size = match consumer.rootfs_size_bytes {
+        Some(bytes) => RootfsSize::from_bytes(bytes).map_err(|error| problem(error.to_string()))?,
+        None => settings.default_size,
+    };
+    if size > settings.max_size {
+        return Err(problem(format!(
+            "{size} is more than this node's maximum of {} (the node plugin's --max-rootfs-size); ask for at most that",
+            settings.max_size
+        )));
+    }
+    Ok(size)
 }
 
 /// The node plugin's state: shared by every RPC.
@@ -143,6 +180,8 @@ pub struct NodeCore<C, S> {
     controls: ControlSockets,
     providers: Arc<ProviderCache>,
     live: Arc<LiveUppers>,
+    /// The loop devices and ext4 mounts of the size-limited filesystems.
+    loops: Arc<quota::RealLoopSystem>,
 }
 
 impl<C: ClusterView, S: System> NodeCore<C, S> {
@@ -150,7 +189,17 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let records = Records::new(settings.data_root.clone());
         let controls = ControlSockets::new(settings.data_root.clone(), ControlSettings::default());
         let providers = Arc::new(ProviderCache::new(settings.kubelet_cgroups.clone()));
-        Self { cluster, system: Arc::new(system), settings, records, mount_lock: Mutex::new(()), controls, providers, live: Arc::default() }
+        Self {
+            cluster,
+            system: Arc::new(system),
+            settings,
+            records,
+            mount_lock: Mutex::new(()),
+            controls,
+            providers,
+            live: Arc::default(),
+            loops: Arc::default(),
+        }
     }
 
     pub fn data_root(&self) -> &DataRoot {
@@ -170,17 +219,26 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
                 return self.open_control(&request.volume_id, &request.pod);
             }
         }
+        let size = rootfs_size(&self.settings.rootfs, &consumer)?;
         let waiting = Instant::now();
         let provider = self.wait_for_provider(&consumer).await?;
         let provider_wait = waiting.elapsed();
         let _guard = self.mount_lock.lock().await;
         let (system, records, data) = (Arc::clone(&self.system), self.records.clone(), self.settings.data_root.clone());
         let (providers, live) = (Arc::clone(&self.providers), Arc::clone(&self.live));
+        let (loops, rootfs) = (Arc::clone(&self.loops), self.settings.rootfs.clone());
         let request = request.clone();
         let (volume_id, pod, target) = (request.volume_id.clone(), request.pod.clone(), request.target_path.clone());
         let sc = consumer.sc.clone();
         let lower = tokio::task::spawn_blocking(move || {
-            let context = MountContext { system: &*system, records: &records, data: &data, providers: &providers, live: &live };
+            let context = MountContext {
+                system: &*system,
+                records: &records,
+                data: &data,
+                providers: &providers,
+                live: &live,
+                filesystem: RootfsFilesystem { loops: &*loops, settings: &rootfs, size },
+            };
             mount_publication(&context, &request, &consumer.sc, &provider)
         })
         .await
@@ -221,7 +279,18 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let records = self.records.clone();
         let (volume_id, target) = (request.volume_id.clone(), request.target_path.clone());
         let request = request.clone();
-        tokio::task::spawn_blocking(move || unmount_publication(&*system, &records, &request)).await.map_err(|join| IoError {
+        let (loops, data) = (Arc::clone(&self.loops), self.settings.data_root.clone());
+        tokio::task::spawn_blocking(move || {
+            let unmounted = unmount_publication(&*system, &records, &request)?;
+            // A stopped StoppableContainer holds no loop device, and its filesystem can grow at
+            // the next start. Never fails the unpublish: the pod's mounts are gone either way.
+            if let Some(sc) = unmounted {
+                release_idle_filesystem(&*loops, &data, &sc);
+            }
+            Ok::<(), UnpublishError>(())
+        })
+        .await
+        .map_err(|join| IoError {
             action: "joining the unmount task for",
             path: "unpublish".into(),
             source: io::Error::other(join),
@@ -229,6 +298,12 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         self.controls.remove_dir(&volume_id);
         self.live.remove_target(&target);
         Ok(())
+    }
+
+    /// Unmounts the StoppableContainer's own filesystem if no overlay uses it (a stopped SC's,
+    /// before its data is deleted). Call with the mount lock held.
+    pub fn release_idle_filesystem(&self, sc: &ScKey) {
+        release_idle_filesystem(&*self.loops, &self.settings.data_root, sc);
     }
 
     /// Usage of the filesystem holding a published volume's upper layer.
@@ -631,6 +706,15 @@ struct MountContext<'a> {
     data: &'a DataRoot,
     providers: &'a ProviderCache,
     live: &'a LiveUppers,
+    filesystem: RootfsFilesystem<'a>,
+}
+
+/// What making and mounting a StoppableContainer's own filesystem needs.
+#[derive(Clone, Copy)]
+struct RootfsFilesystem<'a> {
+    loops: &'a dyn quota::LoopSystem,
+    settings: &'a RootfsSettings,
+    size: RootfsSize,
 }
 
 /// The running provider container a publish uses.
@@ -647,7 +731,7 @@ fn mount_publication(
     sc: &ScKey,
     provider: &ProviderContainer,
 ) -> Result<PathBuf, PublishError> {
-    let MountContext { system, records, data, providers, live } = *context;
+    let MountContext { system, records, data, providers, live, filesystem } = *context;
     let target = &request.target_path;
     let upper = data.upper_dir(sc);
     let record = records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))?;
@@ -696,7 +780,7 @@ fn mount_publication(
         sc: sc.clone(),
         lower_dir: lower.clone(),
     };
-    let mounted = mount_layers(system, data, request, sc, &lower)
+    let mounted = mount_layers(system, filesystem, data, request, sc, &lower)
         .and_then(|()| records.save(&record).context("saving the record of", Path::new(&request.volume_id)).map_err(PublishError::from));
     if let Err(error) = mounted {
         // Nothing may stay mounted after a failed publish.
@@ -803,10 +887,35 @@ impl ProviderCache {
     }
 }
 
-fn mount_layers(system: &dyn System, data: &DataRoot, request: &PublishRequest, sc: &ScKey, lower: &Path) -> Result<(), PublishError> {
+fn mount_layers(
+    system: &dyn System,
+    filesystem: RootfsFilesystem<'_>,
+    data: &DataRoot,
+    request: &PublishRequest,
+    sc: &ScKey,
+    lower: &Path,
+) -> Result<(), PublishError> {
     let target = &request.target_path;
-    let (upper, work, control) = (data.upper_dir(sc), data.work_dir(sc), data.control_dir(&request.volume_id));
-    create_private_dir_all(data, &data.container_dir(sc), &[("upper", dirs::ROOTFS_ROOT_MODE), ("work", dirs::PRIVATE_DIR_MODE)])?;
+    let control = data.control_dir(&request.volume_id);
+    let (upper, work) = match data.layout(sc) {
+        DataLayout::Unlimited => {
+            warn!(sc = %sc, "this rootfs was created before size limits and has none; its data is kept as it is");
+            create_private_dir_all(data, &data.container_dir(sc), &[("upper", dirs::ROOTFS_ROOT_MODE), ("work", dirs::PRIVATE_DIR_MODE)])?;
+            (data.upper_dir(sc), data.work_dir(sc))
+        }
+        DataLayout::OwnFilesystem => {
+            create_private_dir_all(data, &data.container_dir(sc), &[])?;
+            let tools = filesystem.settings.tools.as_ref().map_err(|problem| PublishError::RootfsSize {
+                sc: sc.clone(),
+                problem: format!("this node cannot make size-limited filesystems: {problem}"),
+            })?;
+            let mounted = quota::ensure_mounted(filesystem.loops, &RootfsFs::new(data.container_dir(sc)), filesystem.size, tools)?;
+            if mounted.created {
+                info!(sc = %sc, size = %filesystem.size, "made the rootfs's own filesystem");
+            }
+            (mounted.upper, mounted.work)
+        }
+    };
     create_private_dir_all(data, &control, &[])?;
     match std::fs::create_dir(target) {
         Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
@@ -913,7 +1022,9 @@ fn find_provider_rootfs(
     Ok((path, root_identity))
 }
 
-fn unmount_publication(system: &dyn System, records: &Records, request: &UnpublishRequest) -> Result<(), UnpublishError> {
+/// Unmounts one publication; returns the StoppableContainer it belonged to, when its record
+/// says so.
+fn unmount_publication(system: &dyn System, records: &Records, request: &UnpublishRequest) -> Result<Option<ScKey>, UnpublishError> {
     let record = records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))?;
     let ours = record.as_ref().filter(|record| record.target_path == request.target_path);
     match ours {
@@ -927,7 +1038,21 @@ fn unmount_publication(system: &dyn System, records: &Records, request: &Unpubli
         records.remove(&request.volume_id).context("removing the record of", Path::new(&request.volume_id))?;
         info!(volume_id = %request.volume_id, target = %request.target_path.display(), "unpublished");
     }
-    Ok(())
+    Ok(ours.map(|record| record.sc.clone()))
+}
+
+/// Unmounts `sc`'s own filesystem unless an overlay still uses it (then it stays: unmounting
+/// under an overlay would only hide it). Logs, never fails: what it leaves mounted is reused by
+/// the next publish and unmounted before the data is deleted.
+fn release_idle_filesystem(loops: &dyn quota::LoopSystem, data: &DataRoot, sc: &ScKey) {
+    if data.layout(sc) != DataLayout::OwnFilesystem {
+        return;
+    }
+    match quota::unmount(loops, &RootfsFs::new(data.container_dir(sc))) {
+        Ok(()) => debug!(sc = %sc, "the rootfs's own filesystem is unmounted"),
+        Err(quota::QuotaError::InUse { overlay, .. }) => debug!(sc = %sc, %overlay, "the rootfs's own filesystem is still in use"),
+        Err(error) => warn!(sc = %sc, %error, "could not unmount the rootfs's own filesystem; it stays mounted until the next try"),
+    }
 }
 
 /// Unmounts the three mounts a completed publish made at `target`, innermost first, and removes
@@ -1138,12 +1263,38 @@ mod tests {
             provider_wait: wait,
             provider_poll: Duration::from_millis(10),
             kubelet_cgroups: kubelet_cgroups(),
+            rootfs: rootfs_settings(),
         };
         NodeCore::new(WaitingCluster { answer, asked: AtomicUsize::new(0) }, FakeNode::default(), settings)
     }
 
     fn consumer() -> Consumer {
-        Consumer { sc: ScKey { namespace: "team-a".into(), name: "dev".into(), uid: POD_UID.into() }, instance_uid: POD_UID.into() }
+        Consumer {
+            sc: ScKey { namespace: "team-a".into(), name: "dev".into(), uid: POD_UID.into() },
+            instance_uid: POD_UID.into(),
+            rootfs_size_bytes: None,
+        }
+    }
+
+    fn rootfs_settings() -> RootfsSettings {
+        RootfsSettings {
+            tools: Err("not part of this fake".into()),
+            default_size: quota::parse_size("10Gi").expect("size"),
+            max_size: quota::parse_size("100Gi").expect("size"),
+        }
+    }
+
+    #[test]
+    fn the_rootfs_size_is_the_instances_else_the_default_never_above_the_nodes_maximum() {
+        let settings = rootfs_settings();
+        let sized = |bytes: Option<u64>| rootfs_size(&settings, &Consumer { rootfs_size_bytes: bytes, ..consumer() });
+        assert_eq!(sized(None).expect("default").to_string(), "10Gi");
+        assert_eq!(sized(Some(20 << 30)).expect("the operator's").to_string(), "20Gi");
+        let too_large = sized(Some(200 << 30)).expect_err("above the maximum").to_string();
+        assert!(too_large.contains("200Gi is more than this node's maximum of 100Gi (the node plugin's --max-rootfs-size)"), "{too_large}");
+        let too_small = sized(Some(1 << 20)).expect_err("below the minimum").to_string();
+        assert!(too_small.contains("below the minimum of 64Mi"), "{too_small}");
+        assert!(too_small.starts_with("the rootfs size of StoppableContainer team-a/dev"), "{too_small}");
     }
 
     #[tokio::test]
@@ -1198,10 +1349,10 @@ mod tests {
     /// shows them (the data root on the root filesystem, so the control bind's root is its path).
     fn published(overlay_options: &str) -> Vec<MountEntry> {
         let target = target().display().to_string();
-        let upper = format!("{DATA}/containers/ns/dev/{SC_UID}/upper");
+        let upper = format!("{DATA}/containers/ns/dev/{SC_UID}/fs/upper");
         let text = format!(
             "900 30 0:90 / {target} rw,nosuid,nodev,noexec - tmpfs stoppablecontainer rw,size=64k,mode=755\n\
-             901 900 0:91 / {target}/rootfs {overlay_options} - overlay overlay rw,lowerdir=/run/containerd/x/rootfs,upperdir={upper},workdir={DATA}/containers/ns/dev/{SC_UID}/work\n\
+             901 900 0:91 / {target}/rootfs {overlay_options} - overlay overlay rw,lowerdir=/run/containerd/x/rootfs,upperdir={upper},workdir={DATA}/containers/ns/dev/{SC_UID}/fs/work\n\
              902 900 254:0 {DATA}/control/csi-1 {target}/control ro,nosuid,nodev,noexec - ext4 /dev/vda rw\n"
         );
         mountinfo::parse(&text).expect("parses")

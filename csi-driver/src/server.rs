@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::cluster::{ClusterError, ClusterView};
 use crate::node::{IoError, NodeCore, PublishError, StatsError, UnpublishError};
+use crate::quota;
 use crate::sys::System;
 use crate::validate::{self, InvalidField, TargetPolicy};
 
@@ -182,6 +183,24 @@ impl From<IoError> for Status {
     }
 }
 
+/// The code of a failure of the rootfs's own filesystem: what waiting fixes is `Unavailable`
+/// (kubelet retries), what an administrator or the user must fix is `FailedPrecondition`.
+fn rootfs_status(error: &quota::QuotaError, message: String) -> Status {
+    use quota::QuotaError;
+    match error {
+        QuotaError::GrowWhileInUse { .. } | QuotaError::NoFreeLoop { .. } => Status::unavailable(message),
+        QuotaError::ToolNotFound { .. }
+        | QuotaError::CannotShrink { .. }
+        | QuotaError::InUse { .. }
+        | QuotaError::NotExt4 { .. }
+        | QuotaError::StillAttached { .. } => Status::failed_precondition(message),
+        QuotaError::ForeignMount { .. } => Status::already_exists(message),
+        QuotaError::ToolFailed { .. } | QuotaError::NotMounted { .. } | QuotaError::Io { .. } | QuotaError::Mountinfo(_) => {
+            Status::internal(message)
+        }
+    }
+}
+
 impl From<PublishError> for Status {
     fn from(error: PublishError) -> Self {
         let message = error.to_string();
@@ -195,6 +214,8 @@ impl From<PublishError> for Status {
             }
             PublishError::VolumeConflict { .. } | PublishError::ForeignMount { .. } => Status::already_exists(message),
             PublishError::ReadOnly(_) => Status::internal(message),
+            PublishError::RootfsSize { .. } => Status::failed_precondition(message),
+            PublishError::Rootfs(quota) => rootfs_status(&quota, message),
             PublishError::Io(io) => io.into(),
         }
     }
@@ -251,11 +272,31 @@ mod tests {
             (PublishError::UnusableLower { sc: sc() }, Code::FailedPrecondition),
             (PublishError::UpperInUse { sc: sc(), mounted_at: "/x".into() }, Code::FailedPrecondition),
             (
-                PublishError::VolumeConflict { volume_id: "v".into(), existing: "/a".into(), existing_sc: Box::new(sc()), requested: "/b".into() },
+                PublishError::VolumeConflict {
+                    volume_id: "v".into(),
+                    existing: "/a".into(),
+                    existing_sc: Box::new(sc()),
+                    requested: "/b".into(),
+                },
                 Code::AlreadyExists,
             ),
             (PublishError::ForeignMount { target: "/t".into(), fs_type: "ext4".into(), device: "/dev/sda".into() }, Code::AlreadyExists),
             (PublishError::ReadOnly("/t/rootfs".into()), Code::Internal),
+            (PublishError::RootfsSize { sc: sc(), problem: "200Gi is more than this node's maximum".into() }, Code::FailedPrecondition),
+            (
+                PublishError::Rootfs(quota::QuotaError::GrowWhileInUse {
+                    image: "i".into(),
+                    in_use: "mounted".into(),
+                    from: "1Gi".into(),
+                    to: "2Gi".into(),
+                }),
+                Code::Unavailable,
+            ),
+            (
+                PublishError::Rootfs(quota::QuotaError::CannotShrink { image: "i".into(), current: "2Gi".into(), requested: "1Gi".into() }),
+                Code::FailedPrecondition,
+            ),
+            (PublishError::Rootfs(quota::QuotaError::NotMounted { fs_dir: "/f".into() }), Code::Internal),
             (PublishError::Io(io()), Code::Internal),
         ];
         for (error, code) in cases {

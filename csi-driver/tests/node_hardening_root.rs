@@ -249,7 +249,7 @@ async fn garbage_in_a_live_publications_record_never_costs_the_consumer_its_moun
     assert!(!target.exists());
     assert!(!record.exists(), "no record left");
     assert_eq!(quarantined(&world).len(), 3);
-    assert_eq!(std::fs::read_to_string(world.upper_dir(&consumer).join("etc/alive")).expect("kept"), "after\n");
+    assert_eq!(world.read_kept(&consumer, "etc/alive"), "after\n");
 
     // And the StoppableContainer starts again normally.
     let next = consumer.next_pod();

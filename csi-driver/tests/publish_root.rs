@@ -52,7 +52,8 @@ async fn publish_write_unpublish_republish_keeps_files_as_root() {
     client.node.node_unpublish_volume(world.unpublish_request(&first, "csi-first")).await.expect("unpublish");
     assert!(!world.target_for(&first).exists(), "unpublish removes the target directory");
     assert!(world.mounts_below(world.dir.path()).iter().all(|mount| !mount.starts_with(&world.kubelet_dir.display().to_string())));
-    assert_eq!(read(&world.upper_dir(&first).join("etc/motd")), "kept\n", "the upper layer stays on the node");
+    assert!(!world.sc_filesystem_mounted(&first), "a stopped SC holds no mount and no loop device");
+    assert_eq!(world.read_kept(&first, "etc/motd"), "kept\n", "the upper layer stays on the node");
 
     // A new consumer pod of the same StoppableContainer (a stop/start) sees everything.
     let second = first.next_pod();
@@ -334,7 +335,9 @@ async fn a_symlink_laden_rootfs_mounts_nothing_outside_the_target_as_root() {
     let expected: Vec<String> = ["", "/control", "/rootfs"].iter().map(|suffix| format!("{}{suffix}", target.display())).collect();
     assert_eq!(ours, expected, "exactly three mounts, all at the target");
     let host_mounts_after = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count();
-    assert_eq!(host_mounts_after, host_mounts_before + 3, "no mount anywhere else");
+    // The three at the target, and the SC's own filesystem in its data directory.
+    assert_eq!(host_mounts_after, host_mounts_before + 4, "no mount anywhere else");
+    assert!(world.sc_filesystem_mounted(&consumer));
     let link = std::fs::read_link(target.join("rootfs/proc")).expect("still a symlink");
     assert_eq!(link, Path::new("/"));
     client.node.node_unpublish_volume(world.unpublish_request(&consumer, "csi-1")).await.expect("unpublish");
@@ -388,7 +391,7 @@ async fn kill_9_at_any_point_then_restart_keeps_consumers_working_as_root() {
     }
     client.node.node_publish_volume(world.publish_request(&steady, "csi-steady")).await.expect("still published after restarts");
     client.node.node_unpublish_volume(world.unpublish_request(&steady, "csi-steady")).await.expect("unpublish");
-    assert_eq!(read(&world.upper_dir(&steady).join("etc/alive")), "11\n");
+    assert_eq!(world.read_kept(&steady, "etc/alive"), "11\n");
     assert!(world.mounts_below(&world.kubelet_dir).is_empty());
     let records: Vec<_> = std::fs::read_dir(world.data_root.join("publications")).expect("records").collect();
     assert!(records.is_empty(), "no record left: {records:?}");

@@ -26,6 +26,9 @@ use sc_proto::csi::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+/// The size of every test SC's own filesystem (a sparse image: it costs the disk almost nothing).
+pub const ROOTFS_SIZE_BYTES: u64 = 128 << 20;
+
 /// The cgroup v1 hierarchy the test processes are placed in (this machine runs cgroup v1).
 pub const PIDS_HIERARCHY: &str = "/sys/fs/cgroup/pids";
 
@@ -254,6 +257,7 @@ impl World {
                     sc_uid: consumer.sc_uid.clone(),
                     provider_container_id: provider.map(|provider| provider.container_id.clone()),
                     provider_pod_uid: provider.map(|provider| provider.pod_uid.clone()),
+                    rootfs_size_bytes: Some(ROOTFS_SIZE_BYTES),
                 })
                 .collect(),
         };
@@ -354,8 +358,44 @@ impl World {
             .collect()
     }
 
+    /// The SC's upper, on its own size-limited filesystem.
     pub fn upper_dir(&self, consumer: &ConsumerPod) -> PathBuf {
-        self.data_root.join("containers").join(&consumer.pod.namespace).join(&consumer.sc_name).join(&consumer.sc_uid).join("upper")
+        self.sc_dir(consumer).join("fs/upper")
+    }
+
+    /// Whether the SC's own filesystem is mounted (at `<sc-dir>/fs`).
+    pub fn sc_filesystem_mounted(&self, consumer: &ConsumerPod) -> bool {
+        let fs_dir = self.sc_dir(consumer).join("fs");
+        let text = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        csi_driver::mountinfo::parse(&text).expect("parse").iter().any(|entry| entry.mount_point == fs_dir)
+    }
+
+    /// A file of the SC's upper as it is kept on the node, also while no consumer has it: the
+    /// SC's filesystem image is then mounted read-only for the read, as an administrator would.
+    pub fn read_kept(&self, consumer: &ConsumerPod, path: &str) -> String {
+        if self.sc_filesystem_mounted(consumer) {
+            return std::fs::read_to_string(self.upper_dir(consumer).join(path)).unwrap_or_else(|error| panic!("{path}: {error}"));
+        }
+        let mount_point = tempfile::tempdir().expect("tempdir");
+        let image = self.sc_dir(consumer).join("rootfs.img");
+        // A test process that made its own mount namespace while the filesystem was mounted (a
+        // provider-like process of a test running alongside) keeps it, and its loop device, alive
+        // after the plugin's unmount: mount that device (its superblock is shared, read-write),
+        // else the image read-only.
+        let status = match attached_loop_device(&image) {
+            Some(device) => Command::new("mount").arg(&device).arg(mount_point.path()).status(),
+            None => Command::new("mount").args(["-o", "ro,loop,noload"]).arg(&image).arg(mount_point.path()).status(),
+        }
+        .expect("run mount");
+        assert!(status.success(), "mounting {} for a read", image.display());
+        let read = std::fs::read_to_string(mount_point.path().join("upper").join(path));
+        let _ = umount2(mount_point.path(), MntFlags::empty());
+        read.unwrap_or_else(|error| panic!("{path} in {}: {error}", image.display()))
+    }
+
+    /// All data of the SC on the node.
+    pub fn sc_dir(&self, consumer: &ConsumerPod) -> PathBuf {
+        self.data_root.join("containers").join(&consumer.pod.namespace).join(&consumer.sc_name).join(&consumer.sc_uid)
     }
 }
 
@@ -378,6 +418,15 @@ pub struct Client {
     pub node: NodeClient<Channel>,
     pub identity: IdentityClient<Channel>,
     pub channel: Channel,
+}
+
+/// The loop device `image` is attached to, if any (`/sys/block/loopN/loop/backing_file`).
+fn attached_loop_device(image: &Path) -> Option<PathBuf> {
+    std::fs::read_dir("/sys/block").ok()?.filter_map(Result::ok).find_map(|entry| {
+        let name = entry.file_name().into_string().ok()?;
+        let backing = std::fs::read_to_string(entry.path().join("loop/backing_file")).ok()?;
+        (name.starts_with("loop") && Path::new(backing.trim_end()) == image).then(|| PathBuf::from("/dev").join(name))
+    })
 }
 
 pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> {
