@@ -8,7 +8,7 @@ readonly SCENARIO_MANIFESTS
 readonly SC_DATA_ROOT_ON_NODE=/var/lib/stoppablecontainer
 readonly NODE_NAME_E2E=sc-e2e-node
 # Namespaces the scenarios create (diagnostics describe them on failure).
-readonly SCENARIO_NAMESPACES=(e2e-persist e2e-legacy e2e-other e2e-unpriv e2e-durable e2e-image)
+readonly SCENARIO_NAMESPACES=(e2e-persist e2e-legacy e2e-other e2e-unpriv e2e-durable e2e-image e2e-tenant)
 
 # --- assertions ----------------------------------------------------------------------------
 
@@ -377,6 +377,124 @@ scenario_image_change() {
   kc sc -n "$ns" delete img --timeout 2m >/dev/null
 }
 
+# --- 8. a hostile tenant ------------------------------------------------------------------------
+# Everything here is done as the tenant: a service account with Kubernetes' `edit` role in its own
+# namespace (which the chart's aggregated roles extend), the rights the threat model grants.
+
+readonly TENANT_NS=e2e-tenant
+tenant() { kc --as="system:serviceaccount:$TENANT_NS:tenant" -n "$TENANT_NS" "$@"; }
+tenant_can() { tenant auth can-i "$@" 2>/dev/null || true; }
+instance_field() { kc -n "$TENANT_NS" get stoppablecontainerinstance box -o "jsonpath=$1" 2>/dev/null; }
+pod_uid() { kc -n "$1" get pod "$2" -o 'jsonpath={.metadata.uid}' 2>/dev/null; }
+sc_events() {
+  kc -n "$1" get events --field-selector "involvedObject.kind=StoppableContainer,involvedObject.name=$2" \
+    -o 'jsonpath={range .items[*]}{.type} {.reason}: {.message}{"\n"}{end}' 2>/dev/null
+}
+has_warning_about() { [[ "$(sc_events "$1" "$2")" == *"Warning "*"$3"* ]]; }
+# No overlay anywhere on the node has the node's own / as its lower layer.
+expect_no_node_root_lower() {
+  expect_eq "overlays with lowerdir=/ on the node" "" "$(grep -F 'lowerdir=/,' /proc/self/mountinfo || true)"
+}
+expect_the_image_and_nothing_of_the_node() {
+  local what="$1"
+  expect_eq "/bin/busybox in the rootfs ($what)" "$(sha256sum /bin/busybox | cut -d' ' -f1)" \
+    "$(in_sc "$TENANT_NS" box sha256sum /bin/busybox | cut -d' ' -f1)"
+  expect_eq "the node's kubelet dir seen from inside ($what)" absent \
+    "$(in_sc "$TENANT_NS" box sh -c 'test -e /var/lib/kubelet && echo present || echo absent')"
+  expect_eq "the node's data root seen from inside ($what)" absent \
+    "$(in_sc "$TENANT_NS" box sh -c "test -e $SC_DATA_ROOT_ON_NODE && echo present || echo absent")"
+  expect_eq "the tenant's own file ($what)" mine "$(in_sc "$TENANT_NS" box cat /root/mine)"
+  expect_no_node_root_lower
+}
+
+scenario_hostile_tenant() {
+  fresh_namespace "$TENANT_NS"
+  kc -n "$TENANT_NS" create serviceaccount tenant >/dev/null
+  kc -n "$TENANT_NS" create rolebinding tenant-edit --clusterrole=edit --serviceaccount="$TENANT_NS:tenant" >/dev/null
+  step "the shipped roles: the tenant manages StoppableContainers and pods, reads instances, writes no instance and no status"
+  expect_eq "create stoppablecontainers" yes "$(tenant_can create stoppablecontainers.stoppablecontainer.xtlsoft.top)"
+  expect_eq "get stoppablecontainerinstances" yes "$(tenant_can get stoppablecontainerinstances.stoppablecontainer.xtlsoft.top)"
+  expect_eq "create pods" yes "$(tenant_can create pods)"
+  local denied
+  for denied in "patch stoppablecontainerinstances.stoppablecontainer.xtlsoft.top" \
+    "create stoppablecontainerinstances.stoppablecontainer.xtlsoft.top" \
+    "patch stoppablecontainers.stoppablecontainer.xtlsoft.top --subresource=status" \
+    "patch stoppablecontainerinstances.stoppablecontainer.xtlsoft.top --subresource=status"; do
+    # shellcheck disable=SC2086  # the words are kubectl's arguments
+    expect_eq "$denied" no "$(tenant_can $denied)"
+  done
+
+  tenant apply -f "$SCENARIO_MANIFESTS/tenant-box.yaml" >/dev/null
+  wait_running "$TENANT_NS" box 240
+  in_sc "$TENANT_NS" box sh -c 'echo mine > /root/mine'
+
+  step "the tenant deletes the provider pod while the workload runs: a Warning, a new provider at once"
+  local old_provider new_provider
+  old_provider="$(pod_uid "$TENANT_NS" box-provider)"
+  tenant delete pod box-provider --wait=false >/dev/null
+  wait_for "a new provider pod" 60 bash -c \
+    "uid=\$(kubectl -n $TENANT_NS get pod box-provider -o 'jsonpath={.metadata.uid}' 2>/dev/null); [[ -n \$uid && \$uid != $old_provider ]]"
+  wait_for "a Warning about the lost provider" 60 has_warning_about "$TENANT_NS" box box-provider
+  wait_for "the new provider to run" 120 bash -c \
+    "[[ \$(kubectl -n $TENANT_NS get pod box-provider -o 'jsonpath={.status.phase}') == Running ]]"
+  new_provider="$(pod_uid "$TENANT_NS" box-provider)"
+  expect_eq "the new provider is the one the operator recorded" "$new_provider" "$(instance_field '{.status.providerPodUID}')"
+  expect_the_image_and_nothing_of_the_node "after the provider was replaced"
+  expect_eq "every image file readable from the workload" ok "$(in_sc "$TENANT_NS" box sh -c 'ls -L /bin >/dev/null && echo ok')"
+
+  step "stop; the tenant swaps the kept provider for its own pod (chroot into an emptyDir); start"
+  tenant patch stoppablecontainer box --type=merge -p '{"spec":{"running":false}}' >/dev/null
+  wait_for "box to stop" 120 bash -c "! kubectl -n $TENANT_NS get pod box >/dev/null 2>&1"
+  local instance_uid hash forged_uid
+  instance_uid="$(instance_field '{.metadata.uid}')"
+  hash="$(kc -n "$TENANT_NS" get pod box-provider -o 'jsonpath={.metadata.annotations.stoppablecontainer\.xtlsoft\.top/provider-hash}')"
+  tenant delete pod box-provider --wait=true >/dev/null
+  sed -e "s/INSTANCE_UID/$instance_uid/; s/PROVIDER_HASH/$hash/" "$SCENARIO_MANIFESTS/forged-provider.yaml" | tenant apply -f - >/dev/null
+  forged_uid="$(pod_uid "$TENANT_NS" box-provider)"
+  # The operator may remove the impostor as soon as it sees it; otherwise it runs until the start.
+  wait_for "the forged provider to run (or be removed)" 120 bash -c \
+    "[[ \$(kubectl -n $TENANT_NS get pod box-provider -o 'jsonpath={.metadata.uid}/{.status.phase}') != $forged_uid/Pending ]]"
+  tenant patch stoppablecontainer box --type=merge -p '{"spec":{"running":true}}' >/dev/null
+  wait_for "a Warning naming the forged provider" 120 has_warning_about "$TENANT_NS" box box-provider
+  wait_running "$TENANT_NS" box 240
+  expect_contains "the operator says why" "$(sc_events "$TENANT_NS" box)" "not created by the operator"
+  [[ "$(pod_uid "$TENANT_NS" box-provider)" != "$forged_uid" ]] || fail "the forged provider is still the provider"
+  expect_eq "the provider in use is the recorded one" "$(pod_uid "$TENANT_NS" box-provider)" "$(instance_field '{.status.providerPodUID}')"
+  expect_the_image_and_nothing_of_the_node "after the forged provider"
+
+  step "a tenant writes past its rootfs's 256Mi: ENOSPC inside, the node's disk and the other SC untouched"
+  tenant apply -f "$SCENARIO_MANIFESTS/tenant-filler.yaml" >/dev/null
+  wait_running "$TENANT_NS" filler 240
+  local free_before free_after dd_output
+  free_before="$(df --output=avail -B1M "$SC_DATA_ROOT_ON_NODE" | tail -1)"
+  dd_output="$(in_sc "$TENANT_NS" filler sh -c 'dd if=/dev/zero of=/root/big bs=1M count=1024 2>&1; sync' || true)"
+  expect_contains "dd past the limit" "$dd_output" "No space left on device"
+  free_after="$(df --output=avail -B1M "$SC_DATA_ROOT_ON_NODE" | tail -1)"
+  ((free_before - free_after < 300)) || fail "the node lost $((free_before - free_after)) MiB to a 256Mi rootfs"
+  expect_eq "the workload still runs" alive "$(in_sc "$TENANT_NS" filler echo alive)"
+  in_sc "$TENANT_NS" box sh -c 'echo still-writable > /root/other' ||
+    fail "another SC could not write while the filler's rootfs was full"
+  expect_eq "the other SC's write" still-writable "$(in_sc "$TENANT_NS" box cat /root/other)"
+  in_sc "$TENANT_NS" filler rm /root/big
+  expect_eq "freeing space makes writes work again" ok \
+    "$(in_sc "$TENANT_NS" filler sh -c 'dd if=/dev/zero of=/root/after bs=1M count=20 2>/dev/null && echo ok')"
+  kc sc -n "$TENANT_NS" delete filler --timeout 2m >/dev/null
+
+  step "stop; a hand-made pod named like the stopped SC, with forged labels and owner, gets nothing"
+  tenant patch stoppablecontainer box --type=merge -p '{"spec":{"running":false}}' >/dev/null
+  wait_for "box to stop" 120 bash -c "! kubectl -n $TENANT_NS get pod box >/dev/null 2>&1"
+  sed -e "s/INSTANCE_UID/$instance_uid/" "$SCENARIO_MANIFESTS/forged-consumer.yaml" | tenant apply -f - >/dev/null
+  local thief_uid
+  thief_uid="$(pod_uid "$TENANT_NS" box)"
+  wait_for "FailedMount PermissionDenied for the forged workload pod (or its removal by the operator)" 90 bash -c \
+    "[[ \$(kubectl -n $TENANT_NS get events --field-selector involvedObject.name=box,reason=FailedMount -o 'jsonpath={.items[*].message}') == *PermissionDenied* ]] || ! kubectl -n $TENANT_NS get pod box >/dev/null 2>&1"
+  expect_eq "CSI mounts in the forged pod's volume dir" "" "$(grep -F "/pods/$thief_uid/volumes/kubernetes.io~csi" /proc/self/mountinfo || true)"
+  expect_eq "the forged pod's phase" Pending "$(kc -n "$TENANT_NS" get pod box -o 'jsonpath={.status.phase}' 2>/dev/null || echo Pending)"
+  tenant delete pod box --ignore-not-found --wait=true >/dev/null
+  expect_no_node_root_lower
+  kc sc -n "$TENANT_NS" delete box --timeout 2m >/dev/null
+}
+
 # Scenario order: later ones reuse what earlier ones left (6 uses 1's SC, 4 uses 3's).
 readonly SCENARIOS=(
   "1 persistence: create, write, add a user, install a binary, stop, start|scenario_persistence"
@@ -386,4 +504,5 @@ readonly SCENARIOS=(
   "3 crashes and restarts: workload, provider, node plugin, operator|scenario_crashes_and_restarts"
   "4 node reboot|scenario_node_reboot"
   "5 image change while stopped|scenario_image_change"
+  "8 a hostile tenant: forged provider and workload pods, a lost provider, the shipped roles|scenario_hostile_tenant"
 )
