@@ -1012,9 +1012,13 @@ async fn a_forged_provider_is_never_adopted_but_deleted_and_replaced() {
     let note = event.note.unwrap_or_default();
     assert!(note.contains("\"victim-provider\"") && note.contains("was not created by the operator"), "{note}");
     assert_ne!(recorded_uid(&env, "victim", Role::Provider).await, forged.uid(), "the forged pod is never recorded");
-    let sc = env.scs.get("victim").await.expect("sc");
+    // The Event goes out before that reconcile writes the status: wait for the status.
+    let sc = env
+        .wait_sc("victim", "ProviderReady=False/NotCreatedByOperator", |sc| {
+            condition_of(sc, "ProviderReady") == Some(("False".into(), "NotCreatedByOperator".into()))
+        })
+        .await;
     assert_eq!(sc.status.as_ref().and_then(|status| status.provider_pod_name.clone()), None, "never reported as ours");
-    assert_eq!(condition_of(&sc, "ProviderReady"), Some(("False".into(), "NotCreatedByOperator".into())));
 
     // Once it is gone, a start gets the operator's own provider, recorded by its UID.
     env.finish_termination("victim-provider").await;
