@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{ConsumerPod, ProviderProcess, World};
+use common::{ConsumerPod, ProviderProcess, Serving, World};
 use csi_driver::records::Record;
 
 /// The unprivileged user the checks run as (`nobody`).
@@ -62,16 +62,10 @@ fn denied<T: std::fmt::Debug>(result: Result<T, String>, what: &str) {
 
 #[tokio::test]
 async fn nothing_under_the_data_root_is_reachable_for_other_users_but_the_rootfs_works_as_root() {
-    let mut world = World::new();
+    let Serving { mut client, consumer, provider: _provider, world } = Serving::start("team-a", "dev").await;
     // A temporary directory is private; open the world like a node's /var/lib, so that only the
     // plugin's own modes stand between uid 65534 and the data root.
     std::fs::set_permissions(world.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("open the world");
-    let image = world.image("base");
-    let provider = ProviderProcess::start(&world, &image);
-    let consumer = ConsumerPod::new("team-a", "dev");
-    world.set_cluster(&[(consumer.clone(), Some(&provider))]);
-    world.start_driver();
-    let mut client = world.client().await;
     client.node.node_publish_volume(world.publish_request(&consumer, "csi-1")).await.expect("publish");
 
     // What a root tenant puts in its rootfs: a setuid-root program and a device node anyone may
@@ -197,13 +191,7 @@ fn quarantined(world: &World) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test]
 async fn garbage_in_a_live_publications_record_never_costs_the_consumer_its_mounts_as_root() {
-    let mut world = World::new();
-    let image = world.image("base");
-    let provider = ProviderProcess::start(&world, &image);
-    let consumer = ConsumerPod::new("ns", "dev");
-    world.set_cluster(&[(consumer.clone(), Some(&provider))]);
-    world.start_driver();
-    let mut client = world.client().await;
+    let Serving { mut client, consumer, provider, mut world } = Serving::start("ns", "dev").await;
     client.node.node_publish_volume(world.publish_request(&consumer, "csi-live")).await.expect("publish");
     let target = world.target_for(&consumer);
     let rootfs = target.join("rootfs");

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    CONSUMER_CLIENT_ENV, ConsumerCgroup, ConsumerPod, ConsumerProcess, KubeletFiles, ProviderProcess, World,
+    CONSUMER_CLIENT_ENV, ConsumerCgroup, ConsumerPod, ConsumerProcess, KubeletFiles, ProviderProcess, Serving, World,
     host_mounts_outside_test_worlds,
 };
 use sc_api::exec_config::{ControlRequest, ControlResponse};
@@ -132,13 +132,7 @@ struct Published {
 }
 
 async fn publish(volume_id: &str) -> (Published, common::Client) {
-    let mut world = World::new();
-    let image = world.image("base");
-    let provider = ProviderProcess::start(&world, &image);
-    let consumer = ConsumerPod::new("team-a", "dev");
-    world.set_cluster(&[(consumer.clone(), Some(&provider))]);
-    world.start_driver();
-    let mut client = world.client().await;
+    let Serving { mut client, consumer, provider, world } = Serving::start("team-a", "dev").await;
     client.node.node_publish_volume(world.publish_request(&consumer, volume_id)).await.expect("publish");
     let target = world.target_for(&consumer);
     let kubelet = KubeletFiles::create(world.dir.path());

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ConsumerPod, ProviderCgroup, ProviderProcess, ProviderRoot, World};
+use common::{ConsumerPod, ProviderCgroup, ProviderProcess, ProviderRoot, Serving, World};
 use sc_proto::csi::{
     GetPluginInfoRequest, NodeGetCapabilitiesRequest, NodeGetInfoRequest, NodeGetVolumeStatsRequest, NodeStageVolumeRequest,
 };
@@ -18,13 +18,7 @@ fn read(path: &Path) -> String {
 
 #[tokio::test]
 async fn publish_write_unpublish_republish_keeps_files_as_root() {
-    let mut world = World::new();
-    let image = world.image("base");
-    let provider = ProviderProcess::start(&world, &image);
-    let first = ConsumerPod::new("team-a", "dev");
-    world.set_cluster(&[(first.clone(), Some(&provider))]);
-    world.start_driver();
-    let mut client = world.client().await;
+    let Serving { mut client, consumer: first, provider, world } = Serving::start("team-a", "dev").await;
 
     client.node.node_publish_volume(world.publish_request(&first, "csi-first")).await.expect("publish");
     let rootfs = world.target_for(&first).join("rootfs");

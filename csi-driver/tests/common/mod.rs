@@ -205,6 +205,29 @@ impl ConsumerPod {
     }
 }
 
+/// The start most tests share: a world whose plugin serves one StoppableContainer's consumer
+/// pod over a running provider of the image `base`. Fields drop in order: the client, the
+/// provider (its process and rootfs), then the world (the plugin and every mount below it).
+pub struct Serving {
+    pub client: Client,
+    pub consumer: ConsumerPod,
+    pub provider: ProviderProcess,
+    pub world: World,
+}
+
+impl Serving {
+    pub async fn start(namespace: &str, sc_name: &str) -> Self {
+        let mut world = World::new();
+        let image = world.image("base");
+        let provider = ProviderProcess::start(&world, &image);
+        let consumer = ConsumerPod::new(namespace, sc_name);
+        world.set_cluster(&[(consumer.clone(), Some(&provider))]);
+        world.start_driver();
+        let client = world.client().await;
+        Self { client, consumer, provider, world }
+    }
+}
+
 /// A test world: temp dirs, a static cluster file, the driver process and a client.
 pub struct World {
     pub dir: tempfile::TempDir,
