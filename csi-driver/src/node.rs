@@ -584,11 +584,7 @@ fn record_from_mounts(mounts: &PublishedMounts<'_>, target: &Path, data: &DataRo
     if mounts.control.root.parent()?.file_name()? != "control" {
         return None;
     }
-    let below_pods = path_names(target.strip_prefix(kubelet_dir.join("pods")).ok()?)?;
-    let pod_uid = match below_pods.as_slice() {
-        [pod_uid, volumes, ..] if volumes == "volumes" => pod_uid.clone(),
-        _ => return None,
-    };
+    let pod_uid = crate::validate::pod_uid_in_target(kubelet_dir, target)?.to_owned();
     let lower_dir = PathBuf::from(mounts.overlay.super_option("lowerdir")?);
     let pod = PodRef { namespace: sc.namespace.clone(), name: sc.name.clone(), uid: pod_uid };
     Some(Record { volume_id, target_path: target.to_path_buf(), pod, sc, lower_dir })

@@ -88,12 +88,18 @@ impl TargetPolicy {
     }
 
     /// The pod UID in a checked target `<kubelet-dir>/pods/<pod-uid>/volumes/...`.
-    fn pod_uid_of<'a>(&self, target: &'a Path) -> Option<&'a str> {
-        let below = target.strip_prefix(self.kubelet_dir.join("pods")).ok()?;
-        let mut components = below.components().map(|component| component.as_os_str().to_str());
-        let uid = components.next()??;
-        (components.next()?? == "volumes").then_some(uid)
+    pub fn pod_uid_of<'a>(&self, target: &'a Path) -> Option<&'a str> {
+        pod_uid_in_target(&self.kubelet_dir, target)
     }
+}
+
+/// The pod UID in kubelet's volume target `<kubelet-dir>/pods/<pod-uid>/volumes/...`: kubelet's
+/// own word on which pod a volume is mounted for.
+pub fn pod_uid_in_target<'a>(kubelet_dir: &Path, target: &'a Path) -> Option<&'a str> {
+    let below = target.strip_prefix(kubelet_dir.join("pods")).ok()?;
+    let mut components = below.components().map(|component| component.as_os_str().to_str());
+    let uid = components.next()??;
+    (components.next()?? == "volumes").then_some(uid)
 }
 
 /// Checks a `NodePublishVolume` request for an inline rootfs volume.
