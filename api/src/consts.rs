@@ -33,6 +33,12 @@ pub const NODE_REPORT_NAME_PREFIX: &str = "sc-node-data.";
 pub const NODE_REPORT_NODE_ANNOTATION: &str = "stoppablecontainer.xtlsoft.top/node";
 /// `app.kubernetes.io/component` label of the report ConfigMaps.
 pub const NODE_REPORT_COMPONENT: &str = "node-data-report";
+/// Prefix of the ConfigMaps, one per node in the release namespace, in which the node plugin
+/// reports how much of its own filesystem each StoppableContainer published there uses (see
+/// `node_report`).
+pub const NODE_USAGE_NAME_PREFIX: &str = "sc-node-usage.";
+/// `app.kubernetes.io/component` label of the usage ConfigMaps.
+pub const NODE_USAGE_COMPONENT: &str = "node-rootfs-usage";
 
 /// Field manager for server-side apply by the operator.
 pub const OPERATOR_FIELD_MANAGER: &str = "stoppablecontainer-operator";

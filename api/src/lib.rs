@@ -23,6 +23,6 @@ pub mod template;
 #[cfg(feature = "crd")]
 pub use instance::{InstancePhase, StoppableContainerInstance, StoppableContainerInstanceSpec, StoppableContainerInstanceStatus};
 #[cfg(feature = "crd")]
-pub use stoppable_container::{Phase, StoppableContainer, StoppableContainerSpec, StoppableContainerStatus};
+pub use stoppable_container::{Phase, RootfsStatus, StoppableContainer, StoppableContainerSpec, StoppableContainerStatus};
 #[cfg(feature = "crd")]
 pub use template::{LegacyContainer, ProviderSpec, TemplateMetadata, WorkloadTemplate};

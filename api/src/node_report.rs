@@ -16,6 +16,18 @@
 //! stop one node from writing another's ConfigMap: the report also names its node, and the
 //! operator accepts it only for the node the status names and only while the SC is being
 //! deleted.
+//!
+//! Each node also keeps a second ConfigMap, [`usage_configmap_name`], with what each SC's own
+//! filesystem published on that node uses ([`UsageReport`]), for the SC's `status.rootfs`:
+//!
+//! ```text
+//! metadata.name: sc-node-usage.<node>           (the same name rules)
+//! data[<sc-uid>]: {"namespace":"team-a","name":"dev","node":"<node>","limitBytes":10737418240,"usedBytes":1073741824,
+//!                  "availableBytes":9663676416,"inodesUsed":1200,"inodesTotal":655360,"observedTime":"2025-01-01T00:00:00Z"}
+//! ```
+//!
+//! The same trust rule holds: the operator takes an entry only from the ConfigMap of the node the
+//! SC's status names, and only if the entry names that node and this SC's namespace and name.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +35,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::consts::NODE_REPORT_NAME_PREFIX;
+use crate::consts::{NODE_REPORT_NAME_PREFIX, NODE_USAGE_NAME_PREFIX};
 use crate::names::is_dns_label;
 
 /// Longest object name (a DNS-1123 subdomain).
@@ -38,17 +50,28 @@ const HASH_HEX_LEN: usize = 16;
 /// DNS subdomain (Kubernetes never makes one) gets the prefix and the hash alone, so the result
 /// is always a valid object name.
 pub fn report_configmap_name(node: &str) -> String {
+    per_node_name(NODE_REPORT_NAME_PREFIX, node)
+}
+
+/// The name of the ConfigMap in which node `node` reports its StoppableContainers' rootfs use
+/// ([`UsageReport`]): the rules of [`report_configmap_name`], with [`NODE_USAGE_NAME_PREFIX`].
+pub fn usage_configmap_name(node: &str) -> String {
+    per_node_name(NODE_USAGE_NAME_PREFIX, node)
+}
+
+/// `prefix` (which ends in `.`) and `node`, cut and hashed as [`report_configmap_name`] says.
+fn per_node_name(prefix: &str, node: &str) -> String {
     if !is_dns_subdomain(node) {
-        return format!("{NODE_REPORT_NAME_PREFIX}{}", node_hash(node));
+        return format!("{prefix}{}", node_hash(node));
     }
-    if NODE_REPORT_NAME_PREFIX.len() + node.len() <= MAX_OBJECT_NAME_LEN {
-        return format!("{NODE_REPORT_NAME_PREFIX}{node}");
+    if prefix.len() + node.len() <= MAX_OBJECT_NAME_LEN {
+        return format!("{prefix}{node}");
     }
-    let room = MAX_OBJECT_NAME_LEN - NODE_REPORT_NAME_PREFIX.len() - 1 - HASH_HEX_LEN;
+    let room = MAX_OBJECT_NAME_LEN - prefix.len() - 1 - HASH_HEX_LEN;
     // A subdomain is ASCII, so any byte index is a character boundary. The cut part must end in a
     // letter or digit to end its label; every label before it is whole.
     let kept = node[..room].trim_end_matches(['.', '-']);
-    format!("{NODE_REPORT_NAME_PREFIX}{kept}.{}", node_hash(node))
+    format!("{prefix}{kept}.{}", node_hash(node))
 }
 
 fn node_hash(node: &str) -> String {
@@ -122,6 +145,61 @@ impl DataReport {
 /// The entry for `uid` in a report ConfigMap's data, parsed. `None` when there is none.
 pub fn find_report(data: &BTreeMap<String, String>, uid: &str) -> Option<Result<DataReport, String>> {
     data.get(uid).map(|value| DataReport::parse(value))
+}
+
+/// One entry of a node's usage ConfigMap ([`usage_configmap_name`]): the value under the SC's
+/// UID, what the SC's own filesystem held when the node plugin last measured it. A rootfs made
+/// before size limits has no limit and no figures (only its namespace, name, node and time).
+/// The plugin removes the entry when the SC is no longer published on its node (stopped).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    /// Namespace of the StoppableContainer.
+    pub namespace: String,
+    /// Name of the StoppableContainer.
+    pub name: String,
+    /// The node that measured it (the operator accepts only the SC's data node's word).
+    pub node: String,
+    /// The filesystem's size (its image's length); absent for a rootfs without a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    /// Bytes in use on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+    /// Bytes the workload can still write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_bytes: Option<u64>,
+    /// Inodes in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inodes_used: Option<u64>,
+    /// Inodes the filesystem has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inodes_total: Option<u64>,
+    /// When the figures were measured.
+    pub observed_time: Time,
+}
+
+impl UsageReport {
+    /// The entry as stored in the ConfigMap.
+    pub fn to_value(&self) -> String {
+        // Strings, numbers and a timestamp: serialising them cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses a stored entry; the error says what is wrong with it.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        serde_json::from_str(value).map_err(|error| format!("not a node rootfs usage entry ({error}): {value:?}"))
+    }
+
+    /// Whether this entry is `node`'s measure of the SC `namespace/name`.
+    pub fn is_from(&self, node: &str, namespace: &str, name: &str) -> bool {
+        self.node == node && self.namespace == namespace && self.name == name
+    }
+}
+
+/// The entry for `uid` in a usage ConfigMap's data, parsed. `None` when there is none.
+pub fn find_usage(data: &BTreeMap<String, String>, uid: &str) -> Option<Result<UsageReport, String>> {
+    data.get(uid).map(|value| UsageReport::parse(value))
 }
 
 #[cfg(test)]
@@ -203,6 +281,60 @@ mod tests {
         let no_bytes = DataReport { outcome: Outcome::NoData, bytes: None, ..report };
         assert_eq!(DataReport::parse(&no_bytes.to_value()), Ok(no_bytes));
         assert!(DataReport::parse("deleted").is_err());
+    }
+
+    #[test]
+    fn usage_configmaps_follow_the_same_name_rules_with_their_own_prefix() {
+        assert_eq!(usage_configmap_name("node-1"), "sc-node-usage.node-1");
+        let long = format!("{}.{}", "a".repeat(63), ["b".repeat(63), "c".repeat(63), "d".repeat(60)].join("."));
+        let name = usage_configmap_name(&long);
+        assert_eq!(name.len(), MAX_OBJECT_NAME_LEN);
+        assert!(is_dns_subdomain(&name), "{name}");
+        assert!(name.starts_with(NODE_USAGE_NAME_PREFIX));
+        assert_eq!(name[NODE_USAGE_NAME_PREFIX.len()..].rsplit('.').next(), report_configmap_name(&long).rsplit('.').next(), "same hash");
+        for node in ["", "Node_1", &"x".repeat(300)] {
+            assert!(is_dns_subdomain(&usage_configmap_name(node)), "{node:?}");
+        }
+        assert_ne!(usage_configmap_name("node-1"), report_configmap_name("node-1"));
+    }
+
+    #[test]
+    fn usage_entries_round_trip_and_an_unlimited_one_has_no_figures() {
+        let usage = UsageReport {
+            namespace: "team-a".into(),
+            name: "dev".into(),
+            node: "node-1".into(),
+            limit_bytes: Some(10 << 30),
+            used_bytes: Some(1 << 30),
+            available_bytes: Some(9 << 30),
+            inodes_used: Some(1200),
+            inodes_total: Some(655_360),
+            observed_time: Time(Timestamp::from_second(1_735_689_600).expect("timestamp")),
+        };
+        let value = usage.to_value();
+        assert_eq!(
+            value,
+            r#"{"namespace":"team-a","name":"dev","node":"node-1","limitBytes":10737418240,"usedBytes":1073741824,"availableBytes":9663676416,"inodesUsed":1200,"inodesTotal":655360,"observedTime":"2025-01-01T00:00:00Z"}"#
+        );
+        assert_eq!(UsageReport::parse(&value), Ok(usage.clone()));
+        let unlimited = UsageReport {
+            limit_bytes: None,
+            used_bytes: None,
+            available_bytes: None,
+            inodes_used: None,
+            inodes_total: None,
+            ..usage.clone()
+        };
+        assert_eq!(unlimited.to_value(), r#"{"namespace":"team-a","name":"dev","node":"node-1","observedTime":"2025-01-01T00:00:00Z"}"#);
+        assert_eq!(UsageReport::parse(&unlimited.to_value()), Ok(unlimited));
+        assert!(usage.is_from("node-1", "team-a", "dev"));
+        assert!(!usage.is_from("node-2", "team-a", "dev"));
+        assert!(!usage.is_from("node-1", "team-b", "dev"));
+        assert!(!usage.is_from("node-1", "team-a", "prod"));
+        let data = BTreeMap::from([("uid-1".to_owned(), value), ("uid-2".to_owned(), "12%".to_owned())]);
+        assert_eq!(find_usage(&data, "uid-1"), Some(Ok(usage)));
+        assert!(matches!(find_usage(&data, "uid-2"), Some(Err(message)) if message.contains("not a node rootfs usage entry")));
+        assert_eq!(find_usage(&data, "uid-3"), None);
     }
 
     #[test]

@@ -126,4 +126,30 @@ pub struct StoppableContainerStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// What the persistent root filesystem holds against its size, as its data node's CSI
+    /// plugin last measured it. While the workload runs the plugin measures about once a minute
+    /// and sends new figures when they changed by more than 1% of the size (at least 1 MiB), so
+    /// a quiet root filesystem keeps an older `observedTime`. A stopped StoppableContainer keeps
+    /// the figures of its last measure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<RootfsStatus>,
+}
+
+/// The persistent root filesystem's use, as measured on its data node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RootfsStatus {
+    /// The filesystem's size in bytes: the most it may hold. Absent for a root filesystem made
+    /// before size limits existed, which has no limit (and no other figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// Bytes in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+    /// Bytes the workload can still write before "No space left on device".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_bytes: Option<u64>,
+    /// When the node plugin measured these figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }

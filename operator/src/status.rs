@@ -421,6 +421,8 @@ pub fn sc_status(
         consumer_pod_name: consumer.map(pod_name),
         conditions: conditions.conditions,
         observed_generation: observed.generation,
+        // Kept until the data node reports newer figures (see `rootfs_usage`).
+        rootfs: previous.and_then(|status| status.rootfs.clone()),
     }
 }
 
