@@ -21,7 +21,7 @@ use crate::registration::{RegistrationService, registration_socket_name};
 use crate::server::{IdentityService, NodeService};
 use crate::sys::{RealSystem, enter_mount_namespace, is_cgroup_unified};
 use crate::validate::TargetPolicy;
-use crate::{cleanup, socket};
+use crate::{cleanup, socket, usage};
 
 /// StoppableContainer CSI node plugin: mounts each consumer's persistent root filesystem.
 #[derive(Debug, Parser)]
@@ -67,6 +67,12 @@ pub struct Args {
     /// before it is deleted; 0 never deletes orphaned data.
     #[arg(long, default_value_t = 3600)]
     pub orphan_grace_seconds: u64,
+    /// How often the plugin measures the own filesystem of every StoppableContainer published
+    /// here and reports what changed to the operator (a ConfigMap per node, next to the data
+    /// reports), for the SCs' status.rootfs; publishes and unpublishes report at once. 0 turns
+    /// the reports off.
+    #[arg(long, default_value_t = 60)]
+    pub rootfs_usage_interval_seconds: u64,
     /// mkfs.ext4, which makes each StoppableContainer's size-limited filesystem (e2fsck and
     /// resize2fs, for a grow, are taken from the same directory). Default: /usr/sbin/mkfs.ext4,
     /// else /sbin/mkfs.ext4, of the node (the plugin runs them in the host mount namespace).
@@ -237,6 +243,14 @@ async fn serve_with<C: ClusterView>(
             sweep_interval: Duration::from_secs(args.orphan_sweep_interval_seconds),
             orphan_grace: cleanup::orphan_grace(args.orphan_grace_seconds),
         };
+        match usage::usage_interval(args.rootfs_usage_interval_seconds) {
+            Some(interval) => {
+                let reporting =
+                    usage::UsageSettings { node_name: settings.node_name.clone(), namespace: settings.report_namespace.clone(), interval };
+                tokio::spawn(usage::run(client.clone(), Arc::clone(&core), reporting));
+            }
+            None => info!("rootfs usage reports are off (--rootfs-usage-interval-seconds 0)"),
+        }
         tokio::spawn(cleanup::run(client, Arc::clone(&core), settings));
     }
     let shutdown = shutdown_signal();

@@ -59,10 +59,10 @@ pub const TRASH_DIR_NAME: &str = ".deleting";
 /// How many times a report write is tried when it races another write (409) or a creation.
 const REPORT_WRITE_ATTEMPTS: u32 = 4;
 
-/// Well-known labels of the report ConfigMaps.
-const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
-const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
-const PART_OF_VALUE: &str = "stoppablecontainer";
+/// Well-known labels of the report ConfigMaps (and of the usage ConfigMaps, `crate::usage`).
+pub(crate) const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub(crate) const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+pub(crate) const PART_OF_VALUE: &str = "stoppablecontainer";
 
 /// How the cleanup runs (from the plugin's flags).
 #[derive(Clone, Debug)]

@@ -26,4 +26,5 @@ pub mod registration;
 pub mod server;
 pub mod socket;
 pub mod sys;
+pub mod usage;
 pub mod validate;

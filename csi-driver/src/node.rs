@@ -182,6 +182,9 @@ pub struct NodeCore<C, S> {
     live: Arc<LiveUppers>,
     /// The loop devices and ext4 mounts of the size-limited filesystems.
     loops: Arc<quota::RealLoopSystem>,
+    /// Woken when a publish completes or an unpublish is done, so the usage reports follow at
+    /// once (see [`crate::usage`]).
+    publications_changed: tokio::sync::Notify,
 }
 
 impl<C: ClusterView, S: System> NodeCore<C, S> {
@@ -199,6 +202,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             providers,
             live: Arc::default(),
             loops: Arc::default(),
+            publications_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -258,6 +262,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             provider_wait_ms = millis(provider_wait),
             "published"
         );
+        self.publications_changed.notify_one();
         Ok(())
     }
 
@@ -297,6 +302,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         })??;
         self.controls.remove_dir(&volume_id);
         self.live.remove_target(&target);
+        self.publications_changed.notify_one();
         Ok(())
     }
 
@@ -511,6 +517,36 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let dir = self.settings.data_root.container_dir(sc);
         Ok(!mountinfo::overlays_with_upper(&mounts, &self.settings.data_root.upper_dir(sc)).is_empty()
             || mounts.iter().any(|entry| entry.mount_point.starts_with(&dir)))
+    }
+
+    /// The StoppableContainers published on this node, each with what its own filesystem holds
+    /// (`Ok(None)`: a rootfs made before size limits, which has none). Each is measured under the
+    /// mount lock, taken once per SC: an unpublish cannot unmount the filesystem between the
+    /// check that it is mounted and the `statvfs`, which would then measure the node's disk.
+    pub async fn published_usage(&self) -> Vec<(ScKey, Result<Option<quota::RootfsUsage>, quota::QuotaError>)> {
+        let data = &self.settings.data_root;
+        let mut scs: Vec<ScKey> = self.live.uppers().iter().filter_map(|upper| sc_of_upper(data, upper)).collect();
+        scs.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
+        scs.dedup();
+        let mut measured = Vec::with_capacity(scs.len());
+        for sc in scs {
+            let _guard = self.mount_lock.lock().await;
+            // Unpublished since the list was taken: nothing to measure.
+            if self.live.target_of(&data.upper_dir(&sc)).is_none() {
+                continue;
+            }
+            let figures = match data.layout(&sc) {
+                DataLayout::Unlimited => Ok(None),
+                DataLayout::OwnFilesystem => quota::usage(&*self.loops, &RootfsFs::new(data.container_dir(&sc))).map(Some),
+            };
+            measured.push((sc, figures));
+        }
+        measured
+    }
+
+    /// Resolves once a publish completed or an unpublish was done since the last call.
+    pub async fn publications_changed(&self) {
+        self.publications_changed.notified().await;
     }
 }
 
@@ -826,6 +862,10 @@ impl LiveUppers {
 
     fn targets(&self) -> Vec<PathBuf> {
         self.lock().values().cloned().collect()
+    }
+
+    fn uppers(&self) -> Vec<PathBuf> {
+        self.lock().keys().cloned().collect()
     }
 
     fn remove_target(&self, target: &Path) {
