@@ -20,6 +20,7 @@ use sc_api::consts::{
     LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, NODE_DATA_FINALIZER, OPERATOR_FIELD_MANAGER, SC_FINALIZER, SCI_FINALIZER,
     provider_pod_name,
 };
+use sc_api::node_report::usage_configmap_name;
 use sc_api::{Phase, StoppableContainer, StoppableContainerInstance, StoppableContainerStatus};
 use serde_json::json;
 
@@ -29,6 +30,7 @@ use crate::http::Health;
 use crate::instance_builder::{build_instance, is_controlled_by, restart_required};
 use crate::ownership::{RecordedPods, Role, classify, recorded_uid};
 use crate::provider_pod::{build_provider_pod, has_terminated, provider_is_current, provider_node};
+use crate::rootfs_usage::{self, UsageWakeups};
 use crate::settings::PodSettings;
 use crate::status::{Found, Observed, condition, detect_provider_loss, instance_status, is_terminating, sc_status, unrecorded_pod_message};
 use crate::validate::{SpecProblem, Workload, describe_problems, validate_start};
@@ -97,6 +99,9 @@ pub struct Context {
     pub health: Arc<Health>,
     /// Where the node plugins report deleted data (the release namespace; see `data_report`).
     pub report_namespace: String,
+    /// The release namespace's ConfigMaps, as watched: the node plugins' usage ConfigMaps are
+    /// read from here (see `rootfs_usage`), not with a request per reconcile.
+    pub configmaps: reflector::Store<ConfigMap>,
 }
 
 /// The objects of one StoppableContainer, as fetched.
@@ -198,6 +203,11 @@ impl<'a> Reconciler<'a> {
         let consumer = self.pods.get_opt(&self.name).await.map_err(kube_error("reading the workload pod"))?;
         let provider = self.pods.get_opt(&provider_pod_name(&self.name)).await.map_err(kube_error("reading the provider pod"))?;
         Ok(Children { instance, foreign_instance, consumer, provider })
+    }
+
+    /// Node `node`'s usage ConfigMap, from the cache.
+    fn usage_configmap(&self, node: Option<&str>) -> Option<Arc<ConfigMap>> {
+        self.ctx.configmaps.get(&ObjectRef::new(&usage_configmap_name(node?)).within(&self.ctx.report_namespace))
     }
 
     /// False only when the node is known to be gone (404); other errors are not proof.
@@ -541,7 +551,9 @@ impl<'a> Reconciler<'a> {
             ignored_host_path_prefix: validation.as_ref().ok().and_then(|start| start.valid.ignored_host_path_prefix.clone()),
             provider_loss,
         };
-        let status = sc_status(&observed, Some(self.name.clone()), previous.as_ref(), Time(Timestamp::now()));
+        let mut status = sc_status(&observed, Some(self.name.clone()), previous.as_ref(), Time(Timestamp::now()));
+        let usage = self.usage_configmap(data_node.as_deref());
+        status.rootfs = rootfs_usage::rootfs_status(&self.sc, data_node.as_deref(), usage.as_ref().and_then(|usage| usage.data.as_ref()));
         let phase = status.phase.unwrap_or_default();
         self.report_transitions(previous.as_ref(), &status).await;
         self.write_status(&status).await?;
@@ -787,14 +799,24 @@ pub async fn run(
             }
         })
         .applied_objects();
-    // A node's report wakes the deletion it releases at once, not at the next requeue.
+    // The release namespace's ConfigMaps, cached: the node plugins' usage ConfigMaps are read
+    // from the cache. A node's data report wakes the deletion it releases at once, not at the
+    // next requeue; a usage entry that changed wakes its SC's status.
     let reports: Api<ConfigMap> = Api::namespaced(client.clone(), &report_namespace);
+    let (configmaps, configmaps_writer) = reflector::store::<ConfigMap>();
+    let configmap_events = reflector(configmaps_writer, watcher(reports, watcher::Config::default())).default_backoff().touched_objects();
+    let wakeups = UsageWakeups::default();
     let controller = Controller::for_stream(sc_objects, reader)
         .owns(instances, watcher::Config::default())
         .watches(pods, managed_pods, owner_of_pod)
-        .watches(reports, watcher::Config::default(), data_report::reported_stoppable_containers)
+        .watches_stream(configmap_events, move |configmap: ConfigMap| {
+            let mut woken = wakeups.woken(&configmap);
+            woken.extend(data_report::reported_stoppable_containers(configmap));
+            woken
+        })
         .shutdown_on_signal();
-    let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), reporter), client, settings, health, report_namespace });
+    let ctx =
+        Arc::new(Context { recorder: Recorder::new(client.clone(), reporter), client, settings, health, report_namespace, configmaps });
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

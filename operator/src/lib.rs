@@ -15,6 +15,7 @@ pub mod instance_builder;
 pub mod metrics;
 pub mod ownership;
 pub mod provider_pod;
+pub mod rootfs_usage;
 pub mod security;
 pub mod settings;
 pub mod status;

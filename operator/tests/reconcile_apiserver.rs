@@ -19,7 +19,7 @@ use sc_api::consts::{
     LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE, NODE_DATA_FINALIZER, OPERATOR_FIELD_MANAGER, ROLE_CONSUMER,
     ROLE_PROVIDER, SC_FINALIZER, SCI_FINALIZER, provider_pod_name,
 };
-use sc_api::{StoppableContainer, StoppableContainerInstance};
+use sc_api::{RootfsStatus, StoppableContainer, StoppableContainerInstance};
 use sc_operator::consumer_pod::{build_consumer_pod, pinned_node};
 use sc_operator::instance_builder::{build_instance, is_controlled_by};
 use sc_operator::ownership::Role;
@@ -752,6 +752,50 @@ async fn only_the_data_nodes_report_for_this_uid_releases_the_data_finalizer() {
     env.wait_sc_gone("box").await;
     let note = env.wait_event("box", "DataDeleted").await.note.unwrap_or_default();
     assert!(note.contains(&format!("the node plugin on {node:?}")), "{note}");
+}
+
+#[tokio::test]
+async fn the_data_nodes_rootfs_usage_shows_in_the_status_and_another_nodes_does_not() {
+    let Some(env) = TestEnv::with_operator("usage").await else { return };
+    let node = env.create_node("n1").await;
+    let other = env.create_node("n2").await;
+    let uid = env.create_sc(sc_manifest("box", true, "busybox:1.36")).await.uid().expect("a UID");
+    start_until_running(&env, "box", &node).await;
+
+    // Any node plugin can write any node's ConfigMap; another node's word is never taken, in
+    // its own ConfigMap or in the data node's.
+    let namespace = env.namespace.clone();
+    env.write_usage(&other, &uid, Some(&env.usage(&other, &namespace, "box", 5 << 30))).await;
+    env.write_usage(&node, &uid, Some(&env.usage(&other, &namespace, "box", 5 << 30))).await;
+    env.write_usage(&node, "0b7e2a55-0000-4000-8000-00000000dead", Some(&env.usage(&node, &namespace, "box", 6 << 30))).await;
+    // Each write wakes the operator (it watches the release namespace's ConfigMaps).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sc = env.scs.get("box").await.expect("read");
+    assert_eq!(sc.status.as_ref().and_then(|status| status.rootfs.clone()), None, "no figures of another node or UID");
+
+    // The data node's own entry shows, without a requeue (the watch wakes the SC).
+    let measured = env.usage(&node, &namespace, "box", 1 << 30);
+    env.write_usage(&node, &uid, Some(&measured)).await;
+    let sc = env
+        .wait_sc("box", "status.rootfs from the data node", |sc| {
+            sc.status.as_ref().and_then(|status| status.rootfs.as_ref()).is_some_and(|rootfs| rootfs.used_bytes == Some(1 << 30))
+        })
+        .await;
+    let expected = RootfsStatus {
+        size_bytes: Some(10 << 30),
+        used_bytes: Some(1 << 30),
+        available_bytes: Some(9 << 30),
+        observed_time: Some(measured.observed_time.clone()),
+    };
+    assert_eq!(sc.status.and_then(|status| status.rootfs), Some(expected.clone()));
+
+    // Stopped, the plugin removes the entry; the status keeps the last figures.
+    env.patch_spec("box", json!({ "running": false })).await;
+    stop_until_stopped(&env, "box").await;
+    env.write_usage(&node, &uid, None).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sc = env.wait_sc("box", "Stopped", |sc| phase(sc) == "Stopped").await;
+    assert_eq!(sc.status.and_then(|status| status.rootfs), Some(expected), "the last figures are kept while stopped");
 }
 
 #[tokio::test]

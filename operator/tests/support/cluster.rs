@@ -2,8 +2,8 @@
 //! in-process and scoped to that namespace, and the parts of a cluster that are missing played
 //! by hand — the scheduler (`bind`, `set_unschedulable`), the kubelet (`set_pod_ready`,
 //! `set_container_waiting`, `finish_termination`) and the node plugin (`release_node_data`,
-//! `write_data_report`: the report ConfigMaps, in the test's namespace, which the in-process
-//! operator is configured with as its release namespace). Without controller-manager nothing is
+//! `write_data_report`, `write_usage`: the report and usage ConfigMaps, in the test's namespace,
+//! which the in-process operator is configured with as its release namespace). Without controller-manager nothing is
 //! garbage collected.
 
 use std::fmt::Debug;
@@ -17,7 +17,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
 use kube::{Api, Client, ResourceExt};
 use sc_api::consts::NODE_REPORT_NODE_ANNOTATION;
-use sc_api::node_report::{DataReport, Outcome, report_configmap_name};
+use sc_api::node_report::{DataReport, Outcome, UsageReport, report_configmap_name, usage_configmap_name};
 use sc_api::{StoppableContainer, StoppableContainerInstance};
 use sc_operator::http::Health;
 use sc_operator::settings::PodSettings;
@@ -388,26 +388,64 @@ impl TestEnv {
     /// and keyed as csi-driver's cleanup does: `report_configmap_name`, the UID, `to_value`),
     /// creating it if missing; other entries are kept.
     pub async fn write_data_report(&self, in_configmap_of: &str, uid: &str, report: &DataReport) {
-        let name = report_configmap_name(in_configmap_of);
-        let patch = json!({ "data": { uid: report.to_value() } });
-        match self.reports.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        self.write_node_entry(&report_configmap_name(in_configmap_of), in_configmap_of, uid, report.to_value()).await;
+    }
+
+    /// A usage entry as node `node`'s plugin writes it: SC `namespace/name`'s 10Gi filesystem
+    /// holds `used_bytes`, measured now (to the second, as the ConfigMap stores it).
+    pub fn usage(&self, node: &str, namespace: &str, name: &str, used_bytes: u64) -> UsageReport {
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        UsageReport {
+            namespace: namespace.into(),
+            name: name.into(),
+            node: node.into(),
+            limit_bytes: Some(10 << 30),
+            used_bytes: Some(used_bytes),
+            available_bytes: Some((10 << 30) - used_bytes),
+            inodes_used: Some(1000),
+            inodes_total: Some(655_360),
+            observed_time: Time(k8s_openapi::jiff::Timestamp::from_second(now).expect("a timestamp")),
+        }
+    }
+
+    /// Writes `usage` under `uid` into the usage ConfigMap of node `in_configmap_of` (named and
+    /// keyed as csi-driver's usage reports do), creating it if missing; `None` removes the entry.
+    pub async fn write_usage(&self, in_configmap_of: &str, uid: &str, usage: Option<&UsageReport>) {
+        let name = usage_configmap_name(in_configmap_of);
+        match usage {
+            Some(usage) => self.write_node_entry(&name, in_configmap_of, uid, usage.to_value()).await,
+            None => {
+                let patch = json!({ "data": { uid: null } });
+                self.reports
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .unwrap_or_else(|error| panic!("removing {uid} from usage ConfigMap {name}: {error}"));
+            }
+        }
+    }
+
+    /// Writes `value` under `uid` into the per-node ConfigMap `name` of node `node`, creating it
+    /// if missing; other entries are kept.
+    async fn write_node_entry(&self, name: &str, node: &str, uid: &str, value: String) {
+        let patch = json!({ "data": { uid: &value } });
+        match self.reports.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 let configmap = ConfigMap {
                     metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        annotations: Some([(NODE_REPORT_NODE_ANNOTATION.to_owned(), in_configmap_of.to_owned())].into()),
+                        name: Some(name.to_owned()),
+                        annotations: Some([(NODE_REPORT_NODE_ANNOTATION.to_owned(), node.to_owned())].into()),
                         ..ObjectMeta::default()
                     },
-                    data: Some([(uid.to_owned(), report.to_value())].into()),
+                    data: Some([(uid.to_owned(), value)].into()),
                     ..ConfigMap::default()
                 };
                 self.reports
                     .create(&PostParams::default(), &configmap)
                     .await
-                    .unwrap_or_else(|error| panic!("creating report ConfigMap {name}: {error}"));
+                    .unwrap_or_else(|error| panic!("creating ConfigMap {name}: {error}"));
             }
-            Err(error) => panic!("writing report ConfigMap {name}: {error}"),
+            Err(error) => panic!("writing ConfigMap {name}: {error}"),
         }
     }
 
