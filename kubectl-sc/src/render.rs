@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use sc_api::{Phase, StoppableContainer};
+use sc_api::{Phase, RootfsStatus, StoppableContainer};
 
 use crate::cli::OutputFormat;
 use crate::error::CliError;
@@ -21,6 +21,8 @@ pub struct ScView {
     pub data_node: Option<String>,
     /// `spec.rootfsSize` as written; None: the cluster's default.
     pub rootfs_size: Option<String>,
+    /// `status.rootfs`: the root filesystem's use as its data node last reported it.
+    pub rootfs_use: Option<RootfsStatus>,
     pub created: Option<Timestamp>,
     pub conditions: Vec<ConditionView>,
 }
@@ -57,6 +59,7 @@ impl ScView {
             node: status.and_then(|status| status.node_name.clone()),
             data_node: status.and_then(|status| status.data_node_name.clone()),
             rootfs_size: object.spec.rootfs_size.as_ref().map(|size| size.0.clone()),
+            rootfs_use: status.and_then(|status| status.rootfs.clone()),
             created: object.metadata.creation_timestamp.as_ref().map(|time| time.0),
             conditions: status
                 .map(|status| {
@@ -113,6 +116,45 @@ pub fn format_age(created: Option<Timestamp>, now: Timestamp) -> String {
         60..3600 => format!("{}m", seconds / 60),
         3600..86_400 => format!("{}h", seconds / 3600),
         _ => format!("{}d", seconds / 86_400),
+    }
+}
+
+/// A byte count in the largest binary unit it reaches, with one decimal when it is not whole:
+/// `512B`, `1.2Gi`, `10Gi`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Rounded to a tenth first, so that 1023.96Mi shows as 1Gi, not 1024Mi.
+    while (value * 10.0).round() / 10.0 >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let tenths = (value * 10.0).round() / 10.0;
+    if tenths.fract() == 0.0 { format!("{tenths:.0}{}", UNITS[unit]) } else { format!("{tenths:.1}{}", UNITS[unit]) }
+}
+
+/// The `Rootfs:` line of `status`: the use against the size as the data node last measured it
+/// and how long ago; without a report, the size asked for.
+pub fn rootfs_use_text(view: &ScView, now: Timestamp) -> String {
+    let Some(rootfs) = &view.rootfs_use else {
+        return match &view.rootfs_size {
+            Some(size) => format!("{size}, no use reported yet"),
+            None => "no use reported yet".to_owned(),
+        };
+    };
+    let observed =
+        rootfs.observed_time.as_ref().map(|time| format!(", observed {} ago", format_age(Some(time.0), now))).unwrap_or_default();
+    match (rootfs.size_bytes, rootfs.used_bytes) {
+        (Some(size), Some(used)) => {
+            let percent = if size == 0 { 0 } else { (u128::from(used) * 100 + u128::from(size) / 2) / u128::from(size) };
+            format!("{} of {} used ({percent}%){observed}", format_bytes(used), format_bytes(size))
+        }
+        (Some(size), None) => format!("{}{observed}", format_bytes(size)),
+        (None, _) => format!("no size limit (made before size limits){observed}"),
     }
 }
 
@@ -180,6 +222,7 @@ pub fn render_status(view: &ScView, events: &[EventView], now: Timestamp) -> Str
     }
     // The operator resolves an unset size against the cluster's default, which only it knows.
     fields.push(("Rootfs size:", view.rootfs_size.clone().unwrap_or_else(|| "cluster default".to_owned())));
+    fields.push(("Rootfs:", rootfs_use_text(view, now)));
     fields.push(("Age:", format_age(view.created, now)));
     let label_width = fields.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     let mut output = String::new();
@@ -281,6 +324,7 @@ mod tests {
             node: node.map(str::to_owned),
             data_node: None,
             rootfs_size: None,
+            rootfs_use: None,
             created: seconds_ago(age_seconds),
             conditions: vec![],
         }
@@ -327,6 +371,12 @@ mod tests {
         failed.instance = Some("dev-box".into());
         failed.data_node = Some("node-2".into());
         failed.rootfs_size = Some("20Gi".into());
+        failed.rootfs_use = Some(RootfsStatus {
+            size_bytes: Some(20 << 30),
+            used_bytes: Some(2_576_980_378),
+            available_bytes: Some((20 << 30) - 2_576_980_378),
+            observed_time: seconds_ago(40).map(Time),
+        });
         failed.conditions = vec![
             ConditionView { type_: "Ready".into(), status: "False".into(), reason: "Failed".into(), message: "workload pod failed".into() },
             ConditionView { type_: "SpecValid".into(), status: "True".into(), reason: "".into(), message: "".into() },
@@ -350,6 +400,46 @@ mod tests {
         insta::assert_snapshot!("status_failed", render_status(&failed, &events, now()));
         let fresh = view("fresh", "default", false, None, None, 5);
         insta::assert_snapshot!("status_fresh", render_status(&fresh, &[], now()));
+    }
+
+    #[test]
+    fn byte_counts_use_the_largest_binary_unit() {
+        let cases = [
+            (0, "0B"),
+            (1023, "1023B"),
+            (1024, "1Ki"),
+            (1536, "1.5Ki"),
+            (10 << 30, "10Gi"),
+            (1_288_490_189, "1.2Gi"),
+            ((1 << 30) - 1, "1Gi"),
+            (u64::MAX, "16Ei"),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(format_bytes(bytes), expected, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn the_rootfs_line_shows_the_use_against_the_size_or_what_is_known() {
+        let mut sized = view("dev", "team-a", true, Some(Phase::Running), Some("node-1"), 600);
+        sized.rootfs_use = Some(RootfsStatus {
+            size_bytes: Some(10 << 30),
+            used_bytes: Some(1_288_490_189),
+            available_bytes: Some((10 << 30) - 1_288_490_189),
+            observed_time: seconds_ago(40).map(Time),
+        });
+        assert_eq!(rootfs_use_text(&sized, now()), "1.2Gi of 10Gi used (12%), observed 40s ago");
+        let mut unlimited = sized.clone();
+        unlimited.rootfs_use = Some(RootfsStatus { observed_time: seconds_ago(7200).map(Time), ..RootfsStatus::default() });
+        assert_eq!(rootfs_use_text(&unlimited, now()), "no size limit (made before size limits), observed 2h ago");
+        let mut unreported = sized.clone();
+        unreported.rootfs_use = None;
+        assert_eq!(rootfs_use_text(&unreported, now()), "no use reported yet");
+        unreported.rootfs_size = Some("10Gi".into());
+        assert_eq!(rootfs_use_text(&unreported, now()), "10Gi, no use reported yet");
+        let mut full = sized;
+        full.rootfs_use = Some(RootfsStatus { size_bytes: Some(1 << 30), used_bytes: Some(1 << 30), ..RootfsStatus::default() });
+        assert_eq!(rootfs_use_text(&full, now()), "1Gi of 1Gi used (100%)");
     }
 
     #[test]
@@ -395,6 +485,11 @@ mod tests {
         assert_eq!((view.phase_text(), view.node.as_deref()), ("Running", Some("node-1")));
         assert_eq!(view.conditions[0].reason, "Running");
         assert_eq!(view.rootfs_size, None);
+        assert_eq!(view.rootfs_use, None);
+        let mut measured = object();
+        let figures = RootfsStatus { size_bytes: Some(10 << 30), used_bytes: Some(1 << 30), ..RootfsStatus::default() };
+        measured.status.as_mut().expect("a status").rootfs = Some(figures.clone());
+        assert_eq!(ScView::from_object(&measured).rootfs_use, Some(figures));
         let mut sized = object();
         sized.spec.rootfs_size = Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity("50Gi".into()));
         assert_eq!(ScView::from_object(&sized).rootfs_size.as_deref(), Some("50Gi"));
