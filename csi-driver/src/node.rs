@@ -1446,4 +1446,28 @@ mod tests {
         let Seal::Leave(reason) = containers_seal(&parse(&below), dir) else { panic!("a bind would hide what is below") };
         assert!(reason.ends_with("/ns/dev/uid is mounted below it and would be hidden"), "{reason}");
     }
+
+    #[tokio::test]
+    async fn published_usage_measures_each_live_publication_once_and_an_unlimited_one_has_no_figures() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = DataRoot::new(root.path());
+        let mut core = waiting_core(Provider::NotReady { reason: String::new() }, Duration::ZERO);
+        core.settings.data_root = data.clone();
+        let legacy = ScKey { namespace: "team-a".into(), name: "old".into(), uid: "uid-old".into() };
+        let limited = ScKey { namespace: "team-a".into(), name: "new".into(), uid: "uid-new".into() };
+        std::fs::create_dir_all(data.container_dir(&legacy).join("upper")).expect("a rootfs made before size limits");
+        core.live.insert(data.upper_dir(&legacy), PathBuf::from("/kubelet/pods/a/volumes/x/mount"));
+        core.live.insert(data.upper_dir(&limited), PathBuf::from("/kubelet/pods/b/volumes/x/mount"));
+        core.live.insert(PathBuf::from("/elsewhere/upper"), PathBuf::from("/kubelet/pods/c/volumes/x/mount"));
+        let measured = core.published_usage().await;
+        let keys: Vec<&ScKey> = measured.iter().map(|(sc, _)| sc).collect();
+        assert_eq!(keys, [&limited, &legacy], "sorted; an upper outside the data root names no SC");
+        assert!(matches!(measured[1].1, Ok(None)), "no limit, no figures: {:?}", measured[1].1);
+        // Its own filesystem is not mounted here: an error, never the figures of the disk below.
+        assert!(matches!(measured[0].1, Err(quota::QuotaError::NotMounted { .. })), "{:?}", measured[0].1);
+        core.live.remove_target(Path::new("/kubelet/pods/a/volumes/x/mount"));
+        assert_eq!(core.published_usage().await.len(), 1, "an unpublished SC is not measured");
+        core.publications_changed.notify_one();
+        tokio::time::timeout(Duration::from_secs(5), core.publications_changed()).await.expect("a change wakes the usage reports");
+    }
 }
