@@ -68,8 +68,25 @@ in_sc() {
   kc sc -n "$namespace" exec "$name" -- "$@"
 }
 
-# Host path of the SC's persistent upper layer (keyed by namespace, name and UID).
-upper_dir() { echo "$SC_DATA_ROOT_ON_NODE/containers/$1/$2/$3/upper"; }
+# Host path of the SC's data (keyed by namespace, name and UID): its own filesystem's image,
+# mounted at fs/ while a consumer runs.
+sc_data_dir() { echo "$SC_DATA_ROOT_ON_NODE/containers/$1/$2/$3"; }
+# kept_file NAMESPACE NAME UID PATH: a file of the SC's upper layer as the node keeps it. A stopped
+# SC's filesystem is not mounted: its image is mounted read-only for the read, as an admin would.
+kept_file() {
+  local dir mount_point status=0
+  dir="$(sc_data_dir "$1" "$2" "$3")"
+  if mountpoint -q "$dir/fs"; then
+    cat "$dir/fs/upper/$4"
+    return
+  fi
+  mount_point="$(mktemp -d)"
+  mount -o ro,loop,noload "$dir/rootfs.img" "$mount_point"
+  cat "$mount_point/upper/$4" || status=$?
+  umount "$mount_point"
+  rmdir "$mount_point"
+  return "$status"
+}
 
 container_pids() {
   # container_pids CONTAINER_ID: host PIDs whose cgroup names the container.
@@ -120,7 +137,8 @@ scenario_persistence() {
   # start is only the workload pod and a mount.
   expect_eq "the provider pod is kept while stopped" "$provider_uid" \
     "$(kc -n "$ns" get pod dev-provider -o 'jsonpath={.metadata.uid}')"
-  expect_eq "the note in the upper layer on the node" "$token" "$(cat "$(upper_dir "$ns" dev "$uid")/root/note.txt")"
+  mountpoint -q "$(sc_data_dir "$ns" dev "$uid")/fs" && fail "the stopped SC's filesystem is still mounted (and holds a loop device)"
+  expect_eq "the note in the upper layer on the node" "$token" "$(kept_file "$ns" dev "$uid" root/note.txt)"
 
   step "start (kubectl sc start --wait); check everything on a fresh exec"
   kc sc -n "$ns" start dev --wait --timeout 3m >/dev/null
@@ -475,6 +493,10 @@ scenario_hostile_tenant() {
   in_sc "$TENANT_NS" box sh -c 'echo still-writable > /root/other' ||
     fail "another SC could not write while the filler's rootfs was full"
   expect_eq "the other SC's write" still-writable "$(in_sc "$TENANT_NS" box cat /root/other)"
+  step "kubectl sc status shows the rootfs's own use against its limit (reported by the node plugin)"
+  wait_for "the node plugin's report of the full rootfs in the status" 150 bash -c \
+    "((\$(kubectl -n $TENANT_NS get stoppablecontainer filler -o 'jsonpath={.status.rootfs.usedBytes}' 2>/dev/null || echo 0) > 200 * 1024 * 1024))"
+  expect_contains "kubectl sc status filler" "$(kc sc -n "$TENANT_NS" status filler)" "of 256Mi used"
   in_sc "$TENANT_NS" filler rm /root/big
   expect_eq "freeing space makes writes work again" ok \
     "$(in_sc "$TENANT_NS" filler sh -c 'dd if=/dev/zero of=/root/after bs=1M count=20 2>/dev/null && echo ok')"
