@@ -403,7 +403,7 @@ readonly TENANT_NS=e2e-tenant
 tenant() { kc --as="system:serviceaccount:$TENANT_NS:tenant" -n "$TENANT_NS" "$@"; }
 tenant_can() { tenant auth can-i "$@" 2>/dev/null || true; }
 instance_field() { kc -n "$TENANT_NS" get stoppablecontainerinstance box -o "jsonpath=$1" 2>/dev/null; }
-pod_uid() { kc -n "$1" get pod "$2" -o 'jsonpath={.metadata.uid}' 2>/dev/null; }
+pod_uid() { kc -n "$1" get pod "$2" -o 'jsonpath={.metadata.uid}' 2>/dev/null || true; }
 sc_events() {
   kc -n "$1" get events --field-selector "involvedObject.kind=StoppableContainer,involvedObject.name=$2" \
     -o 'jsonpath={range .items[*]}{.type} {.reason}: {.message}{"\n"}{end}' 2>/dev/null
@@ -467,8 +467,9 @@ scenario_hostile_tenant() {
   instance_uid="$(instance_field '{.metadata.uid}')"
   hash="$(kc -n "$TENANT_NS" get pod box-provider -o 'jsonpath={.metadata.annotations.stoppablecontainer\.xtlsoft\.top/provider-hash}')"
   tenant delete pod box-provider --wait=true >/dev/null
-  sed -e "s/INSTANCE_UID/$instance_uid/; s/PROVIDER_HASH/$hash/" "$SCENARIO_MANIFESTS/forged-provider.yaml" | tenant apply -f - >/dev/null
-  forged_uid="$(pod_uid "$TENANT_NS" box-provider)"
+  # The UID from the create's answer: the operator may delete the impostor at once.
+  forged_uid="$(sed -e "s/INSTANCE_UID/$instance_uid/; s/PROVIDER_HASH/$hash/" "$SCENARIO_MANIFESTS/forged-provider.yaml" |
+    tenant create -f - -o 'jsonpath={.metadata.uid}')"
   # The operator may remove the impostor as soon as it sees it; otherwise it runs until the start.
   wait_for "the forged provider to run (or be removed)" 120 bash -c \
     "[[ \$(kubectl -n $TENANT_NS get pod box-provider -o 'jsonpath={.metadata.uid}/{.status.phase}') != $forged_uid/Pending ]]"
@@ -505,9 +506,9 @@ scenario_hostile_tenant() {
   step "stop; a hand-made pod named like the stopped SC, with forged labels and owner, gets nothing"
   tenant patch stoppablecontainer box --type=merge -p '{"spec":{"running":false}}' >/dev/null
   wait_for "box to stop" 120 bash -c "! kubectl -n $TENANT_NS get pod box >/dev/null 2>&1"
-  sed -e "s/INSTANCE_UID/$instance_uid/" "$SCENARIO_MANIFESTS/forged-consumer.yaml" | tenant apply -f - >/dev/null
   local thief_uid
-  thief_uid="$(pod_uid "$TENANT_NS" box)"
+  thief_uid="$(sed -e "s/INSTANCE_UID/$instance_uid/" "$SCENARIO_MANIFESTS/forged-consumer.yaml" |
+    tenant create -f - -o 'jsonpath={.metadata.uid}')"
   wait_for "FailedMount PermissionDenied for the forged workload pod (or its removal by the operator)" 90 bash -c \
     "[[ \$(kubectl -n $TENANT_NS get events --field-selector involvedObject.name=box,reason=FailedMount -o 'jsonpath={.items[*].message}') == *PermissionDenied* ]] || ! kubectl -n $TENANT_NS get pod box >/dev/null 2>&1"
   expect_eq "CSI mounts in the forged pod's volume dir" "" "$(grep -F "/pods/$thief_uid/volumes/kubernetes.io~csi" /proc/self/mountinfo || true)"
