@@ -192,18 +192,24 @@ pub fn still_reported(data: &BTreeMap<String, String>, uid: &str, node: &str) ->
 
 /// The report ConfigMap of `node`, created holding its first entry.
 pub fn report_configmap(node: &str, namespace: &str, uid: &str, value: String) -> ConfigMap {
+    node_configmap(report_configmap_name(node), NODE_REPORT_COMPONENT, node, namespace, BTreeMap::from([(uid.to_owned(), value)]))
+}
+
+/// A ConfigMap one node plugin writes in the release namespace (its data reports, its usage
+/// figures): labelled with what it is, annotated with its node, holding `data`.
+pub fn node_configmap(name: String, component: &str, node: &str, namespace: &str, data: BTreeMap<String, String>) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
-            name: Some(report_configmap_name(node)),
+            name: Some(name),
             namespace: Some(namespace.to_owned()),
             labels: Some(BTreeMap::from([
-                (LABEL_COMPONENT.to_owned(), NODE_REPORT_COMPONENT.to_owned()),
+                (LABEL_COMPONENT.to_owned(), component.to_owned()),
                 (LABEL_PART_OF.to_owned(), PART_OF_VALUE.to_owned()),
             ])),
             annotations: Some(BTreeMap::from([(NODE_REPORT_NODE_ANNOTATION.to_owned(), node.to_owned())])),
             ..ObjectMeta::default()
         },
-        data: Some(BTreeMap::from([(uid.to_owned(), value)])),
+        data: Some(data),
         ..ConfigMap::default()
     }
 }

@@ -19,15 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use sc_api::consts::{CSI_FIELD_MANAGER, NODE_REPORT_NODE_ANNOTATION, NODE_USAGE_COMPONENT};
+use sc_api::consts::{CSI_FIELD_MANAGER, NODE_USAGE_COMPONENT};
 use sc_api::node_report::{UsageReport, is_valid_key, usage_configmap_name};
 use tracing::{debug, info, warn};
 
-use crate::cleanup::{LABEL_COMPONENT, LABEL_PART_OF, PART_OF_VALUE};
+use crate::cleanup::node_configmap;
 use crate::cluster::ClusterView;
 use crate::layout::ScKey;
 use crate::node::NodeCore;
@@ -135,20 +135,7 @@ pub fn apply_patch(data: &mut BTreeMap<String, String>, patch: &BTreeMap<String,
 
 /// The usage ConfigMap of `node`, created holding `data`.
 pub fn usage_configmap(node: &str, namespace: &str, data: BTreeMap<String, String>) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(usage_configmap_name(node)),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(BTreeMap::from([
-                (LABEL_COMPONENT.to_owned(), NODE_USAGE_COMPONENT.to_owned()),
-                (LABEL_PART_OF.to_owned(), PART_OF_VALUE.to_owned()),
-            ])),
-            annotations: Some(BTreeMap::from([(NODE_REPORT_NODE_ANNOTATION.to_owned(), node.to_owned())])),
-            ..ObjectMeta::default()
-        },
-        data: Some(data),
-        ..ConfigMap::default()
-    }
+    node_configmap(usage_configmap_name(node), NODE_USAGE_COMPONENT, node, namespace, data)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,7 +278,10 @@ async fn measure<C: ClusterView, S: System>(core: &NodeCore<C, S>, node: &str) -
 
 #[cfg(test)]
 mod tests {
+    use sc_api::consts::NODE_REPORT_NODE_ANNOTATION;
+
     use super::*;
+    use crate::cleanup::LABEL_COMPONENT;
 
     const GIB: u64 = 1 << 30;
 
