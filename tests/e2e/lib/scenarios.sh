@@ -359,8 +359,13 @@ scenario_node_reboot() {
   token="$(in_sc "$ns" box cat /root/durable.txt)"
   [[ -n "$token" ]] || fail "no /root/durable.txt in $ns/box"
   step "cluster.sh reboot-node: every pod and mount gone, kubelet and containerd start again"
+  local before
+  before="$(restart_count "$ns" box)"
   "$PRODUCT_CLUSTER" reboot-node >&2
   wait_for "the node plugin to be back" 180 node_plugin_ready
+  # Right after the reboot the API still shows the pod Running and Ready from before it: wait for
+  # kubelet to have started the workload's container again.
+  wait_for "the workload container to start again after the reboot" 300 restarted_since "$ns" box "$before"
   wait_running "$ns" box 300
   expect_token "$ns" box "$token" "after the node reboot"
   in_sc "$ns" box sh -c 'echo after-reboot > /root/after-reboot.txt'
