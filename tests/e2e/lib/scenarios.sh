@@ -506,7 +506,10 @@ scenario_hostile_tenant() {
   in_sc "$TENANT_NS" filler rm /root/big
   expect_eq "freeing space makes writes work again" ok \
     "$(in_sc "$TENANT_NS" filler sh -c 'dd if=/dev/zero of=/root/after bs=1M count=20 2>/dev/null && echo ok')"
-  kc sc -n "$TENANT_NS" delete filler --timeout 2m >/dev/null
+  # Kubelet 1.20 removes a terminated pod's object on its own later sync; after the forged pods
+  # above (its pod worker waits up to 2 minutes on the volumes of a deleted impostor) that took a
+  # minute per pod here, so the deletion gets more time than the other scenarios give it.
+  kc sc -n "$TENANT_NS" delete filler --timeout 5m >/dev/null
 
   step "stop; a hand-made pod named like the stopped SC, with forged labels and owner, gets nothing"
   tenant patch stoppablecontainer box --type=merge -p '{"spec":{"running":false}}' >/dev/null
@@ -520,7 +523,7 @@ scenario_hostile_tenant() {
   expect_eq "the forged pod's phase" Pending "$(kc -n "$TENANT_NS" get pod box -o 'jsonpath={.status.phase}' 2>/dev/null || echo Pending)"
   tenant delete pod box --ignore-not-found --wait=true >/dev/null
   expect_no_node_root_lower
-  kc sc -n "$TENANT_NS" delete box --timeout 2m >/dev/null
+  kc sc -n "$TENANT_NS" delete box --timeout 5m >/dev/null
 }
 
 # Scenario order: later ones reuse what earlier ones left (6 uses 1's SC, 4 uses 3's).
