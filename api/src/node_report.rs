@@ -124,16 +124,26 @@ pub struct DataReport {
     pub bytes: Option<u64>,
 }
 
+/// An entry as stored in a node's ConfigMap: its JSON. Strings, numbers, timestamps and unit
+/// enums: serialising them cannot fail.
+fn entry_value(entry: &impl Serialize) -> String {
+    serde_json::to_string(entry).unwrap_or_default()
+}
+
+/// Parses a stored entry of the kind `what`; the error says what is wrong with it.
+fn parse_entry<T: serde::de::DeserializeOwned>(value: &str, what: &str) -> Result<T, String> {
+    serde_json::from_str(value).map_err(|error| format!("not a {what} ({error}): {value:?}"))
+}
+
 impl DataReport {
     /// The entry as stored in the ConfigMap.
     pub fn to_value(&self) -> String {
-        // Strings, a timestamp, a unit enum and a number: serialising them cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        entry_value(self)
     }
 
     /// Parses a stored entry; the error says what is wrong with it.
     pub fn parse(value: &str) -> Result<Self, String> {
-        serde_json::from_str(value).map_err(|error| format!("not a node data report ({error}): {value:?}"))
+        parse_entry(value, "node data report")
     }
 
     /// Whether this report says that `node` deleted the data of the SC `namespace/name`.
@@ -182,13 +192,12 @@ pub struct UsageReport {
 impl UsageReport {
     /// The entry as stored in the ConfigMap.
     pub fn to_value(&self) -> String {
-        // Strings, numbers and a timestamp: serialising them cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        entry_value(self)
     }
 
     /// Parses a stored entry; the error says what is wrong with it.
     pub fn parse(value: &str) -> Result<Self, String> {
-        serde_json::from_str(value).map_err(|error| format!("not a node rootfs usage entry ({error}): {value:?}"))
+        parse_entry(value, "node rootfs usage entry")
     }
 
     /// Whether this entry is `node`'s measure of the SC `namespace/name`.
