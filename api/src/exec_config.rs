@@ -15,6 +15,11 @@ pub const EXEC_CONFIG_ENV: &str = "SC_EXEC_CONFIG";
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecConfig {
+    /// How the words after `sc-exec run --` make the workload's argv, with the image's
+    /// `Entrypoint`/`Cmd` (the consumer container's `command`/`args` carry the template's own, so
+    /// kubelet expands `$(VAR)` in them as it does for any container).
+    #[serde(default)]
+    pub argv: ArgvSource,
     /// Working directory inside the rootfs (`workingDir`); `None` keeps `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
@@ -39,9 +44,43 @@ pub struct ExecConfig {
     /// all sets, the bounding set included.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// The consumer pod as kubelet names it in messages (`name_namespace`), for refusals worded as
+    /// kubelet's ([`crate::process::verify_run_as_non_root`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod: String,
+    /// The workload container's name, for the same messages.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container: String,
     /// How long PID 1 waits for the node plugin to prepare the rootfs before failing.
     #[serde(default = "default_rootfs_wait_seconds")]
     pub rootfs_wait_seconds: u32,
+}
+
+/// Which of the template's `command` and `args` are set (an empty list counts as unset, as in
+/// Kubernetes), which decides what the image's `Entrypoint` and `Cmd` contribute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ArgvSource {
+    /// `command` is set: the words are `command` + `args`; the image's `Entrypoint` and `Cmd` are
+    /// ignored. (The default: what every consumer of an earlier release ran.)
+    #[default]
+    Command,
+    /// Only `args` is set: the image's `Entrypoint` + the words.
+    ArgsOnly,
+    /// Neither: the image's `Entrypoint` + `Cmd`; there are no words.
+    ImageDefault,
+}
+
+impl ArgvSource {
+    /// The source for a container with these `command` and `args`.
+    pub fn of(command: Option<&[String]>, args: Option<&[String]>) -> Self {
+        let set = |list: Option<&[String]>| list.is_some_and(|list| !list.is_empty());
+        match (set(command), set(args)) {
+            (true, _) => ArgvSource::Command,
+            (false, true) => ArgvSource::ArgsOnly,
+            (false, false) => ArgvSource::ImageDefault,
+        }
+    }
 }
 
 fn default_rootfs_wait_seconds() -> u32 {
@@ -100,6 +139,18 @@ mod tests {
         assert_eq!(config.rootfs_wait_seconds, 120);
         let text = serde_json::to_string(&config).expect("serializes");
         assert_eq!(serde_json::from_str::<ExecConfig>(&text).expect("parses"), config);
+    }
+
+    #[test]
+    fn the_argv_source_follows_which_of_command_and_args_are_set() {
+        let words = ["x".to_owned()];
+        assert_eq!(ArgvSource::of(Some(&words), Some(&words)), ArgvSource::Command);
+        assert_eq!(ArgvSource::of(Some(&words), None), ArgvSource::Command);
+        assert_eq!(ArgvSource::of(Some(&[]), Some(&words)), ArgvSource::ArgsOnly);
+        assert_eq!(ArgvSource::of(None, Some(&[])), ArgvSource::ImageDefault);
+        let config: ExecConfig = serde_json::from_str(r#"{"argv":"argsOnly"}"#).expect("parses");
+        assert_eq!(config.argv, ArgvSource::ArgsOnly);
+        assert_eq!(serde_json::from_str::<ExecConfig>("{}").expect("parses").argv, ArgvSource::Command, "earlier releases");
     }
 
     #[test]

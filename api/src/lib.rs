@@ -6,7 +6,9 @@
 
 pub mod consts;
 pub mod exec_config;
+pub mod image_config;
 pub mod names;
+pub mod process;
 pub mod rootfs_size;
 
 #[cfg(feature = "crd")]

@@ -187,6 +187,10 @@ pub struct UsageReport {
     pub inodes_total: Option<u64>,
     /// When the figures were measured.
     pub observed_time: Time,
+    /// What the plugin learnt of the published rootfs's image from the container runtime (absent
+    /// from reports of earlier releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::image_config::ImageSummary>,
 }
 
 impl UsageReport {
@@ -319,6 +323,7 @@ mod tests {
             inodes_used: Some(1200),
             inodes_total: Some(655_360),
             observed_time: Time(Timestamp::from_second(1_735_689_600).expect("timestamp")),
+            image: None,
         };
         let value = usage.to_value();
         assert_eq!(

@@ -73,6 +73,7 @@ pub fn usage_entry(sc: &ScKey, node: &str, figures: Option<&RootfsUsage>, now: T
         inodes_used: figures.map(|usage| usage.inodes_used),
         inodes_total: figures.map(|usage| usage.inodes_total),
         observed_time: Time(now),
+        image: None,
     }
 }
 

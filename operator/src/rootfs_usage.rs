@@ -125,6 +125,7 @@ mod tests {
             inodes_used: Some(100),
             inodes_total: Some(655_360),
             observed_time: at(seconds),
+            image: None,
         }
     }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{Capabilities, Container, PodSecurityContext, SecurityContext};
-use sc_api::exec_config::{ExecConfig, RUNTIME_DEFAULT_CAPABILITIES};
+use sc_api::exec_config::{ArgvSource, ExecConfig, RUNTIME_DEFAULT_CAPABILITIES};
 
 /// Capabilities `sc-exec` needs on top of the workload's: `chroot` into the rootfs, then switch
 /// user and groups and shrink the bounding set. All are in the PodSecurity *baseline* allow-list.
@@ -94,6 +94,7 @@ pub fn exec_config(workload: &Container, pod: Option<&PodSecurityContext>, rootf
     supplemental_groups.sort_unstable();
     supplemental_groups.dedup();
     ExecConfig {
+        argv: ArgvSource::of(workload.command.as_deref(), workload.args.as_deref()),
         working_dir: workload.working_dir.clone().filter(|dir| !dir.is_empty()),
         run_as_user: to_id(container.and_then(|c| c.run_as_user).or_else(|| pod.and_then(|p| p.run_as_user))),
         run_as_group: to_id(container.and_then(|c| c.run_as_group).or_else(|| pod.and_then(|p| p.run_as_group))),
@@ -105,6 +106,7 @@ pub fn exec_config(workload: &Container, pod: Option<&PodSecurityContext>, rootf
             .map(|name| format!("CAP_{name}"))
             .collect(),
         rootfs_wait_seconds,
+        ..ExecConfig::default()
     }
 }
 
@@ -194,6 +196,8 @@ mod tests {
                 no_new_privileges: true,
                 capabilities: vec![],
                 rootfs_wait_seconds: 90,
+                argv: ArgvSource::ImageDefault,
+                ..ExecConfig::default()
             }
         );
     }

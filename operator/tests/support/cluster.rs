@@ -405,6 +405,7 @@ impl TestEnv {
             inodes_used: Some(1000),
             inodes_total: Some(655_360),
             observed_time: Time(k8s_openapi::jiff::Timestamp::from_second(now).expect("a timestamp")),
+            image: None,
         }
     }
 
