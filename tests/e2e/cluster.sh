@@ -11,6 +11,7 @@
 #   kubectl ARGS...    kubectl against the cluster (inside the netns)
 #   env                shell exports: eval "$(tests/e2e/cluster.sh env)"
 #   import-image TAR.. import docker-archive tars into the cluster's containerd (k8s.io)
+#   push-image TAR REF push a docker-archive tar to the cluster's registry as REF (docker.io/library/x:1)
 #   netns CMD...       run a command inside the cluster's network namespace
 #   reboot-node        simulate a node reboot: kill pods, kubelet, containerd; unmount; start again
 #   logs [COMPONENT]   list the component logs, or print the tail of one
@@ -64,7 +65,12 @@ readonly KUBELET_SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kern
   kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
 # Start order; `down` stops in reverse.
 IMAGE_IMPORT_PID=""
-readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler registry containerd kubelet kube-proxy)
+# A real OCI registry (Debian's docker-registry) inside the netns. containerd uses it as the mirror
+# of docker.io, so a pod can name `nginx:1.25` or `my-app:latest` (pulled on every start) and get
+# an image pushed here, and nothing is ever fetched from outside.
+readonly REGISTRY_ADDR=127.0.0.1:5000
+readonly REGISTRY_DIR="$RUN_DIR/registry"
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -345,10 +351,30 @@ state = "$CONTAINERD_DIR/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+  # docker.io and the registry's own address resolve to the registry in the netns (plain HTTP on
+  # loopback). An image it lacks fails to pull at once instead of waiting on a DNS that never answers.
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]
+    endpoint = ["http://$REGISTRY_ADDR"]
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REGISTRY_ADDR"]
+    endpoint = ["http://$REGISTRY_ADDR"]
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$RUN_DIR/cni/net.d"
     max_conf_num = 1
+EOF
+
+  mkdir -p "$REGISTRY_DIR"
+  cat >"$CONF_DIR/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY_ADDR
 EOF
 
   cat >"$CONF_DIR/kubelet.yaml" <<EOF
@@ -463,6 +489,7 @@ wait_until() {
 }
 
 etcd_healthy() { in_netns curl -fsS --max-time 2 http://127.0.0.1:2379/health; }
+registry_ready() { in_netns curl -fsS --max-time 2 "http://$REGISTRY_ADDR/v2/"; }
 kubelet_healthy() { in_netns curl -fsS --max-time 2 http://127.0.0.1:10248/healthz; }
 apiserver_ready() { kubectl_admin get --raw /readyz; }
 node_ready() {
@@ -500,6 +527,9 @@ start_control_plane() {
     --enable-admission-plugins=NodeRestriction \
     --v=1
   wait_until "kube-apiserver /readyz" 90 apiserver_ready
+
+  start_component registry /usr/bin/docker-registry serve "$CONF_DIR/registry.yml"
+  wait_until "the registry" 30 registry_ready
 
   start_component kube-controller-manager "$k8s_bin/kube-controller-manager" \
     --kubeconfig="$CONF_DIR/kube-controller-manager.kubeconfig" \
@@ -685,7 +715,7 @@ cmd_down() {
   log "tearing down"
   stop_node
   local component
-  for component in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  for component in registry kube-scheduler kube-controller-manager kube-apiserver etcd; do
     stop_component "$component"
   done
 
@@ -765,12 +795,25 @@ import_images() {
   SC_E2E_CONTAINERD_SOCK="$CONTAINERD_SOCK" "$E2E_DIR/images/import.sh" "$@"
 }
 
+# push_image TAR REF: copies a docker-archive into the registry. REF names it as pods do
+# (`docker.io/library/my-app:latest`, or `my-app:latest`); the registry stores it under the path.
+push_image() {
+  local archive="$1" ref="$2" path
+  [[ -f "$archive" ]] || die "push-image: $archive is not a file"
+  path="${ref#docker.io/}"
+  path="${path#"$REGISTRY_ADDR"/}"
+  [[ "$path" == */* ]] || path="library/$path"
+  in_netns skopeo --insecure-policy copy --quiet --dest-tls-verify=false \
+    "docker-archive:$archive" "docker://$REGISTRY_ADDR/$path"
+}
+
 cmd_env() {
   cat <<EOF
 export SC_E2E_DIR=$WORK_DIR
 export SC_E2E_NETNS=$NETNS
 export SC_E2E_NETNS_PATH=$NETNS_PATH
 export SC_E2E_CONTAINERD_SOCK=$CONTAINERD_SOCK
+export SC_E2E_REGISTRY=$REGISTRY_ADDR
 export SC_E2E_NODE_NAME=$NODE_NAME
 export SC_E2E_KUBELET_ROOT=$KUBELET_ROOT
 export KUBECONFIG=$ADMIN_KUBECONFIG
@@ -802,6 +845,12 @@ main() {
       [[ $# -gt 0 ]] || die "usage: $0 import-image IMAGE.tar..."
       is_running containerd || die "containerd of the e2e cluster is not running; run: $0 up"
       import_images "$@"
+      ;;
+    push-image)
+      require_root
+      [[ $# -eq 2 ]] || die "usage: $0 push-image IMAGE.tar REF"
+      is_running registry || die "the registry of the e2e cluster is not running; run: $0 up"
+      push_image "$1" "$2"
       ;;
     netns) require_up; in_netns "$@" ;;
     reboot-node) cmd_reboot_node ;;

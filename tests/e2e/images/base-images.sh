@@ -19,6 +19,8 @@ readonly DEBIAN_SUITE=bookworm
 
 # shellcheck source=tests/e2e/lib/deps.sh
 source "$IMAGES_DIR/../lib/deps.sh"
+# shellcheck source=tests/e2e/images/rootfs.sh
+source "$IMAGES_DIR/rootfs.sh"
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
@@ -49,28 +51,13 @@ pack_pause() {
 pack_busybox() {
   local out_dir="$1" tag=sc-test/busybox:1 busybox=/bin/busybox
   local key archive
-  key="$(content_key "$tag v1" "$busybox" "$PACK")"
+  key="$(content_key "$tag v1" "$busybox" "$PACK" "$IMAGES_DIR/rootfs.sh")"
   archive="$out_dir/busybox-$key.tar"
   if [[ ! -f "$archive" ]]; then
     log "building $tag"
-    local rootfs applet
+    local rootfs
     rootfs="$(mktemp -d "$out_dir/.busybox-rootfs.XXXXXX")"
-    mkdir -p "$rootfs"/{bin,etc,root,tmp,var,proc,sys,dev,usr}
-    chmod 1777 "$rootfs/tmp"
-    chmod 0700 "$rootfs/root"
-    cp "$busybox" "$rootfs/bin/busybox"
-    # `busybox --list` names `busybox` itself: linking it would replace the binary with a
-    # link to itself ("too many levels of symbolic links").
-    while read -r applet; do
-      [[ -n "$applet" && "$applet" != busybox ]] || continue
-      ln -s busybox "$rootfs/bin/$applet"
-    done < <("$busybox" --list)
-    ln -s bin "$rootfs/sbin"
-    ln -s ../bin "$rootfs/usr/bin"
-    ln -s ../bin "$rootfs/usr/sbin"
-    printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' \
-      >"$rootfs/etc/passwd"
-    printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$rootfs/etc/group"
+    busybox_rootfs "$rootfs" "$busybox"
     python3 "$PACK" --rootfs "$rootfs" --tag "$tag" --output "$archive" \
       --cmd '["/bin/sh"]' --env PATH=/bin --workdir /
     rm -rf "$rootfs"

@@ -34,6 +34,8 @@ readonly SC_E2E_PACKAGES=(
   tar
   gzip
   shellcheck                   # tests/run.sh lints every shell script
+  docker-registry              # the cluster's own OCI registry (docker.io's mirror inside the netns)
+  skopeo                       # pushes test images into that registry
   e2fsprogs                    # mkfs.ext4 for the node plugin's per-rootfs filesystems (root tests, e2e node)
 )
 

@@ -100,11 +100,14 @@ product_install() {
     done
   done
 
-  local values manifest
+  local values manifest containerd_socket
   values="$(mktemp)"
   manifest="$PRODUCT_WORK_DIR/stoppablecontainer-chart.yaml"
+  # The cluster's containerd listens under its work dir, where no default finds it.
+  containerd_socket="$("$PRODUCT_CLUSTER" env | sed -n 's/^export SC_E2E_CONTAINERD_SOCK=//p')"
   cat >"$values" <<EOF
 node:
+  runtimeEndpoint: unix://$containerd_socket
   podAnnotations:
     stoppablecontainer.xtlsoft.top/e2e-images: "${PRODUCT_IMAGES_ID:-none}"
 operator:
