@@ -2,7 +2,7 @@
 //! build needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/csi.proto", "proto/pluginregistration.proto"];
+    let protos = ["proto/csi.proto", "proto/pluginregistration.proto", "proto/cri/runtime_v1.proto", "proto/cri/runtime_v1alpha2.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
