@@ -90,6 +90,21 @@ pub const EXEC_WRAPPER_DIR: &str = "/.sc-bin";
 /// Path of the `sc-exec` binary inside consumer containers.
 pub const EXEC_WRAPPER_PATH: &str = "/.sc-bin/sc-exec";
 
+/// `PATH` of the exec-wrapper image (`ENV` in `images/exec-wrapper.Containerfile`): the runtime's
+/// default directories, then [`FARM_BY_NAME_DIR`]. When the consumer container's `PATH` is exactly
+/// this, the pod did not set `PATH`, so the workload gets the image's (or the runtime default),
+/// while `kubectl exec <pod> -- python` still finds a program that lives only on the image's
+/// `PATH` through the by-name links.
+pub const WRAPPER_IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/.sc-path";
+/// Directory of the consumer container's own filesystem where `sc-exec` keeps one link per program
+/// name found on the workload's `PATH` (the last entry of [`WRAPPER_IMAGE_PATH`]).
+pub const FARM_BY_NAME_DIR: &str = "/.sc-path";
+/// `HOME` of the exec-wrapper image (`ENV` in its Containerfile). The runtime sets `HOME` from the
+/// container's own `/etc/passwd` when the environment lacks it, which for the consumer would say
+/// `/`; this value instead tells `sc-exec` that the pod did not set `HOME`, so the workload gets the
+/// home of its account in the rootfs, as runc gives a plain container.
+pub const WRAPPER_IMAGE_HOME: &str = "/.sc-home-unset";
+
 /// Default data root on the node (an admin setting of the node plugin, never a user's).
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/stoppablecontainer";
 /// Value of the legacy `spec.hostPathPrefix` default; it is accepted and ignored.
@@ -114,6 +129,7 @@ mod tests {
         assert_eq!(CONSUMER_ROOTFS_PATH, format!("{ROOTFS_VOLUME_MOUNT_PATH}/{ROOTFS_SUBDIR}"));
         assert_eq!(CONSUMER_CONTROL_SOCKET_PATH, format!("{ROOTFS_VOLUME_MOUNT_PATH}/{CONTROL_SUBDIR}/{CONTROL_SOCKET_NAME}"));
         assert_eq!(EXEC_WRAPPER_PATH, format!("{EXEC_WRAPPER_DIR}/sc-exec"));
+        assert!(WRAPPER_IMAGE_PATH.ends_with(&format!(":{FARM_BY_NAME_DIR}")));
         assert!(provider_pod_name(&"a".repeat(MAX_SC_NAME_LEN)).len() <= 63);
     }
 }

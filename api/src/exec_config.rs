@@ -20,14 +20,15 @@ pub struct ExecConfig {
     /// kubelet expands `$(VAR)` in them as it does for any container).
     #[serde(default)]
     pub argv: ArgvSource,
-    /// Working directory inside the rootfs (`workingDir`); `None` keeps `/`.
+    /// Working directory inside the rootfs (`workingDir`); `None` takes the image's `WorkingDir`,
+    /// else `/` ([`crate::process::working_dir`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    /// `runAsUser`; `None` keeps root (uid 0), as a plain container of an image without USER.
+    /// `runAsUser`; `None` takes the user part of the image's `User`, else root (uid 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as_user: Option<u32>,
     /// `runAsGroup`; `None` uses the primary group of the user in the rootfs's `/etc/passwd`, or
-    /// the uid's number when the user is not listed there.
+    /// 0 when the uid is not listed there (containerd's `WithUserID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as_group: Option<u32>,
     /// Pod `supplementalGroups` (plus `fsGroup`), added to the groups from `/etc/group`.
@@ -44,6 +45,12 @@ pub struct ExecConfig {
     /// all sets, the bounding set included.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// The template's own `capabilities.add` (names as written there). Only these are worth a
+    /// warning when the consumer container lacks them: a runtime whose default set is smaller
+    /// than [`RUNTIME_DEFAULT_CAPABILITIES`] (CRI-O's lacks `NET_RAW`, `MKNOD`, ...) gives a plain
+    /// container just as little of the default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_capabilities: Vec<String>,
     /// The consumer pod as kubelet names it in messages (`name_namespace`), for refusals worded as
     /// kubelet's ([`crate::process::verify_run_as_non_root`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -151,6 +158,14 @@ mod tests {
         let config: ExecConfig = serde_json::from_str(r#"{"argv":"argsOnly"}"#).expect("parses");
         assert_eq!(config.argv, ArgvSource::ArgsOnly);
         assert_eq!(serde_json::from_str::<ExecConfig>("{}").expect("parses").argv, ArgvSource::Command, "earlier releases");
+    }
+
+    #[test]
+    fn added_capabilities_are_optional_on_the_wire() {
+        let config: ExecConfig = serde_json::from_str(r#"{"addedCapabilities":["NET_ADMIN"]}"#).expect("parses");
+        assert_eq!(config.added_capabilities, vec!["NET_ADMIN".to_owned()]);
+        let text = serde_json::to_string(&ExecConfig::default()).expect("serializes");
+        assert!(!text.contains("addedCapabilities"), "{text}");
     }
 
     #[test]

@@ -28,8 +28,10 @@ pub struct CommandLine {
 /// Everything `sc-exec` can be asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invocation {
-    /// `sc-exec run -- <cmd>`: the consumer's PID 1.
-    Run(CommandLine),
+    /// `sc-exec run -- [words...]`: the consumer's PID 1. The words are the template's `command`
+    /// and `args` as kubelet expanded them; with the image's `Entrypoint` and `Cmd` they make the
+    /// workload's argv (`sc_api::process::workload_argv`), so none at all is valid.
+    Run(Vec<OsString>),
     /// The child PID 1 starts: enter the rootfs and exec the workload in its working directory.
     StartWorkload(CommandLine),
     /// `sc-exec <cmd>` or a farm symlink: run a command inside the rootfs, keeping the cwd.
@@ -47,7 +49,8 @@ pub enum Invocation {
 /// Usage text printed by `sc-exec help`.
 pub const USAGE: &str = "\
 usage:
-  sc-exec run -- <command> [args...]   run the workload inside /.sc/rootfs as PID 1
+  sc-exec run -- [command] [args...]   run the workload inside /.sc/rootfs as PID 1 (with the
+                                       image's ENTRYPOINT/CMD as the pod template leaves them)
   sc-exec [--] <command> [args...]     run a command inside /.sc/rootfs (kubectl exec)
   sc-exec pause                        block until SIGTERM/SIGINT, then exit 0
   sc-exec install <dir>                copy this binary to <dir>/sc-exec
@@ -66,7 +69,7 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, Error> {
         return Ok(Invocation::Help);
     };
     match mode.to_str() {
-        Some("run") => Ok(Invocation::Run(command_after_dash_dash("run", mode_args)?)),
+        Some("run") => words_after_dash_dash("run", mode_args).map(|words| Invocation::Run(words.to_vec())),
         Some(START_WORKLOAD_MODE) => Ok(Invocation::StartWorkload(command_after_dash_dash(START_WORKLOAD_MODE, mode_args)?)),
         Some("pause") => no_more_args("pause", mode_args).map(|()| Invocation::Pause),
         Some("version" | "--version" | "-V") => no_more_args("version", mode_args).map(|()| Invocation::Version),
@@ -101,17 +104,21 @@ fn command_line(args: &[OsString]) -> Option<CommandLine> {
     Some(CommandLine { program: program.clone(), args: rest.to_vec() })
 }
 
-fn command_after_dash_dash(mode: &str, args: &[OsString]) -> Result<CommandLine, Error> {
-    // `--` is required so that options of the workload can never be taken for ours.
+/// The words after the mandatory `--` (so that options of the workload can never be taken for
+/// ours).
+fn words_after_dash_dash<'a>(mode: &str, args: &'a [OsString]) -> Result<&'a [OsString], Error> {
     match args.split_first() {
-        Some((dash_dash, command)) if dash_dash == "--" => {
-            command_line(command).ok_or_else(|| Error::Usage(format!("`sc-exec {mode} --` needs the workload's command after `--`")))
-        }
+        Some((dash_dash, words)) if dash_dash == "--" => Ok(words),
         _ => Err(Error::Usage(format!(
             "`sc-exec {mode}` expects `-- <command> [args...]` (for example `sc-exec {mode} -- \
              /bin/sh -c 'sleep infinity'`)"
         ))),
     }
+}
+
+fn command_after_dash_dash(mode: &str, args: &[OsString]) -> Result<CommandLine, Error> {
+    command_line(words_after_dash_dash(mode, args)?)
+        .ok_or_else(|| Error::Usage(format!("`sc-exec {mode} --` needs the workload's command after `--`")))
 }
 
 fn no_more_args(mode: &str, args: &[OsString]) -> Result<(), Error> {
@@ -132,20 +139,24 @@ mod tests {
     }
 
     #[test]
-    fn run_takes_the_command_after_dash_dash() {
+    fn run_takes_the_words_after_dash_dash_even_none() {
         assert_eq!(
             parse(&argv(&["/.sc-bin/sc-exec", "run", "--", "nginx", "-g", "daemon off;"])).expect("parses"),
-            Invocation::Run(command(&["nginx", "-g", "daemon off;"]))
+            Invocation::Run(argv(&["nginx", "-g", "daemon off;"]))
         );
+        // The template sets neither command nor args: the image's ENTRYPOINT and CMD run.
+        assert_eq!(parse(&argv(&["sc-exec", "run", "--"])).expect("parses"), Invocation::Run(Vec::new()));
+        // Args only: the words are kubelet's expansion of `args`, options included.
+        assert_eq!(parse(&argv(&["sc-exec", "run", "--", "-v", "--"])).expect("parses"), Invocation::Run(argv(&["-v", "--"])));
     }
 
     #[test]
-    fn run_without_dash_dash_or_command_is_a_usage_error() {
+    fn run_without_dash_dash_is_a_usage_error() {
         let missing_dash = parse(&argv(&["sc-exec", "run", "nginx"])).expect_err("needs --");
         assert!(missing_dash.to_string().contains("expects `-- <command>"), "{missing_dash}");
-        let missing_command = parse(&argv(&["sc-exec", "run", "--"])).expect_err("needs command");
+        assert_eq!(missing_dash.exit_code(), 64);
+        let missing_command = parse(&argv(&["sc-exec", START_WORKLOAD_MODE, "--"])).expect_err("the child needs an argv");
         assert!(missing_command.to_string().contains("needs the workload's command"));
-        assert_eq!(missing_command.exit_code(), 64);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 use std::ffi::{OsStr, OsString};
 
+use sc_api::consts::{WRAPPER_IMAGE_HOME, WRAPPER_IMAGE_PATH};
 use sc_api::exec_config::{EXEC_CONFIG_ENV, ExecConfig};
 
 use crate::error::Error;
+use crate::lookup::DEFAULT_PATH;
 
 /// Parses the value of [`EXEC_CONFIG_ENV`]. A missing variable is an error: without it the
 /// wrapper cannot know the workload's user and capabilities, and guessing would run it as root
@@ -33,21 +35,56 @@ pub(crate) fn config_error(message: String) -> Error {
     Error::Config { variable: EXEC_CONFIG_ENV, message }
 }
 
-/// The workload's environment: the container's, without [`EXEC_CONFIG_ENV`], with `HOME` and
-/// `USER` filled from the account when the pod did not set them (as container runtimes do).
-pub fn workload_environment(
-    inherited: impl IntoIterator<Item = (OsString, OsString)>,
-    home: &str,
-    user_name: Option<&str>,
-) -> Vec<(OsString, OsString)> {
-    let mut environment: Vec<(OsString, OsString)> = inherited.into_iter().filter(|(key, _)| key != EXEC_CONFIG_ENV).collect();
+/// The variable container runtimes set before the image's `Env` (containerd's CRI plugin: the
+/// default `PATH`, then `HOSTNAME`), kept in that place so the order matches a plain container.
+const RUNTIME_SET_BEFORE_IMAGE_ENV: &str = "HOSTNAME";
+
+/// Sets `key` as containerd's `replaceOrAppendEnvValues` does: in place when present, else at
+/// the end. `None` removes it (an image `Env` entry without `=` unsets a variable).
+fn replace_or_append(environment: &mut Vec<(OsString, OsString)>, key: &OsStr, value: Option<&OsStr>) {
+    let position = environment.iter().position(|(existing, _)| existing == key);
+    match (position, value) {
+        (Some(index), Some(value)) => environment[index].1 = value.to_os_string(),
+        (Some(index), None) => {
+            environment.remove(index);
+        }
+        (None, Some(value)) => environment.push((key.to_os_string(), value.to_os_string())),
+        (None, None) => {}
+    }
+}
+
+/// The workload's environment, built as containerd builds a plain container's: the runtime's
+/// default `PATH`, `HOSTNAME`, then the image's `Env`, then every variable the container got from
+/// the pod, each replacing one of the same name or appended. The consumer container's own
+/// environment is the pod's plus what the exec-wrapper image adds, so [`EXEC_CONFIG_ENV`] is left
+/// out, and so are `PATH` and `HOME` when they still hold the exec-wrapper image's values
+/// ([`WRAPPER_IMAGE_PATH`], [`WRAPPER_IMAGE_HOME`]): then the pod did not set them. `HOME`, when
+/// unset, is the account's ([`with_home`]).
+pub fn workload_environment(container: &[(OsString, OsString)], image_env: &[String]) -> Vec<(OsString, OsString)> {
+    let mut environment = vec![(OsString::from("PATH"), OsString::from(DEFAULT_PATH))];
+    if let Some((key, value)) = container.iter().find(|(key, _)| key == RUNTIME_SET_BEFORE_IMAGE_ENV) {
+        environment.push((key.clone(), value.clone()));
+    }
+    for entry in image_env {
+        match entry.split_once('=') {
+            Some((key, value)) => replace_or_append(&mut environment, OsStr::new(key), Some(OsStr::new(value))),
+            None => replace_or_append(&mut environment, OsStr::new(entry), None),
+        }
+    }
+    for (key, value) in container {
+        let from_wrapper_image = (key == "PATH" && value == WRAPPER_IMAGE_PATH) || (key == "HOME" && value == WRAPPER_IMAGE_HOME);
+        if key != EXEC_CONFIG_ENV && !from_wrapper_image {
+            replace_or_append(&mut environment, key, Some(value));
+        }
+    }
+    environment
+}
+
+/// Adds `HOME` when the environment lacks it, as runc does (the account's home, or `/`). No
+/// runtime sets `USER`, so neither does this.
+pub fn with_home(mut environment: Vec<(OsString, OsString)>, home: &str) -> Vec<(OsString, OsString)> {
     if !environment.iter().any(|(key, _)| key == "HOME") {
         environment.push(("HOME".into(), home.into()));
-    }
-    if let Some(user_name) = user_name
-        && !environment.iter().any(|(key, _)| key == "USER")
-    {
-        environment.push(("USER".into(), user_name.into()));
     }
     environment
 }
@@ -90,22 +127,59 @@ mod tests {
         assert!(error.to_string().contains("not an absolute path"), "{error}");
     }
 
-    #[test]
-    fn the_workload_environment_drops_the_config_and_fills_home_and_user() {
-        let inherited = vec![(OsString::from("PATH"), OsString::from("/bin")), (OsString::from(EXEC_CONFIG_ENV), OsString::from("{}"))];
-        let environment = workload_environment(inherited, "/home/alice", Some("alice"));
-        assert_eq!(
-            environment,
-            vec![("PATH".into(), "/bin".into()), ("HOME".into(), "/home/alice".into()), ("USER".into(), "alice".into()),]
-        );
-        assert_eq!(path_variable(&environment), Some(OsStr::new("/bin")));
+    fn pairs(list: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        list.iter().map(|(key, value)| (OsString::from(key), OsString::from(value))).collect()
+    }
+
+    fn image_env(list: &[&str]) -> Vec<String> {
+        list.iter().map(|entry| (*entry).to_owned()).collect()
     }
 
     #[test]
-    fn the_pods_own_home_and_user_win() {
-        let inherited = vec![(OsString::from("HOME"), OsString::from("/data")), (OsString::from("USER"), OsString::from("me"))];
-        let environment = workload_environment(inherited.clone(), "/home/alice", Some("alice"));
-        assert_eq!(environment, inherited);
-        assert_eq!(path_variable(&environment), None);
+    fn without_image_or_pod_values_the_runtime_default_path_applies() {
+        let container = pairs(&[("PATH", WRAPPER_IMAGE_PATH), ("HOSTNAME", "box"), ("HOME", WRAPPER_IMAGE_HOME), (EXEC_CONFIG_ENV, "{}")]);
+        assert_eq!(workload_environment(&container, &[]), pairs(&[("PATH", DEFAULT_PATH), ("HOSTNAME", "box")]));
+    }
+
+    #[test]
+    fn the_images_env_comes_after_hostname_and_replaces_the_default_path_in_place() {
+        let container = pairs(&[("PATH", WRAPPER_IMAGE_PATH), ("HOSTNAME", "box"), ("KUBERNETES_PORT", "tcp://10.0.0.1:443")]);
+        let image = image_env(&["PATH=/opt/conda/bin:/usr/bin:/bin", "LANG=C.UTF-8", "CONDA_DIR=/opt/conda"]);
+        assert_eq!(
+            workload_environment(&container, &image),
+            pairs(&[
+                ("PATH", "/opt/conda/bin:/usr/bin:/bin"),
+                ("HOSTNAME", "box"),
+                ("LANG", "C.UTF-8"),
+                ("CONDA_DIR", "/opt/conda"),
+                ("KUBERNETES_PORT", "tcp://10.0.0.1:443"),
+            ])
+        );
+    }
+
+    #[test]
+    fn the_pods_variables_override_the_images_by_name() {
+        let container = pairs(&[("PATH", "/custom/bin:/usr/bin"), ("LANG", "de_DE.UTF-8"), ("HOME", "/data"), ("EXTRA", "1")]);
+        let image = image_env(&["PATH=/opt/conda/bin:/usr/bin", "LANG=C.UTF-8", "HOME=/home/jovyan"]);
+        assert_eq!(
+            workload_environment(&container, &image),
+            pairs(&[("PATH", "/custom/bin:/usr/bin"), ("LANG", "de_DE.UTF-8"), ("HOME", "/data"), ("EXTRA", "1")])
+        );
+    }
+
+    #[test]
+    fn an_image_entry_without_a_value_unsets_and_an_empty_value_is_kept() {
+        let image = image_env(&["PATH", "EMPTY=", "A=b=c"]);
+        assert_eq!(workload_environment(&[], &image), pairs(&[("EMPTY", ""), ("A", "b=c")]));
+    }
+
+    #[test]
+    fn home_is_the_accounts_only_when_unset_and_user_is_never_added() {
+        let environment = with_home(pairs(&[("PATH", "/bin")]), "/home/alice");
+        assert_eq!(environment, pairs(&[("PATH", "/bin"), ("HOME", "/home/alice")]));
+        assert_eq!(path_variable(&environment), Some(OsStr::new("/bin")));
+        let environment = with_home(workload_environment(&pairs(&[("HOME", WRAPPER_IMAGE_HOME)]), &image_env(&["HOME=/srv"])), "/root");
+        assert_eq!(environment, pairs(&[("PATH", DEFAULT_PATH), ("HOME", "/srv")]), "the image's HOME is a set HOME");
+        assert_eq!(path_variable(&pairs(&[("HOME", "/")])), None);
     }
 }

@@ -7,12 +7,14 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use sc_api::exec_config::ExecConfig;
+use sc_api::exec_config::{ExecConfig, RUNTIME_DEFAULT_CAPABILITIES};
+use sc_api::image_config::ImageConfig;
+use sc_api::process::{ContainerRef, verify_run_as_non_root};
 
-use crate::accounts::{parse_group, parse_passwd, resolve_identity};
-use crate::capabilities::{parse_capability_names, plan_capabilities};
+use crate::accounts::{parse_group, parse_passwd, requested_user, resolve_identity};
+use crate::capabilities::{CapabilityMask, parse_capability_names, plan_capabilities};
 use crate::cli::CommandLine;
-use crate::config::{path_variable, workload_environment};
+use crate::config::{path_variable, with_home, workload_environment};
 use crate::error::Error;
 use crate::lookup::resolve_command;
 use crate::sys::System;
@@ -20,9 +22,10 @@ use crate::sys::System;
 /// Where the workload starts, inside the rootfs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WorkingDirectory {
-    /// The pod's `workingDir` (or `/`): created when missing, as runc does.
+    /// The workload's working directory (`workingDir`, the image's, or `/`): created when
+    /// missing, as runc does.
     Workload(PathBuf),
-    /// `kubectl exec`: the caller's cwd when the rootfs has that directory, else `/`.
+    /// `kubectl exec`: the workload's working directory when the rootfs has it, else `/`.
     KeepIfPresent(PathBuf),
 }
 
@@ -33,9 +36,29 @@ pub struct EnterRequest {
     pub working_directory: WorkingDirectory,
     pub command: CommandLine,
     pub config: ExecConfig,
+    /// The image's config, when the node plugin published one.
+    pub image: Option<ImageConfig>,
+    /// The consumer container's own environment.
     pub inherited_environment: Vec<(OsString, OsString)>,
     /// Hand the terminal's foreground to the workload (PID 1 starts it in its own process group).
     pub take_terminal: bool,
+}
+
+/// Kubelet's `runAsNonRoot` check, with kubelet's words, against the image's `User` (empty, so
+/// root, when the image's config is unknown: that is what would run).
+pub fn check_run_as_non_root(config: &ExecConfig, image: Option<&ImageConfig>) -> Result<(), Error> {
+    let image_user = image.map_or("", |image| image.user.as_str());
+    let at = ContainerRef { pod: &config.pod, container: &config.container };
+    verify_run_as_non_root(config.run_as_non_root, config.run_as_user, image_user, at).map_err(Error::RunAsNonRoot)
+}
+
+/// The capabilities the template added itself: `addedCapabilities`, and whatever the workload
+/// holds beyond the runtime default (which only an `add` can bring, so an operator that does not
+/// fill `addedCapabilities` still gets its warnings).
+fn explicitly_added_capabilities(config: &ExecConfig, wanted: CapabilityMask) -> Result<CapabilityMask, Error> {
+    let runtime_default: Vec<String> = RUNTIME_DEFAULT_CAPABILITIES.iter().map(|name| (*name).to_owned()).collect();
+    let beyond_default = wanted.without(parse_capability_names(&runtime_default)?);
+    Ok(CapabilityMask(parse_capability_names(&config.added_capabilities)?.0 | beyond_default.0))
 }
 
 /// Enters the rootfs and execs the command. Returns only on failure.
@@ -57,8 +80,13 @@ struct Prepared {
 
 fn prepare(system: &mut impl System, request: &EnterRequest) -> Result<Prepared, Error> {
     let config = &request.config;
+    let image = request.image.as_ref();
     // Validate everything that needs no syscall first, so a bad config changes nothing.
+    check_run_as_non_root(config, image)?;
     let wanted_capabilities = parse_capability_names(&config.capabilities)?;
+    let explicitly_added = explicitly_added_capabilities(config, wanted_capabilities)?;
+    let requested = requested_user(config, image.map_or("", |image| image.user.as_str()))?;
+    let environment = workload_environment(&request.inherited_environment, image.map_or(&[], |image| image.env.as_slice()));
 
     system.chroot(&request.rootfs).map_err(|errno| match errno {
         Errno::EPERM => Error::ChrootDenied { path: request.rootfs.clone() },
@@ -69,8 +97,8 @@ fn prepare(system: &mut impl System, request: &EnterRequest) -> Result<Prepared,
     let root = system.root();
     let passwd = parse_passwd(&std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default());
     let groups = parse_group(&std::fs::read_to_string(root.join("etc/group")).unwrap_or_default());
-    let identity = resolve_identity(config, &passwd, &groups)?;
-    let environment = workload_environment(request.inherited_environment.iter().cloned(), &identity.home, identity.user_name.as_deref());
+    let identity = resolve_identity(requested.as_ref(), &config.supplemental_groups, &passwd, &groups)?;
+    let environment = with_home(environment, &identity.home);
 
     let working_directory = enter_working_directory(system, &root, &request.working_directory)?;
     let program = resolve_command(&root, &working_directory, &request.command.program, path_variable(&environment))?;
@@ -80,11 +108,13 @@ fn prepare(system: &mut impl System, request: &EnterRequest) -> Result<Prepared,
         system.bounding_set().map_err(|reason| privilege("read the bounding set", reason))?,
         system.permitted_set().map_err(|reason| privilege("read the permitted set", reason))?,
     );
-    if !plan.unavailable.is_empty() {
+    // A default capability the container lacks is one this runtime does not give a plain
+    // container either; only what the template added itself is worth a word.
+    let missing_additions = plan.unavailable.intersection(explicitly_added);
+    if !missing_additions.is_empty() {
         eprintln!(
-            "sc-exec: warning: the workload asks for {} but the consumer container does not hold \
-             them, so it runs without them; add them to the consumer container's capabilities",
-            plan.unavailable
+            "sc-exec: warning: the pod template adds {missing_additions} but the consumer container does not \
+             hold them, so the workload runs without them; add them to the consumer container's capabilities"
         );
     }
     for capability in plan.drop_from_bounding.capabilities() {
@@ -251,9 +281,14 @@ mod tests {
             working_directory,
             command: CommandLine { program: program.into(), args: vec!["-x".into()] },
             config: serde_json::from_str(config_json).expect("config"),
+            image: None,
             inherited_environment: vec![("PATH".into(), "/usr/bin".into()), ("SC_EXEC_CONFIG".into(), "{}".into())],
             take_terminal: false,
         }
+    }
+
+    fn image(json: &str) -> Option<ImageConfig> {
+        Some(serde_json::from_str(json).expect("image config"))
     }
 
     #[test]
@@ -283,7 +318,7 @@ mod tests {
                 "capset CAP_CHOWN,CAP_FOWNER",
                 "no_new_privs",
                 "tcsetpgrp",
-                r#"exec /usr/bin/app argv0="app" args=["-x"] env=[("PATH", "/usr/bin"), ("HOME", "/home/alice"), ("USER", "alice")]"#,
+                r#"exec /usr/bin/app argv0="app" args=["-x"] env=[("PATH", "/usr/bin"), ("HOME", "/home/alice")]"#,
             ]
         );
     }
@@ -324,12 +359,69 @@ mod tests {
     }
 
     #[test]
-    fn run_as_non_root_as_root_fails_before_changing_identity() {
+    fn run_as_non_root_refuses_with_kubelets_words_before_any_syscall() {
         let mut system = FakeSystem::new();
-        let error = enter_and_exec(&mut system, request(r#"{"runAsNonRoot":true}"#, WorkingDirectory::Workload("/".into()), "app"));
+        let mut enter =
+            request(r#"{"runAsNonRoot":true,"pod":"box_team-a","container":"main"}"#, WorkingDirectory::Workload("/".into()), "app");
+        let error = enter_and_exec(&mut system, enter.clone());
         assert_eq!(error.exit_code(), 78);
-        assert!(error.to_string().contains("runAsNonRoot"), "{error}");
+        assert_eq!(error.to_string(), r#"container has runAsNonRoot and image will run as root (pod: "box_team-a", container: main)"#);
+        assert!(system.calls.is_empty(), "{:?}", system.calls);
+
+        enter.image = image(r#"{"User":"alice"}"#);
+        let error = enter_and_exec(&mut system, enter.clone());
+        assert!(error.to_string().contains("image has non-numeric user (alice), cannot verify user is non-root"), "{error}");
+        enter.image = image(r#"{"User":"1000"}"#);
+        assert_eq!(enter_and_exec(&mut system, enter).exit_code(), 126, "uid 1000 passes the check; the fake exec fails");
+        assert!(system.calls.contains(&"setuid 1000".to_string()), "{:?}", system.calls);
+    }
+
+    #[test]
+    fn the_images_user_env_and_path_apply_when_the_pod_sets_none() {
+        let mut system = FakeSystem::new();
+        let program = system.root.path().join("opt/app/bin/tool");
+        fs::create_dir_all(program.parent().expect("parent")).expect("mkdir");
+        fs::write(&program, "#!/bin/sh\n").expect("write");
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut enter = request("{}", WorkingDirectory::Workload("/home/alice".into()), "tool");
+        enter.image = image(r#"{"User":"alice","Env":["PATH=/opt/app/bin:/usr/bin","LANG=C.UTF-8"]}"#);
+        enter.inherited_environment = vec![
+            ("PATH".into(), sc_api::consts::WRAPPER_IMAGE_PATH.into()),
+            ("HOSTNAME".into(), "box".into()),
+            ("LANG".into(), "de".into()),
+        ];
+        enter_and_exec(&mut system, enter);
+        assert!(system.calls.contains(&"setgroups [1000, 10]".to_string()), "{:?}", system.calls);
+        assert!(system.calls.contains(&"setgid 1000".to_string()) && system.calls.contains(&"setuid 1000".to_string()));
+        let exec = system.calls.last().expect("exec");
+        assert_eq!(
+            exec,
+            r#"exec /opt/app/bin/tool argv0="tool" args=["-x"] env=[("PATH", "/opt/app/bin:/usr/bin"), ("HOSTNAME", "box"), ("LANG", "de"), ("HOME", "/home/alice")]"#
+        );
+    }
+
+    #[test]
+    fn an_unknown_image_user_fails_before_changing_identity() {
+        let mut system = FakeSystem::new();
+        let mut enter = request("{}", WorkingDirectory::Workload("/".into()), "app");
+        enter.image = image(r#"{"User":"jovyan"}"#);
+        let error = enter_and_exec(&mut system, enter);
+        assert_eq!(error.exit_code(), 78);
+        assert!(error.to_string().contains("no users found"), "{error}");
         assert_eq!(system.calls, vec!["chroot /.sc/rootfs", "chdir /"]);
+    }
+
+    #[test]
+    fn only_capabilities_the_template_added_count_as_missing_additions() {
+        let config: ExecConfig =
+            serde_json::from_str(r#"{"capabilities":["CAP_CHOWN","CAP_NET_RAW","CAP_SYS_PTRACE"],"addedCapabilities":["NET_RAW"]}"#)
+                .expect("config");
+        let wanted = parse_capability_names(&config.capabilities).expect("names");
+        let added = explicitly_added_capabilities(&config, wanted).expect("names");
+        assert_eq!(added.to_string(), "CAP_NET_RAW,CAP_SYS_PTRACE", "SYS_PTRACE is beyond any runtime default; CHOWN is a default");
+        let older_operator: ExecConfig = serde_json::from_str(r#"{"capabilities":["CAP_CHOWN","CAP_NET_ADMIN"]}"#).expect("config");
+        let wanted = parse_capability_names(&older_operator.capabilities).expect("names");
+        assert_eq!(explicitly_added_capabilities(&older_operator, wanted).expect("names").to_string(), "CAP_NET_ADMIN");
     }
 
     #[test]

@@ -37,12 +37,24 @@ pub enum Error {
     )]
     Config { variable: &'static str, message: String },
 
+    /// Kubelet's own words (`verifyRunAsNonRoot`), so the refusal reads as it would for a plain
+    /// container of the same template.
+    #[error("{0}")]
+    RunAsNonRoot(String),
+
+    #[error("cannot start the workload: {0}")]
+    NoCommand(String),
+
     #[error(
-        "the workload would run as root (uid 0) but runAsNonRoot is set. Set runAsUser to a non-zero \
-         uid in the StoppableContainer's pod template (container or pod securityContext), or drop \
-         runAsNonRoot."
+        "the image's config at {path} cannot be used: {message}. The CSI node plugin writes it when \
+         it publishes the rootfs; restart the pod to have it written again, and check the node \
+         plugin's logs if this persists."
     )]
-    RunAsNonRoot,
+    ImageConfig { path: PathBuf, message: String },
+
+    /// Resolving the user failed as containerd's would (its words first, then what to do).
+    #[error("cannot run as the requested user: {0}")]
+    Account(String),
 
     #[error(
         "the rootfs is not ready after {waited_seconds}s: {what}. The CSI node plugin \
@@ -100,7 +112,9 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => EX_USAGE,
-            Error::Config { .. } | Error::RunAsNonRoot => EX_CONFIG,
+            Error::Config { .. } | Error::RunAsNonRoot(_) | Error::NoCommand(_) | Error::ImageConfig { .. } | Error::Account(_) => {
+                EX_CONFIG
+            }
             Error::RootfsNotReady { .. } | Error::PrepareFailed { .. } | Error::RootfsNotMounted { .. } => EX_UNAVAILABLE,
             Error::CommandNotFound { .. } => EXIT_COMMAND_NOT_FOUND,
             Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
@@ -129,7 +143,10 @@ mod tests {
         let cases: Vec<(Error, i32)> = vec![
             (Error::Usage("x".into()), 64),
             (Error::Config { variable: "V", message: "m".into() }, 78),
-            (Error::RunAsNonRoot, 78),
+            (Error::RunAsNonRoot("container has runAsNonRoot and image will run as root".into()), 78),
+            (Error::NoCommand("no command specified".into()), 78),
+            (Error::ImageConfig { path: "/x".into(), message: "m".into() }, 78),
+            (Error::Account("no users found".into()), 78),
             (Error::RootfsNotReady { waited_seconds: 1, what: "w".into() }, 69),
             (Error::PrepareFailed { message: "m".into() }, 69),
             (Error::RootfsNotMounted { path: "/r".into(), command: "ls".into() }, 69),
@@ -148,7 +165,8 @@ mod tests {
 
     #[test]
     fn messages_say_what_to_do() {
-        assert!(Error::RunAsNonRoot.to_string().contains("Set runAsUser"));
+        let image = Error::ImageConfig { path: "/.sc/control/image-config.json".into(), message: "not JSON".into() };
+        assert!(image.to_string().contains("restart the pod"), "{image}");
         let not_found = Error::CommandNotFound { command: "vim".into(), search_path: "/usr/bin".into() };
         assert!(not_found.to_string().contains("Install it"), "{not_found}");
         let chroot = Error::ChrootDenied { path: "/.sc/rootfs".into() };

@@ -7,6 +7,13 @@
 //! directories of the rootfs (merged `/usr`: `/bin -> usr/bin`) are mirrored as the same
 //! symlinks, so `/bin/ls` and `/usr/bin/ls` both resolve.
 //!
+//! A program that lives only on the image's `PATH` (`/opt/conda/bin/python`) is mirrored too, but
+//! the consumer's `PATH` does not name that directory when the pod leaves `PATH` alone (it is the
+//! exec-wrapper image's, [`WRAPPER_IMAGE_PATH`]). So every program name on the workload's `PATH`
+//! also gets a link in [`FARM_BY_NAME_DIR`], the last entry of that `PATH`: `kubectl exec <pod> --
+//! python` finds `/.sc-path/python`, and `sc-exec`, called as `python`, resolves the name with the
+//! workload's own `PATH` inside the rootfs.
+//!
 //! Safety: the rootfs is the workload's, so it is read without ever leaving it (symlinks are
 //! resolved inside it), only file *names* cross over, and nothing is ever written under the
 //! wrapper's own directories, the volume, or the kernel filesystems.
@@ -19,10 +26,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
+#[cfg(doc)]
+use sc_api::consts::WRAPPER_IMAGE_PATH;
+use sc_api::consts::{EXEC_WRAPPER_PATH, FARM_BY_NAME_DIR};
+
 use crate::cli::BINARY_NAME;
 use crate::lookup::DEFAULT_PATH;
 
-/// Top-level directories of the consumer's own filesystem the farm never writes into.
+/// Top-level directories of the consumer's own filesystem that mirroring never writes into (nor
+/// into the by-name directory, which only its own links fill).
 const PROTECTED_TOP_LEVEL: &[&str] = &[".sc", ".sc-bin", "proc", "sys", "dev"];
 /// Symlink hops allowed while resolving one path (Linux's own limit).
 const MAX_SYMLINK_HOPS: usize = 40;
@@ -30,12 +42,9 @@ const MAX_SYMLINK_HOPS: usize = 40;
 /// The directories whose programs get farm links: the standard ones plus the absolute entries of
 /// the workload's `PATH`, without duplicates, in order.
 pub fn farm_directories(workload_path: Option<&OsStr>) -> Vec<PathBuf> {
-    let mut directories: Vec<PathBuf> = Vec::new();
-    let standard = DEFAULT_PATH.as_bytes().split(|&byte| byte == b':');
-    let workload = workload_path.map(OsStr::as_bytes).unwrap_or_default().split(|&byte| byte == b':');
-    for entry in standard.chain(workload) {
-        let directory = PathBuf::from(OsStr::from_bytes(entry));
-        if directory.is_absolute() && !directories.contains(&directory) {
+    let mut directories = path_directories(Some(OsStr::new(DEFAULT_PATH)));
+    for directory in workload_path.map(|path| path_directories(Some(path))).unwrap_or_default() {
+        if !directories.contains(&directory) {
             directories.push(directory);
         }
     }
@@ -132,12 +141,49 @@ pub struct SymlinkFarm {
     pub rootfs: PathBuf,
     /// The symlink target: where `sc-exec` is in the consumer container (`/.sc-bin/sc-exec`).
     pub wrapper: PathBuf,
+    /// Rootfs directories mirrored at the same absolute path ([`farm_directories`]).
     pub directories: Vec<PathBuf>,
+    /// The workload's `PATH` directories, whose program names also get a link in `by_name`.
+    pub by_name_sources: Vec<PathBuf>,
+    /// The by-name directory, absolute in the consumer's filesystem, one component below `/`
+    /// ([`FARM_BY_NAME_DIR`]).
+    pub by_name: PathBuf,
+}
+
+/// The absolute entries of a `PATH` (the runtime default when unset), in order, once each.
+pub fn path_directories(path: Option<&OsStr>) -> Vec<PathBuf> {
+    let mut directories: Vec<PathBuf> = Vec::new();
+    for entry in path.unwrap_or(OsStr::new(DEFAULT_PATH)).as_bytes().split(|&byte| byte == b':') {
+        let directory = PathBuf::from(OsStr::from_bytes(entry));
+        if directory.is_absolute() && !directories.contains(&directory) {
+            directories.push(directory);
+        }
+    }
+    directories
 }
 
 impl SymlinkFarm {
+    /// The farm of the consumer container whose workload has this `PATH` (the merged one, as the
+    /// workload sees it): `outer_root` is `/` in production.
+    pub fn for_workload(outer_root: PathBuf, rootfs: PathBuf, workload_path: Option<&OsStr>) -> Self {
+        SymlinkFarm {
+            outer_root,
+            rootfs,
+            wrapper: PathBuf::from(EXEC_WRAPPER_PATH),
+            directories: farm_directories(workload_path),
+            by_name_sources: path_directories(workload_path),
+            by_name: PathBuf::from(FARM_BY_NAME_DIR),
+        }
+    }
+
     /// Brings the farm in line with the rootfs: a link for every program, none for programs gone.
     pub fn sync(&self) -> SyncReport {
+        let mut report = self.sync_mirrors();
+        self.sync_by_name(&mut report);
+        report
+    }
+
+    fn sync_mirrors(&self) -> SyncReport {
         let mut report = SyncReport::default();
         let mut names_by_outer_directory: BTreeMap<PathBuf, BTreeSet<OsString>> = BTreeMap::new();
         for directory in &self.directories {
@@ -161,11 +207,49 @@ impl SymlinkFarm {
         report
     }
 
+    /// One link per program name of the workload's `PATH` directories, in the by-name directory
+    /// (a real directory of the consumer's own filesystem, created when missing, never followed
+    /// when it is anything else).
+    fn sync_by_name(&self, report: &mut SyncReport) {
+        let mut names = BTreeSet::new();
+        for directory in &self.by_name_sources {
+            let Some(inside_rootfs) = resolve_directory_in_root(&self.rootfs, directory) else {
+                continue;
+            };
+            let rootfs_directory = self.rootfs.join(&inside_rootfs);
+            names.extend(program_names(&rootfs_directory));
+            if !report.watched.contains(&rootfs_directory) {
+                report.watched.push(rootfs_directory);
+            }
+        }
+        let relative: PathBuf = normal_components(&self.by_name).into_iter().collect();
+        let directory = self.outer_root.join(&relative);
+        match fs::symlink_metadata(&directory) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => {
+                report.problems.push(format!("{}: exists and is not a directory, so it gets no by-name links", self.by_name.display()));
+                return;
+            }
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                if let Err(error) = fs::create_dir(&directory) {
+                    report.problems.push(format!("{}: cannot create it ({error})", self.by_name.display()));
+                    return;
+                }
+            }
+            Err(error) => {
+                report.problems.push(format!("{}: {error}", self.by_name.display()));
+                return;
+            }
+        }
+        self.link_programs(&relative, &names, report);
+    }
+
     fn refuse_protected(&self, outer_relative: &Path) -> Result<(), String> {
         let top = outer_relative.components().next();
+        let by_name_top = normal_components(&self.by_name).pop_front();
         match top {
             None => Err("resolves to / of the container, which the farm never fills".into()),
-            Some(Component::Normal(top)) if PROTECTED_TOP_LEVEL.iter().any(|name| top == *name) => {
+            Some(Component::Normal(top)) if PROTECTED_TOP_LEVEL.iter().any(|name| top == *name) || by_name_top.as_deref() == Some(top) => {
                 Err(format!("resolves into /{}, which the farm never writes", outer_relative.display()))
             }
             _ => Ok(()),
@@ -304,12 +388,7 @@ mod tests {
     }
 
     fn farm(trees: &Trees, path: Option<&str>) -> SymlinkFarm {
-        SymlinkFarm {
-            outer_root: trees.outer.path().to_path_buf(),
-            rootfs: trees.rootfs.path().to_path_buf(),
-            wrapper: PathBuf::from("/.sc-bin/sc-exec"),
-            directories: farm_directories(path.map(OsStr::new)),
-        }
+        SymlinkFarm::for_workload(trees.outer.path().to_path_buf(), trees.rootfs.path().to_path_buf(), path.map(OsStr::new))
     }
 
     fn link_target(path: PathBuf) -> Option<PathBuf> {
@@ -351,7 +430,9 @@ mod tests {
             assert_eq!(link_target(outer.join(program)), Some(PathBuf::from("/.sc-bin/sc-exec")), "{program}");
         }
         assert!(!outer.join("usr/bin/README").exists(), "not executable");
-        assert_eq!(report.created, 5);
+        assert_eq!(link_target(outer.join(".sc-path/app")), Some(PathBuf::from("/.sc-bin/sc-exec")), "the workload PATH's name");
+        assert!(!outer.join(".sc-path/tar").exists(), "/usr/bin is not on this workload's PATH");
+        assert_eq!(report.created, 6);
         assert!(report.watched.contains(&trees.rootfs.path().join("usr/bin")));
         assert!(!outer.join("usr/local/bin").exists(), "absent in the rootfs, so not created");
     }
@@ -366,9 +447,9 @@ mod tests {
         let outer = trees.outer.path();
         fs::write(outer.join("usr/bin/unrelated"), "the image's own").expect("write");
         let report = farm.sync();
-        assert_eq!((report.created, report.removed), (1, 1));
-        assert!(outer.join("usr/bin/vim").is_symlink());
-        assert!(!outer.join("usr/bin/tar").is_symlink());
+        assert_eq!((report.created, report.removed), (2, 2), "the mirror and the by-name link each");
+        assert!(outer.join("usr/bin/vim").is_symlink() && outer.join(".sc-path/vim").is_symlink());
+        assert!(!outer.join("usr/bin/tar").is_symlink() && !outer.join(".sc-path/tar").is_symlink());
         assert!(outer.join("usr/bin/unrelated").is_file(), "never removes what it did not create");
         assert_eq!(farm.sync(), SyncReport { watched: report.watched.clone(), ..SyncReport::default() });
     }
@@ -409,5 +490,64 @@ mod tests {
         assert!(!outer.join(".sc-bin/evil").exists());
         assert!(!outer.join("proc").exists());
         assert!(!outer.join("sc-exec-dir/sc-exec").exists(), "sc-exec is never a farm name");
+    }
+
+    #[test]
+    fn a_program_only_on_the_images_path_gets_a_by_name_link_once_per_name() {
+        let trees = merged_usr();
+        let rootfs = trees.rootfs.path();
+        program(rootfs, "opt/conda/bin/python");
+        program(rootfs, "opt/conda/bin/tar");
+        symlink("/opt/conda", rootfs.join("conda")).expect("link");
+        let farm = farm(&trees, Some("/conda/bin:/usr/bin:relative"));
+        let report = farm.sync();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let outer = trees.outer.path();
+        assert!(outer.join(".sc-path").is_dir() && !outer.join(".sc-path").is_symlink());
+        for name in ["python", "tar", "ls", "busybox"] {
+            assert_eq!(link_target(outer.join(".sc-path").join(name)), Some(PathBuf::from("/.sc-bin/sc-exec")), "{name}");
+        }
+        assert!(!outer.join(".sc-path/nginx").exists(), "/usr/sbin is not on the workload's PATH");
+        assert_eq!(link_target(outer.join("conda")), Some(PathBuf::from("/opt/conda")), "mirrored as the rootfs has it");
+        assert!(outer.join("opt/conda/bin/python").is_symlink());
+        assert!(report.watched.contains(&rootfs.join("opt/conda/bin")));
+
+        fs::remove_file(rootfs.join("opt/conda/bin/python")).expect("rm");
+        farm.sync();
+        assert!(!outer.join(".sc-path/python").is_symlink(), "a gone program loses its by-name link");
+    }
+
+    #[test]
+    fn the_by_name_directory_is_never_a_mirror_target_nor_followed() {
+        let trees = merged_usr();
+        let rootfs = trees.rootfs.path();
+        program(rootfs, ".sc-path/planted");
+        symlink("/.sc-path", rootfs.join("sneaky")).expect("link");
+        let report = farm(&trees, Some("/.sc-path:/sneaky")).sync();
+        let outer = trees.outer.path();
+        assert_eq!(
+            report.problems.iter().filter(|problem| problem.contains("/.sc-path, which the farm never writes")).count(),
+            2,
+            "{:?}",
+            report.problems
+        );
+        // Only the name crossed over, as a link to sc-exec (never the rootfs's file).
+        assert_eq!(link_target(outer.join(".sc-path/planted")), Some(PathBuf::from("/.sc-bin/sc-exec")));
+
+        let trees = merged_usr();
+        let elsewhere = tempfile::tempdir().expect("tmp");
+        symlink(elsewhere.path(), trees.outer.path().join(".sc-path")).expect("link");
+        let report = farm(&trees, None).sync();
+        assert!(report.problems.iter().any(|problem| problem.contains("not a directory")), "{:?}", report.problems);
+        assert_eq!(fs::read_dir(elsewhere.path()).expect("list").count(), 0, "a symlinked by-name directory is not followed");
+    }
+
+    #[test]
+    fn path_directories_default_to_the_runtimes() {
+        assert_eq!(
+            path_directories(None),
+            ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from)
+        );
+        assert_eq!(path_directories(Some(OsStr::new("/a::/b:/a:c"))), ["/a", "/b"].map(PathBuf::from));
     }
 }

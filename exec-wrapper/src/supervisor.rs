@@ -5,6 +5,7 @@
 //! stays outside the rootfs with the container's privileges (it maintains the symlink farm); the
 //! workload is a fresh `sc-exec` process that enters the rootfs, drops privileges and execs.
 
+use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -18,13 +19,12 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use sc_api::consts::{CONSUMER_CONTROL_SOCKET_PATH, CONSUMER_ROOTFS_PATH, EXEC_WRAPPER_PATH};
+use sc_api::consts::{CONSUMER_CONTROL_SOCKET_PATH, CONSUMER_ROOTFS_PATH};
 use sc_api::exec_config::ExecConfig;
 
 use crate::cli::{BINARY_NAME, CommandLine, START_WORKLOAD_MODE};
-use crate::config::path_variable;
 use crate::error::{EX_OSERR, Error};
-use crate::farm::{SymlinkFarm, farm_directories};
+use crate::farm::SymlinkFarm;
 use crate::rootfs::{PrepareAttempt, WaitFailure, WaitHost, WaitSettings, ask_node_plugin, wait_for_rootfs};
 use crate::sys::{RealSystem, System};
 
@@ -123,8 +123,9 @@ impl WaitHost for RealWaitHost<'_> {
     }
 }
 
-/// `sc-exec run -- <command>`: returns the process exit code.
-pub fn run_as_init(config: &ExecConfig, command: &CommandLine) -> Result<i32, Error> {
+/// `sc-exec run`: runs `command` (the workload's argv, already decided) and returns the process
+/// exit code. `workload_path` is the `PATH` the workload gets, whose directories the farm serves.
+pub fn run_as_init(config: &ExecConfig, command: &CommandLine, workload_path: Option<&OsStr>) -> Result<i32, Error> {
     let signals = signal_fd(&forwarded_signals(), SfdFlags::SFD_NONBLOCK)?;
     // When PID 1 of the pod is someone else (shareProcessNamespace), orphans still come to us.
     if let Err(errno) = nix::sys::prctl::set_child_subreaper(true) {
@@ -147,13 +148,7 @@ pub fn run_as_init(config: &ExecConfig, command: &CommandLine) -> Result<i32, Er
         }
     }
 
-    let environment: Vec<_> = std::env::vars_os().collect();
-    let farm = SymlinkFarm {
-        outer_root: PathBuf::from("/"),
-        rootfs: settings.rootfs.clone(),
-        wrapper: PathBuf::from(EXEC_WRAPPER_PATH),
-        directories: farm_directories(path_variable(&environment)),
-    };
+    let farm = SymlinkFarm::for_workload(PathBuf::from("/"), settings.rootfs.clone(), workload_path);
     let mut watcher = FarmWatcher::new(farm);
     watcher.sync();
 
