@@ -119,7 +119,7 @@ pub struct StoppableContainerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_pod_name: Option<String>,
     /// Conditions, one per part: Ready, SpecValid, ConsumerReady, ProviderReady, RootfsVolume,
-    /// DataNode, RestartRequired, NameConflict, HostPathPrefixIgnored, ProviderLost.
+    /// DataNode, RestartRequired, NameConflict, HostPathPrefixIgnored, ProviderLost, ImageConfig.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -133,6 +133,46 @@ pub struct StoppableContainerStatus {
     /// the figures of its last measure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<RootfsStatus>,
+    /// What the workload's image defines for its process and what the workload therefore runs,
+    /// as the data node's container runtime reported the image the provider pod runs. Reported
+    /// once a workload pod has mounted the root filesystem, kept while stopped, and dropped when
+    /// the provider runs another image (until that image is reported). When the image cannot run
+    /// as templated, the `ImageConfig` condition says why and what to set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageStatus>,
+}
+
+/// The workload image's process defaults (the OCI image config) and the command they make with
+/// the template's `command` and `args`, by Kubernetes' rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStatus {
+    /// The image as the node's container runtime knows it: the provider container's `imageID`
+    /// (a digest reference), which this report is about.
+    pub image_ref: String,
+    /// The image's `ENTRYPOINT` (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
+    /// The image's `CMD` (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmd: Vec<String>,
+    /// The image's `USER` (`name`, `uid`, `uid:gid`, `name:group`, ...; absent: root). A
+    /// `runAsUser` in the template wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The image's `WORKDIR` (absent: `/`). A `workingDir` in the template wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// The argv the workload runs: the template's `command` and `args` with the image's
+    /// `ENTRYPOINT` and `CMD`, as Kubernetes combines them (`command` replaces both; `args` alone
+    /// follow the `ENTRYPOINT`; neither runs `ENTRYPOINT` then `CMD`), before `$(VAR)`
+    /// expansion. Absent when no argv can be made (the `ImageConfig` condition says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Set when the container runtime gave no config for the image: why. The image's fields
+    /// above are then unknown and empty; nothing is guessed in their place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// The persistent root filesystem's use, as measured on its data node.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -32,7 +32,10 @@ use crate::ownership::{RecordedPods, Role, classify, recorded_uid};
 use crate::provider_pod::{build_provider_pod, has_terminated, provider_is_current, provider_node};
 use crate::rootfs_usage::{self, UsageWakeups};
 use crate::settings::PodSettings;
-use crate::status::{Found, Observed, condition, detect_provider_loss, instance_status, is_terminating, sc_status, unrecorded_pod_message};
+use crate::status::{
+    Found, ImageCheck, Observed, WorkloadProcess, check_image, condition, detect_provider_loss, instance_status, is_terminating, sc_status,
+    start_to_redo, transition_notices, unrecorded_pod_message,
+};
 use crate::validate::{SpecProblem, Workload, describe_problems, validate_start};
 
 /// Requeue while something is in motion (pods starting or terminating); pod watches usually
@@ -203,6 +206,28 @@ impl<'a> Reconciler<'a> {
         let consumer = self.pods.get_opt(&self.name).await.map_err(kube_error("reading the workload pod"))?;
         let provider = self.pods.get_opt(&provider_pod_name(&self.name)).await.map_err(kube_error("reading the provider pod"))?;
         Ok(Children { instance, foreign_instance, consumer, provider })
+    }
+
+    /// The image's config judged against the template the workload pod runs (the deployed
+    /// snapshot while it exists) or a start would run (the current one), for the image the
+    /// provider runs now: from the data node's usage report, or the status's own memory of it.
+    fn image_check(&self, children: &Children, data_node: Option<&str>) -> ImageCheck {
+        let template = match (children.consumer().owned(), &children.instance) {
+            (Some(_), Some(instance)) => &instance.spec.template,
+            _ => &self.sc.spec.template,
+        };
+        let workload = Workload::from_template(template, None).ok();
+        let kubelet_pod = format!("{}_{}", self.name, self.sc.namespace().unwrap_or_default());
+        let process = workload.as_ref().map(|workload| WorkloadProcess {
+            container: workload.container(),
+            pod_security: workload.pod_spec.security_context.as_ref(),
+            pod: &kubelet_pod,
+        });
+        let usage = self.usage_configmap(data_node);
+        let image_id = children.provider().owned().and_then(rootfs_usage::provider_image_id);
+        let summary =
+            rootfs_usage::image_summary(&self.sc, data_node, usage.as_ref().and_then(|usage| usage.data.as_ref()), image_id.as_deref());
+        check_image(summary.as_ref(), process)
     }
 
     /// Node `node`'s usage ConfigMap, from the cache.
@@ -458,6 +483,25 @@ impl<'a> Reconciler<'a> {
             } else if let Ok(start) = &validation {
                 let valid = &start.valid;
                 self.set_finalizer(NODE_DATA_FINALIZER, true).await?;
+                // A start stuck on an image or a container config, whose template the user changed
+                // since: made again from the new template (kubelet would retry the old one forever).
+                let template_changed = children
+                    .instance
+                    .as_ref()
+                    .is_some_and(|instance| restart_required(&self.sc, &instance.spec, Some(start.rootfs_size_bytes)));
+                if let Some(stuck) = start_to_redo(children.consumer(), children.provider(), template_changed) {
+                    let why = stuck.why();
+                    tracing::info!(sc = %self.key, "{why}");
+                    if let Some(consumer) = children.consumer().owned() {
+                        self.delete_pod(consumer, &why).await?;
+                    }
+                    if stuck.replace_provider
+                        && let Some(provider) = children.provider().owned()
+                    {
+                        self.delete_pod(provider, &why).await?;
+                    }
+                    children = self.fetch().await?;
+                }
                 // The instance: a fresh snapshot at a start, the deployed one while the pod exists
                 // (its rootfs size included: the node plugin applies a new size at a start only).
                 let deployed = match children.consumer() {
@@ -501,6 +545,9 @@ impl<'a> Reconciler<'a> {
                     && !old_provider_in_the_way
                     && data_node_exists
                     && let Some(instance) = &children.instance
+                    // The image cannot run as templated: a workload pod would only crash-loop.
+                    // None is made until the template (or the provider's image) changes.
+                    && self.image_check(&children, data_node.as_deref()).blocking(None).is_none()
                 {
                     let pod = build_consumer_pod(&valid.workload, instance, data_node.as_deref(), &self.ctx.settings);
                     self.create_pod(&mut children, Role::Consumer, &pod).await?;
@@ -517,6 +564,17 @@ impl<'a> Reconciler<'a> {
                 }
             }
             self.ensure_provider(&mut children, &mut data_node, data_node_exists).await?;
+            // The image cannot run as the deployed template says (no command anywhere,
+            // runAsNonRoot against a root image user, a config the argv needs and the runtime did
+            // not give): the workload pod goes rather than crash-looping; the provider and the
+            // data stay.
+            if let Some(consumer) = children.consumer().owned().filter(|pod| !is_terminating(pod))
+                && let Some(problem) = self.image_check(&children, data_node.as_deref()).blocking(Some(consumer)).cloned()
+            {
+                self.delete_pod(consumer, &problem.message).await?;
+                let holder = self.pods.get_opt(&self.name).await.map_err(kube_error("reading the workload pod"))?;
+                children.set_pod(Role::Consumer, holder);
+            }
         } else {
             // A deleted instance takes its pods with it; a plain stop keeps the provider.
             self.stop(&children, !instance_deleting).await?;
@@ -550,6 +608,7 @@ impl<'a> Reconciler<'a> {
             restart_required,
             ignored_host_path_prefix: validation.as_ref().ok().and_then(|start| start.valid.ignored_host_path_prefix.clone()),
             provider_loss,
+            image: self.image_check(&children, data_node.as_deref()),
         };
         let mut status = sc_status(&observed, Some(self.name.clone()), previous.as_ref(), Time(Timestamp::now()));
         let usage = self.usage_configmap(data_node.as_deref());
@@ -698,39 +757,11 @@ impl<'a> Reconciler<'a> {
         Ok(())
     }
 
+    /// Publishes the Events the status change calls for ([`transition_notices`]).
     async fn report_transitions(&self, previous: Option<&StoppableContainerStatus>, status: &StoppableContainerStatus) {
-        let old_phase = previous.and_then(|status| status.phase);
-        let new_phase = status.phase.unwrap_or_default();
-        if old_phase != Some(new_phase) {
-            let type_ = if new_phase == Phase::Failed { EventType::Warning } else { EventType::Normal };
-            self.event(type_, new_phase.as_str(), "Reconcile", status.message.clone().unwrap_or_default()).await;
-        }
-        let old_true = |type_: &str| previous.is_some_and(|p| p.conditions.iter().any(|c| c.type_ == type_ && c.status == "True"));
-        let unchanged = |new: &Condition| {
-            previous.is_some_and(|p| {
-                p.conditions
-                    .iter()
-                    .any(|old| old.type_ == new.type_ && old.status == new.status && old.reason == new.reason && old.message == new.message)
-            })
-        };
-        for current in &status.conditions {
-            if current.type_ == condition::PROVIDER_LOST {
-                // A Warning whenever what is lost changes (a provider being deleted, then gone; a
-                // replacement lost before it was ready), not again while the same loss lasts.
-                if current.status == "True" && !unchanged(current) {
-                    self.event(EventType::Warning, condition::PROVIDER_LOST, "Reconcile", current.message.clone()).await;
-                }
-                continue;
-            }
-            let warn = matches!(
-                (current.type_.as_str(), current.status.as_str()),
-                ("RestartRequired" | "NameConflict" | "HostPathPrefixIgnored", "True") | ("SpecValid", "False")
-            );
-            let was = old_true(&current.type_);
-            let newly = if current.type_ == "SpecValid" { was || previous.is_none() } else { !was };
-            if warn && newly {
-                self.event(EventType::Warning, &current.reason, "Reconcile", current.message.clone()).await;
-            }
+        for notice in transition_notices(previous, status) {
+            let type_ = if notice.warning { EventType::Warning } else { EventType::Normal };
+            self.event(type_, &notice.reason, "Reconcile", notice.note).await;
         }
     }
 }

@@ -9,16 +9,27 @@
 //! SC's UID, namespace and name. The plugin removes an SC's entry when the SC is no longer
 //! published there (stopped): the status then keeps the last figures, with the time they were
 //! measured. [`rootfs_status`] is pure.
+//!
+//! The same entry carries what the plugin learnt of the published rootfs's image from the
+//! container runtime ([`sc_api::image_config::ImageSummary`]), for `status.image`.
+//! [`image_summary`] takes it under the same trust rule, and only while it is about the image the
+//! provider container runs now (its `imageID` in the provider pod's status, which kubelet writes):
+//! the summary of an image the template no longer names must not judge the one that replaced it.
+//! The status keeps the last trusted summary while stopped (the plugin removes the entry), as
+//! long as the kept provider still runs that image.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use sc_api::consts::NODE_USAGE_NAME_PREFIX;
+use sc_api::consts::{NODE_USAGE_NAME_PREFIX, PROVIDER_CONTAINER_NAME};
+use sc_api::image_config::ImageSummary;
 use sc_api::node_report::{UsageReport, find_usage};
 use sc_api::{RootfsStatus, StoppableContainer};
+
+use crate::status::image_summary as summary_of_status;
 
 /// The `status.rootfs` of `sc`, whose data node is `data_node` (as this reconcile knows it),
 /// from the data of that node's usage ConfigMap (`None` when there is none or it is not cached
@@ -27,17 +38,51 @@ use sc_api::{RootfsStatus, StoppableContainer};
 pub fn rootfs_status(sc: &StoppableContainer, data_node: Option<&str>, usage: Option<&BTreeMap<String, String>>) -> Option<RootfsStatus> {
     let previous = sc.status.as_ref().and_then(|status| status.rootfs.clone());
     // No data node: the SC never started, and no node holds a root filesystem of it.
-    let node = data_node?;
-    let (Some(uid), Some(namespace)) = (sc.uid(), sc.namespace()) else { return previous };
-    let Some(Ok(report)) = usage.and_then(|data| find_usage(data, &uid)) else { return previous };
-    if !report.is_from(node, &namespace, &sc.name_any()) {
-        return previous;
-    }
+    data_node?;
+    let Some(report) = trusted_entry(sc, data_node, usage) else { return previous };
     let older = previous.as_ref().and_then(|rootfs| rootfs.observed_time.as_ref()).is_some_and(|seen| report.observed_time.0 < seen.0);
     if older {
         return previous;
     }
     Some(from_report(&report))
+}
+
+/// This SC's entry in the data node's usage ConfigMap data, if it names that node and this SC's
+/// UID (its key), namespace and name.
+fn trusted_entry(sc: &StoppableContainer, data_node: Option<&str>, usage: Option<&BTreeMap<String, String>>) -> Option<UsageReport> {
+    let (node, uid, namespace) = (data_node?, sc.uid()?, sc.namespace()?);
+    let report = find_usage(usage?, &uid)?.ok()?;
+    report.is_from(node, &namespace, &sc.name_any()).then_some(report)
+}
+
+/// The image the provider container runs, as kubelet reports it (`imageID`, set once the runtime
+/// resolved the image; empty while it is being pulled or cannot be).
+pub fn provider_image_id(provider: &Pod) -> Option<String> {
+    let statuses = provider.status.as_ref()?.container_statuses.as_ref()?;
+    let rootfs = statuses.iter().find(|status| status.name == PROVIDER_CONTAINER_NAME)?;
+    Some(rootfs.image_id.clone()).filter(|id| !id.is_empty())
+}
+
+/// Whether two image references name the same image: equal once Docker's `docker-pullable://`
+/// scheme (which dockershim puts before an `imageID`) is taken off.
+fn same_image(reported: &str, running: &str) -> bool {
+    let bare = |reference: &str| reference.strip_prefix("docker-pullable://").unwrap_or(reference).to_owned();
+    !reported.is_empty() && bare(reported) == bare(running)
+}
+
+/// The config summary of the image the provider runs now (`provider_image_id`; None: not known,
+/// so no summary is trusted): the data node's entry for this SC if it is about that image, else
+/// the one the status already shows if that is. Any other is of an earlier image.
+pub fn image_summary(
+    sc: &StoppableContainer,
+    data_node: Option<&str>,
+    usage: Option<&BTreeMap<String, String>>,
+    provider_image_id: Option<&str>,
+) -> Option<ImageSummary> {
+    let running = provider_image_id?;
+    let reported = trusted_entry(sc, data_node, usage).and_then(|report| report.image);
+    let shown = sc.status.as_ref().and_then(|status| status.image.as_ref()).map(summary_of_status);
+    [reported, shown].into_iter().flatten().find(|summary| same_image(&summary.image_ref, running))
 }
 
 fn from_report(report: &UsageReport) -> RootfsStatus {
@@ -214,5 +259,88 @@ mod tests {
         assert_eq!(wakeups.woken(&configmap(&name, second)), [ObjectRef::new("db").within("team-b")]);
         assert!(wakeups.woken(&configmap("kube-root-ca.crt", first.clone())).is_empty(), "not a usage ConfigMap");
         assert!(UsageWakeups::default().woken(&configmap(&sc_api::node_report::report_configmap_name("node-1"), first)).is_empty());
+    }
+
+    const RUNNING_IMAGE: &str = "registry.test/app@sha256:2222";
+
+    fn summary(image_ref: &str, user: &str) -> ImageSummary {
+        ImageSummary { image_ref: image_ref.into(), cmd: vec!["serve".into()], user: user.into(), ..ImageSummary::default() }
+    }
+
+    fn with_image(report: UsageReport, image: ImageSummary) -> UsageReport {
+        UsageReport { image: Some(image), ..report }
+    }
+
+    fn provider(image_id: &str) -> Pod {
+        Pod {
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                container_statuses: Some(vec![
+                    k8s_openapi::api::core::v1::ContainerStatus {
+                        name: "sidecar".into(),
+                        image_id: "other@sha256:9".into(),
+                        ..Default::default()
+                    },
+                    k8s_openapi::api::core::v1::ContainerStatus {
+                        name: PROVIDER_CONTAINER_NAME.into(),
+                        image_id: image_id.into(),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn the_provider_image_is_the_one_kubelet_reports_for_its_container() {
+        assert_eq!(provider_image_id(&provider(RUNNING_IMAGE)).as_deref(), Some(RUNNING_IMAGE));
+        assert_eq!(provider_image_id(&provider("")), None, "still pulling, or it cannot be");
+        assert_eq!(provider_image_id(&Pod::default()), None);
+    }
+
+    #[test]
+    fn only_the_data_nodes_summary_of_the_image_the_provider_runs_now_is_trusted() {
+        let reported = summary(RUNNING_IMAGE, "jovyan");
+        let entries = data(&[(UID, with_image(usage("node-1", "team-a", "dev", GIB, 100), reported.clone()).to_value())]);
+        assert_eq!(image_summary(&sc(None), Some("node-1"), Some(&entries), Some(RUNNING_IMAGE)), Some(reported.clone()));
+        assert_eq!(
+            image_summary(&sc(None), Some("node-1"), Some(&entries), Some(&format!("docker-pullable://{RUNNING_IMAGE}"))),
+            Some(reported.clone()),
+            "dockershim's scheme"
+        );
+        assert_eq!(image_summary(&sc(None), Some("node-1"), Some(&entries), None), None, "the provider's image is not known yet");
+        assert_eq!(
+            image_summary(&sc(None), Some("node-1"), Some(&entries), Some("registry.test/app@sha256:3333")),
+            None,
+            "the summary of an earlier image does not judge the one that replaced it"
+        );
+        for (reason, entries) in [
+            ("another node's entry", data(&[(UID, with_image(usage("node-2", "team-a", "dev", GIB, 100), reported.clone()).to_value())])),
+            ("another name", data(&[(UID, with_image(usage("node-1", "team-a", "prod", GIB, 100), reported.clone()).to_value())])),
+            ("another UID", data(&[("another-uid", with_image(usage("node-1", "team-a", "dev", GIB, 100), reported.clone()).to_value())])),
+            ("no image in the entry", data(&[(UID, usage("node-1", "team-a", "dev", GIB, 100).to_value())])),
+        ] {
+            assert_eq!(image_summary(&sc(None), Some("node-1"), Some(&entries), Some(RUNNING_IMAGE)), None, "{reason}");
+        }
+        let empty_ref = data(&[(UID, with_image(usage("node-1", "team-a", "dev", GIB, 100), summary("", "x")).to_value())]);
+        assert_eq!(image_summary(&sc(None), Some("node-1"), Some(&empty_ref), Some(RUNNING_IMAGE)), None, "an image named by nothing");
+    }
+
+    #[test]
+    fn the_status_remembers_the_summary_while_the_provider_runs_that_image() {
+        let mut remembered = sc(None);
+        let shown = crate::status::image_status(&summary(RUNNING_IMAGE, "1000"));
+        remembered.status.as_mut().expect("a status").image = Some(shown);
+        // Stopped: the plugin removed the entry.
+        assert_eq!(
+            image_summary(&remembered, Some("node-1"), Some(&BTreeMap::new()), Some(RUNNING_IMAGE)),
+            Some(summary(RUNNING_IMAGE, "1000"))
+        );
+        assert_eq!(image_summary(&remembered, Some("node-1"), None, Some("registry.test/app@sha256:3333")), None, "a new image");
+        // A fresh report of the same image wins over the memory.
+        let fresh = summary(RUNNING_IMAGE, "1001");
+        let entries = data(&[(UID, with_image(usage("node-1", "team-a", "dev", GIB, 100), fresh.clone()).to_value())]);
+        assert_eq!(image_summary(&remembered, Some("node-1"), Some(&entries), Some(RUNNING_IMAGE)), Some(fresh));
     }
 }
