@@ -86,6 +86,13 @@ pub struct Args {
     /// the cluster's maximum; this bounds this node's disk).
     #[arg(long, default_value = "100Gi", value_parser = parse_rootfs_size)]
     pub max_rootfs_size: RootfsSize,
+    /// The container runtime's CRI socket (`unix:///run/containerd/containerd.sock` or a plain
+    /// path), which the plugin asks for the config (ENTRYPOINT, CMD, ENV, USER, WORKDIR) of each
+    /// provider's image. Empty: the first that exists of /run/containerd/containerd.sock,
+    /// /run/k3s/containerd/containerd.sock, /var/run/crio/crio.sock, /run/crio/crio.sock and
+    /// /var/run/cri-dockerd.sock. A path in the host mount namespace.
+    #[arg(long = "runtime-endpoint", default_value = "")]
+    pub runtime_endpoint: String,
     /// Answer cluster questions from this JSON file instead of the API server (tests and
     /// benchmarks without a cluster; disables the data cleanup and the orphan sweep).
     #[arg(long)]
@@ -187,6 +194,7 @@ async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>)
             root: args.kubelet_cgroup_root.clone(),
         },
         rootfs: rootfs_settings(&args)?,
+        images: crate::cri::ImageConfigReader::new(runtime_endpoint(&args)?),
     };
     match &args.static_cluster {
         Some(path) => serve_with(&args, endpoint, StaticClusterView::new(path.clone()), settings, None).await,
@@ -200,6 +208,25 @@ async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>)
             serve_with(&args, endpoint, cluster, settings, Some(client)).await
         }
     }
+}
+
+/// The container runtime's socket from `--runtime-endpoint`; says at start-up which one is used
+/// (read after entering the host mount namespace: the node's sockets, not the pod's).
+fn runtime_endpoint(args: &Args) -> Result<crate::cri::RuntimeEndpoint, StartError> {
+    use crate::cri::RuntimeEndpoint;
+    let endpoint = RuntimeEndpoint::parse(&args.runtime_endpoint).map_err(StartError::Settings)?;
+    match (&endpoint, endpoint.socket()) {
+        (RuntimeEndpoint::Socket(socket), _) => {
+            info!(socket = %socket.display(), "reading image configs from the container runtime at this socket")
+        }
+        (RuntimeEndpoint::Detect, Ok(socket)) => {
+            info!(socket = %socket.display(), "found the container runtime's socket; reading image configs from it")
+        }
+        (RuntimeEndpoint::Detect, Err(problem)) => {
+            warn!(%problem, "no container runtime socket yet: images have no config until one appears (it is looked for at every publish)")
+        }
+    }
+    Ok(endpoint)
 }
 
 /// The rootfs sizes and the e2fsprogs of this node. Tools that are missing are not fatal: a

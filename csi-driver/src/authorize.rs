@@ -39,8 +39,10 @@ pub struct Consumer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Provider {
     /// Running with this CRI container id, in the pod with this UID (when known: it locates the
-    /// container's cgroup directory; without it the plugin scans every process).
-    Running { container_id: String, pod_uid: Option<String> },
+    /// container's cgroup directory; without it the plugin scans every process), from the image
+    /// `image_ref` as kubelet reports it (its `imageID`, a digest reference; its `image` when
+    /// kubelet gives no `imageID`), which the plugin asks the container runtime for the config of.
+    Running { container_id: String, pod_uid: Option<String>, image_ref: String },
     /// Not (yet) usable; waiting may help. The reason is shown to the user if waiting times out.
     NotReady { reason: String },
     /// Not usable until something changes that waiting here will not change (an image that
@@ -192,10 +194,17 @@ pub fn provider_state(
     Ok(container_state(&name, uid, status))
 }
 
+/// The image a running container runs, as kubelet reports it: `imageID` (the digest the runtime
+/// resolved, so a tag moved since is not mistaken for it), else `image`. Kubelet writes both; the
+/// tenant writes neither.
+fn running_image_ref(status: &ContainerStatus) -> String {
+    if status.image_id.is_empty() { status.image.clone() } else { status.image_id.clone() }
+}
+
 fn container_state(pod_name: &str, pod_uid: String, status: &ContainerStatus) -> Provider {
     let running = status.state.as_ref().is_some_and(|state| state.running.is_some());
     if let (true, Some(id)) = (running, status.container_id.as_deref().and_then(container_id_from_status)) {
-        return Provider::Running { container_id: id.to_owned(), pod_uid: Some(pod_uid) };
+        return Provider::Running { container_id: id.to_owned(), pod_uid: Some(pod_uid), image_ref: running_image_ref(status) };
     }
     let waiting = status.state.as_ref().and_then(|state| state.waiting.as_ref());
     let reason = waiting.and_then(|waiting| waiting.reason.clone()).unwrap_or_else(|| "not running".into());
@@ -223,6 +232,7 @@ mod tests {
     const PROVIDER_UID: &str = "44444444-4444-4444-8444-444444444444";
     const FORGED_UID: &str = "55555555-5555-4555-8555-555555555555";
     const CONTAINER_ID: &str = "8b7e0f6ad23b2c1bd3c0b1e6f84a3d7c1e3f0aa1c19f8c2de5d9a4b7f2c61e0a";
+    const IMAGE_ID: &str = "docker.io/library/python@sha256:2e2f2a0b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f";
 
     fn controller(uid: &str) -> Option<Vec<OwnerReference>> {
         Some(vec![OwnerReference { uid: uid.into(), controller: Some(true), ..OwnerReference::default() }])
@@ -351,6 +361,8 @@ mod tests {
                 container_statuses: Some(vec![ContainerStatus {
                     name: PROVIDER_CONTAINER_NAME.into(),
                     container_id: Some(format!("containerd://{CONTAINER_ID}")),
+                    image: "docker.io/library/python:3.12".into(),
+                    image_id: IMAGE_ID.into(),
                     state: Some(state),
                     ..ContainerStatus::default()
                 }]),
@@ -383,8 +395,19 @@ mod tests {
         let provider = provider_pod(PROVIDER_UID, Some("node-1"), running());
         assert_eq!(
             state(&provider, Some(PROVIDER_UID)),
-            Provider::Running { container_id: CONTAINER_ID.into(), pod_uid: Some(PROVIDER_UID.into()) }
+            Provider::Running { container_id: CONTAINER_ID.into(), pod_uid: Some(PROVIDER_UID.into()), image_ref: IMAGE_ID.into() }
         );
+    }
+
+    #[test]
+    fn the_image_is_kubelets_image_id_else_its_image() {
+        let mut provider = provider_pod(PROVIDER_UID, Some("node-1"), running());
+        let status = &mut provider.status.as_mut().expect("status").container_statuses.as_mut().expect("statuses")[0];
+        status.image_id = String::new();
+        match state(&provider, Some(PROVIDER_UID)) {
+            Provider::Running { image_ref, .. } => assert_eq!(image_ref, "docker.io/library/python:3.12"),
+            other => panic!("expected Running, got {other:?}"),
+        }
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub struct StaticConsumer {
     /// by scanning every process.
     #[serde(default)]
     pub provider_pod_uid: Option<String>,
+    /// The provider container's image as kubelet would report it (`imageID`); empty without.
+    #[serde(default)]
+    pub provider_image_ref: Option<String>,
     /// The rootfs size the operator would have resolved (`rootfsSizeBytes`); without it the
     /// plugin's default applies.
     #[serde(default)]
@@ -170,12 +173,13 @@ impl ClusterView for StaticClusterView {
             .consumers
             .iter()
             .find(|candidate| candidate.sc_name == consumer.sc.name && candidate.pod.namespace == consumer.sc.namespace);
-        Ok(
-            match candidate.and_then(|candidate| candidate.provider_container_id.clone().map(|id| (id, candidate.provider_pod_uid.clone())))
-            {
-                Some((container_id, pod_uid)) => Provider::Running { container_id, pod_uid },
-                None => Provider::NotReady { reason: "provider container is not running yet".into() },
+        Ok(match candidate.and_then(|candidate| candidate.provider_container_id.clone().map(|id| (id, candidate))) {
+            Some((container_id, candidate)) => Provider::Running {
+                container_id,
+                pod_uid: candidate.provider_pod_uid.clone(),
+                image_ref: candidate.provider_image_ref.clone().unwrap_or_default(),
             },
-        )
+            None => Provider::NotReady { reason: "provider container is not running yet".into() },
+        })
     }
 }

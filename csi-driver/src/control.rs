@@ -235,9 +235,13 @@ impl ControlSockets {
         }
     }
 
-    /// Removes the volume's control directory once nothing is mounted from it any more.
+    /// Removes the volume's control directory, with the image config file in it, once nothing is
+    /// mounted from it any more.
     pub fn remove_dir(&self, volume_id: &str) {
         let dir = self.data.control_dir(volume_id);
+        if let Err(error) = crate::published_image::remove(&dir) {
+            warn!(dir = %dir.display(), %error, "could not remove the image config file");
+        }
         match std::fs::remove_dir(&dir) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}

@@ -7,15 +7,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sc_api::image_config::{ImageSummary, PublishedImage};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use crate::cgroup::{self, KubeletCgroups};
 use crate::cluster::{ClusterError, ClusterView, Consumer, Provider};
 use crate::control::{ControlSettings, ControlSockets};
+use crate::cri::ImageConfigReader;
 use crate::dirs;
 use crate::layout::{self, DataLayout, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
 use crate::mountinfo::{self, MountEntry};
+use crate::published_image;
 use crate::quota::{self, RootfsFs, RootfsSize};
 use crate::records::{Record, Records};
 use crate::sys::{FileIdentity, OverlayDirs, System};
@@ -134,6 +137,8 @@ pub struct NodeSettings {
     pub kubelet_cgroups: KubeletCgroups,
     /// How each StoppableContainer's size-limited filesystem is made.
     pub rootfs: RootfsSettings,
+    /// Where the provider image's config is read from (the container runtime).
+    pub images: ImageConfigReader,
 }
 
 /// How node-local root filesystems are made and sized (see [`crate::quota`]).
@@ -185,6 +190,8 @@ pub struct NodeCore<C, S> {
     /// Woken when a publish completes or an unpublish is done, so the usage reports follow at
     /// once (see [`crate::usage`]).
     publications_changed: tokio::sync::Notify,
+    /// What each live publication's image config file says, for the usage reports.
+    images: KnownImages,
 }
 
 impl<C: ClusterView, S: System> NodeCore<C, S> {
@@ -203,6 +210,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             live: Arc::default(),
             loops: Arc::default(),
             publications_changed: tokio::sync::Notify::new(),
+            images: KnownImages::default(),
         }
     }
 
@@ -215,43 +223,63 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let started = Instant::now();
         let consumer = self.cluster.authorize_consumer(&request.pod, &request.sc_name).await?;
         // Answer a repeated publish without waiting on the provider again.
-        {
+        let repeated = {
             let _guard = self.mount_lock.lock().await;
-            if self.already_published(request, &consumer.sc)? {
+            let repeated = self.already_published(request, &consumer.sc)?;
+            if repeated {
                 // After a plugin restart the socket is served again by recovery; this covers a
                 // socket that failed to open the first time.
-                return self.open_control(&request.volume_id, &request.pod);
+                self.open_control(&request.volume_id, &request.pod)?;
             }
+            repeated
+        };
+        if repeated {
+            return self.keep_image_config(request, &consumer).await;
         }
         let size = rootfs_size(&self.settings.rootfs, &consumer)?;
         let waiting = Instant::now();
         let provider = self.wait_for_provider(&consumer).await?;
         let provider_wait = waiting.elapsed();
-        let _guard = self.mount_lock.lock().await;
+        // The runtime is asked while the overlay is mounted, without the mount lock: a publish
+        // takes the longer of the two, and a slow runtime never holds up other publishes.
+        let reading = Instant::now();
+        let image_ref = provider.image_ref.clone();
+        let image = async {
+            let image = self.settings.images.read(&image_ref).await;
+            (image, reading.elapsed())
+        };
         let (system, records, data) = (Arc::clone(&self.system), self.records.clone(), self.settings.data_root.clone());
         let (providers, live) = (Arc::clone(&self.providers), Arc::clone(&self.live));
         let (loops, rootfs) = (Arc::clone(&self.loops), self.settings.rootfs.clone());
-        let request = request.clone();
+        let task_request = request.clone();
         let (volume_id, pod, target) = (request.volume_id.clone(), request.pod.clone(), request.target_path.clone());
         let sc = consumer.sc.clone();
-        let lower = tokio::task::spawn_blocking(move || {
-            let context = MountContext {
-                system: &*system,
-                records: &records,
-                data: &data,
-                providers: &providers,
-                live: &live,
-                filesystem: RootfsFilesystem { loops: &*loops, settings: &rootfs, size },
-            };
-            mount_publication(&context, &request, &consumer.sc, &provider)
-        })
-        .await
-        .map_err(|join| IoError {
+        let mount = async {
+            let guard = self.mount_lock.lock().await;
+            let mounted = tokio::task::spawn_blocking(move || {
+                let context = MountContext {
+                    system: &*system,
+                    records: &records,
+                    data: &data,
+                    providers: &providers,
+                    live: &live,
+                    filesystem: RootfsFilesystem { loops: &*loops, settings: &rootfs, size },
+                };
+                mount_publication(&context, &task_request, &consumer.sc, &provider)
+            })
+            .await;
+            (guard, mounted)
+        };
+        let ((image, image_read), (guard, mounted)) = tokio::join!(image, mount);
+        let lower = mounted.map_err(|join| IoError {
             action: "joining the mount task for",
             path: "publish".into(),
             source: io::Error::other(join),
         })??;
         self.open_control(&volume_id, &pod)?;
+        drop(guard);
+        log_image(&volume_id, &sc, &image);
+        self.publish_image_config(request, &sc, &image)?;
         // The durations let an operator (and the cluster benchmark) see where a start's time goes.
         info!(
             volume_id = %volume_id,
@@ -260,8 +288,52 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             lower = %lower.display(),
             elapsed_ms = millis(started.elapsed()),
             provider_wait_ms = millis(provider_wait),
+            image_read_ms = millis(image_read),
             "published"
         );
+        self.publications_changed.notify_one();
+        Ok(())
+    }
+
+    /// Writes the image config file of a publication whose mounts are in place, before the
+    /// publish returns: kubelet starts the consumer only then, and its `sc-exec` reads the file.
+    /// A file that cannot be written fails the publish (kubelet's retry writes it, see
+    /// [`Self::keep_image_config`]).
+    fn publish_image_config(&self, request: &PublishRequest, sc: &ScKey, image: &PublishedImage) -> Result<(), PublishError> {
+        let control = self.settings.data_root.control_dir(&request.volume_id);
+        published_image::write(&control, image).context("writing the image config file into", &control)?;
+        self.images.remember(&request.target_path, sc, image);
+        Ok(())
+    }
+
+    /// For a repeated publish of a live publication: keeps its image config file as it is, or
+    /// writes it if it is missing (a publish whose write failed, a publication made by a release
+    /// before image configs) or unreadable. Only a provider running now is asked about: a live
+    /// consumer is never failed for an image config, and the next repeated publish tries again.
+    async fn keep_image_config(&self, request: &PublishRequest, consumer: &Consumer) -> Result<(), PublishError> {
+        let control = self.settings.data_root.control_dir(&request.volume_id);
+        match published_image::read(&control) {
+            Ok(Some(image)) => {
+                self.images.remember(&request.target_path, &consumer.sc, &image);
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(error) => warn!(volume_id = %request.volume_id, %error, "the image config file is unreadable; writing it again"),
+        }
+        let image_ref = match self.cluster.provider(consumer).await {
+            Ok(Provider::Running { image_ref, .. }) => image_ref,
+            Ok(Provider::NotReady { reason } | Provider::Stuck { reason }) => {
+                warn!(volume_id = %request.volume_id, sc = %consumer.sc, %reason, "the published volume has no image config file and its provider is not running; the next publish tries again");
+                return Ok(());
+            }
+            Err(error) => {
+                warn!(volume_id = %request.volume_id, sc = %consumer.sc, %error, "the published volume has no image config file and its provider cannot be looked up; the next publish tries again");
+                return Ok(());
+            }
+        };
+        let image = self.settings.images.read(&image_ref).await;
+        log_image(&request.volume_id, &consumer.sc, &image);
+        self.publish_image_config(request, &consumer.sc, &image)?;
         self.publications_changed.notify_one();
         Ok(())
     }
@@ -302,6 +374,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         })??;
         self.controls.remove_dir(&volume_id);
         self.live.remove_target(&target);
+        self.images.forget(&target);
         self.publications_changed.notify_one();
         Ok(())
     }
@@ -359,6 +432,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             match check_published_shape(&host, &record.target_path, &data.upper_dir(&record.sc)) {
                 Ok(()) => {
                     self.reopen_control(&record);
+                    self.recall_image(&record);
                     self.live.insert(data.upper_dir(&record.sc), record.target_path.clone());
                     live += 1;
                 }
@@ -424,6 +498,22 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             warn!(volume_id = %record.volume_id, %error, "could not record the kept publication again; unpublish goes by the mount table");
         }
         self.reopen_control(&record);
+        self.recall_image(&record);
+    }
+
+    /// Reads a live publication's image config file again after a restart, for the usage
+    /// reports. The file itself stays as the publish wrote it: the consumer reads it at each start.
+    fn recall_image(&self, record: &Record) {
+        let control = self.settings.data_root.control_dir(&record.volume_id);
+        match published_image::read(&control) {
+            Ok(Some(image)) => self.images.remember(&record.target_path, &record.sc, &image),
+            Ok(None) => {
+                debug!(volume_id = %record.volume_id, "the live publication has no image config file (published by an earlier release)")
+            }
+            Err(error) => {
+                warn!(volume_id = %record.volume_id, %error, "the image config file of a live publication is unreadable; the next publish of the volume writes it again")
+            }
+        }
     }
 
     /// Mounts the data root's `containers/` onto itself with `nosuid,nodev`, once per boot: a
@@ -488,7 +578,9 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let mut delay = self.settings.provider_poll;
         loop {
             match self.cluster.provider(consumer).await? {
-                Provider::Running { container_id, pod_uid } => return Ok(ProviderContainer { container_id, pod_uid }),
+                Provider::Running { container_id, pod_uid, image_ref } => {
+                    return Ok(ProviderContainer { container_id, pod_uid, image_ref });
+                }
                 Provider::Stuck { reason } => return Err(PublishError::ProviderStuck { sc: consumer.sc.clone(), reason }),
                 Provider::NotReady { reason } => {
                     let waited = started.elapsed();
@@ -547,6 +639,51 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
     /// Resolves once a publish completed or an unpublish was done since the last call.
     pub async fn publications_changed(&self) {
         self.publications_changed.notified().await;
+    }
+
+    /// What the image config file of each StoppableContainer published here says, by SC UID (for
+    /// the usage reports).
+    pub fn published_images(&self) -> HashMap<String, ImageSummary> {
+        self.images.by_sc_uid()
+    }
+}
+
+/// Logs what a publish learnt of the provider's image: a config, or why there is none (which the
+/// consumer and the SC's status then show).
+fn log_image(volume_id: &str, sc: &ScKey, image: &PublishedImage) {
+    match image {
+        PublishedImage::Runtime { image_ref, .. } => {
+            debug!(volume_id, sc = %sc, image = %image_ref, "read the image's config from the container runtime")
+        }
+        PublishedImage::Unavailable { image_ref, reason } => {
+            warn!(volume_id, sc = %sc, image = %image_ref, %reason, "the container runtime gave no config for the provider's image")
+        }
+    }
+}
+
+/// The image config of every live publication, by target, as its file says: what the usage
+/// reports tell the operator. Kept by publish and unpublish, rebuilt by start-up recovery from
+/// the files.
+#[derive(Default)]
+struct KnownImages {
+    by_target: std::sync::Mutex<HashMap<PathBuf, (ScKey, ImageSummary)>>,
+}
+
+impl KnownImages {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (ScKey, ImageSummary)>> {
+        self.by_target.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember(&self, target: &Path, sc: &ScKey, image: &PublishedImage) {
+        self.lock().insert(target.to_path_buf(), (sc.clone(), image.summary()));
+    }
+
+    fn forget(&self, target: &Path) {
+        self.lock().remove(target);
+    }
+
+    fn by_sc_uid(&self) -> HashMap<String, ImageSummary> {
+        self.lock().values().map(|(sc, summary)| (sc.uid.clone(), summary.clone())).collect()
     }
 }
 
@@ -754,6 +891,8 @@ struct ProviderContainer {
     container_id: String,
     /// Its pod's UID, when the cluster view knows it.
     pod_uid: Option<String>,
+    /// Its image, as kubelet reports it.
+    image_ref: String,
 }
 
 /// Mounts one publication; returns the lower directory it uses.
@@ -1300,6 +1439,7 @@ mod tests {
             provider_poll: Duration::from_millis(10),
             kubelet_cgroups: kubelet_cgroups(),
             rootfs: rootfs_settings(),
+            images: ImageConfigReader::new(crate::cri::RuntimeEndpoint::Socket(PathBuf::from("/nonexistent/runtime.sock"))),
         };
         NodeCore::new(WaitingCluster { answer, asked: AtomicUsize::new(0) }, FakeNode::default(), settings)
     }

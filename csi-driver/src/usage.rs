@@ -5,8 +5,9 @@
 //! and right after a publish or an unpublish) it measures the filesystem of every SC published
 //! here ([`NodeCore::published_usage`]) and keeps one entry per SC UID in this node's usage
 //! ConfigMap in the release namespace ([`sc_api::node_report::usage_configmap_name`]). One merge
-//! patch per round carries only what changed enough to matter ([`worth_sending`]) and the removal
-//! of SCs no longer published here (a stopped SC's status keeps its last figures), so a node
+//! patch per round carries only what changed enough to matter ([`worth_sending`]: the figures,
+//! or what the publication learnt of the provider's image, [`NodeCore::published_images`]) and
+//! the removal of SCs no longer published here (a stopped SC's status keeps its last figures), so a node
 //! whose SCs are quiet writes nothing. The operator takes an entry only from the ConfigMap of the
 //! SC's data node, and only if it names that node and the SC.
 //!
@@ -24,6 +25,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use sc_api::consts::{CSI_FIELD_MANAGER, NODE_USAGE_COMPONENT};
+use sc_api::image_config::ImageSummary;
 use sc_api::node_report::{UsageReport, is_valid_key, usage_configmap_name};
 use tracing::{debug, info, warn};
 
@@ -61,8 +63,9 @@ pub fn usage_interval(seconds: u64) -> Option<Duration> {
 // Decisions (pure)
 
 /// The entry for `sc` as measured by `node` at `now`; `figures` is `None` for a rootfs made
-/// before size limits (no limit, no figures).
-pub fn usage_entry(sc: &ScKey, node: &str, figures: Option<&RootfsUsage>, now: Timestamp) -> UsageReport {
+/// before size limits (no limit, no figures); `image` is what its publication learnt of the
+/// provider's image (`None` for a publication of an earlier release, which wrote no image config).
+pub fn usage_entry(sc: &ScKey, node: &str, figures: Option<&RootfsUsage>, image: Option<ImageSummary>, now: Timestamp) -> UsageReport {
     UsageReport {
         namespace: sc.namespace.clone(),
         name: sc.name.clone(),
@@ -73,17 +76,18 @@ pub fn usage_entry(sc: &ScKey, node: &str, figures: Option<&RootfsUsage>, now: T
         inodes_used: figures.map(|usage| usage.inodes_used),
         inodes_total: figures.map(|usage| usage.inodes_total),
         observed_time: Time(now),
-        image: None,
+        image,
     }
 }
 
-/// Whether `measured` is worth writing over `written`: another SC, node or size, a figure that
-/// appeared or went, a byte figure moved by more than 1% of the size (at least
+/// Whether `measured` is worth writing over `written`: another SC, node, size or image, a figure
+/// that appeared or went, a byte figure moved by more than 1% of the size (at least
 /// [`MIN_BYTES_CHANGE`]), or the inodes in use moved by more than 1% of the inodes.
 pub fn worth_sending(written: &UsageReport, measured: &UsageReport) -> bool {
     if !written.is_from(&measured.node, &measured.namespace, &measured.name)
         || written.limit_bytes != measured.limit_bytes
         || written.inodes_total != measured.inodes_total
+        || written.image != measured.image
     {
         return true;
     }
@@ -260,13 +264,14 @@ pub async fn run<C: ClusterView, S: System>(client: Client, core: Arc<NodeCore<C
 async fn measure<C: ClusterView, S: System>(core: &NodeCore<C, S>, node: &str) -> BTreeMap<String, Option<UsageReport>> {
     let now = now_timestamp();
     let mut measured = BTreeMap::new();
+    let mut images = core.published_images();
     for (sc, figures) in core.published_usage().await {
         if !is_valid_key(&sc.uid) {
             debug!(sc = %sc, "the StoppableContainer's UID cannot be a ConfigMap key; its rootfs use is not reported");
             continue;
         }
         let entry = match figures {
-            Ok(figures) => Some(usage_entry(&sc, node, figures.as_ref(), now)),
+            Ok(figures) => Some(usage_entry(&sc, node, figures.as_ref(), images.remove(&sc.uid), now)),
             Err(error) => {
                 warn!(sc = %sc, %error, "could not measure the rootfs's own filesystem; its last reported use stays");
                 None
@@ -308,7 +313,7 @@ mod tests {
     }
 
     fn entry(used: u64, seconds: i64) -> UsageReport {
-        usage_entry(&sc("uid-1"), "node-1", Some(&figures(10 * GIB, used, 1000)), at(seconds))
+        usage_entry(&sc("uid-1"), "node-1", Some(&figures(10 * GIB, used, 1000)), None, at(seconds))
     }
 
     #[test]
@@ -320,7 +325,7 @@ mod tests {
         assert_eq!(measured.available_bytes, Some(10 * GIB - 10 * GIB / 50 - GIB));
         assert_eq!((measured.inodes_used, measured.inodes_total), (Some(1000), Some(655_360)));
         assert_eq!(measured.observed_time, Time(at(100)));
-        let unlimited = usage_entry(&sc("uid-1"), "node-1", None, at(100));
+        let unlimited = usage_entry(&sc("uid-1"), "node-1", None, None, at(100));
         assert_eq!(
             (unlimited.limit_bytes, unlimited.used_bytes, unlimited.available_bytes, unlimited.inodes_used, unlimited.inodes_total),
             (None, None, None, None, None)
@@ -337,21 +342,37 @@ mod tests {
         assert!(worth_sending(&written, &entry(GIB + step + 1, 200)));
         assert!(worth_sending(&written, &entry(GIB - step - 1, 200)), "freed space counts too");
         // A small filesystem: the step is 1 MiB.
-        let small = |used| usage_entry(&sc("uid-1"), "node-1", Some(&figures(64 << 20, used, 10)), at(0));
+        let small = |used| usage_entry(&sc("uid-1"), "node-1", Some(&figures(64 << 20, used, 10)), None, at(0));
         assert!(!worth_sending(&small(1 << 20), &small(2 << 20)));
         assert!(worth_sending(&small(1 << 20), &small((2 << 20) + 1)));
         // Inodes: 1% of them.
-        let inodes = |count| usage_entry(&sc("uid-1"), "node-1", Some(&figures(10 * GIB, GIB, count)), at(0));
+        let inodes = |count| usage_entry(&sc("uid-1"), "node-1", Some(&figures(10 * GIB, GIB, count)), None, at(0));
         assert!(!worth_sending(&inodes(1000), &inodes(1000 + 6553)));
         assert!(worth_sending(&inodes(1000), &inodes(1000 + 6554)));
         // Another size, node or SC, or a figure that appears: always.
-        let grown = usage_entry(&sc("uid-1"), "node-1", Some(&figures(20 * GIB, GIB, 1000)), at(0));
+        let grown = usage_entry(&sc("uid-1"), "node-1", Some(&figures(20 * GIB, GIB, 1000)), None, at(0));
         assert!(worth_sending(&written, &grown));
         assert!(worth_sending(&UsageReport { node: "node-2".into(), ..written.clone() }, &written), "another node wrote it");
         assert!(worth_sending(&UsageReport { name: "prod".into(), ..written.clone() }, &written));
-        let unlimited = usage_entry(&sc("uid-1"), "node-1", None, at(0));
+        let unlimited = usage_entry(&sc("uid-1"), "node-1", None, None, at(0));
         assert!(worth_sending(&unlimited, &written));
-        assert!(!worth_sending(&unlimited, &usage_entry(&sc("uid-1"), "node-1", None, at(500))));
+        assert!(!worth_sending(&unlimited, &usage_entry(&sc("uid-1"), "node-1", None, None, at(500))));
+    }
+
+    #[test]
+    fn a_new_or_changed_image_is_sent_even_when_the_figures_did_not_move() {
+        let with = |image: Option<ImageSummary>, seconds| {
+            usage_entry(&sc("uid-1"), "node-1", Some(&figures(10 * GIB, GIB, 1000)), image, at(seconds))
+        };
+        let runs = ImageSummary { image_ref: "sha256:1".into(), cmd: vec!["sh".into()], ..ImageSummary::default() };
+        assert!(worth_sending(&with(None, 100), &with(Some(runs.clone()), 200)), "the image became known");
+        assert!(!worth_sending(&with(Some(runs.clone()), 100), &with(Some(runs.clone()), 200)), "the same image");
+        let unknown =
+            ImageSummary { image_ref: "sha256:1".into(), unavailable: Some("no runtime socket".into()), ..ImageSummary::default() };
+        assert!(worth_sending(&with(Some(runs), 100), &with(Some(unknown.clone()), 200)));
+        let entry = with(Some(unknown), 100);
+        assert_eq!(UsageReport::parse(&entry.to_value()), Ok(entry.clone()), "the image travels in the entry");
+        assert!(entry.to_value().contains(r#""image":{"imageRef":"sha256:1","unavailable":"no runtime socket"}"#), "{}", entry.to_value());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! CSI client. Everything is torn down on drop. Needs root.
 #![allow(dead_code)]
 
+pub mod fake_cri;
+
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -87,6 +89,8 @@ pub enum ProviderRoot {
 /// the v1 `pids` hierarchy) whose last component is its container id.
 pub struct ProviderProcess {
     pub container_id: String,
+    /// Its image as kubelet would report it (`imageID`), which the plugin asks the runtime about.
+    pub image_ref: String,
     /// UID of the (pretend) provider pod, as the API would report it.
     pub pod_uid: String,
     pub pid: Pid,
@@ -171,7 +175,8 @@ impl ProviderProcess {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        Self { container_id, pod_uid, pid, rootfs_mount: rootfs, cgroup_dirs }
+        let image_ref = format!("sha256:{}", unique_hex(64));
+        Self { container_id, image_ref, pod_uid, pid, rootfs_mount: rootfs, cgroup_dirs }
     }
 }
 
@@ -235,6 +240,10 @@ pub struct World {
     pub kubelet_dir: PathBuf,
     pub socket: PathBuf,
     pub cluster_file: PathBuf,
+    /// The plugin's `--runtime-endpoint`: a socket of this world's, where a test may serve a
+    /// [`fake_cri::FakeRuntime`]; nothing listens there otherwise (images are then unavailable),
+    /// and the node's own runtime is never asked.
+    pub runtime_socket: PathBuf,
     pub provider_wait_seconds: u64,
     /// This world's kubelet cgroup root (`--kubelet-cgroup-root`), a cgroup of its own so tests
     /// never touch the node's real `kubepods` tree (which kubelet garbage-collects).
@@ -250,6 +259,7 @@ impl World {
             kubelet_dir: dir.path().join("kubelet"),
             socket: dir.path().join("csi.sock"),
             cluster_file: dir.path().join("cluster.json"),
+            runtime_socket: dir.path().join("runtime.sock"),
             provider_wait_seconds: 2,
             cgroup_root: format!("sc-test-{}", unique_hex(12)),
             dir,
@@ -280,6 +290,7 @@ impl World {
                     sc_uid: consumer.sc_uid.clone(),
                     provider_container_id: provider.map(|provider| provider.container_id.clone()),
                     provider_pod_uid: provider.map(|provider| provider.pod_uid.clone()),
+                    provider_image_ref: provider.map(|provider| provider.image_ref.clone()),
                     rootfs_size_bytes: Some(ROOTFS_SIZE_BYTES),
                 })
                 .collect(),
@@ -298,6 +309,7 @@ impl World {
             .args(["--static-cluster", &self.cluster_file.display().to_string()])
             .args(["--provider-wait-seconds", &self.provider_wait_seconds.to_string()])
             .args(["--kubelet-cgroup-root", &format!("/{}", self.cgroup_root)])
+            .args(["--runtime-endpoint", &format!("unix://{}", self.runtime_socket.display())])
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .spawn()
@@ -414,6 +426,17 @@ impl World {
         let read = std::fs::read_to_string(mount_point.path().join("upper").join(path));
         let _ = umount2(mount_point.path(), MntFlags::empty());
         read.unwrap_or_else(|error| panic!("{path} in {}: {error}", image.display()))
+    }
+
+    /// Where the image config file of a volume's publication is on the node.
+    pub fn image_config_file(&self, volume_id: &str) -> PathBuf {
+        self.data_root.join("control").join(volume_id).join(sc_api::image_config::IMAGE_CONFIG_FILE_NAME)
+    }
+
+    /// What the image config file of a volume's publication says.
+    pub fn image_config(&self, volume_id: &str) -> Option<sc_api::image_config::PublishedImage> {
+        let text = std::fs::read(self.image_config_file(volume_id)).ok()?;
+        Some(serde_json::from_slice(&text).expect("the image config file parses"))
     }
 
     /// All data of the SC on the node.
