@@ -222,4 +222,12 @@ mod tests {
         assert_eq!(argv_of(&["sc-exec", "run", "--", "id"], "command", &unknown).expect("needs no image"), words(&["id"]));
         assert_eq!(argv_of(&["sc-exec", "run", "--", ""], "command", &unknown).expect_err("empty").exit_code(), 78);
     }
+
+    #[test]
+    fn the_wrapper_images_env_is_what_sc_exec_reads_as_unset() {
+        use sc_api::consts::{WRAPPER_IMAGE_HOME, WRAPPER_IMAGE_PATH};
+        let containerfile = include_str!("../../images/exec-wrapper.Containerfile");
+        assert!(containerfile.contains(&format!("ENV PATH={WRAPPER_IMAGE_PATH} ")), "{containerfile}");
+        assert!(containerfile.contains(&format!("HOME={WRAPPER_IMAGE_HOME}\n")), "{containerfile}");
+    }
 }

@@ -23,8 +23,11 @@ fn link_target(path: PathBuf) -> Option<PathBuf> {
 
 /// A consumer whose PID 1 runs `sleep` until the test ends; returns it with sc-exec's host pid.
 fn running_consumer() -> (Consumer, std::process::Child, u32) {
-    let consumer = Consumer::new(NodePlugin::Prepared);
-    let mut child = consumer.spawn(CONFIG, &["run", "--", "sh", "-c", "echo ready; exec sleep 120"]);
+    start(Consumer::new(NodePlugin::Prepared), CONFIG)
+}
+
+fn start(consumer: Consumer, config: &str) -> (Consumer, std::process::Child, u32) {
+    let mut child = consumer.spawn(config, &["run", "--", "sh", "-c", "echo ready; exec sleep 120"]);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     wait_for_line(&mut out, "ready");
     let pid = init_pid(&child);
@@ -95,12 +98,18 @@ fn a_program_installed_after_start_gets_a_link_and_runs_as_root() {
 }
 
 #[test]
-fn exec_keeps_the_cwd_when_the_rootfs_has_it_and_applies_the_user_as_root() {
+fn exec_starts_in_the_workloads_directory_and_applies_the_user_as_root() {
     let (consumer, child, pid) = running_consumer();
-    let output = consumer.kubectl_exec(pid, CONFIG, "/tmp", &["pwd"]);
+    // Wherever the runtime starts the exec (the consumer container's own working directory), the
+    // command starts where a plain container's exec would: in the workload's directory, `/` here.
+    for container_cwd in ["/tmp", "/.sc-bin"] {
+        let output = consumer.kubectl_exec(pid, CONFIG, container_cwd, &["pwd"]);
+        assert_eq!(stdout(&output).trim(), "/", "{}", stderr(&output));
+    }
+    let output = consumer.kubectl_exec(pid, r#"{"workingDir":"/tmp"}"#, "/", &["pwd"]);
     assert_eq!(stdout(&output).trim(), "/tmp", "{}", stderr(&output));
-    let output = consumer.kubectl_exec(pid, CONFIG, "/.sc-bin", &["pwd"]);
-    assert_eq!(stdout(&output).trim(), "/", "no /.sc-bin inside the rootfs: {}", stderr(&output));
+    let output = consumer.kubectl_exec(pid, r#"{"workingDir":"/not/created/yet"}"#, "/", &["pwd"]);
+    assert_eq!(stdout(&output).trim(), "/", "an exec never creates it: {}", stderr(&output));
 
     let user_config = r#"{"runAsUser":1000,"noNewPrivileges":true}"#;
     let output = consumer.kubectl_exec(pid, user_config, "/", &["sh", "-c", "id; grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status"]);
@@ -111,6 +120,38 @@ fn exec_keeps_the_cwd_when_the_rootfs_has_it_and_applies_the_user_as_root() {
     let output = consumer.kubectl_exec(pid, CONFIG, "/", &[WRAPPER, "vim"]);
     assert_eq!(output.status.code(), Some(127));
     assert!(stderr(&output).contains("`vim`: command not found in the rootfs"), "{}", stderr(&output));
+    stop(child, pid);
+}
+
+#[test]
+fn exec_sees_the_images_path_user_and_working_directory_as_root() {
+    let consumer = Consumer::new(NodePlugin::Prepared);
+    consumer.publish_image(r#"{"Env":["PATH=/opt/tools/bin:/usr/bin:/bin","LANG=C.UTF-8"],"User":"alice","WorkingDir":"/srv/app"}"#);
+    consumer.rootfs_program("opt/tools/bin/toolonly", "#!/bin/sh\necho toolonly ran as $(id -u) in $(pwd) with \"$@\"\n");
+    let config = r#"{"capabilities":["CAP_CHOWN"]}"#;
+    let (consumer, child, pid) = start(consumer, config);
+
+    // `kubectl exec <pod> -- toolonly`: the runtime looks `toolonly` up through the consumer's
+    // PATH, which ends in the by-name directory.
+    let by_name = consumer.container.join(".sc-path/toolonly");
+    eventually(5, "the by-name link for toolonly", || link_target(by_name.clone()) == Some(PathBuf::from(WRAPPER)));
+    assert_eq!(link_target(consumer.container.join("opt/tools/bin/toolonly")), Some(PathBuf::from(WRAPPER)), "mirrored too");
+    let output = consumer.kubectl_exec(pid, config, "/", &["toolonly", "a b"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "toolonly ran as 1000 in /srv/app with a b");
+
+    let output = consumer.kubectl_exec(pid, config, "/", &["sh", "-c", "id; pwd; env"]);
+    let text = stdout(&output);
+    assert!(text.contains("uid=1000(alice) gid=1000(alice) groups=10(wheel),1000(alice)"), "{text} {}", stderr(&output));
+    for line in ["/srv/app\n", "PATH=/opt/tools/bin:/usr/bin:/bin\n", "LANG=C.UTF-8\n", "HOME=/home/alice\n"] {
+        assert!(text.contains(line), "missing {line:?} in {text}");
+    }
+    assert!(!text.contains("SC_EXEC_CONFIG") && !text.contains("USER="), "{text}");
+
+    // A program that is on no PATH at all is still not found by name.
+    consumer.rootfs_program("opt/hidden/secret", "#!/bin/sh\necho no\n");
+    let output = consumer.kubectl_exec(pid, config, "/", &[WRAPPER, "secret"]);
+    assert_eq!(output.status.code(), Some(127), "{}", stdout(&output));
     stop(child, pid);
 }
 

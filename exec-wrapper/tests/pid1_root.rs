@@ -90,11 +90,83 @@ fn orphaned_grandchildren_are_reaped_as_root() {
 fn the_requested_user_groups_and_home_apply_as_root() {
     let consumer = Consumer::new(NodePlugin::Prepared);
     let config = r#"{"runAsUser":1000,"supplementalGroups":[3000],"workingDir":"/home/alice"}"#;
-    let output = consumer.run(config, &["run", "--", "sh", "-c", "id; echo home=$HOME user=$USER cwd=$(pwd)"]);
+    let output = consumer.run(config, &["run", "--", "sh", "-c", "id; echo home=$HOME user=${USER-unset} cwd=$(pwd)"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("uid=1000(alice) gid=1000(alice) groups=10(wheel),1000(alice),3000"), "{text}");
-    assert!(text.contains("home=/home/alice user=alice cwd=/home/alice"), "{text}");
+    // No runtime sets USER, so a plain container has none either.
+    assert!(text.contains("home=/home/alice user=unset cwd=/home/alice"), "{text}");
+}
+
+/// An image like a real one: an entrypoint script that execs its arguments, a user given by
+/// name, a PATH with its own directory, a working directory that does not exist yet.
+fn image_like_a_real_one(consumer: &Consumer) {
+    consumer.publish_image(
+        r#"{"Entrypoint":["/usr/local/bin/entrypoint.sh"],"Cmd":["serve","--port","8080"],
+            "Env":["PATH=/opt/tools/bin:/usr/bin:/bin","GREETING=hello"],"User":"alice","WorkingDir":"/srv/app"}"#,
+    );
+    consumer.rootfs_program("usr/local/bin/entrypoint.sh", "#!/bin/sh\necho entrypoint got: \"$@\"\nexec \"$@\"\n");
+    consumer.rootfs_program("opt/tools/bin/serve", "#!/bin/sh\necho serve $*; id; echo cwd=$(pwd); env\n");
+}
+
+#[test]
+fn without_words_the_images_entrypoint_and_cmd_run_as_its_user_with_its_env_and_workdir_as_root() {
+    let consumer = Consumer::new(NodePlugin::Prepared);
+    image_like_a_real_one(&consumer);
+    let output = consumer.run(r#"{"argv":"imageDefault"}"#, &["run", "--"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("entrypoint got: serve --port 8080\nserve --port 8080\n"), "{text}");
+    assert!(text.contains("uid=1000(alice) gid=1000(alice) groups=10(wheel),1000(alice)"), "{text}");
+    assert!(text.contains("cwd=/srv/app\n"), "created as runc does: {text}");
+    for line in ["GREETING=hello\n", "HOME=/home/alice\n", "PATH=/opt/tools/bin:/usr/bin:/bin\n"] {
+        assert!(text.contains(line), "missing {line:?} in {text}");
+    }
+    for absent in ["SC_EXEC_CONFIG", "USER=", "/.sc-path", "/.sc-home-unset"] {
+        assert!(!text.contains(absent), "{absent:?} leaked into {text}");
+    }
+}
+
+#[test]
+fn args_only_follow_the_entrypoint_and_the_pods_env_wins_as_root() {
+    let consumer = Consumer::new(NodePlugin::Prepared);
+    image_like_a_real_one(&consumer);
+    let mut command = consumer.command(r#"{"argv":"argsOnly","runAsUser":0}"#, &["run", "--", "serve", "--debug"]);
+    command.env("GREETING", "from-the-pod").env("HOME", "/data");
+    let output = command.stdin(std::process::Stdio::null()).output().expect("run");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("entrypoint got: serve --debug\n"), "{text}");
+    assert!(text.contains("uid=0(root) gid=0(root)"), "runAsUser wins over the image's user: {text}");
+    assert!(text.contains("GREETING=from-the-pod\n") && text.contains("HOME=/data\n"), "{text}");
+}
+
+#[test]
+fn an_argv_that_cannot_be_made_fails_at_once_saying_what_to_set_as_root() {
+    let consumer = Consumer::new(NodePlugin::Absent);
+    // No image config published (an older node plugin): nothing is guessed.
+    let output = consumer.run(r#"{"argv":"imageDefault"}"#, &["run", "--"]);
+    assert_eq!(output.status.code(), Some(78), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("set `command` in the pod template") && stderr(&output).contains("upgrade the node plugin"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(consumer.termination_message().contains("ENTRYPOINT and CMD"), "{}", consumer.termination_message());
+
+    consumer.publish_image("{}");
+    let output = consumer.run(r#"{"argv":"imageDefault"}"#, &["run", "--"]);
+    assert_eq!(output.status.code(), Some(78));
+    assert!(stderr(&output).contains("neither ENTRYPOINT nor CMD"), "{}", stderr(&output));
+}
+
+#[test]
+fn an_unknown_image_user_is_refused_as_containerd_does_as_root() {
+    let consumer = Consumer::new(NodePlugin::Prepared);
+    consumer.publish_image(r#"{"Cmd":["id"],"User":"jovyan"}"#);
+    let output = consumer.run(r#"{"argv":"imageDefault"}"#, &["run", "--"]);
+    assert_eq!(output.status.code(), Some(78), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no users found") && stderr(&output).contains("useradd"), "{}", stderr(&output));
 }
 
 #[test]
@@ -124,11 +196,17 @@ fn capabilities_are_dropped_and_no_new_privs_is_set_as_root() {
 }
 
 #[test]
-fn run_as_non_root_refuses_root_with_a_clear_message_as_root() {
-    let consumer = Consumer::new(NodePlugin::Prepared);
-    let output = consumer.run(r#"{"runAsNonRoot":true}"#, &["run", "--", "id"]);
+fn run_as_non_root_refuses_with_kubelets_words_and_a_termination_message_as_root() {
+    let consumer = Consumer::new(NodePlugin::Absent);
+    let output = consumer.run(r#"{"runAsNonRoot":true,"pod":"box_team-a","container":"main"}"#, &["run", "--", "id"]);
     assert_eq!(output.status.code(), Some(78));
-    assert!(stderr(&output).contains("runAsNonRoot is set"), "{}", stderr(&output));
+    let refusal = r#"container has runAsNonRoot and image will run as root (pod: "box_team-a", container: main)"#;
+    assert!(stderr(&output).contains(refusal), "{}", stderr(&output));
+    assert_eq!(consumer.termination_message(), refusal, "refused before waiting for the rootfs");
+
+    consumer.publish_image(r#"{"User":"alice"}"#);
+    let output = consumer.run(r#"{"runAsNonRoot":true,"pod":"box_team-a","container":"main"}"#, &["run", "--", "id"]);
+    assert!(stderr(&output).contains("image has non-numeric user (alice), cannot verify user is non-root"), "{}", stderr(&output));
 }
 
 #[test]

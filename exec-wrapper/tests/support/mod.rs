@@ -5,6 +5,8 @@
 //!     .sc-bin/sc-exec         the binary under test
 //!     .sc/rootfs              where the rootfs is bind-mounted (the CSI volume's overlay)
 //!     .sc/control/prepare.sock  a fake node plugin answering Prepared / Failed, or absent
+//!     .sc/control/image-config.json  the image's config, when a test publishes one
+//!     dev/termination-log     the file kubelet would mount, for PID 1's termination message
 //!   rootfs/                   a merged-/usr busybox rootfs (the persistent root filesystem)
 //! Each run happens in `unshare --mount --pid --fork`: a fresh PID namespace whose init becomes
 //! `sc-exec`, with /proc mounted for that namespace inside the rootfs (as the node plugin does)
@@ -19,6 +21,8 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use sc_api::consts::{WRAPPER_IMAGE_HOME, WRAPPER_IMAGE_PATH};
 
 pub const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
@@ -72,9 +76,10 @@ impl Consumer {
         write_file(&rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n", 0o644);
         write_file(&rootfs.join("etc/group"), "root:x:0:\nwheel:x:10:alice\nalice:x:1000:\n", 0o644);
 
-        for dir in [".sc-bin", ".sc/rootfs", ".sc/control", "proc", "tmp"] {
+        for dir in [".sc-bin", ".sc/rootfs", ".sc/control", "proc", "tmp", "dev"] {
             fs::create_dir_all(container.join(dir)).expect("mkdir container");
         }
+        write_file(&container.join("dev/termination-log"), "", 0o666);
         let binary = binary_under_test();
         fs::copy(&binary, container.join(".sc-bin/sc-exec")).expect("copy sc-exec");
         copy_shared_libraries(&binary, &container);
@@ -83,6 +88,22 @@ impl Consumer {
             serve_control_socket(&container.join(".sc/control/prepare.sock"), plugin);
         }
         Consumer { base, container, rootfs, mount_rootfs: true }
+    }
+
+    /// Publishes the image's config as the node plugin does (a `PublishedImage` JSON).
+    pub fn publish_image(&self, config_json: &str) {
+        let published = format!(r#"{{"source":"runtime","imageRef":"sha256:test","config":{config_json}}}"#);
+        write_file(&self.container.join(".sc/control/image-config.json"), &published, 0o444);
+    }
+
+    /// Writes an executable file into the rootfs.
+    pub fn rootfs_program(&self, path: &str, text: &str) {
+        write_file(&self.rootfs.join(path), text, 0o755);
+    }
+
+    /// What PID 1 left as the container's termination message.
+    pub fn termination_message(&self) -> String {
+        fs::read_to_string(self.container.join("dev/termination-log")).expect("read termination-log")
     }
 
     /// The `unshare` command that runs `/.sc-bin/sc-exec <args>` as init of a new PID namespace.
@@ -107,7 +128,10 @@ exec chroot "$C" /.sc-bin/sc-exec "$@""#
             .env_clear()
             .env("C", &self.container)
             .env("R", &self.rootfs)
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            // The consumer container's environment when the pod sets neither PATH nor HOME: the
+            // exec-wrapper image's.
+            .env("PATH", WRAPPER_IMAGE_PATH)
+            .env("HOME", WRAPPER_IMAGE_HOME)
             .env("SC_EXEC_CONFIG", config_json);
         command
     }
@@ -123,7 +147,8 @@ exec chroot "$C" /.sc-bin/sc-exec "$@""#
     }
 
     /// `kubectl exec` as runc does it: enter the namespaces and root of `sc-exec` (PID 1) and
-    /// exec `args` through the container's own PATH.
+    /// exec `args` through the container's own PATH (the exec-wrapper image's), in the consumer
+    /// container's working directory `workdir`.
     pub fn kubectl_exec(&self, init_pid: u32, config_json: &str, workdir: &str, args: &[&str]) -> Output {
         Command::new("nsenter")
             .args(["--target", &init_pid.to_string(), "--mount", "--pid", "--root"])
@@ -131,7 +156,8 @@ exec chroot "$C" /.sc-bin/sc-exec "$@""#
             .arg(format!("--wd={}", self.container.join(workdir.trim_start_matches('/')).display()))
             .args(args)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("PATH", WRAPPER_IMAGE_PATH)
+            .env("HOME", WRAPPER_IMAGE_HOME)
             .env("SC_EXEC_CONFIG", config_json)
             .stdin(Stdio::null())
             .output()
