@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
+use sc_api::stoppable_container::ImageStatus;
 use sc_api::{Phase, RootfsStatus, StoppableContainer};
 
 use crate::cli::OutputFormat;
@@ -23,6 +24,8 @@ pub struct ScView {
     pub rootfs_size: Option<String>,
     /// `status.rootfs`: the root filesystem's use as its data node last reported it.
     pub rootfs_use: Option<RootfsStatus>,
+    /// `status.image`: the image's config as the data node reported it, and the command it makes.
+    pub image: Option<ImageStatus>,
     pub created: Option<Timestamp>,
     pub conditions: Vec<ConditionView>,
 }
@@ -60,6 +63,7 @@ impl ScView {
             data_node: status.and_then(|status| status.data_node_name.clone()),
             rootfs_size: object.spec.rootfs_size.as_ref().map(|size| size.0.clone()),
             rootfs_use: status.and_then(|status| status.rootfs.clone()),
+            image: status.and_then(|status| status.image.clone()),
             created: object.metadata.creation_timestamp.as_ref().map(|time| time.0),
             conditions: status
                 .map(|status| {
@@ -158,6 +162,44 @@ pub fn rootfs_use_text(view: &ScView, now: Timestamp) -> String {
     }
 }
 
+/// One word of an argv as a shell would need it typed: bare when it is made only of characters
+/// no shell treats specially, else in single quotes (a `'` inside as `'\''`).
+pub fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
+
+/// The `Image:`, `Command:`, `Image user:` and `Image workdir:` lines of `status`: what the image
+/// defines and what the workload runs, or why that is not known.
+pub fn image_fields(view: &ScView) -> Vec<(&'static str, String)> {
+    let Some(image) = &view.image else {
+        return vec![(
+            "Image:",
+            "config not reported yet (the data node reports it when the workload pod mounts the root filesystem)".to_owned(),
+        )];
+    };
+    let image_config = view.conditions.iter().find(|condition| condition.type_ == "ImageConfig");
+    let command = match &image.command {
+        Some(argv) => argv.iter().map(|word| shell_word(word)).collect::<Vec<_>>().join(" "),
+        None => match image_config.filter(|condition| condition.status == "False") {
+            Some(condition) => format!("none: {} (see the ImageConfig condition)", condition.reason),
+            None => "not evaluated (see the ImageConfig condition)".to_owned(),
+        },
+    };
+    let (user, working_dir) = match &image.unavailable {
+        Some(_) => ("unknown".to_owned(), "unknown".to_owned()),
+        None => (
+            image.user.clone().unwrap_or_else(|| "root (no USER)".to_owned()),
+            image.working_dir.clone().unwrap_or_else(|| "/ (no WORKDIR)".to_owned()),
+        ),
+    };
+    let reference = match &image.unavailable {
+        Some(why) => format!("{} (the container runtime gave no config: {why})", image.image_ref),
+        None => image.image_ref.clone(),
+    };
+    vec![("Image:", reference), ("Command:", command), ("Image user:", user), ("Image workdir:", working_dir)]
+}
+
 /// The `list` table: `NAME RUNNING PHASE NODE AGE`, with `NAMESPACE` first when listing every
 /// namespace.
 pub fn render_table(views: &[ScView], with_namespace: bool, now: Timestamp) -> String {
@@ -223,6 +265,7 @@ pub fn render_status(view: &ScView, events: &[EventView], now: Timestamp) -> Str
     // The operator resolves an unset size against the cluster's default, which only it knows.
     fields.push(("Rootfs size:", view.rootfs_size.clone().unwrap_or_else(|| "cluster default".to_owned())));
     fields.push(("Rootfs:", rootfs_use_text(view, now)));
+    fields.extend(image_fields(view));
     fields.push(("Age:", format_age(view.created, now)));
     let label_width = fields.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     let mut output = String::new();
@@ -325,6 +368,7 @@ mod tests {
             data_node: None,
             rootfs_size: None,
             rootfs_use: None,
+            image: None,
             created: seconds_ago(age_seconds),
             conditions: vec![],
         }
@@ -400,6 +444,15 @@ mod tests {
         insta::assert_snapshot!("status_failed", render_status(&failed, &events, now()));
         let fresh = view("fresh", "default", false, None, None, 5);
         insta::assert_snapshot!("status_fresh", render_status(&fresh, &[], now()));
+        let mut serving = view("web", "team-a", true, Some(Phase::Running), Some("node-1"), 600);
+        serving.image = Some(nginx_image());
+        serving.conditions = vec![ConditionView {
+            type_: "ImageConfig".into(),
+            status: "True".into(),
+            reason: "Resolved".into(),
+            message: r#"the workload runs ["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"] as root (the image sets no USER), in "/usr/share/nginx""#.into(),
+        }];
+        insta::assert_snapshot!("status_image", render_status(&serving, &[], now()));
     }
 
     #[test]
@@ -490,6 +543,9 @@ mod tests {
         let figures = RootfsStatus { size_bytes: Some(10 << 30), used_bytes: Some(1 << 30), ..RootfsStatus::default() };
         measured.status.as_mut().expect("a status").rootfs = Some(figures.clone());
         assert_eq!(ScView::from_object(&measured).rootfs_use, Some(figures));
+        assert_eq!(view.image, None);
+        measured.status.as_mut().expect("a status").image = Some(nginx_image());
+        assert_eq!(ScView::from_object(&measured).image, Some(nginx_image()));
         let mut sized = object();
         sized.spec.rootfs_size = Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity("50Gi".into()));
         assert_eq!(ScView::from_object(&sized).rootfs_size.as_deref(), Some("50Gi"));
@@ -511,5 +567,79 @@ mod tests {
         assert_eq!(list["items"][0]["spec"]["running"], true);
         let empty: serde_json::Value = serde_json::from_str(&render_objects(&[], false, OutputFormat::Json).expect("json")).expect("json");
         assert_eq!(empty["items"], serde_json::json!([]));
+    }
+
+    fn nginx_image() -> ImageStatus {
+        ImageStatus {
+            image_ref: "docker.io/library/nginx@sha256:0a1b".into(),
+            entrypoint: vec!["/docker-entrypoint.sh".into()],
+            cmd: vec!["nginx".into(), "-g".into(), "daemon off;".into()],
+            user: None,
+            working_dir: Some("/usr/share/nginx".into()),
+            command: Some(vec!["/docker-entrypoint.sh".into(), "nginx".into(), "-g".into(), "daemon off;".into()]),
+            unavailable: None,
+        }
+    }
+
+    #[test]
+    fn argv_words_are_quoted_only_where_a_shell_needs_it() {
+        assert_eq!(shell_word("/usr/bin/python3"), "/usr/bin/python3");
+        assert_eq!(shell_word("--port=8080"), "--port=8080");
+        assert_eq!(shell_word("daemon off;"), "'daemon off;'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("$(HOME)"), "'$(HOME)'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn the_image_lines_show_what_runs_or_why_it_is_unknown() {
+        let mut running = view("web", "team-a", true, Some(Phase::Running), Some("node-1"), 60);
+        assert_eq!(
+            image_fields(&running),
+            [("Image:", "config not reported yet (the data node reports it when the workload pod mounts the root filesystem)".to_owned())]
+        );
+        running.image = Some(nginx_image());
+        assert_eq!(
+            image_fields(&running),
+            [
+                ("Image:", "docker.io/library/nginx@sha256:0a1b".to_owned()),
+                ("Command:", "/docker-entrypoint.sh nginx -g 'daemon off;'".to_owned()),
+                ("Image user:", "root (no USER)".to_owned()),
+                ("Image workdir:", "/usr/share/nginx".to_owned()),
+            ]
+        );
+        let mut blocked = running.clone();
+        blocked.image = Some(ImageStatus { entrypoint: vec![], cmd: vec![], user: Some("jovyan".into()), command: None, ..nginx_image() });
+        blocked.conditions = vec![ConditionView {
+            type_: "ImageConfig".into(),
+            status: "False".into(),
+            reason: "NoCommand".into(),
+            message: "no command specified".into(),
+        }];
+        let fields = image_fields(&blocked);
+        assert_eq!(fields[1], ("Command:", "none: NoCommand (see the ImageConfig condition)".to_owned()));
+        assert_eq!(fields[2], ("Image user:", "jovyan".to_owned()));
+        let mut unknown = running.clone();
+        unknown.image = Some(ImageStatus {
+            image_ref: "registry.test/app@sha256:9".into(),
+            command: Some(vec!["sleep".into(), "infinity".into()]),
+            unavailable: Some("the runtime answered without a config".into()),
+            ..ImageStatus::default()
+        });
+        assert_eq!(
+            image_fields(&unknown),
+            [
+                (
+                    "Image:",
+                    "registry.test/app@sha256:9 (the container runtime gave no config: the runtime answered without a config)".to_owned()
+                ),
+                ("Command:", "sleep infinity".to_owned()),
+                ("Image user:", "unknown".to_owned()),
+                ("Image workdir:", "unknown".to_owned()),
+            ]
+        );
+        let mut invalid = running;
+        invalid.image = Some(ImageStatus { command: None, ..nginx_image() });
+        assert_eq!(image_fields(&invalid)[1], ("Command:", "not evaluated (see the ImageConfig condition)".to_owned()));
     }
 }
