@@ -17,7 +17,7 @@ use sc_api::consts::{
 use sc_api::exec_config::EXEC_CONFIG_ENV;
 
 use crate::instance_builder::controller_reference;
-use crate::security::{consumer_security_context, exec_config};
+use crate::security::{consumer_security_context, exec_config, kubelet_pod_name};
 use crate::settings::PodSettings;
 use crate::validate::Workload;
 
@@ -53,7 +53,8 @@ pub fn build_consumer_pod(
     if spec.restart_policy.is_none() {
         spec.restart_policy = Some("Always".into());
     }
-    let workload_container = wrap_workload_container(workload.container(), spec.security_context.as_ref(), settings);
+    let kubelet_name = kubelet_pod_name(&sc_name, instance.namespace().as_deref().unwrap_or_default());
+    let workload_container = wrap_workload_container(workload.container(), spec.security_context.as_ref(), &kubelet_name, settings);
     spec.containers[0] = workload_container;
     spec.volumes.get_or_insert_with(Vec::new).push(rootfs_volume(&sc_name));
     if let Some(node) = data_node {
@@ -86,21 +87,26 @@ fn rootfs_volume(sc_name: &str) -> Volume {
     }
 }
 
+/// The workload container running `sc-exec run -- <command>` with `args`, in the pod kubelet calls
+/// `kubelet_name` ([`kubelet_pod_name`]).
 fn wrap_workload_container(
     workload: &Container,
     pod_security: Option<&k8s_openapi::api::core::v1::PodSecurityContext>,
+    kubelet_name: &str,
     settings: &PodSettings,
 ) -> Container {
-    let config = exec_config(workload, pod_security, settings.rootfs_wait_seconds);
+    let config = exec_config(workload, pod_security, kubelet_name, settings.rootfs_wait_seconds);
     // Serializing a struct of plain fields cannot fail; an empty object would still be valid.
     let config_json = serde_json::to_string(&config).unwrap_or_else(|_| "{}".to_owned());
     let mut env = workload.env.clone().unwrap_or_default();
     env.retain(|var| var.name != EXEC_CONFIG_ENV);
     env.push(EnvVar { name: EXEC_CONFIG_ENV.to_owned(), value: Some(config_json), value_from: None });
 
-    // `sc-exec run -- <command> <args>`: the command and args of the workload follow `--`. With
-    // neither set, nothing follows and sc-exec exits with an error that says to set a command
-    // (the image's ENTRYPOINT/CMD are not known to the operator).
+    // `sc-exec run -- <command>` with the template's `args` as the container's args: the words
+    // after `--` are the template's own, where kubelet expands `$(VAR)` as for any container.
+    // Which of command and args were set travels in the exec config (`argv`), so sc-exec runs
+    // the image's ENTRYPOINT + args when only args are set, and ENTRYPOINT + CMD when neither is
+    // (read from the image's config the node plugin publishes in the rootfs's control directory).
     let mut command = vec![EXEC_WRAPPER_PATH.to_owned(), "run".to_owned(), "--".to_owned()];
     command.extend(workload.command.clone().unwrap_or_default());
 

@@ -1,6 +1,11 @@
 //! The workload's security settings, split in two: what `sc-exec` applies to the workload inside
-//! the rootfs ([`ExecConfig`]), and the consumer container's own securityContext (root with just
-//! the capabilities `sc-exec` needs to chroot and switch user, plus those the workload keeps).
+//! the rootfs ([`ExecConfig`]), and the consumer container's own securityContext (root, with the
+//! runtime's default capabilities, what the template adds, and what `sc-exec` needs to chroot and
+//! switch user; never privileged).
+//!
+//! The consumer asks Kubernetes for no more than the template asks: PodSecurity *baseline* limits
+//! what `capabilities.add` may name, not what a container keeps from the runtime's default set, so
+//! a template that passes baseline gives a consumer that passes it too.
 
 use std::collections::BTreeSet;
 
@@ -62,33 +67,50 @@ fn bare_capability_name(name: &str) -> String {
     upper.strip_prefix("CAP_").map(str::to_owned).unwrap_or(upper)
 }
 
-/// The workload's effective capabilities (bare names, sorted): the runtime default set, plus
-/// `add`, minus `drop`, where `ALL` in `drop` starts from nothing and `ALL` in `add` means every
-/// capability. As in the container runtimes, `drop` applies to the defaults before `add`.
+/// The bare names of a `capabilities.add` or `capabilities.drop` list.
+fn bare_names(list: Option<&Vec<String>>) -> BTreeSet<String> {
+    list.into_iter().flatten().map(|name| bare_capability_name(name)).collect()
+}
+
+/// The workload's effective capabilities (bare names, sorted), computed as containerd and CRI-O
+/// compute a container's: start from the runtime default set, or every capability when `add`
+/// holds `ALL`, or nothing when `drop` holds `ALL` (which wins over `add: [ALL]`); then add the
+/// named `add` entries; then remove the named `drop` entries (so a capability both added and
+/// dropped is dropped).
 pub fn effective_capabilities(capabilities: Option<&Capabilities>) -> BTreeSet<String> {
-    let names =
-        |list: Option<&Vec<String>>| -> BTreeSet<String> { list.into_iter().flatten().map(|name| bare_capability_name(name)).collect() };
-    let add = names(capabilities.and_then(|caps| caps.add.as_ref()));
-    let drop = names(capabilities.and_then(|caps| caps.drop.as_ref()));
+    let add = bare_names(capabilities.and_then(|caps| caps.add.as_ref()));
+    let drop = bare_names(capabilities.and_then(|caps| caps.drop.as_ref()));
     let mut effective: BTreeSet<String> = if drop.contains("ALL") {
         BTreeSet::new()
+    } else if add.contains("ALL") {
+        ALL_CAPABILITIES.iter().map(|name| (*name).to_owned()).collect()
     } else {
-        RUNTIME_DEFAULT_CAPABILITIES.iter().map(|name| bare_capability_name(name)).filter(|name| !drop.contains(name)).collect()
+        RUNTIME_DEFAULT_CAPABILITIES.iter().map(|name| bare_capability_name(name)).collect()
     };
-    if add.contains("ALL") {
-        effective.extend(ALL_CAPABILITIES.iter().map(|name| (*name).to_owned()));
-    }
     effective.extend(add.into_iter().filter(|name| name != "ALL"));
+    effective.retain(|name| !drop.contains(name));
     effective
 }
 
-/// What `sc-exec` must apply to the workload: container settings win over pod settings.
-pub fn exec_config(workload: &Container, pod: Option<&PodSecurityContext>, rootfs_wait_seconds: u32) -> ExecConfig {
+/// How kubelet names a pod in its messages (`name_namespace`; kubelet adds the UID in
+/// parentheses, which is not known before the pod exists).
+pub fn kubelet_pod_name(name: &str, namespace: &str) -> String {
+    format!("{name}_{namespace}")
+}
+
+/// What `sc-exec` must apply to the workload: container settings win over pod settings. `pod` is
+/// the consumer pod as kubelet names it ([`kubelet_pod_name`]), for refusals worded as kubelet's.
+#[allow(clippy::needless_update, reason = "a field a later ExecConfig gains keeps its default until the operator sets it")]
+pub fn exec_config(workload: &Container, pod_security: Option<&PodSecurityContext>, pod: &str, rootfs_wait_seconds: u32) -> ExecConfig {
     let container = workload.security_context.as_ref();
     let to_id = |id: Option<i64>| id.and_then(|id| u32::try_from(id).ok());
-    let mut supplemental_groups: Vec<u32> =
-        pod.and_then(|pod| pod.supplemental_groups.as_ref()).into_iter().flatten().filter_map(|id| u32::try_from(*id).ok()).collect();
-    if let Some(fs_group) = to_id(pod.and_then(|pod| pod.fs_group)) {
+    let mut supplemental_groups: Vec<u32> = pod_security
+        .and_then(|pod| pod.supplemental_groups.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|id| u32::try_from(*id).ok())
+        .collect();
+    if let Some(fs_group) = to_id(pod_security.and_then(|pod| pod.fs_group)) {
         supplemental_groups.push(fs_group);
     }
     supplemental_groups.sort_unstable();
@@ -96,30 +118,57 @@ pub fn exec_config(workload: &Container, pod: Option<&PodSecurityContext>, rootf
     ExecConfig {
         argv: ArgvSource::of(workload.command.as_deref(), workload.args.as_deref()),
         working_dir: workload.working_dir.clone().filter(|dir| !dir.is_empty()),
-        run_as_user: to_id(container.and_then(|c| c.run_as_user).or_else(|| pod.and_then(|p| p.run_as_user))),
-        run_as_group: to_id(container.and_then(|c| c.run_as_group).or_else(|| pod.and_then(|p| p.run_as_group))),
+        run_as_user: to_id(container.and_then(|c| c.run_as_user).or_else(|| pod_security.and_then(|p| p.run_as_user))),
+        run_as_group: to_id(container.and_then(|c| c.run_as_group).or_else(|| pod_security.and_then(|p| p.run_as_group))),
         supplemental_groups,
-        run_as_non_root: container.and_then(|c| c.run_as_non_root).or_else(|| pod.and_then(|p| p.run_as_non_root)).unwrap_or(false),
+        run_as_non_root: container
+            .and_then(|c| c.run_as_non_root)
+            .or_else(|| pod_security.and_then(|p| p.run_as_non_root))
+            .unwrap_or(false),
         no_new_privileges: container.and_then(|c| c.allow_privilege_escalation) == Some(false),
         capabilities: effective_capabilities(container.and_then(|c| c.capabilities.as_ref()))
             .into_iter()
             .map(|name| format!("CAP_{name}"))
             .collect(),
+        added_capabilities: container.and_then(|c| c.capabilities.as_ref()).and_then(|caps| caps.add.clone()).unwrap_or_default(),
+        pod: pod.to_owned(),
+        container: workload.name.clone(),
         rootfs_wait_seconds,
         ..ExecConfig::default()
     }
 }
 
+/// The consumer container's capabilities: exactly what the template asked for, plus
+/// [`WRAPPER_CAPABILITIES`].
+///
+/// - `add`: the template's `add` entries as written (so the pod asks for exactly what the template
+///   asks, and a PodSecurity check reads the same names), then each wrapper capability the
+///   template did not already name. The wrapper's are listed even though containerd's default set
+///   holds them, because CRI-O's default set has no `SYS_CHROOT`.
+/// - `drop`: the template's `drop` entries without the wrapper capabilities; `ALL` stays, and then
+///   `add` holds everything the consumer keeps.
+///
+/// The container runtime then gives the consumer the workload's effective set
+/// ([`effective_capabilities`]) plus the wrapper capabilities, and `sc-exec` drops the wrapper's
+/// from the workload (unless the workload keeps them itself).
+fn consumer_capabilities(template: Option<&Capabilities>) -> Capabilities {
+    let template_add = template.and_then(|caps| caps.add.clone()).unwrap_or_default();
+    let template_drop = template.and_then(|caps| caps.drop.clone()).unwrap_or_default();
+    let named: BTreeSet<String> = template_add.iter().map(|name| bare_capability_name(name)).collect();
+    let mut add = template_add;
+    add.extend(WRAPPER_CAPABILITIES.iter().filter(|wrapper| !named.contains(**wrapper)).map(|wrapper| (*wrapper).to_owned()));
+    let drop: Vec<String> =
+        template_drop.into_iter().filter(|name| !WRAPPER_CAPABILITIES.contains(&bare_capability_name(name).as_str())).collect();
+    Capabilities { add: Some(add), drop: (!drop.is_empty()).then_some(drop) }
+}
+
 /// The consumer container's own securityContext: it starts as root (`sc-exec` must chroot), with
-/// every capability dropped except the workload's effective set and [`WRAPPER_CAPABILITIES`];
-/// never privileged. Other settings the user gave (seccomp, SELinux, AppArmor, read-only root,
-/// `allowPrivilegeEscalation`) are kept as written.
+/// the capabilities of [`consumer_capabilities`]; never privileged. Other settings the user gave
+/// (seccomp, SELinux, AppArmor, read-only root, `allowPrivilegeEscalation`) are kept as written.
 pub fn consumer_security_context(workload: &Container) -> SecurityContext {
     let user = workload.security_context.clone().unwrap_or_default();
-    let mut keep = effective_capabilities(user.capabilities.as_ref());
-    keep.extend(WRAPPER_CAPABILITIES.iter().map(|name| (*name).to_owned()));
     SecurityContext {
-        capabilities: Some(Capabilities { add: Some(keep.into_iter().collect()), drop: Some(vec!["ALL".to_owned()]) }),
+        capabilities: Some(consumer_capabilities(user.capabilities.as_ref())),
         privileged: Some(false),
         run_as_user: Some(0),
         run_as_group: Some(0),
@@ -165,8 +214,38 @@ mod tests {
     }
 
     #[test]
+    fn named_drops_win_over_adds_and_drop_all_over_add_all_as_in_the_runtimes() {
+        let effective = effective_capabilities(Some(&caps(&["NET_ADMIN", "SYS_TIME"], &["net_admin"])));
+        assert!(!effective.contains("NET_ADMIN") && effective.contains("SYS_TIME"), "added then dropped: dropped");
+        let effective = effective_capabilities(Some(&caps(&["ALL", "KILL"], &["ALL"])));
+        assert_eq!(effective.into_iter().collect::<Vec<_>>(), ["KILL"], "drop ALL empties, then the named adds");
+        let effective = effective_capabilities(Some(&caps(&["ALL"], &["SYS_ADMIN"])));
+        assert!(effective.contains("BPF") && !effective.contains("SYS_ADMIN"), "every capability but the dropped one");
+    }
+
+    fn workload_with(capabilities: Option<Capabilities>) -> Container {
+        Container {
+            name: "app".into(),
+            security_context: Some(SecurityContext { capabilities, ..SecurityContext::default() }),
+            ..Container::default()
+        }
+    }
+
+    fn consumer_caps(capabilities: Option<Capabilities>) -> (Vec<String>, Option<Vec<String>>) {
+        let context = consumer_security_context(&workload_with(capabilities));
+        let capabilities = context.capabilities.expect("always set");
+        (capabilities.add.unwrap_or_default(), capabilities.drop)
+    }
+
+    fn strings(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    #[allow(clippy::needless_update, reason = "a field a later ExecConfig gains keeps its default")]
     fn container_settings_win_over_pod_settings() {
         let workload = Container {
+            name: "app".into(),
             working_dir: Some("/srv".into()),
             security_context: Some(SecurityContext {
                 run_as_user: Some(1000),
@@ -184,7 +263,7 @@ mod tests {
             fs_group: Some(10),
             ..PodSecurityContext::default()
         };
-        let config = exec_config(&workload, Some(&pod), 90);
+        let config = exec_config(&workload, Some(&pod), &kubelet_pod_name("box", "team-a"), 90);
         assert_eq!(
             config,
             ExecConfig {
@@ -195,6 +274,9 @@ mod tests {
                 run_as_non_root: true,
                 no_new_privileges: true,
                 capabilities: vec![],
+                added_capabilities: vec![],
+                pod: "box_team-a".into(),
+                container: "app".into(),
                 rootfs_wait_seconds: 90,
                 argv: ArgvSource::ImageDefault,
                 ..ExecConfig::default()
@@ -203,7 +285,85 @@ mod tests {
     }
 
     #[test]
-    fn consumer_runs_as_root_with_wrapper_capabilities_only() {
+    fn the_templates_own_adds_travel_as_written_for_sc_exec_to_warn_about() {
+        let workload = workload_with(Some(caps(&["net_admin", "CAP_SYS_TIME"], &["ALL"])));
+        let config = exec_config(&workload, None, "p_n", 1);
+        assert_eq!(config.added_capabilities, strings(&["net_admin", "CAP_SYS_TIME"]));
+        assert_eq!(config.capabilities, strings(&["CAP_NET_ADMIN", "CAP_SYS_TIME"]));
+        assert_eq!(exec_config(&workload_with(None), None, "p_n", 1).added_capabilities, Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_argv_source_follows_the_templates_command_and_args() {
+        let words = |list: &[&str]| Some(strings(list));
+        for (command, args, source) in [
+            (words(&["sleep"]), words(&["infinity"]), ArgvSource::Command),
+            (words(&["sleep", "infinity"]), None, ArgvSource::Command),
+            (None, words(&["-v"]), ArgvSource::ArgsOnly),
+            (Some(vec![]), words(&["-v"]), ArgvSource::ArgsOnly),
+            (None, None, ArgvSource::ImageDefault),
+        ] {
+            let workload = Container { command: command.clone(), args: args.clone(), ..Container::default() };
+            assert_eq!(exec_config(&workload, None, "p_n", 1).argv, source, "command {command:?}, args {args:?}");
+        }
+    }
+
+    #[test]
+    fn by_default_the_consumer_adds_only_the_wrappers_baseline_capabilities() {
+        for template in [None, Some(Capabilities::default()), Some(caps(&[], &[]))] {
+            let (add, drop) = consumer_caps(template.clone());
+            assert_eq!(add, strings(WRAPPER_CAPABILITIES), "{template:?}");
+            assert_eq!(drop, None, "the runtime's default set is kept without listing it: {template:?}");
+        }
+        let (add, drop) = consumer_caps(Some(caps(&[], &["NET_RAW", "SETUID", "cap_sys_chroot", "MKNOD"])));
+        assert_eq!(add, strings(WRAPPER_CAPABILITIES));
+        assert_eq!(drop, Some(strings(&["NET_RAW", "MKNOD"])), "sc-exec needs its own; it drops them from the workload");
+    }
+
+    #[test]
+    fn the_consumer_asks_for_exactly_what_the_template_adds() {
+        let (add, drop) = consumer_caps(Some(caps(&["NET_ADMIN", "SYS_PTRACE"], &[])));
+        assert_eq!(add, strings(&["NET_ADMIN", "SYS_PTRACE", "SYS_CHROOT", "SETUID", "SETGID", "SETPCAP"]));
+        assert_eq!(drop, None);
+        let (add, _) = consumer_caps(Some(caps(&["setuid", "KILL"], &[])));
+        assert_eq!(add, strings(&["setuid", "KILL", "SYS_CHROOT", "SETGID", "SETPCAP"]), "as written, never twice");
+    }
+
+    #[test]
+    fn a_template_that_drops_all_keeps_drop_all_and_adds_what_the_workload_keeps() {
+        let (add, drop) = consumer_caps(Some(caps(&["NET_BIND_SERVICE"], &["ALL"])));
+        assert_eq!(add, strings(&["NET_BIND_SERVICE", "SYS_CHROOT", "SETUID", "SETGID", "SETPCAP"]));
+        assert_eq!(drop, Some(strings(&["ALL"])));
+    }
+
+    #[test]
+    fn the_consumer_holds_every_capability_the_workload_keeps() {
+        // The runtime's computation of the consumer's set from its securityContext must cover the
+        // workload's effective set, or sc-exec could not grant it.
+        let templates = [
+            None,
+            Some(caps(&["NET_ADMIN"], &[])),
+            Some(caps(&["NET_ADMIN"], &["NET_ADMIN"])),
+            Some(caps(&[], &["ALL"])),
+            Some(caps(&["CHOWN"], &["ALL"])),
+            Some(caps(&["ALL"], &["ALL"])),
+            Some(caps(&["ALL"], &["SETUID", "NET_RAW"])),
+            Some(caps(&[], &["SETUID", "SETGID", "SYS_CHROOT", "SETPCAP"])),
+        ];
+        for template in templates {
+            let workload = effective_capabilities(template.as_ref());
+            let mut consumer = effective_capabilities(Some(&consumer_capabilities(template.as_ref())));
+            for wrapper in WRAPPER_CAPABILITIES {
+                assert!(consumer.remove(*wrapper), "{template:?}: the consumer holds {wrapper}");
+            }
+            let workload_without_wrapper: BTreeSet<String> =
+                workload.into_iter().filter(|name| !WRAPPER_CAPABILITIES.contains(&name.as_str())).collect();
+            assert_eq!(consumer, workload_without_wrapper, "{template:?}: the workload's set plus the wrapper's, nothing more");
+        }
+    }
+
+    #[test]
+    fn consumer_runs_as_root_and_keeps_the_users_other_settings() {
         let workload = Container {
             security_context: Some(SecurityContext {
                 run_as_user: Some(1000),
@@ -219,8 +379,5 @@ mod tests {
         assert_eq!(context.run_as_non_root, Some(false));
         assert_eq!(context.privileged, Some(false));
         assert_eq!(context.read_only_root_filesystem, Some(true));
-        let capabilities = context.capabilities.expect("set");
-        assert_eq!(capabilities.drop, Some(vec!["ALL".to_owned()]));
-        assert_eq!(capabilities.add, Some(["NET_BIND_SERVICE", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"].map(String::from).to_vec()));
     }
 }

@@ -3,76 +3,29 @@
 //! invariants every built pod must keep, and the message of every rejected input in `invalid/`
 //! (as a start checks it: the spec and the rootfs size against a default install's limits).
 
-use std::path::{Path, PathBuf};
+mod fixture_pods;
 
-use k8s_openapi::api::core::v1::Pod;
+use fixture_pods::{NAMESPACE, NODE, SC_UID, SCI_UID, as_stored, build, instance_of, load};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
+use sc_api::StoppableContainer;
 use sc_api::consts::{
     CSI_DRIVER_NAME, EXEC_WRAPPER_PATH, GROUP, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE, ROLE_CONSUMER,
     ROLE_PROVIDER, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME, VOLUME_ATTR_SC_NAME,
 };
-use sc_api::exec_config::{EXEC_CONFIG_ENV, ExecConfig};
-use sc_api::{StoppableContainer, StoppableContainerInstance};
-use sc_operator::consumer_pod::{build_consumer_pod, pinned_node};
-use sc_operator::instance_builder::{build_instance, is_controlled_by};
+use sc_api::exec_config::{ArgvSource, EXEC_CONFIG_ENV, ExecConfig};
+use sc_api::image_config::ImageConfig;
+use sc_api::process::workload_argv;
+use sc_operator::consumer_pod::pinned_node;
+use sc_operator::instance_builder::is_controlled_by;
 use sc_operator::provider_pod::{PROVIDER_HASH_ANNOTATION, build_provider_pod, provider_is_current};
 use sc_operator::settings::PodSettings;
-use sc_operator::validate::{ValidatedSpec, describe_problems, validate, validate_start};
+use sc_operator::validate::{describe_problems, validate, validate_start};
 
-const NAMESPACE: &str = "team-a";
-const SC_UID: &str = "0b7e2a55-0000-4000-8000-000000000001";
-const SCI_UID: &str = "0b7e2a55-0000-4000-8000-000000000002";
-const NODE: &str = "worker-1";
-
-fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
-}
-
-/// Every `*.yaml` in a test directory, as (file stem, StoppableContainer as the API server would
-/// hand it over: namespaced, with a UID).
-fn load(name: &str) -> Vec<(String, StoppableContainer)> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir(name))
-        .expect("test directory exists")
-        .map(|entry| entry.expect("readable entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no fixtures in {name}");
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).expect("readable fixture");
-            let mut sc: StoppableContainer = serde_yaml::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-            sc.metadata.namespace = Some(NAMESPACE.into());
-            sc.metadata.uid = Some(SC_UID.into());
-            let stem = path.file_stem().expect("file name").to_string_lossy().into_owned();
-            (stem, sc)
-        })
-        .collect()
-}
-
-fn instance_of(sc: &StoppableContainer) -> StoppableContainerInstance {
-    let mut instance = build_instance(sc, None, true);
-    instance.metadata.uid = Some(SCI_UID.into());
-    instance
-}
-
-struct Built {
-    valid: ValidatedSpec,
-    instance: StoppableContainerInstance,
-    consumer: Pod,
-    consumer_pinned: Pod,
-    provider: Pod,
-}
-
-fn build(sc: &StoppableContainer) -> Built {
-    let valid = validate(sc).unwrap_or_else(|problems| panic!("{}: {}", sc.name_any(), describe_problems(&problems)));
-    let settings = PodSettings::for_tests();
-    let instance = instance_of(sc);
-    let consumer = build_consumer_pod(&valid.workload, &instance, None, &settings);
-    let consumer_pinned = build_consumer_pod(&valid.workload, &instance, Some(NODE), &settings);
-    let provider = build_provider_pod(&valid.workload, &instance, NODE, &settings);
-    Built { valid, instance, consumer, consumer_pinned, provider }
+/// The exec config the consumer's workload container hands to sc-exec.
+fn exec_config_of(workload: &Container) -> ExecConfig {
+    let config = workload.env.iter().flatten().find(|e| e.name == EXEC_CONFIG_ENV).and_then(|e| e.value.clone()).expect("exec config env");
+    serde_json::from_str(&config).unwrap_or_else(|error| panic!("sc-exec cannot read its config: {error}"))
 }
 
 #[test]
@@ -110,9 +63,9 @@ fn every_consumer_has_the_rootfs_volume_mounted_in_the_workload() {
                 Some(vec![EXEC_WRAPPER_PATH.to_owned(), "run".into(), "--".into()]),
                 "{stem}"
             );
-            let config =
-                workload.env.iter().flatten().find(|e| e.name == EXEC_CONFIG_ENV).and_then(|e| e.value.clone()).expect("exec config env");
-            serde_json::from_str::<ExecConfig>(&config).unwrap_or_else(|error| panic!("{stem}: sc-exec cannot read its config: {error}"));
+            let config = exec_config_of(workload);
+            assert_eq!(config.pod, format!("{}_{NAMESPACE}", sc.name_any()), "{stem}: the pod as kubelet names it");
+            assert_eq!(config.container, built.valid.workload.container().name, "{stem}: the workload container keeps its name");
             // Every volume a container mounts exists in the pod (old defect 9: sidecar mounts
             // referenced renamed volumes).
             let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
@@ -121,6 +74,86 @@ fn every_consumer_has_the_rootfs_volume_mounted_in_the_workload() {
             }
         }
     }
+}
+
+/// A StoppableContainer of `nginx:1.25` whose workload sets this `command` and `args`.
+fn nginx_with(command: Option<&[&str]>, args: Option<&[&str]>) -> StoppableContainer {
+    let sc: StoppableContainer = serde_json::from_value(serde_json::json!({
+        "apiVersion": sc_api::consts::API_VERSION, "kind": sc_api::consts::SC_KIND,
+        "metadata": { "name": "web" },
+        "spec": { "running": true, "template": { "spec": { "containers": [{
+            "name": "nginx", "image": "nginx:1.25", "command": command, "args": args
+        }] } } }
+    }))
+    .expect("a StoppableContainer");
+    as_stored(sc)
+}
+
+fn words(list: &[&str]) -> Vec<String> {
+    list.iter().map(|word| (*word).to_owned()).collect()
+}
+
+#[test]
+fn without_a_command_the_image_default_runs() {
+    // nginx:1.25's config, as the node plugin publishes it to sc-exec.
+    let nginx = ImageConfig {
+        entrypoint: words(&["/docker-entrypoint.sh"]),
+        cmd: words(&["nginx", "-g", "daemon off;"]),
+        ..ImageConfig::default()
+    };
+    let wrapper = [EXEC_WRAPPER_PATH, "run", "--"];
+    /// A template's command and args, the argv source the operator hands sc-exec, and what runs.
+    struct Case {
+        command: Option<&'static [&'static str]>,
+        args: Option<&'static [&'static str]>,
+        source: ArgvSource,
+        runs: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            command: Some(&["nginx-debug"]),
+            args: Some(&["-g", "daemon off;"]),
+            source: ArgvSource::Command,
+            runs: &["nginx-debug", "-g", "daemon off;"],
+        },
+        Case { command: Some(&["sleep", "infinity"]), args: None, source: ArgvSource::Command, runs: &["sleep", "infinity"] },
+        Case {
+            command: None,
+            args: Some(&["nginx-debug", "-T"]),
+            source: ArgvSource::ArgsOnly,
+            runs: &["/docker-entrypoint.sh", "nginx-debug", "-T"],
+        },
+        Case {
+            command: None,
+            args: None,
+            source: ArgvSource::ImageDefault,
+            runs: &["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"],
+        },
+    ];
+    for Case { command, args, source, runs } in cases {
+        let case = format!("command {command:?}, args {args:?}");
+        let built = build(&nginx_with(command, args));
+        let workload = &built.consumer.spec.as_ref().expect("spec").containers[0];
+        let expected_command: Vec<String> =
+            wrapper.iter().copied().chain(command.unwrap_or_default().iter().copied()).map(String::from).collect();
+        assert_eq!(workload.command.as_ref(), Some(&expected_command), "{case}: the template's command follows `--`");
+        assert_eq!(workload.args, args.map(words), "{case}: the template's args stay the container's args, for kubelet to expand");
+        let config = exec_config_of(workload);
+        assert_eq!(config.argv, source, "{case}");
+        // What sc-exec then runs: the words kubelet passes after `--` (command, then args) with
+        // the image's ENTRYPOINT and CMD.
+        let after_dashes: Vec<String> =
+            workload.command.iter().flatten().skip(wrapper.len()).chain(workload.args.iter().flatten()).cloned().collect();
+        assert_eq!(workload_argv(config.argv, &after_dashes, Some(&nginx)), Ok(words(runs)), "{case}");
+    }
+    // The fixture without either (the seed's Istio and Vault examples, `kubectl sc create` with no
+    // command) runs its image's default too.
+    let (_, no_command) = load("fixtures").into_iter().find(|(stem, _)| stem == "no-command").expect("fixture");
+    let built = build(&no_command);
+    let workload = &built.consumer.spec.as_ref().expect("spec").containers[0];
+    assert_eq!(workload.command.as_ref().map(Vec::len), Some(wrapper.len()), "nothing follows `--`");
+    assert_eq!(workload.args, None);
+    assert_eq!(exec_config_of(workload).argv, ArgvSource::ImageDefault);
 }
 
 #[test]
