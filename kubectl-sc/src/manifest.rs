@@ -28,7 +28,8 @@ pub struct CreateRequest {
     /// `spec.rootfsSize` as written (checked by `validate::parse_rootfs_size`); None: the
     /// cluster's default.
     pub rootfs_size: Option<String>,
-    /// The workload's command; empty keeps the image's ENTRYPOINT/CMD.
+    /// The workload's command (`command:`, no `args:`); empty writes neither, so the workload runs
+    /// the image's ENTRYPOINT + CMD, as a plain container of the template would.
     pub command: Vec<String>,
 }
 
@@ -84,6 +85,10 @@ pub fn render_manifest<T: serde::Serialize>(object: &T, format: ManifestFormat) 
 
 #[cfg(test)]
 mod tests {
+    use sc_api::exec_config::ArgvSource;
+    use sc_api::image_config::ImageConfig;
+    use sc_api::process::workload_argv;
+
     use super::*;
 
     fn dev_box() -> CreateRequest {
@@ -144,10 +149,30 @@ mod tests {
 
     #[test]
     fn without_a_command_the_image_default_runs() {
-        let request = CreateRequest { command: vec![], running: false, ..dev_box() };
+        let request = CreateRequest { command: vec![], running: false, image: "nginx:1.25".into(), ..dev_box() };
         let stoppable_container = build_stoppable_container(&request);
-        assert_eq!(workload(&stoppable_container).command, None);
         assert!(!stoppable_container.spec.running);
+        // Neither command nor args, also as `kubectl apply` reads the printed manifest back ...
+        let yaml = render_manifest(&stoppable_container, ManifestFormat::Yaml).expect("serializes");
+        assert!(!yaml.contains("command") && !yaml.contains("args"), "{yaml}");
+        let parsed: StoppableContainer = serde_yaml::from_str(&yaml).expect("parses back");
+        let container = workload(&parsed);
+        assert_eq!((container.command.as_deref(), container.args.as_deref()), (None, None));
+        // ... so the operator tells sc-exec to run the image's own ENTRYPOINT + CMD, by the rule a
+        // plain container of this template follows.
+        let source = ArgvSource::of(container.command.as_deref(), container.args.as_deref());
+        assert_eq!(source, ArgvSource::ImageDefault);
+        let words = |list: &[&str]| list.iter().map(|word| (*word).to_owned()).collect::<Vec<_>>();
+        let nginx = ImageConfig {
+            entrypoint: words(&["/docker-entrypoint.sh"]),
+            cmd: words(&["nginx", "-g", "daemon off;"]),
+            ..ImageConfig::default()
+        };
+        assert_eq!(workload_argv(source, &[], Some(&nginx)), Ok(words(&["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"])));
+        // With a command after `--`, the image's ENTRYPOINT and CMD are both replaced.
+        let with_command = build_stoppable_container(&dev_box());
+        let container = workload(&with_command);
+        assert_eq!(ArgvSource::of(container.command.as_deref(), container.args.as_deref()), ArgvSource::Command);
     }
 
     #[test]
