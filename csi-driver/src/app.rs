@@ -343,3 +343,24 @@ fn shutdown_signal() -> futures::future::Shared<std::pin::Pin<Box<dyn std::futur
     });
     signal.shared()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_charts_empty_runtime_endpoint_means_detect_and_a_path_is_taken_as_it_is() {
+        // The chart always passes the flag, empty by default.
+        let args = Args::try_parse_from(["sc-csi-driver", "--node-id", "node-1", "--runtime-endpoint="]).expect("parses");
+        assert_eq!(runtime_endpoint(&args).expect("valid"), crate::cri::RuntimeEndpoint::Detect);
+        let args = Args::try_parse_from(["sc-csi-driver", "--node-id", "node-1"]).expect("parses");
+        assert_eq!(runtime_endpoint(&args).expect("valid"), crate::cri::RuntimeEndpoint::Detect);
+        let args = Args::try_parse_from(["sc-csi-driver", "--node-id", "node-1", "--runtime-endpoint", "unix:///run/k0s/containerd.sock"])
+            .expect("parses");
+        assert_eq!(runtime_endpoint(&args).expect("valid"), crate::cri::RuntimeEndpoint::Socket("/run/k0s/containerd.sock".into()));
+        let args =
+            Args::try_parse_from(["sc-csi-driver", "--node-id", "node-1", "--runtime-endpoint", "tcp://10.0.0.1:1"]).expect("parses");
+        let error = runtime_endpoint(&args).expect_err("not a socket").to_string();
+        assert!(error.starts_with("--runtime-endpoint \"tcp://10.0.0.1:1\" is neither"), "{error}");
+    }
+}

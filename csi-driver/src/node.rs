@@ -1587,6 +1587,29 @@ mod tests {
         assert!(reason.ends_with("/ns/dev/uid is mounted below it and would be hidden"), "{reason}");
     }
 
+    #[test]
+    fn the_image_of_each_live_publication_is_known_by_sc_uid_until_it_is_unpublished() {
+        let images = KnownImages::default();
+        let (first, second) = (PathBuf::from("/kubelet/pods/a/volumes/x/mount"), PathBuf::from("/kubelet/pods/b/volumes/x/mount"));
+        let sc = |uid: &str| ScKey { namespace: "team-a".into(), name: uid.into(), uid: uid.into() };
+        let runs = PublishedImage::Runtime {
+            image_ref: "sha256:1".into(),
+            config: sc_api::image_config::ImageConfig {
+                cmd: vec!["sh".into()],
+                env: vec!["TOKEN=secret".into()],
+                ..sc_api::image_config::ImageConfig::default()
+            },
+        };
+        let unknown = PublishedImage::Unavailable { image_ref: "sha256:2".into(), reason: "no runtime socket".into() };
+        images.remember(&first, &sc("uid-a"), &runs);
+        images.remember(&second, &sc("uid-b"), &unknown);
+        let known = images.by_sc_uid();
+        assert_eq!(known.get("uid-a"), Some(&runs.summary()), "the summary: no environment");
+        assert_eq!(known.get("uid-b").and_then(|summary| summary.unavailable.as_deref()), Some("no runtime socket"));
+        images.forget(&first);
+        assert_eq!(images.by_sc_uid().keys().map(String::as_str).collect::<Vec<_>>(), ["uid-b"]);
+    }
+
     #[tokio::test]
     async fn published_usage_measures_each_live_publication_once_and_an_unlimited_one_has_no_figures() {
         let root = tempfile::tempdir().expect("tempdir");

@@ -6,7 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::fake_cri::{CONTAINERD_FIXTURE, FakeRuntime, Serves, fixture};
 use common::{ConsumerPod, ProviderCgroup, ProviderProcess, ProviderRoot, Serving, World};
+use sc_api::image_config::{IMAGE_CONFIG_FILE_NAME, PublishedImage};
 use sc_proto::csi::{
     GetPluginInfoRequest, NodeGetCapabilitiesRequest, NodeGetInfoRequest, NodeGetVolumeStatsRequest, NodeStageVolumeRequest,
 };
@@ -14,6 +16,88 @@ use tonic::Code;
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+fn is_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped: the publish root tests need root (overlay mounts, cgroups)");
+    false
+}
+
+#[tokio::test]
+async fn a_publish_writes_the_image_config_the_runtime_gave_and_keeps_it_as_root() {
+    if !is_root() {
+        return;
+    }
+    let mut world = World::new();
+    // CRI-O 1.20's shape of service: runtime.v1 is refused, runtime.v1alpha2 answers.
+    let runtime = FakeRuntime::serve(&world.runtime_socket, Serves::V1alpha2Only);
+    let image = world.image("notebook");
+    let provider = ProviderProcess::start(&world, &image);
+    runtime.add_image(&provider.image_ref, Some(&fixture(CONTAINERD_FIXTURE)));
+    let consumer = ConsumerPod::new("team-a", "notebook");
+    world.set_cluster(&[(consumer.clone(), Some(&provider))]);
+    world.start_driver();
+    let mut client = world.client().await;
+    client.node.node_publish_volume(world.publish_request(&consumer, "csi-image")).await.expect("publish");
+
+    let file = world.image_config_file("csi-image");
+    let Some(PublishedImage::Runtime { image_ref, config }) = world.image_config("csi-image") else {
+        panic!("the publish wrote the runtime's config: {:?}", std::fs::read_to_string(&file))
+    };
+    assert_eq!(image_ref, provider.image_ref, "the image kubelet reports for the provider container");
+    assert_eq!(
+        (config.entrypoint.as_slice(), config.cmd.as_slice()),
+        (&["tini".to_owned(), "-g".into(), "--".into()][..], &["start-notebook.sh".to_owned()][..])
+    );
+    assert_eq!((config.user.as_str(), config.working_dir.as_str()), ("1000", "/home/jovyan"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).expect("stat").permissions().mode() & 0o7777, 0o444);
+    // The consumer reads the same file through the volume's read-only control bind.
+    let in_volume = world.target_for(&consumer).join("control").join(IMAGE_CONFIG_FILE_NAME);
+    let written = std::fs::read(&file).expect("read");
+    assert_eq!(std::fs::read(&in_volume).expect("read through the volume"), written);
+    assert!(runtime.asked().iter().all(|asked| asked.verbose && asked.image == provider.image_ref), "{:?}", runtime.asked());
+
+    // A repeated publish leaves the file alone, whatever the runtime would answer now.
+    runtime.add_image(&provider.image_ref, Some(r#"{"imageSpec":{"config":{"Cmd":["changed"]}}}"#));
+    client.node.node_publish_volume(world.publish_request(&consumer, "csi-image")).await.expect("publish again");
+    assert_eq!(std::fs::read(&file).expect("read"), written, "a repeated publish keeps the file");
+    // So does a plugin restart (the file lives on the data root), and the publish after it.
+    world.kill_driver();
+    world.start_driver();
+    let mut client = world.client().await;
+    assert_eq!(std::fs::read(&in_volume).expect("read"), written, "kept across the restart");
+    client.node.node_publish_volume(world.publish_request(&consumer, "csi-image")).await.expect("publish after the restart");
+    assert_eq!(std::fs::read(&file).expect("read"), written);
+    // A live publication without the file (one of an earlier release): the repeated publish
+    // writes it, from the runtime's answer of now.
+    std::fs::remove_file(&file).expect("remove the file");
+    client.node.node_publish_volume(world.publish_request(&consumer, "csi-image")).await.expect("publish without the file");
+    let Some(PublishedImage::Runtime { config, .. }) = world.image_config("csi-image") else { panic!("written again") };
+    assert_eq!(config.cmd, ["changed"]);
+
+    client.node.node_unpublish_volume(world.unpublish_request(&consumer, "csi-image")).await.expect("unpublish");
+    assert!(!world.data_root.join("control/csi-image").exists(), "unpublish removes the control directory with the file");
+}
+
+#[tokio::test]
+async fn without_a_runtime_the_publish_succeeds_and_the_file_says_why_there_is_no_config_as_root() {
+    if !is_root() {
+        return;
+    }
+    // Nothing listens on the world's runtime socket.
+    let Serving { mut client, consumer, provider, world } = Serving::start("team-a", "dev").await;
+    client.node.node_publish_volume(world.publish_request(&consumer, "csi-none")).await.expect("publish without a runtime");
+    let Some(PublishedImage::Unavailable { image_ref, reason }) = world.image_config("csi-none") else {
+        panic!("an unavailable image: {:?}", world.image_config("csi-none"))
+    };
+    assert_eq!(image_ref, provider.image_ref);
+    assert!(reason.starts_with(&format!("cannot connect to the container runtime at {}", world.runtime_socket.display())), "{reason}");
+    assert!(read(&world.target_for(&consumer).join("rootfs/etc/os-release")).starts_with("NAME=base"), "the rootfs is there all the same");
+    client.node.node_unpublish_volume(world.unpublish_request(&consumer, "csi-none")).await.expect("unpublish");
 }
 
 #[tokio::test]
