@@ -19,6 +19,8 @@ use sc_api::consts::{
     LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE, NODE_DATA_FINALIZER, OPERATOR_FIELD_MANAGER, ROLE_CONSUMER,
     ROLE_PROVIDER, SC_FINALIZER, SCI_FINALIZER, provider_pod_name,
 };
+use sc_api::image_config::ImageSummary;
+use sc_api::node_report::UsageReport;
 use sc_api::{RootfsStatus, StoppableContainer, StoppableContainerInstance};
 use sc_operator::consumer_pod::{build_consumer_pod, pinned_node};
 use sc_operator::instance_builder::{build_instance, is_controlled_by};
@@ -439,8 +441,10 @@ async fn start_reports_every_step_until_running() {
     env.set_container_waiting("web", "ImagePullBackOff", "Back-off pulling image \"busybox:1.36\"").await;
     let sc =
         env.wait_sc("web", "Failed with ImagePullBackOff", |sc| phase(sc) == "Failed" && message(sc).contains("ImagePullBackOff")).await;
-    assert_eq!(condition_of(&sc, "ConsumerReady"), Some(("False".into(), "ContainerWaiting".into())));
-    env.wait_event("web", "Failed").await;
+    assert_eq!(condition_of(&sc, "ConsumerReady"), Some(("False".into(), "ImagePullBackOff".into())));
+    assert_eq!(condition_message(&sc, "ConsumerReady"), "container \"main\": Back-off pulling image \"busybox:1.36\"");
+    let event = env.wait_event("web", "ImagePullBackOff").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
     env.set_container_waiting("web", "CrashLoopBackOff", "back-off 10s restarting failed container").await;
     env.wait_sc("web", "Failed with CrashLoopBackOff", |sc| phase(sc) == "Failed" && message(sc).contains("CrashLoopBackOff")).await;
 
@@ -796,6 +800,156 @@ async fn the_data_nodes_rootfs_usage_shows_in_the_status_and_another_nodes_does_
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sc = env.wait_sc("box", "Stopped", |sc| phase(sc) == "Stopped").await;
     assert_eq!(sc.status.and_then(|status| status.rootfs), Some(expected), "the last figures are kept while stopped");
+}
+
+/// Events with `reason` about `name`, counting repeats kubelet-style (`count`, or the series').
+async fn times_said(env: &TestEnv, name: &str, reason: &str) -> i32 {
+    let events = env.events_for(name).await;
+    events
+        .iter()
+        .filter(|event| event.reason.as_deref() == Some(reason))
+        .map(|event| event.series.as_ref().map_or(1, |series| series.count))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_missing_image_fails_the_start_within_seconds_and_a_fixed_template_brings_it_up() {
+    let Some(env) = TestEnv::with_operator("missing-image").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("app", true, "registry.test/missing:1")).await;
+    env.wait_pod("app", "created", |_| true).await;
+    env.bind("app", &node).await;
+    env.wait_pod("app-provider", "created", |_| true).await;
+    let stuck_provider = schedule_provider(&env, "app", &node).await;
+    env.set_container_waiting("app", "ContainerCreating", "").await;
+
+    // The e2e cluster's images are local, with pull policy Never: kubelet says ErrImageNeverPull.
+    let kubelet_says = "Container image \"registry.test/missing:1\" is not present with pull policy of Never";
+    let stuck_at = std::time::Instant::now();
+    env.set_container_waiting("app-provider", "ErrImageNeverPull", kubelet_says).await;
+    let sc = env.wait_sc("app", "Failed with kubelet's reason", |sc| phase(sc) == "Failed").await;
+    assert!(stuck_at.elapsed() < Duration::from_secs(10), "the pod watch reports it, no requeue is waited for: {:?}", stuck_at.elapsed());
+    assert_eq!(message(&sc), format!("the provider pod is in ErrImageNeverPull: container \"rootfs\": {kubelet_says}"));
+    assert_eq!(condition_of(&sc, "ProviderReady"), Some(("False".into(), "ErrImageNeverPull".into())));
+    assert_eq!(condition_message(&sc, "ProviderReady"), format!("container \"rootfs\": {kubelet_says}"));
+    let event = env.wait_event("app", "ErrImageNeverPull").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.note.as_deref(), Some(message(&sc).as_str()));
+    // More reconciles (kubelet rewrites the status as it retries), and the operator restarts:
+    // said once.
+    env.set_container_waiting("app-provider", "ErrImageNeverPull", kubelet_says).await;
+    env.set_container_waiting("app", "ContainerCreating", "").await;
+    let mut env = env;
+    env.restart_operator();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(times_said(&env, "app", "ErrImageNeverPull").await, 1);
+    assert_eq!(times_said(&env, "app", "Failed").await, 0, "no second, generic Warning");
+
+    // The user names an image that exists: the start is made again from the new template, with
+    // no stop asked for. Nothing ran, so both pods go at once.
+    let stuck_consumer = env.pod("app").await.expect("the stuck start's workload pod");
+    env.patch_spec("app", json!({ "template": { "spec": { "containers": [{ "name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"] }] } } }))
+        .await;
+    env.wait_pod_terminating("app").await;
+    env.wait_pod_terminating("app-provider").await;
+    env.finish_termination("app").await;
+    env.finish_termination("app-provider").await;
+    let consumer = env.wait_pod("app", "made again", |pod| pod.uid() != stuck_consumer.uid()).await;
+    assert_eq!(pinned_node(&consumer).as_deref(), Some(node.as_str()));
+    let (_, provider) = start_until_running(&env, "app", &node).await;
+    assert_ne!(provider.uid(), stuck_provider.uid());
+    assert_eq!(image_of(&provider, 0), "busybox:1.36");
+    let sc = env.scs.get("app").await.expect("sc");
+    assert_eq!(condition_of(&sc, "RestartRequired"), Some(("False".into(), "UpToDate".into())));
+    assert_eq!(env.instances.get("app").await.expect("instance").spec.base_image.as_deref(), Some("busybox:1.36"));
+}
+
+#[tokio::test]
+async fn a_pull_error_of_the_workload_pod_is_one_problem_while_kubelet_retries() {
+    let Some(env) = TestEnv::with_operator("pull-backoff").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(sc_manifest("web", true, "busybox:1.36")).await;
+    let (_, _) = start_until_running(&env, "web", &node).await;
+    for (reason, says) in [
+        ("ErrImagePull", "rpc error: pull access denied"),
+        ("ImagePullBackOff", "Back-off pulling image \"registry.test/sidecar:1\""),
+        ("ErrImagePull", "rpc error: pull access denied"),
+    ] {
+        env.set_container_waiting("web", reason, says).await;
+        let sc = env.wait_sc("web", reason, |sc| condition_of(sc, "ConsumerReady").is_some_and(|(_, r)| r == reason)).await;
+        assert_eq!(phase(&sc), "Failed");
+        assert_eq!(message(&sc), format!("the workload pod is in {reason}: container \"main\": {says}"));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(times_said(&env, "web", "ErrImagePull").await, 1, "kubelet's alternation is one problem");
+    assert_eq!(times_said(&env, "web", "ImagePullBackOff").await, 0);
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_run_as_templated_is_failed_once_without_a_crash_loop_and_a_command_brings_it_up() {
+    let Some(env) = TestEnv::with_operator("image-config").await else { return };
+    let node = env.create_node("n1").await;
+    let mut manifest = sc_manifest("app", true, "registry.test/scratch-app:1");
+    manifest["spec"]["template"]["spec"]["containers"][0].as_object_mut().expect("a container").remove("command");
+    let uid = env.create_sc(manifest).await.uid().expect("a UID");
+    env.wait_pod("app", "created", |_| true).await;
+    env.bind("app", &node).await;
+    env.wait_pod("app-provider", "created", |_| true).await;
+    schedule_provider(&env, "app", &node).await;
+    let image_id = "registry.test/scratch-app@sha256:aaaa";
+    env.set_pod_ready_with_image("app-provider", image_id).await;
+    let sc = env.wait_sc("app", "ProviderReady", |sc| phase(sc) == "ProviderReady").await;
+    assert_eq!(condition_of(&sc, "ImageConfig"), Some(("Unknown".into(), "NotReported".into())));
+
+    // The node plugin's summary of an earlier image is not this image's: never trusted.
+    let namespace = env.namespace.clone();
+    let scratch = |image_ref: &str| ImageSummary { image_ref: image_ref.into(), ..ImageSummary::default() };
+    let stale =
+        UsageReport { image: Some(scratch("registry.test/scratch-app@sha256:0000")), ..env.usage(&node, &namespace, "app", 1 << 20) };
+    env.write_usage(&node, &uid, Some(&stale)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sc = env.scs.get("app").await.expect("sc");
+    assert_eq!(sc.status.as_ref().and_then(|status| status.image.clone()), None);
+    assert_eq!(condition_of(&sc, "ImageConfig"), Some(("Unknown".into(), "NotReported".into())));
+    assert!(env.pod("app").await.is_some_and(|pod| pod.metadata.deletion_timestamp.is_none()), "nothing is decided on it");
+
+    // The image it runs has neither ENTRYPOINT nor CMD and the template no command: sc-exec
+    // refuses, and the workload pod would crash-loop forever.
+    let published = UsageReport { image: Some(scratch(image_id)), ..env.usage(&node, &namespace, "app", 1 << 20) };
+    env.write_usage(&node, &uid, Some(&published)).await;
+    env.set_container_waiting("app", "CrashLoopBackOff", "back-off 10s restarting failed container=main").await;
+    let sc = env
+        .wait_sc("app", "ImageConfig NoCommand", |sc| condition_of(sc, "ImageConfig") == Some(("False".into(), "NoCommand".into())))
+        .await;
+    assert_eq!(phase(&sc), "Failed");
+    assert!(message(&sc).contains("neither ENTRYPOINT nor CMD") && message(&sc).contains("set `command`"), "{}", message(&sc));
+    let image = sc.status.as_ref().and_then(|status| status.image.clone()).expect("status.image");
+    assert_eq!((image.image_ref.as_str(), image.command), (image_id, None));
+    env.wait_pod_terminating("app").await;
+    env.finish_termination("app").await;
+    env.write_usage(&node, &uid, None).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(env.pod("app").await.is_none(), "no workload pod is made again until the template changes");
+    let sc = env.scs.get("app").await.expect("sc");
+    assert_eq!(phase(&sc), "Failed");
+    assert_eq!(sc.status.as_ref().and_then(|status| status.image.as_ref()).map(|image| image.image_ref.as_str()), Some(image_id), "kept");
+    let provider = env.pod("app-provider").await.expect("the provider is kept");
+    assert!(provider.metadata.deletion_timestamp.is_none());
+    assert_eq!(times_said(&env, "app", "NoCommand").await, 1);
+
+    // The template gains a command: the kept provider (same image) serves a new workload pod.
+    env.patch_spec("app", json!({ "template": { "spec": { "containers": [{ "name": "main", "image": "registry.test/scratch-app:1", "command": ["/app", "serve"] }] } } }))
+        .await;
+    env.wait_pod("app", "made again", |pod| pod.metadata.deletion_timestamp.is_none()).await;
+    env.bind("app", &node).await;
+    env.set_pod_ready("app").await;
+    let sc = env.wait_sc("app", "Running", |sc| phase(sc) == "Running").await;
+    assert_eq!(condition_of(&sc, "ImageConfig"), Some(("True".into(), "Resolved".into())));
+    assert_eq!(
+        sc.status.and_then(|status| status.image).and_then(|image| image.command),
+        Some(vec!["/app".to_owned(), "serve".to_owned()])
+    );
+    assert_eq!(env.pod("app-provider").await.and_then(|pod| pod.uid()), provider.uid(), "the same provider");
 }
 
 #[tokio::test]

@@ -175,6 +175,14 @@ impl TestEnv {
         self.operator = Some(tokio::spawn(run));
     }
 
+    /// Stops the operator and starts a fresh one: nothing survives but what is in the API server.
+    pub fn restart_operator(&mut self) {
+        if let Some(operator) = self.operator.take() {
+            operator.abort();
+        }
+        self.start_operator();
+    }
+
     /// A node name unique to this test (nodes are cluster-scoped).
     pub fn node_name(&self, short: &str) -> String {
         format!("{}-{short}", self.namespace)
@@ -315,6 +323,19 @@ impl TestEnv {
         let status =
             json!({ "phase": "Running", "conditions": conditions, "containerStatuses": Self::container_statuses(&pod, &state, true) });
         self.patch_pod_status(name, status).await;
+    }
+
+    /// The kubelet: pod `name` runs and is ready, its containers created from the image the
+    /// runtime resolved to `image_id` (what kubelet reports as each container's `imageID`).
+    pub async fn set_pod_ready_with_image(&self, name: &str, image_id: &str) {
+        self.set_pod_ready(name).await;
+        let pod = self.pod(name).await.unwrap_or_else(|| panic!("pod {name} does not exist"));
+        let mut statuses = Self::container_statuses(&pod, &json!({ "running": { "startedAt": now() } }), true);
+        for (index, status) in statuses.iter_mut().enumerate() {
+            status["imageID"] = json!(image_id);
+            status["containerID"] = json!(format!("containerd://{name}-{index}"));
+        }
+        self.patch_pod_status(name, json!({ "containerStatuses": statuses })).await;
     }
 
     /// The kubelet: every container of pod `name` waits with `reason` (ContainerCreating,
