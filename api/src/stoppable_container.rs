@@ -71,8 +71,11 @@ pub enum Phase {
     Running,
     /// Nothing runs; the root filesystem is kept.
     Stopped,
-    /// The workload cannot start or run: the spec is invalid, the workload pod failed, or another
-    /// object is in the way. `message` and the conditions say what to fix.
+    /// The workload cannot start or run: the spec is invalid, a pod waits on an image or a
+    /// container config it cannot get (kubelet's reason and message are in `message` and the
+    /// pod's condition), the workload crash-loops or failed, the image cannot run as templated
+    /// (the `ImageConfig` condition), or another object is in the way. `message` and the
+    /// conditions say what to fix.
     Failed,
 }
 
