@@ -8,7 +8,7 @@ readonly SCENARIO_MANIFESTS
 readonly SC_DATA_ROOT_ON_NODE=/var/lib/stoppablecontainer
 readonly NODE_NAME_E2E=sc-e2e-node
 # Namespaces the scenarios create (diagnostics describe them on failure).
-readonly SCENARIO_NAMESPACES=(e2e-persist e2e-legacy e2e-other e2e-unpriv e2e-durable e2e-image e2e-tenant)
+readonly SCENARIO_NAMESPACES=(e2e-persist e2e-legacy e2e-other e2e-unpriv e2e-durable e2e-image e2e-tenant e2e-imagecfg e2e-seeds)
 
 # --- assertions ----------------------------------------------------------------------------
 
@@ -527,6 +527,193 @@ scenario_hostile_tenant() {
 }
 
 # Scenario order: later ones reuse what earlier ones left (6 uses 1's SC, 4 uses 3's).
+
+# --- 9. any image runs as in a plain container -----------------------------------------------
+
+readonly IMAGECFG_NS=e2e-imagecfg
+# Cases: "<name>|<image>|<extra container fields as JSON, or empty>". Each runs as a plain pod
+# p-<name> and as a StoppableContainer s-<name> of the same template; the two must agree.
+readonly IMAGECFG_CASES=(
+  'entry|sc-test/cfg-entrypoint:1|"env":[{"name":"OVERRIDE_ME","value":"pod"},{"name":"FROM_POD","value":"yes"}]'
+  'args|sc-test/cfg-entrypoint:1|"args":["report","from-args"]'
+  'user|sc-test/cfg-named-user:1|'
+  'path|sc-test/cfg-custom-path:1|'
+  'cmd|sc-test/cfg-workdir:1|"command":["report","from-command"]'
+  'eponly|sc-test/cfg-entrypoint-only:1|'
+  'uid|sc-test/cfg-named-user:1|"securityContext":{"runAsUser":1234}'
+)
+
+# Builds the scenario's images, imports them, and pushes the `:latest` one (pulled at every
+# start, as kubelet does for `latest`) to the cluster's registry.
+imagecfg_images() {
+  local listing tag archive archives=()
+  listing="$("$PRODUCT_E2E_DIR/images/config-images.sh" "${SC_E2E_DIR:-/var/tmp/sc-e2e}/images/config")"
+  while read -r tag archive; do
+    archives+=("$archive")
+    if [[ "$tag" == *:latest || "$tag" == docker.io/* ]]; then
+      "$PRODUCT_CLUSTER" push-image "$archive" "$tag" >&2
+    fi
+  done <<<"$listing"
+  "$PRODUCT_CLUSTER" import-image "${archives[@]}" 2>&1 | grep -v '^unpacking' >&2 || true
+}
+
+imagecfg_container() {
+  local image="$1" extra="$2"
+  printf '{"name":"main","image":"%s"%s}' "$image" "${extra:+,$extra}"
+}
+
+imagecfg_apply() {
+  local name="$1" image="$2" extra="$3" container
+  container="$(imagecfg_container "$image" "$extra")"
+  kc -n "$IMAGECFG_NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: p-$name}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers: [$container]
+---
+apiVersion: stoppablecontainer.xtlsoft.top/v1alpha1
+kind: StoppableContainer
+metadata: {name: s-$name}
+spec:
+  running: true
+  template:
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers: [$container]
+YAML
+}
+
+# What the report program printed (argv, id, cwd, environment), without the lines that must
+# differ (HOSTNAME is the pod's name) or are the wrapper's own (sc-exec: progress).
+imagecfg_report() {
+  kc -n "$IMAGECFG_NS" logs "$1" 2>/dev/null | grep -E '^(argv|id|cwd|env): ' | grep -v '^env: HOSTNAME='
+}
+report_done() { kc -n "$IMAGECFG_NS" logs "$1" 2>/dev/null | grep -q '^report: done'; }
+imagecfg_exec() { kc -n "$IMAGECFG_NS" exec "$1" -- "${@:2}" 2>&1; }
+imagecfg_printenv() { imagecfg_exec "$1" printenv | grep -v '^HOSTNAME=' | sort; }
+
+# imagecfg_compare CASE WHEN: the plain pod and the SC agree on the workload and on exec.
+imagecfg_compare() {
+  local name="$1" when="$2" plain sc
+  wait_for "p-$name's report" 120 report_done "p-$name"
+  wait_for "s-$name's report" 120 report_done "s-$name"
+  plain="$(imagecfg_report "p-$name")"
+  sc="$(imagecfg_report "s-$name")"
+  [[ -n "$plain" ]] || fail "$name: the plain pod printed no report"
+  [[ "$plain" == "$sc" ]] || fail "$name ($when): the workload differs from the plain pod's:
+$(diff <(echo "$plain") <(echo "$sc") || true)"
+  local probe
+  for probe in id pwd; do
+    expect_eq "$name ($when): kubectl exec $probe" "$(imagecfg_exec "p-$name" "$probe")" "$(imagecfg_exec "s-$name" "$probe")"
+  done
+  plain="$(imagecfg_printenv "p-$name")"
+  sc="$(imagecfg_printenv "s-$name")"
+  [[ "$plain" == "$sc" ]] || fail "$name ($when): kubectl exec printenv differs:
+$(diff <(echo "$plain") <(echo "$sc") || true)"
+}
+
+scenario_image_config() {
+  local ns=$IMAGECFG_NS entry name image extra
+  fresh_namespace "$ns"
+  step "pack images whose configs mimic real ones; push the :latest one to the cluster's registry"
+  imagecfg_images
+
+  step "each template as a plain pod and as a StoppableContainer: ${#IMAGECFG_CASES[@]} cases"
+  for entry in "${IMAGECFG_CASES[@]}"; do
+    IFS='|' read -r name image extra <<<"$entry"
+    imagecfg_apply "$name" "$image" "$extra"
+  done
+  for entry in "${IMAGECFG_CASES[@]}"; do
+    IFS='|' read -r name image extra <<<"$entry"
+    wait_running "$ns" "s-$name" 240
+    imagecfg_compare "$name" "first start"
+  done
+  step "what the image defines reached the workload (not only equal: right)"
+  expect_contains "entrypoint ran, then CMD" "$(imagecfg_report s-entry)" "argv: /bin/sh /usr/local/bin/report from-cmd"
+  expect_contains "the image's env" "$(imagecfg_report s-entry)" "env: GREETING=hello from the image"
+  expect_contains "the pod's env wins by name" "$(imagecfg_report s-entry)" "env: OVERRIDE_ME=pod"
+  expect_contains "args follow the entrypoint" "$(imagecfg_report s-args)" "argv: /bin/sh /usr/local/bin/report from-args"
+  expect_contains "the image's named user" "$(imagecfg_report s-user)" "id: uid=1000(jovyan) gid=100(users)"
+  expect_contains "the image's working dir" "$(imagecfg_report s-user)" "cwd: /home/jovyan"
+  expect_eq "a program only on the image's PATH, through kubectl exec" "python from /opt/conda/bin: hi" \
+    "$(imagecfg_exec s-path python hi)"
+  expect_contains "command only: CMD dropped, WORKDIR kept" "$(imagecfg_report s-cmd)" "argv: /bin/sh /usr/local/bin/report from-command"
+  expect_contains "entrypoint only" "$(imagecfg_report s-eponly)" "argv: /bin/sh /usr/local/bin/report entrypoint-only"
+
+  step "stop and start every StoppableContainer; compare again"
+  for entry in "${IMAGECFG_CASES[@]}"; do
+    IFS='|' read -r name _ <<<"$entry"
+    kc sc -n "$ns" stop "s-$name" --wait --timeout 2m >/dev/null
+  done
+  for entry in "${IMAGECFG_CASES[@]}"; do
+    IFS='|' read -r name _ <<<"$entry"
+    kc sc -n "$ns" start "s-$name" >/dev/null
+  done
+  for entry in "${IMAGECFG_CASES[@]}"; do
+    IFS='|' read -r name _ <<<"$entry"
+    wait_running "$ns" "s-$name" 240
+    imagecfg_compare "$name" "after stop/start"
+  done
+
+  step "a new image while stopped: the next start runs the new image's ENTRYPOINT and CMD"
+  kc sc -n "$ns" stop s-eponly --wait --timeout 2m >/dev/null
+  kc -n "$ns" patch stoppablecontainer s-eponly --type=json \
+    -p '[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"sc-test/cfg-entrypoint:1"}]' >/dev/null
+  kc sc -n "$ns" start s-eponly >/dev/null
+  wait_running "$ns" s-eponly 240
+  wait_for "s-eponly's report" 60 report_done s-eponly
+  expect_contains "the new image's CMD" "$(imagecfg_report s-eponly)" "argv: /bin/sh /usr/local/bin/report from-cmd"
+  expect_contains "the new image's entrypoint" "$(imagecfg_report s-eponly)" "env: ENTRYPOINT_RAN=yes"
+
+  step "runAsNonRoot against an image user given by name: refused with kubelet's words"
+  imagecfg_apply nonroot sc-test/cfg-named-user:1 '"securityContext":{"runAsNonRoot":true}'
+  local refusal='container has runAsNonRoot and image has non-numeric user (jovyan), cannot verify user is non-root'
+  wait_for "kubelet's refusal of p-nonroot" 60 bash -c \
+    "kubectl -n $ns get pod p-nonroot -o jsonpath='{.status.containerStatuses[0].state.waiting.message}' | grep -qF '$refusal'"
+  wait_for "the same refusal in s-nonroot's status" 90 bash -c \
+    "kubectl sc -n $ns status s-nonroot | grep -qF '$refusal'"
+
+  step "kubectl sc create with no command runs the image's entrypoint"
+  kc sc -n "$ns" create plain-create --image sc-test/cfg-entrypoint-only:1 >/dev/null
+  wait_running "$ns" plain-create 180
+  wait_for "plain-create's report" 60 report_done plain-create
+  expect_contains "the entrypoint ran" "$(imagecfg_report plain-create)" "argv: /bin/sh /usr/local/bin/report entrypoint-only"
+
+  step "an image that does not exist: the pull error in kubectl sc status within 30 s; fixing the image starts it"
+  kc sc -n "$ns" create ghost --image "$SC_E2E_REGISTRY/sc-test/does-not-exist:1" >/dev/null
+  wait_for "the pull error in kubectl sc status" 30 bash -c \
+    "kubectl sc -n $ns status ghost | grep -qE 'ErrImagePull|ImagePullBackOff'"
+  kc sc -n "$ns" status ghost >&2 || true
+  kc -n "$ns" patch stoppablecontainer ghost --type=json \
+    -p '[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"sc-test/cfg-entrypoint-only:1"}]' >/dev/null
+  wait_running "$ns" ghost 240
+  wait_for "ghost's report" 60 report_done ghost
+}
+
+# --- 10. the old project's Istio and Vault examples -----------------------------------------
+
+scenario_seed_examples() {
+  local ns=e2e-seeds ip
+  fresh_namespace "$ns"
+  step "images of the same config in place of nginx:1.25 and my-app:latest (the latter from the registry)"
+  imagecfg_images
+  kc -n "$ns" create serviceaccount my-app-sa >/dev/null
+  step "apply the seed's Istio (web-app) and Vault (secure-app) examples unchanged"
+  kc -n "$ns" apply -f "$PRODUCT_REPO_DIR/operator/tests/fixtures/istio.yaml" >/dev/null
+  kc -n "$ns" apply -f "$PRODUCT_REPO_DIR/operator/tests/fixtures/vault.yaml" >/dev/null
+  wait_running "$ns" web-app 240
+  wait_running "$ns" secure-app 240
+  step "they serve what their entrypoints serve"
+  ip="$(kc -n "$ns" get pod web-app -o 'jsonpath={.status.podIP}')"
+  expect_contains "web-app on :80" "$("$PRODUCT_CLUSTER" netns curl -fsS --max-time 10 "http://$ip:80/")" "Welcome to nginx!"
+  expect_contains "web-app's entrypoint ran" "$(kc -n "$ns" logs web-app)" "Configuration complete; ready for start up"
+  ip="$(kc -n "$ns" get pod secure-app -o 'jsonpath={.status.podIP}')"
+  expect_contains "secure-app on :8080" "$("$PRODUCT_CLUSTER" netns curl -fsS --max-time 10 "http://$ip:8080/")" "my-app is serving"
+  expect_contains "secure-app's image env" "$(kc -n "$ns" logs secure-app)" "in production"
+}
+
 readonly SCENARIOS=(
   "1 persistence: create, write, add a user, install a binary, stop, start|scenario_persistence"
   "7 manifests of the old operator: PodSpec form and template.container|scenario_legacy_manifests"
@@ -536,4 +723,6 @@ readonly SCENARIOS=(
   "4 node reboot|scenario_node_reboot"
   "5 image change while stopped|scenario_image_change"
   "8 a hostile tenant: forged provider and workload pods, a lost provider, the shipped roles|scenario_hostile_tenant"
+  "9 any image runs as in a plain container: entrypoint, cmd, env, user, workdir, exec, pull errors|scenario_image_config"
+  "10 the old project's Istio and Vault examples serve what their images serve|scenario_seed_examples"
 )
