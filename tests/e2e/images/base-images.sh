@@ -24,13 +24,6 @@ source "$IMAGES_DIR/rootfs.sh"
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
-# sha256 over the given files' contents plus extra strings (the build recipe's knobs).
-content_key() {
-  local extra="$1"
-  shift
-  { printf '%s\n' "$extra"; cat "$@"; } | sha256sum | cut -c1-16
-}
-
 pack_pause() {
   local out_dir="$1" tag=sc-test/pause:1
   local key archive

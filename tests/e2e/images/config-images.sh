@@ -122,12 +122,6 @@ pack() {
   echo "$tag $archive"
 }
 
-content_key() {
-  local extra="$1"
-  shift
-  { printf '%s\n' "$extra"; cat "$@"; } | sha256sum | cut -c1-16
-}
-
 main() {
   if [[ $# -ne 1 ]]; then
     echo "usage: $0 OUT_DIR" >&2

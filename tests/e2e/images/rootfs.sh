@@ -1,6 +1,15 @@
 # shellcheck shell=bash
-# Root filesystems the e2e images are packed from. Sourced by base-images.sh and
-# config-images.sh.
+# What the e2e image builders share: the root filesystems they pack, and how archives are named.
+# Sourced by base-images.sh and config-images.sh.
+
+# content_key EXTRA FILE...: 16 hex digits of the sha256 over EXTRA (the recipe's knobs) and the
+# files' contents, so an archive is named after everything it is built from.
+content_key() {
+  local extra="$1"
+  shift
+  { printf '%s\n' "$extra"; cat "$@"; } | sha256sum | cut -c1-16
+}
+
 
 # busybox_rootfs DIR [BUSYBOX]: a minimal rootfs in DIR (which exists and is empty): Debian's
 # static busybox with every applet linked in /bin, /sbin, /usr/bin and /usr/sbin (the last three
