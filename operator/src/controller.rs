@@ -589,7 +589,9 @@ impl<'a> Reconciler<'a> {
             }
         }
 
-        let restart_required = match (children.consumer().owned(), &children.instance) {
+        // A workload pod being deleted (a stop, or a stuck start made again) needs no restart: the
+        // next pod is made from the current template anyway.
+        let restart_required = match (children.consumer().owned().filter(|pod| !is_terminating(pod)), &children.instance) {
             (Some(_), Some(instance)) => {
                 restart_required(&self.sc, &instance.spec, validation.as_ref().ok().map(|start| start.rootfs_size_bytes))
             }

@@ -861,6 +861,7 @@ async fn a_missing_image_fails_the_start_within_seconds_and_a_fixed_template_bri
     assert_eq!(image_of(&provider, 0), "busybox:1.36");
     let sc = env.scs.get("app").await.expect("sc");
     assert_eq!(condition_of(&sc, "RestartRequired"), Some(("False".into(), "UpToDate".into())));
+    assert_eq!(times_said(&env, "app", "TemplateChanged").await, 0, "the change is being applied: no 'stop and start' is asked for");
     assert_eq!(env.instances.get("app").await.expect("instance").spec.base_image.as_deref(), Some("busybox:1.36"));
 }
 
