@@ -1,8 +1,6 @@
 //! The consumer (workload) pod: the template's pod, with the workload container running `sc-exec`
 //! over the persistent rootfs. Pure.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{
     Affinity, CSIVolumeSource, Container, EnvVar, ExecAction, Lifecycle, LifecycleHandler, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Probe, Volume, VolumeMount,
@@ -11,28 +9,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use sc_api::StoppableContainerInstance;
 use sc_api::consts::{
-    CONSUMER_ROOTFS_PATH, CSI_DRIVER_NAME, EXEC_WRAPPER_PATH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE,
-    ROLE_CONSUMER, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME, VOLUME_ATTR_SC_NAME,
+    CONSUMER_ROOTFS_PATH, CSI_DRIVER_NAME, EXEC_WRAPPER_PATH, ROLE_CONSUMER, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME,
+    VOLUME_ATTR_SC_NAME,
 };
 use sc_api::exec_config::EXEC_CONFIG_ENV;
 
-use crate::instance_builder::controller_reference;
+use crate::meta::{controller_reference, system_labels};
 use crate::security::{consumer_security_context, exec_config, kubelet_pod_name};
 use crate::settings::PodSettings;
 use crate::validate::Workload;
 
 /// Field of a node that required node affinity can match exactly (`matchFields`).
 const NODE_NAME_FIELD: &str = "metadata.name";
-
-/// Labels every pod of a StoppableContainer carries; they win over the template's labels.
-pub fn system_labels(sc_name: &str, role: &str) -> BTreeMap<String, String> {
-    [
-        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
-        (LABEL_INSTANCE.to_owned(), sc_name.to_owned()),
-        (LABEL_ROLE.to_owned(), role.to_owned()),
-    ]
-    .into()
-}
 
 /// The workload pod for `workload`, owned by `instance`. `data_node` pins it (required node
 /// affinity) to the node that already holds the StoppableContainer's data; without it (first

@@ -1,28 +1,11 @@
 //! The StoppableContainerInstance a StoppableContainer deploys through. Pure.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use sc_api::consts::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, SCI_FINALIZER};
 use sc_api::{StoppableContainer, StoppableContainerInstance, StoppableContainerInstanceSpec};
 
-/// A controller owner reference to `owner` (which must have a name and a UID, as every object
-/// read from the API server has).
-pub fn controller_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
-    OwnerReference {
-        api_version: K::api_version(&()).into_owned(),
-        kind: K::kind(&()).into_owned(),
-        name: owner.name_any(),
-        uid: owner.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-/// True when `owner_uid` is the controller of `object` (the only pods and instances the operator
-/// ever changes or deletes).
-pub fn is_controlled_by(object: &impl Resource, owner_uid: &str) -> bool {
-    object.meta().owner_references.iter().flatten().any(|reference| reference.controller == Some(true) && reference.uid == owner_uid)
-}
+use crate::meta::controller_reference;
 
 /// The instance for a start of `sc`: a snapshot of its template and provider settings. While the
 /// workload pod runs, the previous snapshot is kept (pass it as `deployed`), so the instance keeps

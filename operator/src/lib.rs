@@ -12,6 +12,7 @@ pub mod controller;
 pub mod data_report;
 pub mod http;
 pub mod instance_builder;
+pub mod meta;
 pub mod metrics;
 pub mod ownership;
 pub mod provider_pod;

@@ -25,8 +25,8 @@ use sc_api::StoppableContainerInstance;
 use sc_api::consts::{EXEC_WRAPPER_DIR, EXEC_WRAPPER_PATH, PROVIDER_CONTAINER_NAME, ROLE_PROVIDER, provider_pod_name};
 use sha2::{Digest, Sha256};
 
-use crate::consumer_pod::{pin_to_node, pinned_node, system_labels};
-use crate::instance_builder::controller_reference;
+use crate::consumer_pod::{pin_to_node, pinned_node};
+use crate::meta::{controller_reference, system_labels};
 use crate::settings::PodSettings;
 use crate::validate::Workload;
 

@@ -17,7 +17,7 @@ use sc_api::exec_config::{ArgvSource, EXEC_CONFIG_ENV, ExecConfig};
 use sc_api::image_config::ImageConfig;
 use sc_api::process::workload_argv;
 use sc_operator::consumer_pod::pinned_node;
-use sc_operator::instance_builder::is_controlled_by;
+use sc_operator::meta::is_controlled_by;
 use sc_operator::provider_pod::{PROVIDER_HASH_ANNOTATION, build_provider_pod, provider_is_current};
 use sc_operator::settings::PodSettings;
 use sc_operator::validate::{describe_problems, validate, validate_start};

@@ -1,0 +1,149 @@
+//! Fetch: what one reconcile reads, and the pure view of it the plan and the report work from.
+//! The only reads of the reconcile are here; the cache (the usage ConfigMaps) is read here too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use sc_api::StoppableContainerInstance;
+use sc_api::consts::provider_pod_name;
+use sc_api::node_report::usage_configmap_name;
+
+use super::{Error, Reconciler};
+use crate::data_report;
+use crate::meta::is_controlled_by;
+use crate::ownership::{RecordedPods, Role, classify, recorded_uid};
+use crate::settings::PodSettings;
+use crate::status::Found;
+
+/// The objects of one StoppableContainer, as fetched (and as this reconcile's own writes left
+/// them: the executor puts each response here).
+#[derive(Clone, Debug, Default)]
+pub struct Children {
+    /// The instance, only when this StoppableContainer controls it.
+    pub instance: Option<StoppableContainerInstance>,
+    /// An instance with our name that this StoppableContainer does not control (left over by an
+    /// earlier StoppableContainer of the same name): never adopted, changed or deleted, and the
+    /// pods it controls are foreign too.
+    pub foreign_instance: Option<StoppableContainerInstance>,
+    /// The pod named like the StoppableContainer (the workload pod, if it is ours).
+    pub consumer: Option<Pod>,
+    /// The pod named `<name>-provider` (the provider pod, if it is ours).
+    pub provider: Option<Pod>,
+}
+
+impl Children {
+    /// Sorts what was read: an instance the StoppableContainer `sc_uid` does not control is
+    /// foreign, never its instance.
+    pub fn sorted(found_instance: Option<StoppableContainerInstance>, sc_uid: &str, consumer: Option<Pod>, provider: Option<Pod>) -> Self {
+        let (instance, foreign_instance) = match found_instance {
+            Some(instance) if !is_controlled_by(&instance, sc_uid) => (None, Some(instance)),
+            found => (found, None),
+        };
+        Children { instance, foreign_instance, consumer, provider }
+    }
+
+    /// The pod that holds `role`'s name, as read (or as created by this reconcile).
+    pub fn pod(&self, role: Role) -> Option<&Pod> {
+        match role {
+            Role::Consumer => self.consumer.as_ref(),
+            Role::Provider => self.provider.as_ref(),
+        }
+    }
+
+    /// Puts `pod` (None: gone) in `role`'s place.
+    pub fn set_pod(&mut self, role: Role, pod: Option<Pod>) {
+        match role {
+            Role::Consumer => self.consumer = pod,
+            Role::Provider => self.provider = pod,
+        }
+    }
+
+    /// The UID the instance status records for `role`'s pod.
+    pub fn recorded(&self, role: Role) -> Option<&str> {
+        role.recorded_uid(self.instance.as_ref().and_then(|instance| instance.status.as_ref()))
+    }
+
+    /// `role`'s pod, judged by the recorded UID alone.
+    pub fn found(&self, role: Role) -> Found<'_> {
+        classify(self.pod(role), self.recorded(role), self.instance.as_ref(), role)
+    }
+
+    /// The workload pod, judged.
+    pub fn consumer(&self) -> Found<'_> {
+        self.found(Role::Consumer)
+    }
+
+    /// The provider pod, judged.
+    pub fn provider(&self) -> Found<'_> {
+        self.found(Role::Provider)
+    }
+
+    /// Whether the instance is being deleted (it then takes its pods with it).
+    pub fn instance_deleting(&self) -> bool {
+        self.instance.as_ref().is_some_and(|instance| instance.metadata.deletion_timestamp.is_some())
+    }
+
+    /// What the instance status records once this reconcile is done: nothing is created after
+    /// this point, so each record is kept while its pod holds the name and cleared otherwise.
+    pub fn recorded_after_reconcile(&self) -> RecordedPods {
+        let after = |role| recorded_uid(self.recorded(role), self.pod(role), None);
+        RecordedPods { consumer: after(Role::Consumer), provider: after(Role::Provider) }
+    }
+}
+
+/// What the plan needs besides the children: the operator's settings and what was read about the
+/// data node.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    /// Shapes the pods, and the rootfs size limits.
+    pub settings: &'a PodSettings,
+    /// Whether the data node exists; None when it was not checked (it then counts as existing:
+    /// only a 404 is proof that it is gone).
+    pub data_node_exists: Option<bool>,
+    /// The data node's usage ConfigMap entries (the node plugin's report, from the cache).
+    pub usage: Option<&'a BTreeMap<String, String>>,
+}
+
+impl Facts<'_> {
+    /// False only when the data node is known to be gone.
+    pub fn data_node_exists(&self) -> bool {
+        self.data_node_exists.unwrap_or(true)
+    }
+}
+
+impl Reconciler<'_> {
+    /// Reads the instance and both pods.
+    pub(super) async fn fetch(&self) -> Result<Children, Error> {
+        let instance = self.instances.get_opt(&self.name).await.map_err(Error::read("the instance"))?;
+        let consumer = self.pods.get_opt(&self.name).await.map_err(Error::read("the workload pod"))?;
+        let provider = self.pods.get_opt(&provider_pod_name(&self.name)).await.map_err(Error::read("the provider pod"))?;
+        Ok(Children::sorted(instance, &self.sc.uid().unwrap_or_default(), consumer, provider))
+    }
+
+    /// Reads the pod named `name` (after a create found the name taken, or a delete that may
+    /// have removed it at once).
+    pub(super) async fn fetch_pod(&self, name: &str) -> Result<Option<Pod>, Error> {
+        self.pods.get_opt(name).await.map_err(Error::read(format!("pod {name:?}")))
+    }
+
+    /// False only when the node is known to be gone (404); other errors are not proof.
+    pub(super) async fn node_exists(&self, node: &str) -> Result<bool, Error> {
+        let found = self.nodes.get_opt(node).await.map_err(Error::read(format!("node {node:?}")))?;
+        Ok(found.is_some())
+    }
+
+    /// Node `node`'s usage ConfigMap, from the cache.
+    pub(super) fn usage_configmap(&self, node: Option<&str>) -> Option<Arc<ConfigMap>> {
+        self.ctx.configmaps.get(&ObjectRef::new(&usage_configmap_name(node?)).within(&self.ctx.report_namespace))
+    }
+
+    /// Node `node`'s data report (what its node plugin deleted).
+    pub(super) async fn data_report(&self, node: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+        data_report::fetch_report(&self.ctx.client, &self.ctx.report_namespace, node)
+            .await
+            .map_err(Error::read(format!("the data report of node {node:?} in namespace {:?}", self.ctx.report_namespace)))
+    }
+}
