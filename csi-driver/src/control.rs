@@ -35,6 +35,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::layout::DataRoot;
 use crate::prepare::{self, Fault, HELPER_SUBCOMMAND, HelperArgs, HelperReport, PrepareError};
+use crate::sys::System;
 use crate::validate::PodRef;
 
 /// Longest request line accepted (`{"op":"prepare"}` is 16 bytes).
@@ -234,19 +235,28 @@ impl ControlSockets {
             Err(error) => warn!(socket = %socket.display(), %error, "could not remove the control socket"),
         }
     }
+}
 
-    /// Removes the volume's control directory, with the image config file in it, once nothing is
-    /// mounted from it any more.
-    pub fn remove_dir(&self, volume_id: &str) {
-        let dir = self.data.control_dir(volume_id);
-        if let Err(error) = crate::published_image::remove(&dir) {
-            warn!(dir = %dir.display(), %error, "could not remove the image config file");
+/// Removes a publication's control directory, with its socket and image config file, once
+/// nothing is mounted from it any more. Failures are logged: an empty directory left behind
+/// costs nothing, and the next publish of the volume reuses it.
+pub fn remove_control_dir(system: &dyn System, data: &DataRoot, volume_id: &str) {
+    let dir = data.control_dir(volume_id);
+    let socket = dir.join(CONTROL_SOCKET_NAME);
+    match system.remove_file(&socket) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            warn!(socket = %socket.display(), %error, "could not remove the control socket");
         }
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => warn!(dir = %dir.display(), %error, "could not remove the control directory"),
+        _ => {}
+    }
+    if let Err(error) = crate::published_image::remove(system, &dir) {
+        warn!(dir = %dir.display(), %error, "could not remove the image config file");
+    }
+    match system.remove_dir(&dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            warn!(dir = %dir.display(), %error, "could not remove the control directory");
         }
+        _ => {}
     }
 }
 
@@ -294,7 +304,7 @@ async fn serve_connection(mut stream: UnixStream, publication: &Publication) {
     let (reader, mut writer) = stream.split();
     let encoded = match handle(peer, reader, publication).await {
         Ok(report) => {
-            let elapsed_ms = crate::node::millis(started.elapsed());
+            let elapsed_ms = crate::timing::millis(started.elapsed());
             info!(volume_id = %publication.volume_id, pod = %pod_name(&publication.pod), pid = peer, elapsed_ms, ?report, "prepared the consumer's rootfs");
             serde_json::to_vec(&ControlResponse::Prepared)
         }
@@ -616,7 +626,7 @@ mod tests {
         sockets.open(&volume_id, &pod).expect("reopen");
         assert!(path.exists());
         sockets.close(&volume_id);
-        sockets.remove_dir(&volume_id);
+        remove_control_dir(&crate::sys::RealSystem::default(), &data, &volume_id);
         assert!(!data.control_dir(&volume_id).exists());
     }
 }

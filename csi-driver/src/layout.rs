@@ -60,28 +60,40 @@ impl DataRoot {
 
     /// How the SC's data is kept. A rootfs created before size limits existed has its upper
     /// directly in the SC's directory and keeps it (its data is never moved); every other one is
-    /// on its own filesystem. One `stat`.
+    /// on its own filesystem. One `stat` (the node plugin's publish path asks its
+    /// [`System`](crate::sys::System) instead: `DataLayout::of(is_directory(legacy_upper_dir))`).
     pub fn layout(&self, key: &ScKey) -> DataLayout {
         DataLayout::of(std::fs::symlink_metadata(self.legacy_upper_dir(key)).is_ok_and(|metadata| metadata.is_dir()))
     }
 
     /// The overlay's upper directory of the SC's data, in its [`layout`](Self::layout).
     pub fn upper_dir(&self, key: &ScKey) -> PathBuf {
-        match self.layout(key) {
+        self.upper_dir_in(key, self.layout(key))
+    }
+
+    /// The overlay's work directory, next to the upper.
+    pub fn work_dir(&self, key: &ScKey) -> PathBuf {
+        self.work_dir_in(key, self.layout(key))
+    }
+
+    /// The upper directory of the SC's data kept in `layout`.
+    pub fn upper_dir_in(&self, key: &ScKey, layout: DataLayout) -> PathBuf {
+        match layout {
             DataLayout::OwnFilesystem => crate::quota::RootfsFs::new(self.container_dir(key)).upper_dir(),
             DataLayout::Unlimited => self.legacy_upper_dir(key),
         }
     }
 
-    /// The overlay's work directory, next to the upper.
-    pub fn work_dir(&self, key: &ScKey) -> PathBuf {
-        match self.layout(key) {
+    /// The work directory of the SC's data kept in `layout`.
+    pub fn work_dir_in(&self, key: &ScKey, layout: DataLayout) -> PathBuf {
+        match layout {
             DataLayout::OwnFilesystem => crate::quota::RootfsFs::new(self.container_dir(key)).work_dir(),
             DataLayout::Unlimited => self.container_dir(key).join("work"),
         }
     }
 
-    fn legacy_upper_dir(&self, key: &ScKey) -> PathBuf {
+    /// Where the upper of a rootfs made before size limits is: its existence decides the layout.
+    pub fn legacy_upper_dir(&self, key: &ScKey) -> PathBuf {
         self.container_dir(key).join("upper")
     }
 

@@ -28,5 +28,6 @@ pub mod registration;
 pub mod server;
 pub mod socket;
 pub mod sys;
+pub mod timing;
 pub mod usage;
 pub mod validate;

@@ -9,11 +9,12 @@
 //! consumer that restarts after a plugin restart reads the same file again. Mode 0444: nothing,
 //! not even the plugin, changes it in place.
 
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use sc_api::image_config::{IMAGE_CONFIG_FILE_NAME, PublishedImage};
+
+use crate::sys::System;
 
 /// The file's mode: readable by everyone who can reach the control directory, writable by none.
 pub const IMAGE_CONFIG_MODE: u32 = 0o444;
@@ -28,33 +29,21 @@ fn temporary_path(control_dir: &Path) -> PathBuf {
 }
 
 /// Writes `image` into the control directory (which must exist), replacing any earlier file.
-pub fn write(control_dir: &Path, image: &PublishedImage) -> io::Result<()> {
+pub fn write(system: &dyn System, control_dir: &Path, image: &PublishedImage) -> io::Result<()> {
     let body = serde_json::to_vec(image).map_err(io::Error::other)?;
     let temporary = temporary_path(control_dir);
-    // A temporary file left by a crash mid-write is read-only: start from a new one.
-    remove_if_present(&temporary)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(IMAGE_CONFIG_MODE)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(&temporary)
-        .map_err(|error| annotate(error, "creating", &temporary))?;
-    // The umask may have taken bits away; the consumer must be able to read it.
-    file.set_permissions(std::fs::Permissions::from_mode(IMAGE_CONFIG_MODE)).map_err(|error| annotate(error, "chmod of", &temporary))?;
-    file.write_all(&body).map_err(|error| annotate(error, "writing", &temporary))?;
-    file.sync_all().map_err(|error| annotate(error, "fsync of", &temporary))?;
-    drop(file);
+    // A temporary file left by a crash mid-write is read-only (and a symlink there is removed,
+    // never followed): start from a new one.
+    remove_if_present(system, &temporary)?;
     let path = image_config_path(control_dir);
-    std::fs::rename(&temporary, &path).map_err(|error| annotate(error, "renaming into place", &path))?;
-    std::fs::File::open(control_dir).and_then(|dir| dir.sync_all()).map_err(|error| annotate(error, "fsync of", control_dir))
+    system.write_file_durably(&path, &temporary, &body, IMAGE_CONFIG_MODE).map_err(|error| annotate(error, "writing", &path))
 }
 
 /// Reads the file back: `None` when there is none. A file that does not parse is an
 /// `InvalidData` error naming it.
-pub fn read(control_dir: &Path) -> io::Result<Option<PublishedImage>> {
+pub fn read(system: &dyn System, control_dir: &Path) -> io::Result<Option<PublishedImage>> {
     let path = image_config_path(control_dir);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match system.read_file(&path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(annotate(error, "reading", &path)),
@@ -65,13 +54,13 @@ pub fn read(control_dir: &Path) -> io::Result<Option<PublishedImage>> {
 }
 
 /// Removes the file (and a temporary one), so that the control directory can be removed.
-pub fn remove(control_dir: &Path) -> io::Result<()> {
-    remove_if_present(&temporary_path(control_dir))?;
-    remove_if_present(&image_config_path(control_dir))
+pub fn remove(system: &dyn System, control_dir: &Path) -> io::Result<()> {
+    remove_if_present(system, &temporary_path(control_dir))?;
+    remove_if_present(system, &image_config_path(control_dir))
 }
 
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
+fn remove_if_present(system: &dyn System, path: &Path) -> io::Result<()> {
+    match system.remove_file(path) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => Err(annotate(error, "removing", path)),
         _ => Ok(()),
     }
@@ -83,9 +72,12 @@ fn annotate(error: io::Error, action: &str, path: &Path) -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use sc_api::image_config::ImageConfig;
 
     use super::*;
+    use crate::sys::RealSystem;
 
     fn runtime_image() -> PublishedImage {
         PublishedImage::Runtime {
@@ -107,12 +99,12 @@ mod tests {
     #[test]
     fn the_file_is_written_read_only_and_reads_back_the_same() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(read(dir.path()).expect("read"), None, "no file yet");
-        write(dir.path(), &runtime_image()).expect("write");
+        assert_eq!(read(&RealSystem::default(), dir.path()).expect("read"), None, "no file yet");
+        write(&RealSystem::default(), dir.path(), &runtime_image()).expect("write");
         let path = image_config_path(dir.path());
         assert_eq!(path, dir.path().join("image-config.json"));
         assert_eq!(mode(&path), IMAGE_CONFIG_MODE);
-        assert_eq!(read(dir.path()).expect("read"), Some(runtime_image()));
+        assert_eq!(read(&RealSystem::default(), dir.path()).expect("read"), Some(runtime_image()));
         let text = std::fs::read_to_string(&path).expect("read text");
         assert!(text.starts_with(r#"{"source":"runtime","imageRef":"docker.io/library/python@sha256:0123""#), "{text}");
         let names: Vec<_> = std::fs::read_dir(dir.path()).expect("list").map(|entry| entry.expect("entry").file_name()).collect();
@@ -122,16 +114,16 @@ mod tests {
     #[test]
     fn a_new_write_replaces_the_file_and_a_crashed_writes_leftover() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), &runtime_image()).expect("write");
+        write(&RealSystem::default(), dir.path(), &runtime_image()).expect("write");
         // A crash between create and rename left a read-only temporary file.
         std::fs::write(temporary_path(dir.path()), b"{\"half").expect("leftover");
         std::fs::set_permissions(temporary_path(dir.path()), std::fs::Permissions::from_mode(0o444)).expect("chmod");
         let unavailable = PublishedImage::Unavailable { image_ref: "sha256:1".into(), reason: "no runtime socket".into() };
-        write(dir.path(), &unavailable).expect("write over");
-        assert_eq!(read(dir.path()).expect("read"), Some(unavailable));
+        write(&RealSystem::default(), dir.path(), &unavailable).expect("write over");
+        assert_eq!(read(&RealSystem::default(), dir.path()).expect("read"), Some(unavailable));
         assert!(!temporary_path(dir.path()).exists());
-        remove(dir.path()).expect("remove");
-        remove(dir.path()).expect("removing twice is fine");
+        remove(&RealSystem::default(), dir.path()).expect("remove");
+        remove(&RealSystem::default(), dir.path()).expect("removing twice is fine");
         std::fs::remove_dir(dir.path()).expect("the directory is empty again");
     }
 
@@ -139,7 +131,7 @@ mod tests {
     fn a_file_that_does_not_parse_is_an_error_naming_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(image_config_path(dir.path()), b"garbage").expect("write");
-        let error = read(dir.path()).expect_err("garbage");
+        let error = read(&RealSystem::default(), dir.path()).expect_err("garbage");
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(error.to_string().contains("image-config.json is not an image config file"), "{error}");
     }
@@ -150,8 +142,8 @@ mod tests {
         let elsewhere = dir.path().join("elsewhere");
         std::fs::write(&elsewhere, b"keep").expect("write");
         std::os::unix::fs::symlink(&elsewhere, temporary_path(dir.path())).expect("symlink");
-        write(dir.path(), &runtime_image()).expect("the link is removed, not followed");
+        write(&RealSystem::default(), dir.path(), &runtime_image()).expect("the link is removed, not followed");
         assert_eq!(std::fs::read(&elsewhere).expect("read"), b"keep");
-        assert_eq!(read(dir.path()).expect("read"), Some(runtime_image()));
+        assert_eq!(read(&RealSystem::default(), dir.path()).expect("read"), Some(runtime_image()));
     }
 }

@@ -9,15 +9,16 @@
 //! and the callers fall back to the mount table: a torn record must never block its volume's
 //! publish or unpublish, nor make recovery unwind a live consumer.
 
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::layout::{DataRoot, ScKey};
+use crate::sys::System;
 use crate::validate::PodRef;
 
 /// Records are root-only: they name pods, targets and the provider's root filesystem.
@@ -34,10 +35,11 @@ pub struct Record {
     pub lower_dir: PathBuf,
 }
 
-/// The records directory of a data root.
-#[derive(Clone, Debug)]
+/// The records directory of a data root, read and written through the node's [`System`].
+#[derive(Clone)]
 pub struct Records {
     data: DataRoot,
+    system: Arc<dyn System>,
 }
 
 /// Every record found at start-up.
@@ -51,8 +53,8 @@ pub struct Listing {
 }
 
 impl Records {
-    pub fn new(data: DataRoot) -> Self {
-        Self { data }
+    pub fn new(data: DataRoot, system: Arc<dyn System>) -> Self {
+        Self { data, system }
     }
 
     /// The record of `volume_id`, or `None` when there is none. A record that does not parse is
@@ -60,7 +62,7 @@ impl Records {
     /// the mount table, as for a publish that was killed before it recorded itself.
     pub fn load(&self, volume_id: &str) -> io::Result<Option<Record>> {
         let path = self.data.record_path(volume_id);
-        match read_record(&path)? {
+        match self.read_record(&path)? {
             Read::Missing => Ok(None),
             Read::Record(record) => Ok(Some(record)),
             Read::Garbage(problem) => match self.quarantine(&path, &problem) {
@@ -80,29 +82,22 @@ impl Records {
         let path = self.data.record_path(&record.volume_id);
         let temporary = dir.join(format!(".{}.tmp", record.volume_id));
         let body = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        let mut file = match create_private_file(&temporary) {
+        match self.system.write_file_durably(&path, &temporary, &body, RECORD_MODE) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                create_private_dir_all(&dir)?;
-                create_private_file(&temporary)?
+                self.system.create_dir_all(&dir, crate::dirs::PRIVATE_DIR_MODE)?;
+                self.system.write_file_durably(&path, &temporary, &body, RECORD_MODE)
             }
-            other => other?,
-        };
-        // A temporary file an older version left behind keeps its mode when reopened.
-        file.set_permissions(std::fs::Permissions::from_mode(RECORD_MODE))?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, &path)?;
-        sync_directory(&dir)
+            other => other,
+        }
     }
 
     /// Removes a record, durably (a record that comes back after a power loss would make recovery
     /// look for mounts that are gone, which it handles, but costs a wrong log line).
     pub fn remove(&self, volume_id: &str) -> io::Result<()> {
-        match std::fs::remove_file(self.data.record_path(volume_id)) {
+        match self.system.remove_file(&self.data.record_path(volume_id)) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(error) => Err(error),
-            Ok(()) => sync_directory(&self.data.records_dir()),
+            Ok(()) => self.system.sync_directory(&self.data.records_dir()),
         }
     }
 
@@ -111,15 +106,14 @@ impl Records {
     /// behind is removed, and one that cannot be is only warned about: it never stops start-up.
     pub fn all(&self) -> io::Result<Listing> {
         let dir = self.data.records_dir();
-        let entries = match std::fs::read_dir(&dir) {
+        let entries = match self.system.list_directory(&dir) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Listing::default()),
             other => other?,
         };
         let mut listing = Listing::default();
-        for entry in entries {
-            let path = entry?.path();
+        for path in entries {
             if path.extension().is_some_and(|extension| extension == "json") {
-                match read_record(&path) {
+                match self.read_record(&path) {
                     Ok(Read::Record(record)) => listing.records.push(record),
                     Ok(Read::Missing) => {}
                     Ok(Read::Garbage(problem)) => match self.quarantine(&path, &problem) {
@@ -130,7 +124,7 @@ impl Records {
                 }
             } else if path.file_name().is_some_and(|name| name.to_string_lossy().ends_with(".tmp")) {
                 // A temp file left by a crash mid-save: the rename never happened, so it is garbage.
-                if let Err(error) = std::fs::remove_file(&path) {
+                if let Err(error) = self.system.remove_file(&path) {
                     warn!(path = %path.display(), %error, "could not remove a temporary record a crash left behind; it is ignored");
                 }
             }
@@ -141,14 +135,14 @@ impl Records {
     /// Moves a record that does not parse out of the way, keeping it for inspection.
     fn quarantine(&self, path: &Path, problem: &str) -> io::Result<PathBuf> {
         let quarantine = self.data.quarantine_dir();
-        create_private_dir_all(&quarantine)?;
+        self.system.create_dir_all(&quarantine, crate::dirs::PRIVATE_DIR_MODE)?;
         let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
         // Timestamped: the same volume's record may go bad twice.
         let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_nanos()).unwrap_or_default();
         let to = quarantine.join(format!("{name}.{stamp}"));
-        std::fs::rename(path, &to)?;
-        sync_directory(&quarantine)?;
-        sync_directory(&self.data.records_dir())?;
+        self.system.rename(path, &to)?;
+        self.system.sync_directory(&quarantine)?;
+        self.system.sync_directory(&self.data.records_dir())?;
         warn!(
             record = %path.display(),
             moved_to = %to.display(),
@@ -166,38 +160,22 @@ enum Read {
     Garbage(String),
 }
 
-fn read_record(path: &Path) -> io::Result<Read> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(serde_json::from_slice(&bytes).map_or_else(|error| Read::Garbage(error.to_string()), Read::Record)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Read::Missing),
-        Err(error) => Err(io::Error::new(error.kind(), format!("reading {}: {error}", path.display()))),
+impl Records {
+    fn read_record(&self, path: &Path) -> io::Result<Read> {
+        match self.system.read_file(path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).map_or_else(|error| Read::Garbage(error.to_string()), Read::Record)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Read::Missing),
+            Err(error) => Err(io::Error::new(error.kind(), format!("reading {}: {error}", path.display()))),
+        }
     }
-}
-
-/// Opens `path` for writing, root-only, truncated; a symlink there is refused, never followed.
-fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(RECORD_MODE)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-}
-
-fn create_private_dir_all(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(crate::dirs::PRIVATE_DIR_MODE).create(dir)
-}
-
-/// Makes a rename or unlink in `dir` durable.
-fn sync_directory(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
+    use crate::sys::RealSystem;
 
     fn record(volume_id: &str) -> Record {
         Record {
@@ -224,7 +202,7 @@ mod tests {
     #[test]
     fn save_load_list_remove() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let records = Records::new(DataRoot::new(dir.path()));
+        let records = Records::new(DataRoot::new(dir.path()), Arc::new(RealSystem::default()));
         assert_eq!(records.load("csi-1").expect("load"), None);
         records.save(&record("csi-1")).expect("save");
         let mut updated = record("csi-1");
@@ -245,7 +223,7 @@ mod tests {
     fn records_are_root_only_even_over_an_old_temporary_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = DataRoot::new(dir.path());
-        let records = Records::new(data.clone());
+        let records = Records::new(data.clone(), Arc::new(RealSystem::default()));
         std::fs::create_dir_all(data.records_dir()).expect("mkdir");
         // What an older version left: a world-readable temporary file.
         let temporary = data.records_dir().join(".csi-1.tmp");
@@ -266,7 +244,7 @@ mod tests {
     fn a_record_that_does_not_parse_is_quarantined_and_reads_as_absent() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = DataRoot::new(dir.path());
-        let records = Records::new(data.clone());
+        let records = Records::new(data.clone(), Arc::new(RealSystem::default()));
         records.save(&record("csi-1")).expect("save");
         // A torn write after a power loss, then a hand edit gone wrong.
         for garbage in [&b""[..], b"{\"volumeId\": \"csi-1\", \"targ"] {
@@ -287,7 +265,7 @@ mod tests {
     fn listing_quarantines_garbage_and_survives_a_temporary_file_it_cannot_remove() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = DataRoot::new(dir.path());
-        let records = Records::new(data.clone());
+        let records = Records::new(data.clone(), Arc::new(RealSystem::default()));
         records.save(&record("csi-1")).expect("save");
         std::fs::write(data.record_path("csi-3"), b"{broken").expect("write");
         // A "temporary file" that remove_file cannot remove (a non-empty directory).

@@ -1,0 +1,115 @@
+//! The RPC side: the wait for the provider, the rootfs size, the usage figures.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{POD_UID, kubelet_cgroups, rootfs_settings};
+use crate::cluster::{ClusterError, ClusterView, Consumer, Provider};
+use crate::cri::ImageConfigReader;
+use crate::layout::{DataLayout, DataRoot, ScKey};
+use crate::node::{NodeCore, NodeSettings, PublishError, rootfs_size};
+use crate::quota;
+use crate::sys::fake::FakeSystem;
+
+/// A cluster whose provider never runs (or is stuck); counts the questions.
+struct WaitingCluster {
+    answer: Provider,
+    asked: AtomicUsize,
+}
+
+impl ClusterView for WaitingCluster {
+    async fn authorize_consumer(&self, _: &crate::validate::PodRef, _: &str) -> Result<Consumer, ClusterError> {
+        Err(ClusterError::Denied("not part of this fake".into()))
+    }
+    async fn provider(&self, _: &Consumer) -> Result<Provider, ClusterError> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        Ok(self.answer.clone())
+    }
+}
+
+fn waiting_core(answer: Provider, wait: Duration) -> NodeCore<WaitingCluster, FakeSystem> {
+    waiting_core_in(DataRoot::new("/nonexistent/data-root"), answer, wait)
+}
+
+fn waiting_core_in(data_root: DataRoot, answer: Provider, wait: Duration) -> NodeCore<WaitingCluster, FakeSystem> {
+    let settings = NodeSettings {
+        data_root,
+        kubelet_dir: PathBuf::from("/nonexistent/kubelet"),
+        provider_wait: wait,
+        provider_poll: Duration::from_millis(10),
+        kubelet_cgroups: kubelet_cgroups(),
+        rootfs: rootfs_settings(),
+        images: ImageConfigReader::new(crate::cri::RuntimeEndpoint::Socket(PathBuf::from("/nonexistent/runtime.sock"))),
+    };
+    NodeCore::new(WaitingCluster { answer, asked: AtomicUsize::new(0) }, FakeSystem::default(), settings)
+}
+
+fn consumer() -> Consumer {
+    Consumer {
+        sc: ScKey { namespace: "team-a".into(), name: "dev".into(), uid: POD_UID.into() },
+        instance_uid: POD_UID.into(),
+        rootfs_size_bytes: None,
+    }
+}
+
+#[test]
+fn the_rootfs_size_is_the_instances_else_the_default_never_above_the_nodes_maximum() {
+    let settings = rootfs_settings();
+    let sized = |bytes: Option<u64>| rootfs_size(&settings, &Consumer { rootfs_size_bytes: bytes, ..consumer() });
+    assert_eq!(sized(None).expect("default").to_string(), "10Gi");
+    assert_eq!(sized(Some(20 << 30)).expect("the operator's").to_string(), "20Gi");
+    let too_large = sized(Some(200 << 30)).expect_err("above the maximum").to_string();
+    assert!(too_large.contains("200Gi is more than this node's maximum of 100Gi (the node plugin's --max-rootfs-size)"), "{too_large}");
+    let too_small = sized(Some(1 << 20)).expect_err("below the minimum").to_string();
+    assert!(too_small.contains("below the minimum of 64Mi"), "{too_small}");
+    assert!(too_small.starts_with("the rootfs size of StoppableContainer team-a/dev"), "{too_small}");
+}
+
+#[tokio::test]
+async fn a_provider_that_never_starts_is_asked_about_a_bounded_number_of_times() {
+    let core = waiting_core(Provider::NotReady { reason: "ContainerCreating".into() }, Duration::from_millis(700));
+    let error = core.wait_for_provider(&consumer()).await.err().expect("times out");
+    assert!(error.to_string().contains("is not ready after waiting"), "{error}");
+    assert!(error.to_string().contains("ContainerCreating"), "{error}");
+    // 10, 20, 40, ... ms: about 7 questions in 700 ms, where a fixed 10 ms poll asks 70 times.
+    let asked = core.cluster.asked.load(Ordering::Relaxed);
+    assert!((5..=9).contains(&asked), "asked {asked} times");
+}
+
+#[tokio::test]
+async fn a_stuck_provider_ends_the_wait_at_once() {
+    let core = waiting_core(Provider::Stuck { reason: "provider container is ImagePullBackOff".into() }, Duration::from_secs(60));
+    let started = Instant::now();
+    let error = core.wait_for_provider(&consumer()).await.err().expect("fails");
+    assert!(matches!(error, PublishError::ProviderStuck { .. }), "{error}");
+    assert!(error.to_string().contains("ImagePullBackOff"), "{error}");
+    assert_eq!(core.cluster.asked.load(Ordering::Relaxed), 1);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn published_usage_measures_each_live_publication_once_and_an_unlimited_one_has_no_figures() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = DataRoot::new(root.path());
+    let core = waiting_core_in(data.clone(), Provider::NotReady { reason: String::new() }, Duration::ZERO);
+    let legacy = ScKey { namespace: "team-a".into(), name: "old".into(), uid: "uid-old".into() };
+    let limited = ScKey { namespace: "team-a".into(), name: "new".into(), uid: "uid-new".into() };
+    // A rootfs made before size limits, on the node the plugin sees through its System.
+    core.mounter.system().add_directory(&data.legacy_upper_dir(&legacy));
+    let live = &core.mounter.live;
+    let lower = PathBuf::from("/run/containerd/x/rootfs");
+    live.insert(data.upper_dir_in(&legacy, DataLayout::Unlimited), PathBuf::from("/kubelet/pods/a/volumes/x/mount"), lower.clone());
+    live.insert(data.upper_dir_in(&limited, DataLayout::OwnFilesystem), PathBuf::from("/kubelet/pods/b/volumes/x/mount"), lower.clone());
+    live.insert(PathBuf::from("/elsewhere/upper"), PathBuf::from("/kubelet/pods/c/volumes/x/mount"), lower);
+    let measured = core.published_usage().await;
+    let keys: Vec<&ScKey> = measured.iter().map(|(sc, _)| sc).collect();
+    assert_eq!(keys, [&limited, &legacy], "sorted; an upper outside the data root names no SC");
+    assert!(matches!(measured[1].1, Ok(None)), "no limit, no figures: {:?}", measured[1].1);
+    // Its own filesystem is not mounted here: an error, never the figures of the disk below.
+    assert!(matches!(measured[0].1, Err(quota::QuotaError::NotMounted { .. })), "{:?}", measured[0].1);
+    core.mounter.live.remove_target(Path::new("/kubelet/pods/a/volumes/x/mount"));
+    assert_eq!(core.published_usage().await.len(), 1, "an unpublished SC is not measured");
+    core.publications_changed.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), core.publications_changed()).await.expect("a change wakes the usage reports");
+}
