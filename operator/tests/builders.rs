@@ -348,3 +348,28 @@ fn a_copied_hash_annotation_does_not_make_another_image_reusable() {
         assert!(!provider_is_current(&swapped, &desired), "{stem}: another image is never reused");
     }
 }
+
+/// Where `tests/validate/schemas.sh` wants the built pods, to check them against the schemas of
+/// current Kubernetes releases (this crate only knows the one `k8s-openapi` was built for).
+const DUMP_PODS_DIR_ENV: &str = "SC_DUMP_PODS_DIR";
+
+#[test]
+fn every_built_pod_is_a_v1_pod_and_is_written_where_sc_dump_pods_dir_says() {
+    let dump_dir = std::env::var_os(DUMP_PODS_DIR_ENV).map(std::path::PathBuf::from);
+    if let Some(dir) = &dump_dir {
+        std::fs::create_dir_all(dir).unwrap_or_else(|error| panic!("{DUMP_PODS_DIR_ENV}={}: {error}", dir.display()));
+    }
+    for (stem, sc) in load("fixtures") {
+        let built = build(&sc);
+        for (role, pod) in [("consumer", &built.consumer), ("consumer-pinned", &built.consumer_pinned), ("provider", &built.provider)] {
+            let json = serde_json::to_value(pod).expect("a pod serializes");
+            // What a schema validator needs to pick the schema: the object names its kind.
+            assert_eq!((json["apiVersion"].as_str(), json["kind"].as_str()), (Some("v1"), Some("Pod")), "{stem} {role}");
+            if let Some(dir) = &dump_dir {
+                let path = dir.join(format!("{stem}-{role}.json"));
+                let text = serde_json::to_string_pretty(&json).expect("json");
+                std::fs::write(&path, text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            }
+        }
+    }
+}
