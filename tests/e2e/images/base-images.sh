@@ -14,15 +14,14 @@ set -euo pipefail
 IMAGES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly IMAGES_DIR
 readonly PACK="$IMAGES_DIR/pack-image.py"
-readonly CACHE_ROOT="${SC_CACHE_DIR:-/var/cache/stoppablecontainer}"
 readonly DEBIAN_SUITE=bookworm
 
+SC_LOG_TAG=images
+# Sourced for debian_mirror (it brings tests/lib/common.sh: log, CACHE_ROOT).
 # shellcheck source=tests/e2e/lib/deps.sh
 source "$IMAGES_DIR/../lib/deps.sh"
 # shellcheck source=tests/e2e/images/rootfs.sh
 source "$IMAGES_DIR/rootfs.sh"
-
-log() { printf '[images] %s\n' "$*" >&2; }
 
 pack_pause() {
   local out_dir="$1" tag=sc-test/pause:1

@@ -21,10 +21,11 @@ IMAGES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly IMAGES_DIR
 readonly PACK="$IMAGES_DIR/pack-image.py"
 readonly STANDARD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# shellcheck source=tests/lib/common.sh
+source "$IMAGES_DIR/../../lib/common.sh"
 # shellcheck source=tests/e2e/images/rootfs.sh
 source "$IMAGES_DIR/rootfs.sh"
-
-log() { printf '[config-images] %s\n' "$*" >&2; }
+: "${SC_LOG_TAG:=config-images}"
 
 # write_file ROOTFS PATH MODE CONTENT
 write_file() {

@@ -4,25 +4,21 @@
 # its tag with `imagePullPolicy: Never` or `IfNotPresent`.
 #
 # Usage: tests/e2e/images/import.sh IMAGE.tar...
-# The containerd socket is $SC_E2E_CONTAINERD_SOCK, or the one of the cluster in
-# ${SC_E2E_DIR:-/var/tmp/sc-e2e}.
+# The containerd socket is $SC_E2E_CONTAINERD_SOCK, or the one of the cluster in the work dir
+# (${SC_E2E_DIR:-/var/tmp/sc-e2e}).
 set -euo pipefail
+# shellcheck source=tests/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/common.sh"
 
 if [[ $# -eq 0 ]]; then
-  echo "usage: $0 IMAGE.tar..." >&2
+  print_usage >&2
   exit 2
 fi
-sock="${SC_E2E_CONTAINERD_SOCK:-${SC_E2E_DIR:-/var/tmp/sc-e2e}/run/containerd/containerd.sock}"
-if [[ ! -S "$sock" ]]; then
-  echo "import.sh: no containerd socket at $sock; start the cluster with tests/e2e/cluster.sh up" \
-       "(or set SC_E2E_CONTAINERD_SOCK)" >&2
-  exit 1
-fi
+sock="${SC_E2E_CONTAINERD_SOCK:-$E2E_WORK_DIR/run/containerd/containerd.sock}"
+[[ -S "$sock" ]] ||
+  die "no containerd socket at $sock; start the cluster with tests/e2e/cluster.sh up (or set SC_E2E_CONTAINERD_SOCK)"
 for archive in "$@"; do
-  if [[ ! -f "$archive" ]]; then
-    echo "import.sh: $archive is not a file" >&2
-    exit 1
-  fi
+  [[ -f "$archive" ]] || die "$archive is not a file"
   # Unpacked for the overlayfs snapshotter CRI uses, so the first pod start needs no unpack.
   ctr -a "$sock" -n k8s.io images import --snapshotter overlayfs "$archive" >&2
 done

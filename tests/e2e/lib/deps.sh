@@ -5,6 +5,9 @@
 # Usage: tests/e2e/lib/deps.sh            (install the runtime/build packages)
 #        tests/e2e/lib/deps.sh --deb-src  (also make sure bookworm deb-src is enabled)
 set -euo pipefail
+# shellcheck source=tests/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/common.sh"
+: "${SC_LOG_TAG:=deps}"
 
 # The packages, and why each one is here.
 readonly SC_E2E_PACKAGES=(
@@ -38,8 +41,6 @@ readonly SC_E2E_PACKAGES=(
   skopeo                       # pushes test images into that registry
   e2fsprogs                    # mkfs.ext4 for the node plugin's per-rootfs filesystems (root tests, e2e node)
 )
-
-log() { printf '[deps] %s\n' "$*" >&2; }
 
 is_installed() {
   local status
@@ -125,10 +126,7 @@ install_packages() {
 }
 
 main() {
-  if [[ "$(id -u)" -ne 0 ]]; then
-    echo "deps.sh: must run as root (it installs packages)" >&2
-    exit 1
-  fi
+  require_root "it installs packages"
   install_packages
   if [[ "${1:-}" == "--deb-src" ]]; then
     ensure_deb_src

@@ -7,12 +7,13 @@
 # Safe after an interrupted run: the source is unpacked and built in a fresh temporary tree
 # and bin/ only appears by rename once every binary exists; a lock serialises parallel runs.
 set -euo pipefail
+# shellcheck source=tests/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/common.sh"
+: "${SC_LOG_TAG:=k8s-binaries}"
 
-readonly K8S_VERSION=1.20.2
 readonly K8S_COMPONENTS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy)
-readonly CACHE_ROOT="${SC_CACHE_DIR:-/var/cache/stoppablecontainer}"
-readonly K8S_CACHE="$CACHE_ROOT/kubernetes-$K8S_VERSION"
-readonly K8S_BIN="$K8S_CACHE/bin"
+readonly K8S_CACHE="${K8S_BIN_DIR%/bin}"
+readonly K8S_BIN="$K8S_BIN_DIR"
 # Bump when the build recipe changes, so cached binaries of an older recipe are rebuilt.
 # 2: vendored reflect2 1.0.1 replaced by 1.0.2 (1.0.1 crashes under Go >= 1.18).
 readonly K8S_BUILD_REVISION=2
@@ -21,10 +22,6 @@ readonly K8S_BUILD_REVISION=2
 # certain maps (seen on the first StoppableContainer create). Debian's 1.0.2 fixes it.
 readonly REFLECT2_SOURCE=/usr/share/gocode/src/github.com/modern-go/reflect2
 readonly GO_ROOT_BIN=/usr/lib/go-1.19/bin
-LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly LIB_DIR
-
-log() { printf '[k8s-binaries] %s\n' "$*" >&2; }
 
 binaries_complete() {
   local component
@@ -63,7 +60,7 @@ fetch_source() {
   (cd "$download" && apt-get source --download-only -qq "kubernetes/bookworm" </dev/null)
   if ! compgen -G "$download/kubernetes_*${K8S_VERSION}.orig.tar.gz" >/dev/null; then
     echo "k8s-binaries.sh: bookworm's kubernetes source package is not version $K8S_VERSION" \
-         "(got: $(ls "$download")); update K8S_VERSION and the docs" >&2
+         "(got: $(ls "$download")); update K8S_VERSION in tests/lib/common.sh and the docs" >&2
     return 1
   fi
   rm -rf "$src"
@@ -125,10 +122,7 @@ main() {
     echo "$K8S_BIN"
     return 0
   fi
-  if [[ "$(id -u)" -ne 0 ]]; then
-    echo "k8s-binaries.sh: must run as root (installs packages, writes $CACHE_ROOT)" >&2
-    exit 1
-  fi
+  require_root "it installs packages and writes $CACHE_ROOT"
   mkdir -p "$K8S_CACHE"
   exec 9>"$K8S_CACHE/.lock"
   flock 9
@@ -137,7 +131,7 @@ main() {
     echo "$K8S_BIN"
     return 0
   fi
-  "$LIB_DIR/deps.sh" --deb-src >&2
+  "$E2E_DIR/lib/deps.sh" --deb-src >&2
   # Temp trees of an interrupted earlier run.
   rm -rf "$K8S_CACHE"/build.*/
   fetch_source
