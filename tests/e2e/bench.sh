@@ -16,19 +16,17 @@
 # or memory target is printed as MISSED, not turned into a failure.
 set -euo pipefail
 
-E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly E2E_DIR
 # shellcheck source=tests/e2e/lib/product.sh
-source "$E2E_DIR/lib/product.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/product.sh"
 
 readonly KEEP="${SC_E2E_KEEP:-0}"
 
 finish() {
   local status=$?
   if [[ "$KEEP" == 1 ]]; then
-    product_log "SC_E2E_KEEP=1: the cluster stays up; tear it down with: $PRODUCT_CLUSTER down"
+    log "SC_E2E_KEEP=1: the cluster stays up; tear it down with: $PRODUCT_CLUSTER down"
   else
-    "$PRODUCT_CLUSTER" down >&2 || product_log "warning: cluster.sh down reported a problem"
+    "$PRODUCT_CLUSTER" down >&2 || log "warning: cluster.sh down reported a problem"
   fi
   product_print_timings
   exit "$status"
@@ -36,21 +34,21 @@ finish() {
 
 main() {
   if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
-    product_usage
+    print_usage
     return 0
   fi
   product_require_root
   trap finish EXIT
   PRODUCT_EXTRA_PACKAGES=(sc-bench)
   product_setup
-  local report="${SC_BENCH_REPORT:-$PRODUCT_WORK_DIR/bench-$(date +%Y%m%d-%H%M%S).txt}"
-  product_log "running sc-bench; the report is also written to $report"
+  local report="${SC_BENCH_REPORT:-$E2E_WORK_DIR/bench-$(date +%Y%m%d-%H%M%S).txt}"
+  log "running sc-bench; the report is also written to $report"
   # In the cluster's network namespace (the API server is only reachable there), on the node's
   # mount and PID namespaces (it reads /proc and the mount table as kubelet sees them).
   local started=$SECONDS status=0
   "$PRODUCT_CLUSTER" netns "$PRODUCT_RELEASE_DIR/sc-bench" --kubectl "$(command -v kubectl)" "$@" | tee "$report" || status=$?
   PRODUCT_TIMINGS+=("benchmark: $((SECONDS - started)) s")
-  product_log "report: $report"
+  log "report: $report"
   return "$status"
 }
 

@@ -9,10 +9,8 @@
 #        tests/e2e/demo.sh --down   tear the cluster down (same as tests/e2e/cluster.sh down)
 set -euo pipefail
 
-E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly E2E_DIR
 # shellcheck source=tests/e2e/lib/product.sh
-source "$E2E_DIR/lib/product.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/product.sh"
 
 readonly DEMO_NAMESPACE=demo
 readonly DEMO_NAME=dev
@@ -34,7 +32,7 @@ on_failure() {
   local status=$?
   ((status == 0)) && return 0
   printf '\n%sThe demo failed (exit %s).%s What the components said:\n' "$BOLD" "$status" "$RESET" >&2
-  if [[ -d "${SC_E2E_DIR:-/var/tmp/sc-e2e}/run" ]]; then
+  if [[ -d "$E2E_WORK_DIR/run" ]]; then
     product_diagnostics "$DEMO_NAMESPACE" || true
   fi
   printf '\nThe cluster is left up for a look. Tear it down with: %s --down\n' "$0" >&2
@@ -45,7 +43,7 @@ main() {
     exec "$PRODUCT_CLUSTER" down
   fi
   if [[ $# -gt 0 ]]; then
-    product_usage >&2
+    print_usage >&2
     exit 2
   fi
   product_require_root
@@ -86,8 +84,9 @@ main() {
   show kubectl -n "$DEMO_NAMESPACE" get pods
   local uid
   uid="$(kubectl -n "$DEMO_NAMESPACE" get stoppablecontainer "$DEMO_NAME" -o 'jsonpath={.metadata.uid}' 2>/dev/null)"
-  show ls "/var/lib/stoppablecontainer/containers/$DEMO_NAMESPACE/$DEMO_NAME/$uid/upper/root" \
-    "/var/lib/stoppablecontainer/containers/$DEMO_NAMESPACE/$DEMO_NAME/$uid/upper/usr/local/bin"
+  local data_dir
+  data_dir="$(sc_data_dir "$DEMO_NAMESPACE" "$DEMO_NAME" "$uid")"
+  show ls "$data_dir/upper/root" "$data_dir/upper/usr/local/bin"
 
   narrate "Start it again: a fresh pod, the same root filesystem"
   show kubectl sc -n "$DEMO_NAMESPACE" start "$DEMO_NAME" --wait --timeout 4m

@@ -10,10 +10,8 @@
 # Ends with "e2e: N passed, N failed"; exits non-zero unless every scenario passed.
 set -euo pipefail
 
-E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly E2E_DIR
 # shellcheck source=tests/e2e/lib/product.sh
-source "$E2E_DIR/lib/product.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/product.sh"
 # shellcheck source=tests/e2e/lib/scenarios.sh
 source "$E2E_DIR/lib/scenarios.sh"
 
@@ -47,18 +45,18 @@ run_scenario() {
 finish() {
   local status=$?
   if ((setup_done == 0)); then
-    product_log "setup failed (exit $status) before the scenarios could run"
+    log "setup failed (exit $status) before the scenarios could run"
     failed=$((failed + 1))
   fi
-  if ((failed > 0)) && [[ -d "${SC_E2E_DIR:-/var/tmp/sc-e2e}/run" ]]; then
-    product_log "collecting diagnostics"
+  if ((failed > 0)) && [[ -d "$E2E_WORK_DIR/run" ]]; then
+    log "collecting diagnostics"
     product_diagnostics "${SCENARIO_NAMESPACES[@]}" || true
   fi
   if [[ "$KEEP" == 1 ]]; then
-    product_log "SC_E2E_KEEP=1: the cluster stays up. Use it:  eval \"\$($PRODUCT_CLUSTER env)\"; kubectl get pods -A"
-    product_log "tear it down with: $PRODUCT_CLUSTER down"
+    log "SC_E2E_KEEP=1: the cluster stays up. Use it:  eval \"\$($PRODUCT_CLUSTER env)\"; kubectl get pods -A"
+    log "tear it down with: $PRODUCT_CLUSTER down"
   else
-    "$PRODUCT_CLUSTER" down >&2 || product_log "warning: cluster.sh down reported a problem"
+    "$PRODUCT_CLUSTER" down >&2 || log "warning: cluster.sh down reported a problem"
   fi
   printf '\n' >&2
   product_print_timings

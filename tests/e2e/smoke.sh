@@ -8,12 +8,9 @@
 # Usage: tests/e2e/smoke.sh   (SC_E2E_KEEP=1 leaves the cluster up for a look afterwards)
 set -euo pipefail
 
-E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly E2E_DIR
+# shellcheck source=tests/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 readonly CLUSTER="$E2E_DIR/cluster.sh"
-WORK_DIR="$(realpath -m "${SC_E2E_DIR:-/var/tmp/sc-e2e}")"
-readonly WORK_DIR
-readonly K8S_BIN_DIR="${SC_CACHE_DIR:-/var/cache/stoppablecontainer}/kubernetes-1.20.2/bin"
 
 passed=0
 failed=0
@@ -32,36 +29,34 @@ check() {
   fi
 }
 
-k() { "$CLUSTER" kubectl "$@"; }
-
 pod_running() {
-  k wait --for=condition=Ready pod/smoke-busybox --timeout=120s
+  e2e_kubectl wait --for=condition=Ready pod/smoke-busybox --timeout=120s
 }
 
 exec_works() {
   local output
   # shellcheck disable=SC2016 # expanded by the pod's shell
-  output="$(k exec smoke-busybox -- sh -c 'echo exec-ok-$((6 * 7))')"
+  output="$(e2e_kubectl exec smoke-busybox -- sh -c 'echo exec-ok-$((6 * 7))')"
   [[ "$output" == exec-ok-42 ]] || { echo "kubectl exec printed: $output"; return 1; }
 }
 
 logs_work() {
   local output
-  output="$(k logs smoke-busybox)"
+  output="$(e2e_kubectl logs smoke-busybox)"
   grep -qx 'smoke-log-line' <<<"$output" || { echo "kubectl logs printed: $output"; return 1; }
 }
 
 service_tcp_connect() {
   # -e runs a program once connected: exit 0 means the TCP handshake with the apiserver
   # (through kube-proxy's DNAT) succeeded.
-  k exec smoke-busybox -- nc -w 5 10.96.0.1 443 -e true
+  e2e_kubectl exec smoke-busybox -- nc -w 5 10.96.0.1 443 -e true
 }
 
 service_reaches_apiserver() {
   # Busybox's own HTTPS client crashes (Debian 1.35 static), so speak plain HTTP to the TLS
   # port: Go's TLS server answers exactly this, which only the apiserver would say here.
   local output
-  output="$(k exec smoke-busybox -- sh -c "printf 'GET /version HTTP/1.0\r\n\r\n' | nc -w 5 10.96.0.1 443")"
+  output="$(e2e_kubectl exec smoke-busybox -- sh -c "printf 'GET /version HTTP/1.0\r\n\r\n' | nc -w 5 10.96.0.1 443")"
   grep -q 'Client sent an HTTP request to an HTTPS server' <<<"$output" ||
     { echo "10.96.0.1:443 answered: $output"; return 1; }
 }
@@ -70,26 +65,26 @@ in_cluster_config_present() {
   # What kube-rs' in-cluster config reads: the Service env and the service-account files.
   local output
   # shellcheck disable=SC2016 # expanded by the pod's shell
-  output="$(k exec smoke-busybox -- sh -c 'd=/var/run/secrets/kubernetes.io/serviceaccount;
+  output="$(e2e_kubectl exec smoke-busybox -- sh -c 'd=/var/run/secrets/kubernetes.io/serviceaccount;
     test -s $d/token && test -s $d/ca.crt && test -s $d/namespace &&
     echo "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $(cat $d/namespace)"')"
   [[ "$output" == "10.96.0.1:443 default" ]] || { echo "in-cluster config: $output"; return 1; }
 }
 
 debian_pod_completes() {
-  k wait --for=jsonpath='{.status.phase}'=Succeeded pod/smoke-debian --timeout=120s 2>/dev/null ||
+  e2e_kubectl wait --for=jsonpath='{.status.phase}'=Succeeded pod/smoke-debian --timeout=120s 2>/dev/null ||
     # kubectl 1.32 knows jsonpath waits; fall back to polling in case of an older client.
     for _ in $(seq 1 120); do
-      [[ "$(k get pod smoke-debian -o 'jsonpath={.status.phase}')" == Succeeded ]] && break
+      [[ "$(e2e_kubectl get pod smoke-debian -o 'jsonpath={.status.phase}')" == Succeeded ]] && break
       sleep 1
     done
   local output
-  output="$(k logs smoke-debian)"
+  output="$(e2e_kubectl logs smoke-debian)"
   grep -q '^bookworm-ok 12' <<<"$output" || { echo "debian pod printed: $output"; return 1; }
 }
 
 busybox_container_id() {
-  k get pod smoke-busybox -o 'jsonpath={.status.containerStatuses[0].containerID}'
+  e2e_kubectl get pod smoke-busybox -o 'jsonpath={.status.containerStatuses[0].containerID}'
 }
 
 pod_recreated_after_node_reboot() {
@@ -103,12 +98,12 @@ pod_recreated_after_node_reboot() {
     sleep 1
   done
   [[ -n "$after" && "$after" != "$before" ]] || { echo "container ID still $after"; return 1; }
-  k wait --for=condition=Ready pod/smoke-busybox --timeout=120s
+  e2e_kubectl wait --for=condition=Ready pod/smoke-busybox --timeout=120s
   exec_works
 }
 
 pods_deleted() {
-  k delete pod smoke-busybox smoke-debian --wait=true --timeout=60s
+  e2e_kubectl delete pod smoke-busybox smoke-debian --wait=true --timeout=60s
 }
 
 no_kubelet_mounts_left() {
@@ -119,7 +114,7 @@ no_kubelet_mounts_left() {
 
 no_cluster_mounts_left() {
   local remaining
-  remaining="$(grep -E " ($WORK_DIR|/var/lib/stoppablecontainer|/run/containerd|/run/netns/sc-e2e)" /proc/self/mountinfo || true)"
+  remaining="$(grep -E " ($E2E_WORK_DIR|$NODE_DATA_ROOT|/run/containerd|/run/netns/$E2E_NETNS)" /proc/self/mountinfo || true)"
   [[ -z "$remaining" ]] || { echo "mounts remain: $remaining"; return 1; }
 }
 
@@ -130,7 +125,7 @@ no_cluster_processes_left() {
     cmdline="$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline")" || continue
     # Our binaries, or anything whose command line names the cluster's work dir (containerd,
     # its shims, etcd) — but not this check's own shell.
-    if [[ "$exe" == "$K8S_BIN_DIR/"* || ( "$cmdline" == *"$WORK_DIR/run"* && "${proc#/proc/}" != "$$" ) ]]; then
+    if [[ "$exe" == "$K8S_BIN_DIR/"* || ( "$cmdline" == *"$E2E_WORK_DIR/run"* && "${proc#/proc/}" != "$$" ) ]]; then
       leftovers+="${proc#/proc/} $exe $cmdline"$'\n'
     fi
   done
@@ -138,7 +133,7 @@ no_cluster_processes_left() {
 }
 
 netns_removed() {
-  [[ ! -e /var/run/netns/"${SC_E2E_NETNS:-sc-e2e}" ]]
+  [[ ! -e "$E2E_NETNS_PATH" ]]
 }
 
 teardown() {
@@ -174,7 +169,7 @@ main() {
   passed=$((passed + 1))
   echo "ok   - cluster.sh up ($((SECONDS - up_started)) s)"
 
-  k apply -f - <<'EOF'
+  e2e_kubectl apply -f - <<'EOF'
 apiVersion: v1
 kind: Pod
 metadata:

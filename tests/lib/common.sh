@@ -24,6 +24,7 @@ readonly K8S_BIN_DIR="$CACHE_ROOT/kubernetes-$K8S_VERSION/bin"
 # The chart's node.dataRoot default: where the node plugin keeps each root filesystem, and its
 # layout (containers/<namespace>/<name>/<uid>/, as csi-driver/src/layout.rs writes it).
 readonly NODE_DATA_ROOT=/var/lib/stoppablecontainer
+readonly E2E_NODE_NAME=sc-e2e-node
 # The e2e cluster's network namespace and admin kubeconfig (written by cluster.sh up).
 readonly E2E_NETNS="${SC_E2E_NETNS:-sc-e2e}"
 readonly E2E_NETNS_PATH="/var/run/netns/$E2E_NETNS"

@@ -1,54 +1,46 @@
 # shellcheck shell=bash
 # Builds StoppableContainer's binaries and images, and installs the chart on the e2e cluster the
 # way a user installs it on theirs: CRDs applied server-side, then the rendered chart. Sourced by
-# tests/e2e/run.sh and tests/e2e/demo.sh (after `set -euo pipefail`).
+# tests/e2e/run.sh, tests/e2e/demo.sh and tests/e2e/bench.sh (after `set -euo pipefail`), with
+# tests/lib/common.sh.
 
-PRODUCT_E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-readonly PRODUCT_E2E_DIR
-PRODUCT_REPO_DIR="$(cd "$PRODUCT_E2E_DIR/../.." && pwd)"
-readonly PRODUCT_REPO_DIR
-readonly PRODUCT_CHART="$PRODUCT_REPO_DIR/charts/stoppablecontainer"
+# shellcheck source=tests/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/common.sh"
+: "${SC_LOG_TAG:=e2e}"
+
+readonly PRODUCT_CHART="$REPO_DIR/charts/stoppablecontainer"
 readonly PRODUCT_NAMESPACE=stoppablecontainer-system
 readonly PRODUCT_RELEASE=stoppablecontainer
-readonly PRODUCT_CLUSTER="$PRODUCT_E2E_DIR/cluster.sh"
-readonly PRODUCT_WORK_DIR="${SC_E2E_DIR:-/var/tmp/sc-e2e}"
-readonly PRODUCT_IMAGE_DIR="$PRODUCT_WORK_DIR/project-images"
+readonly PRODUCT_CLUSTER="$E2E_DIR/cluster.sh"
+readonly PRODUCT_IMAGE_DIR="$E2E_WORK_DIR/project-images"
 PRODUCT_RELEASE_DIR=""   # set by product_build: where kubectl-sc and the static binaries are
 PRODUCT_PYTHON=""        # set by product_build: a python3 that imports helm_python
 PRODUCT_EXTRA_PACKAGES=() # more workspace packages product_build builds alongside (sc-bench)
 PRODUCT_TIMINGS=()       # "label: N s" of each product_setup step
 
-product_log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# Prints the calling script's header comment (its usage).
-product_usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-
-# Exits unless root (the cluster needs a network namespace, mounts and cgroups); puts cargo on PATH.
+# Exits unless root; puts cargo on PATH.
 product_require_root() {
-  if [[ "$(id -u)" -ne 0 ]]; then
-    echo "$(basename "$0"): run as root (the cluster needs a network namespace, mounts and cgroups)" >&2
-    exit 1
-  fi
+  require_root "the cluster needs a network namespace, mounts and cgroups"
   export PATH="$HOME/.cargo/bin:$PATH"
 }
 
 # Static release binaries (cached by cargo) and the Python that renders the chart; lints the chart.
 product_build() {
-  PRODUCT_PYTHON="$("$PRODUCT_E2E_DIR/lib/helm-python.sh")"
-  "$PRODUCT_PYTHON" "$PRODUCT_E2E_DIR/lib/chart.py" lint "$PRODUCT_CHART"
+  PRODUCT_PYTHON="$("$E2E_DIR/lib/helm-python.sh")"
+  "$PRODUCT_PYTHON" "$E2E_DIR/lib/chart.py" lint "$PRODUCT_CHART"
   local started=$SECONDS
-  PRODUCT_RELEASE_DIR="$("$PRODUCT_REPO_DIR/images/build.sh" binaries "${PRODUCT_EXTRA_PACKAGES[@]}" | tail -n 1)"
-  product_log "binaries ready in $((SECONDS - started)) s: $PRODUCT_RELEASE_DIR"
+  PRODUCT_RELEASE_DIR="$("$REPO_DIR/images/build.sh" binaries "${PRODUCT_EXTRA_PACKAGES[@]}" | tail -n 1)"
+  log "binaries ready in $((SECONDS - started)) s: $PRODUCT_RELEASE_DIR"
 }
 
 # Packs the images from images/*.Containerfile and imports them into the cluster's containerd.
 product_import_images() {
   local listing archives=()
-  listing="$("$PRODUCT_REPO_DIR/images/build.sh" archives "$PRODUCT_IMAGE_DIR")"
+  listing="$("$REPO_DIR/images/build.sh" archives "$PRODUCT_IMAGE_DIR")"
   local ref archive
   while read -r ref archive; do
     archives+=("$archive")
-    product_log "image $ref ($(basename "$archive"))"
+    log "image $ref ($(basename "$archive"))"
   done <<<"$listing"
   "$PRODUCT_CLUSTER" import-image "${archives[@]}" 2>&1 | grep -v '^unpacking' >&2 || true
   # The archives are named by content: their names change exactly when an image changes, and
@@ -56,13 +48,11 @@ product_import_images() {
   PRODUCT_IMAGES_ID="$(printf '%s\n' "${archives[@]}" | xargs -n1 basename | sha256sum | cut -c1-16)"
 }
 
-kubectl_e2e() { "$PRODUCT_CLUSTER" kubectl "$@"; }
-
 # product_step LABEL COMMAND...: runs it and records how long it took in PRODUCT_TIMINGS.
 product_step() {
   local label="$1" started=$SECONDS
   shift
-  product_log "== $label"
+  log "== $label"
   "$@"
   PRODUCT_TIMINGS+=("$label: $((SECONDS - started)) s")
 }
@@ -71,9 +61,8 @@ product_step() {
 # cluster (reused when it is up), the images and the chart. Then kubectl (the cluster's wrapper)
 # and the binaries just built are on PATH, and KUBECONFIG points at the cluster.
 product_setup() {
-  product_step "packages" "$PRODUCT_E2E_DIR/lib/deps.sh"
-  product_step "Kubernetes binaries (cached in ${SC_CACHE_DIR:-/var/cache/stoppablecontainer})" \
-    "$PRODUCT_E2E_DIR/lib/k8s-binaries.sh" >/dev/null
+  product_step "packages" "$E2E_DIR/lib/deps.sh"
+  product_step "Kubernetes binaries (cached in $CACHE_ROOT)" "$E2E_DIR/lib/k8s-binaries.sh" >/dev/null
   product_step "chart lint and static release binaries" product_build
   product_step "cluster up" "$PRODUCT_CLUSTER" up
   product_step "images" product_import_images
@@ -87,22 +76,22 @@ product_print_timings() {
   for timing in "${PRODUCT_TIMINGS[@]}"; do printf '  %s\n' "$timing" >&2; done
 }
 
+# Polled: `kubectl wait` fails instead of waiting while a new CRD has no conditions yet.
+crd_established() {
+  [[ "$(e2e_kubectl get crd "$1" -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" == True ]]
+}
+
 product_install() {
-  product_log "applying the CRDs (server-side: they are too big for client-side apply)"
-  kubectl_e2e apply --server-side --force-conflicts -f "$PRODUCT_CHART/crds/" >/dev/null
-  # Polled: `kubectl wait` fails instead of waiting while a new CRD has no conditions yet.
-  local crd deadline=$((SECONDS + 60))
+  log "applying the CRDs (server-side: they are too big for client-side apply)"
+  e2e_kubectl apply --server-side --force-conflicts -f "$PRODUCT_CHART/crds/" >/dev/null
+  local crd
   for crd in stoppablecontainers stoppablecontainerinstances; do
-    until [[ "$(kubectl_e2e get crd "$crd.stoppablecontainer.xtlsoft.top" \
-      -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" == True ]]; do
-      ((SECONDS < deadline)) || { product_log "CRD $crd not established after 60 s"; return 1; }
-      sleep 0.5
-    done
+    wait_until --every 0.5 "CRD $crd to be established" 60 crd_established "$crd.stoppablecontainer.xtlsoft.top"
   done
 
   local values manifest containerd_socket
   values="$(mktemp)"
-  manifest="$PRODUCT_WORK_DIR/stoppablecontainer-chart.yaml"
+  manifest="$E2E_WORK_DIR/stoppablecontainer-chart.yaml"
   # The cluster's containerd listens under its work dir, where no default finds it.
   containerd_socket="$("$PRODUCT_CLUSTER" env | sed -n 's/^export SC_E2E_CONTAINERD_SOCK=//p')"
   cat >"$values" <<EOF
@@ -114,33 +103,26 @@ operator:
   podAnnotations:
     stoppablecontainer.xtlsoft.top/e2e-images: "${PRODUCT_IMAGES_ID:-none}"
 EOF
-  "$PRODUCT_PYTHON" "$PRODUCT_E2E_DIR/lib/chart.py" render "$PRODUCT_CHART" \
+  "$PRODUCT_PYTHON" "$E2E_DIR/lib/chart.py" render "$PRODUCT_CHART" \
     --name "$PRODUCT_RELEASE" --namespace "$PRODUCT_NAMESPACE" \
-    -f "$PRODUCT_E2E_DIR/values-e2e.yaml" -f "$values" --output "$manifest"
+    -f "$E2E_DIR/values-e2e.yaml" -f "$values" --output "$manifest"
   rm -f "$values"
-  product_log "installing the chart ($manifest)"
-  kubectl_e2e apply -f "$manifest" >/dev/null
+  log "installing the chart ($manifest)"
+  e2e_kubectl apply -f "$manifest" >/dev/null
   product_wait_ready
 }
 
 csi_driver_registered() {
-  kubectl_e2e get csinode -o jsonpath='{.items[*].spec.drivers[*].name}' 2>/dev/null |
+  e2e_kubectl get csinode -o jsonpath='{.items[*].spec.drivers[*].name}' 2>/dev/null |
     grep -qw rootfs.stoppablecontainer.xtlsoft.top
 }
 
 product_wait_ready() {
-  product_log "waiting for the node plugin and the operator"
-  kubectl_e2e -n "$PRODUCT_NAMESPACE" rollout status "daemonset/$PRODUCT_RELEASE-node" --timeout=180s >&2
-  kubectl_e2e -n "$PRODUCT_NAMESPACE" rollout status "deployment/$PRODUCT_RELEASE-operator" --timeout=180s >&2
-  local deadline=$((SECONDS + 90))
-  until csi_driver_registered; do
-    if ((SECONDS >= deadline)); then
-      product_log "kubelet did not register the CSI driver within 90 s (kubectl get csinode -o yaml)"
-      return 1
-    fi
-    sleep 1
-  done
-  product_log "StoppableContainer is installed; kubelet registered the CSI driver"
+  log "waiting for the node plugin and the operator"
+  e2e_kubectl -n "$PRODUCT_NAMESPACE" rollout status "daemonset/$PRODUCT_RELEASE-node" --timeout=180s >&2
+  e2e_kubectl -n "$PRODUCT_NAMESPACE" rollout status "deployment/$PRODUCT_RELEASE-operator" --timeout=180s >&2
+  wait_until "kubelet to register the CSI driver (see: kubectl get csinode -o yaml)" 90 csi_driver_registered
+  log "StoppableContainer is installed; kubelet registered the CSI driver"
 }
 
 # Everything that explains a failure: the product's logs, kubelet's view, pods and events.
@@ -148,25 +130,25 @@ product_diagnostics() {
   local namespaces=("$@")
   {
     printf '\n===== pods (all namespaces) =====\n'
-    kubectl_e2e get pods -A -o wide 2>&1
+    e2e_kubectl get pods -A -o wide 2>&1
     printf '\n===== StoppableContainers =====\n'
-    kubectl_e2e get stoppablecontainers -A -o wide 2>&1
+    e2e_kubectl get stoppablecontainers -A -o wide 2>&1
     local namespace
     for namespace in "${namespaces[@]}"; do
-      kubectl_e2e get namespace "$namespace" >/dev/null 2>&1 || continue
+      e2e_kubectl get namespace "$namespace" >/dev/null 2>&1 || continue
       printf '\n===== %s: StoppableContainers (yaml) =====\n' "$namespace"
-      kubectl_e2e -n "$namespace" get stoppablecontainers -o yaml 2>&1 | grep -v '^\s*f:' | tail -n 120
+      e2e_kubectl -n "$namespace" get stoppablecontainers -o yaml 2>&1 | grep -v '^\s*f:' | tail -n 120
       printf '\n===== %s: pods (describe) =====\n' "$namespace"
-      kubectl_e2e -n "$namespace" describe pods 2>&1 | tail -n 150
+      e2e_kubectl -n "$namespace" describe pods 2>&1 | tail -n 150
       printf '\n===== %s: events =====\n' "$namespace"
-      kubectl_e2e -n "$namespace" get events --sort-by=.lastTimestamp 2>&1 | tail -n 40
+      e2e_kubectl -n "$namespace" get events --sort-by=.lastTimestamp 2>&1 | tail -n 40
     done
     printf '\n===== operator log =====\n'
-    kubectl_e2e -n "$PRODUCT_NAMESPACE" logs "deployment/$PRODUCT_RELEASE-operator" --tail=80 2>&1
+    e2e_kubectl -n "$PRODUCT_NAMESPACE" logs "deployment/$PRODUCT_RELEASE-operator" --tail=80 2>&1
     printf '\n===== node plugin log =====\n'
-    kubectl_e2e -n "$PRODUCT_NAMESPACE" logs "daemonset/$PRODUCT_RELEASE-node" --tail=120 2>&1
+    e2e_kubectl -n "$PRODUCT_NAMESPACE" logs "daemonset/$PRODUCT_RELEASE-node" --tail=120 2>&1
     printf '\n===== node plugin log (previous container) =====\n'
-    kubectl_e2e -n "$PRODUCT_NAMESPACE" logs "daemonset/$PRODUCT_RELEASE-node" --previous --tail=40 2>&1
+    e2e_kubectl -n "$PRODUCT_NAMESPACE" logs "daemonset/$PRODUCT_RELEASE-node" --previous --tail=40 2>&1
     printf '\n===== kubelet log (CSI, volumes, errors) =====\n'
     "$PRODUCT_CLUSTER" logs kubelet 3000 2>&1 | grep -iE 'csi|volume|mount|stoppable|rootfs' |
       grep -v 'Loaded volume plugin' | tail -n 60

@@ -1,12 +1,11 @@
 # shellcheck shell=bash disable=SC2034  # SCENARIOS and SCENARIO_NAMESPACES are read by run.sh
 # The end-to-end scenarios (issue 5) and their helpers. Sourced by tests/e2e/run.sh after
-# lib/product.sh; each scenario runs in a subshell with `set -e`, so any failing command fails it.
+# lib/product.sh (and so tests/lib/common.sh); each scenario runs in a subshell with `set -e`, so any
+# failing command fails it.
 # Every scenario asserts on data (files, users, binaries, capabilities, mounts), not only on phases.
 
 SCENARIO_MANIFESTS="$(cd "$(dirname "${BASH_SOURCE[0]}")/../manifests" && pwd)"
 readonly SCENARIO_MANIFESTS
-readonly SC_DATA_ROOT_ON_NODE=/var/lib/stoppablecontainer
-readonly NODE_NAME_E2E=sc-e2e-node
 # Namespaces the scenarios create (diagnostics describe them on failure).
 readonly SCENARIO_NAMESPACES=(e2e-persist e2e-legacy e2e-other e2e-unpriv e2e-durable e2e-image e2e-tenant e2e-imagecfg e2e-seeds)
 
@@ -30,21 +29,13 @@ expect_not_contains() {
   [[ "$haystack" != *"$needle"* ]] || fail "$what: must not contain '$needle', got: $haystack"
 }
 
-# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: polls every second.
-wait_for() {
-  local description="$1" timeout="$2"
-  shift 2
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "timed out after ${timeout}s waiting for $description"
-    sleep 1
-  done
-}
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: polls every second; a timeout fails the scenario.
+wait_for() { wait_until --fail fail "$@"; }
 
 # --- cluster access --------------------------------------------------------------------------
 
-# kubectl against the e2e cluster; `kubectl sc` runs the kubectl-sc plugin built by this run.
-kc() { kubectl "$@"; }
+# kubectl against the e2e cluster; `kc sc` runs the kubectl-sc plugin built by this run.
+kc() { e2e_kubectl "$@"; }
 
 sc_field() { kc -n "$1" get stoppablecontainer "$2" -o "jsonpath=$3" 2>/dev/null; }
 sc_phase() { sc_field "$1" "$2" '{.status.phase}'; }
@@ -68,9 +59,8 @@ in_sc() {
   kc sc -n "$namespace" exec "$name" -- "$@"
 }
 
-# Host path of the SC's data (keyed by namespace, name and UID): its own filesystem's image,
+# sc_data_dir (tests/lib/common.sh) is the SC's data on the node: its own filesystem's image,
 # mounted at fs/ while a consumer runs.
-sc_data_dir() { echo "$SC_DATA_ROOT_ON_NODE/containers/$1/$2/$3"; }
 # kept_file NAMESPACE NAME UID PATH: a file of the SC's upper layer as the node keeps it. A stopped
 # SC's filesystem is not mounted: its image is mounted read-only for the read, as an admin would.
 kept_file() {
@@ -163,8 +153,9 @@ scenario_legacy_manifests() {
   local ns=e2e-legacy
   fresh_namespace "$ns"
   step "the dev-environment example (PodSpec form) needs its PVC, service account and node label"
-  kc label node "$NODE_NAME_E2E" node-type=development --overwrite >/dev/null
-  kc apply -f "$SCENARIO_MANIFESTS/legacy-dev-env-deps.yaml" >/dev/null
+  kc label node "$E2E_NODE_NAME" node-type=development --overwrite >/dev/null
+  # The PV's host path lies in the work dir, wherever SC_E2E_DIR puts it.
+  sed "s|/var/tmp/sc-e2e/|$E2E_WORK_DIR/|" "$SCENARIO_MANIFESTS/legacy-dev-env-deps.yaml" | kc apply -f - >/dev/null
   kc apply -f "$SCENARIO_MANIFESTS/legacy-dev-env.yaml" >/dev/null
   kc apply -f "$SCENARIO_MANIFESTS/legacy-shorthand.yaml" >/dev/null
   wait_running "$ns" development-env 240
@@ -174,7 +165,7 @@ scenario_legacy_manifests() {
   expect_eq "ENVIRONMENT" development "$(in_sc "$ns" development-env printenv ENVIRONMENT)"
   expect_eq "template label on the pod" dev-env "$(kc -n "$ns" get pod development-env -o 'jsonpath={.metadata.labels.app}')"
   in_sc "$ns" development-env sh -c 'echo from-the-rootfs > /workspace/proof'
-  expect_eq "the workspace file on the PV's host path" from-the-rootfs "$(cat /var/tmp/sc-e2e/run/dev-workspace/proof)"
+  expect_eq "the workspace file on the PV's host path" from-the-rootfs "$(cat "$E2E_WORK_DIR/run/dev-workspace/proof")"
   expect_contains "the workload's own output" "$(kc -n "$ns" logs development-env)" "Development environment starting..."
 
   step "my-app (template.container shorthand): runs its command in the persistent rootfs"
@@ -187,7 +178,7 @@ scenario_legacy_manifests() {
   kc sc -n "$ns" delete development-env --timeout 2m >/dev/null
   kc sc -n "$ns" delete my-app --timeout 2m >/dev/null
   kc delete -f "$SCENARIO_MANIFESTS/legacy-dev-env-deps.yaml" --wait=false >/dev/null
-  kc label node "$NODE_NAME_E2E" node-type- >/dev/null
+  kc label node "$E2E_NODE_NAME" node-type- >/dev/null
 }
 
 # --- 6. another namespace gets nothing; deletion leaves nothing --------------------------------
@@ -225,14 +216,15 @@ scenario_isolation_and_delete() {
   kc -n "$ns" delete pod dev-impostor --wait=false >/dev/null
 
   step "kubectl sc delete dev: no mount and no directory left on the node"
-  local data_dir="$SC_DATA_ROOT_ON_NODE/containers/$ns/dev/$uid"
+  local data_dir
+  data_dir="$(sc_data_dir "$ns" dev "$uid")"
   [[ -d "$data_dir" ]] || fail "expected dev's data at $data_dir before the delete"
   kc sc -n "$ns" delete dev --timeout 2m >/dev/null
   wait_for "StoppableContainer $ns/dev to be gone" 60 bash -c "! kubectl -n $ns get stoppablecontainer dev >/dev/null 2>&1"
   expect_eq "pods left" "" "$(kc -n "$ns" get pods -l stoppablecontainer.xtlsoft.top/instance=dev -o name)"
   expect_eq "mounts mentioning dev's data" "" "$(grep -F "$uid" /proc/self/mountinfo || true)"
   [[ ! -e "$data_dir" ]] || fail "$data_dir still exists after the delete"
-  [[ ! -e "$SC_DATA_ROOT_ON_NODE/containers/$ns/dev" ]] || fail "$SC_DATA_ROOT_ON_NODE/containers/$ns/dev still exists"
+  [[ ! -e "$NODE_DATA_ROOT/containers/$ns/dev" ]] || fail "$NODE_DATA_ROOT/containers/$ns/dev still exists"
 }
 
 # --- 2. unprivileged workload -------------------------------------------------------------------
@@ -425,7 +417,7 @@ expect_the_image_and_nothing_of_the_node() {
   expect_eq "the node's kubelet dir seen from inside ($what)" absent \
     "$(in_sc "$TENANT_NS" box sh -c 'test -e /var/lib/kubelet && echo present || echo absent')"
   expect_eq "the node's data root seen from inside ($what)" absent \
-    "$(in_sc "$TENANT_NS" box sh -c "test -e $SC_DATA_ROOT_ON_NODE && echo present || echo absent")"
+    "$(in_sc "$TENANT_NS" box sh -c "test -e $NODE_DATA_ROOT && echo present || echo absent")"
   expect_eq "the tenant's own file ($what)" mine "$(in_sc "$TENANT_NS" box cat /root/mine)"
   expect_no_node_root_lower
 }
@@ -490,10 +482,10 @@ scenario_hostile_tenant() {
   tenant apply -f "$SCENARIO_MANIFESTS/tenant-filler.yaml" >/dev/null
   wait_running "$TENANT_NS" filler 240
   local free_before free_after dd_output
-  free_before="$(df --output=avail -B1M "$SC_DATA_ROOT_ON_NODE" | tail -1)"
+  free_before="$(df --output=avail -B1M "$NODE_DATA_ROOT" | tail -1)"
   dd_output="$(in_sc "$TENANT_NS" filler sh -c 'dd if=/dev/zero of=/root/big bs=1M count=1024 2>&1; sync' || true)"
   expect_contains "dd past the limit" "$dd_output" "No space left on device"
-  free_after="$(df --output=avail -B1M "$SC_DATA_ROOT_ON_NODE" | tail -1)"
+  free_after="$(df --output=avail -B1M "$NODE_DATA_ROOT" | tail -1)"
   ((free_before - free_after < 300)) || fail "the node lost $((free_before - free_after)) MiB to a 256Mi rootfs"
   expect_eq "the workload still runs" alive "$(in_sc "$TENANT_NS" filler echo alive)"
   in_sc "$TENANT_NS" box sh -c 'echo still-writable > /root/other' ||
@@ -547,7 +539,7 @@ readonly IMAGECFG_CASES=(
 # start, as kubelet does for `latest`) to the cluster's registry.
 imagecfg_images() {
   local listing tag archive archives=()
-  listing="$("$PRODUCT_E2E_DIR/images/config-images.sh" "${SC_E2E_DIR:-/var/tmp/sc-e2e}/images/config")"
+  listing="$("$E2E_DIR/images/config-images.sh" "$E2E_WORK_DIR/images/config")"
   while read -r tag archive; do
     archives+=("$archive")
     if [[ "$tag" == *:latest || "$tag" == docker.io/* ]]; then
@@ -701,8 +693,8 @@ scenario_seed_examples() {
   imagecfg_images
   kc -n "$ns" create serviceaccount my-app-sa >/dev/null
   step "apply the seed's Istio (web-app) and Vault (secure-app) examples unchanged"
-  kc -n "$ns" apply -f "$PRODUCT_REPO_DIR/operator/tests/fixtures/istio.yaml" >/dev/null
-  kc -n "$ns" apply -f "$PRODUCT_REPO_DIR/operator/tests/fixtures/vault.yaml" >/dev/null
+  kc -n "$ns" apply -f "$REPO_DIR/operator/tests/fixtures/istio.yaml" >/dev/null
+  kc -n "$ns" apply -f "$REPO_DIR/operator/tests/fixtures/vault.yaml" >/dev/null
   wait_running "$ns" web-app 240
   wait_running "$ns" secure-app 240
   step "they serve what their entrypoints serve"
