@@ -5,7 +5,7 @@
 # imports them, installs the chart, runs the scenarios and tears everything down, also when
 # something fails, after printing the logs that explain it.
 #
-# Usage: tests/e2e/run.sh [SCENARIO_NUMBER...]     e.g. tests/e2e/run.sh 1 6
+# Usage: tests/e2e/run.sh [SCENARIO_NUMBER...]     e.g. tests/e2e/run.sh 6 (runs 1, which 6 needs, then 6)
 # Environment: SC_E2E_KEEP=1 leaves the cluster up afterwards (tear down: tests/e2e/cluster.sh down).
 # Ends with "e2e: N passed, N failed"; exits non-zero unless every scenario passed.
 set -euo pipefail
@@ -68,29 +68,53 @@ finish() {
   fi
 }
 
-selected() {
-  # selected TITLE: true when no scenario numbers were given, or the title's number is one of them.
-  ((${#SELECTION[@]} == 0)) && return 0
-  local number="${1%% *}" wanted
-  for wanted in "${SELECTION[@]}"; do
-    [[ "$wanted" == "$number" ]] && return 0
+# scenarios_to_run ID...: the SCENARIOS entries to run, in table order: the ones named and, before
+# them, every one they need (transitively); all of them when none is named. Fails on an unknown
+# ID, and on a table whose scenario needs one that does not run before it.
+scenarios_to_run() {
+  local -A wanted=() needs_of=()
+  local entry id needs need rest changed=1 ids=()
+  for entry in "${SCENARIOS[@]}"; do
+    IFS='|' read -r id needs rest <<<"$entry"
+    for need in $needs; do
+      [[ -n "${needs_of[$need]+listed}" ]] || die "SCENARIOS: scenario $id needs $need, which is not listed before it"
+    done
+    needs_of[$id]="$needs"
+    ids+=("$id")
   done
-  return 1
+  for id in "$@"; do
+    [[ -n "${needs_of[$id]+listed}" ]] || die "no scenario $id; the scenarios are: ${ids[*]}"
+    wanted[$id]=1
+  done
+  while ((changed)); do
+    changed=0
+    for id in "${!wanted[@]}"; do
+      for need in ${needs_of[$id]}; do
+        [[ -n "${wanted[$need]:-}" ]] || { wanted[$need]=1; changed=1; }
+      done
+    done
+  done
+  for entry in "${SCENARIOS[@]}"; do
+    id="${entry%%|*}"
+    if (($# == 0)) || [[ -n "${wanted[$id]:-}" ]]; then
+      printf '%s\n' "$entry"
+    fi
+  done
 }
 
 main() {
-  SELECTION=("$@")
+  local selected=()
+  mapfile -t selected < <(scenarios_to_run "$@")
+  ((${#selected[@]} > 0)) || exit 2
   product_require_root
   trap finish EXIT
   product_setup
   setup_done=1
 
-  local entry title function started=$SECONDS
-  for entry in "${SCENARIOS[@]}"; do
-    title="${entry%%|*}"
-    function="${entry##*|}"
-    selected "$title" || continue
-    run_scenario "$title" "$function"
+  local entry id function title started=$SECONDS
+  for entry in "${selected[@]}"; do
+    IFS='|' read -r id _ function title <<<"$entry"
+    run_scenario "$id $title" "$function"
   done
   PRODUCT_TIMINGS+=("scenarios: $((SECONDS - started)) s")
 }

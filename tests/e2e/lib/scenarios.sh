@@ -518,8 +518,6 @@ scenario_hostile_tenant() {
   kc sc -n "$TENANT_NS" delete box --timeout 5m >/dev/null
 }
 
-# Scenario order: later ones reuse what earlier ones left (6 uses 1's SC, 4 uses 3's).
-
 # --- 9. any image runs as in a plain container -----------------------------------------------
 
 readonly IMAGECFG_NS=e2e-imagecfg
@@ -706,15 +704,18 @@ scenario_seed_examples() {
   expect_contains "secure-app's image env" "$(kc -n "$ns" logs secure-app)" "in production"
 }
 
+# "ID|NEEDS|FUNCTION|TITLE", in the order they run. NEEDS: the IDs whose leftovers this one uses
+# (6 deletes 1's StoppableContainer, 4 reboots the node under 3's); each comes earlier in the
+# table, and `tests/e2e/run.sh 6` runs 1 first.
 readonly SCENARIOS=(
-  "1 persistence: create, write, add a user, install a binary, stop, start|scenario_persistence"
-  "7 manifests of the old operator: PodSpec form and template.container|scenario_legacy_manifests"
-  "6 isolation: foreign pods get nothing; delete leaves nothing on the node|scenario_isolation_and_delete"
-  "2 unprivileged workload: capabilities, /proc, exec -it, cp, logs, readiness|scenario_unprivileged"
-  "3 crashes and restarts: workload, provider, node plugin, operator|scenario_crashes_and_restarts"
-  "4 node reboot|scenario_node_reboot"
-  "5 image change while stopped|scenario_image_change"
-  "8 a hostile tenant: forged provider and workload pods, a lost provider, the shipped roles|scenario_hostile_tenant"
-  "9 any image runs as in a plain container: entrypoint, cmd, env, user, workdir, exec, pull errors|scenario_image_config"
-  "10 the old project's Istio and Vault examples serve what their images serve|scenario_seed_examples"
+  "1||scenario_persistence|persistence: create, write, add a user, install a binary, stop, start"
+  "7||scenario_legacy_manifests|manifests of the old operator: PodSpec form and template.container"
+  "6|1|scenario_isolation_and_delete|isolation: foreign pods get nothing; delete leaves nothing on the node"
+  "2||scenario_unprivileged|unprivileged workload: capabilities, /proc, exec -it, cp, logs, readiness"
+  "3||scenario_crashes_and_restarts|crashes and restarts: workload, provider, node plugin, operator"
+  "4|3|scenario_node_reboot|node reboot"
+  "5||scenario_image_change|image change while stopped"
+  "8||scenario_hostile_tenant|a hostile tenant: forged provider and workload pods, a lost provider, the shipped roles"
+  "9||scenario_image_config|any image runs as in a plain container: entrypoint, cmd, env, user, workdir, exec, pull errors"
+  "10||scenario_seed_examples|the old project's Istio and Vault examples serve what their images serve"
 )
