@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use sc_proto::csi::{identity_server::IdentityServer, node_server::NodeServer};
 use sc_proto::registration::registration_server::RegistrationServer;
 use tracing::{info, warn};
@@ -16,12 +16,54 @@ use crate::cgroup::{self, CGROUP_MOUNT_ROOT, KubeletCgroups};
 use crate::cluster::{ClusterView, KubeClusterView, StaticClusterView};
 use crate::layout::DataRoot;
 use crate::node::{NodeCore, NodeSettings, RootfsSettings};
+use crate::prepare::{HelperStage, SERVICE_ACCOUNT_DIR};
 use crate::quota::RootfsSize;
 use crate::registration::{RegistrationService, registration_socket_name};
 use crate::server::{IdentityService, NodeService};
 use crate::sys::{RealSystem, enter_mount_namespace, is_cgroup_unified};
 use crate::validate::TargetPolicy;
 use crate::{cleanup, socket, usage};
+
+/// What the binary was started as: the plugin, or (started by the plugin itself) one of its
+/// prepare helper's stages. One parser for both: the stages are hidden subcommands, and plugin
+/// flags and a stage exclude each other.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Boxed: the plugin's flags are many, a stage's few.
+    Plugin(Box<Args>),
+    Helper(HelperStage),
+}
+
+impl CommandFactory for Invocation {
+    fn command() -> clap::Command {
+        let command = clap::Command::new("sc-csi-driver")
+            .version(env!("CARGO_PKG_VERSION"))
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true);
+        // The plugin's flags last: their doc comment is the command's `about`.
+        <Args as clap::Args>::augment_args(HelperStage::augment_subcommands(command))
+    }
+
+    fn command_for_update() -> clap::Command {
+        Self::command()
+    }
+}
+
+impl FromArgMatches for Invocation {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        match matches.subcommand_name() {
+            Some(_) => HelperStage::from_arg_matches(matches).map(Invocation::Helper),
+            None => Args::from_arg_matches(matches).map(|args| Invocation::Plugin(Box::new(args))),
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Parser for Invocation {}
 
 /// StoppableContainer CSI node plugin: mounts each consumer's persistent root filesystem.
 #[derive(Debug, Parser)]
@@ -170,9 +212,6 @@ pub fn run(args: Args) -> Result<(), StartError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(StartError::Runtime)?;
     runtime.block_on(serve(args, endpoint, kube_config))
 }
-
-/// Where kubelet mounts a pod's service-account token, CA and namespace.
-const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 fn open_directory(path: &str) -> std::io::Result<OwnedFd> {
     use nix::fcntl::{OFlag, open};
@@ -347,6 +386,45 @@ fn shutdown_signal() -> futures::future::Shared<std::pin::Pin<Box<dyn std::futur
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prepare::{HELPER_SUBCOMMAND, HelperArgs, IN_NAMESPACES_SUBCOMMAND};
+
+    const POD_UID: &str = "6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d";
+
+    #[test]
+    fn helper_stages_are_hidden_subcommands_whose_arguments_round_trip() {
+        for subcommand in [HELPER_SUBCOMMAND, IN_NAMESPACES_SUBCOMMAND] {
+            for parent_pid in [None, Some(4242)] {
+                let args = HelperArgs { pid: 7, pod_uid: POD_UID.into(), pod: "ns/dev".into(), parent_pid };
+                // What the control socket (stage 1) and stage 1 (stage 2) run.
+                let argv = ["sc-csi-driver".to_owned(), subcommand.to_owned()].into_iter().chain(args.to_args());
+                let parsed = match Invocation::try_parse_from(argv).expect("parses") {
+                    Invocation::Helper(HelperStage::EnterPidNamespace(parsed)) if subcommand == HELPER_SUBCOMMAND => parsed,
+                    Invocation::Helper(HelperStage::PrepareInNamespaces(parsed)) if subcommand == IN_NAMESPACES_SUBCOMMAND => parsed,
+                    other => panic!("{subcommand} parsed as {other:?}"),
+                };
+                assert_eq!(
+                    (parsed.pid, parsed.pod_uid, parsed.pod, parsed.parent_pid),
+                    (7, POD_UID.to_owned(), "ns/dev".to_owned(), parent_pid)
+                );
+            }
+        }
+        let help = Invocation::command().render_help().to_string();
+        assert!(help.starts_with("StoppableContainer CSI node plugin"), "{help}");
+        assert!(!help.contains("__prepare") && help.contains("--node-id"), "{help}");
+    }
+
+    #[test]
+    fn without_a_stage_the_binary_is_the_plugin_and_plugin_flags_exclude_a_stage() {
+        let Invocation::Plugin(args) = Invocation::try_parse_from(["sc-csi-driver", "--node-id", "node-1"]).expect("parses") else {
+            panic!("not the plugin")
+        };
+        assert_eq!(args.node_id, "node-1");
+        let mixed = ["sc-csi-driver", "--node-id", "node-1", HELPER_SUBCOMMAND, "--pid", "7", "--pod-uid", POD_UID, "--pod", "ns/dev"];
+        let error = Invocation::try_parse_from(mixed).expect_err("plugin flags and a stage");
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict, "{error}");
+        let error = Invocation::try_parse_from(["sc-csi-driver", HELPER_SUBCOMMAND, "--pid", "7"]).expect_err("a stage lacks its flags");
+        assert_eq!(error.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{error}");
+    }
 
     #[test]
     fn the_charts_empty_runtime_endpoint_means_detect_and_a_path_is_taken_as_it_is() {
