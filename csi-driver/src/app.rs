@@ -328,14 +328,14 @@ async fn serve_with<C: ClusterView>(
             node_id: args.node_id.clone(),
             policy: TargetPolicy { kubelet_dir: args.kubelet_dir.clone() },
         }))
-        .serve_with_incoming_shutdown(crate::authority::incoming(csi_listener), shutdown.clone());
+        .serve_with_incoming_shutdown(crate::transport::authority::incoming(csi_listener), shutdown.clone());
     if args.register_with_kubelet {
         let path = args.kubelet_dir.join("plugins_registry").join(registration_socket_name());
         let registration_listener = listen(&path)?;
         info!(socket = %path.display(), "registering with kubelet");
         let registration = tonic::transport::Server::builder()
             .add_service(RegistrationServer::new(RegistrationService { csi_endpoint_path: endpoint.display().to_string() }))
-            .serve_with_incoming_shutdown(crate::authority::incoming(registration_listener), shutdown);
+            .serve_with_incoming_shutdown(crate::transport::authority::incoming(registration_listener), shutdown);
         let (csi, registration) =
             bounded_drain(async { tokio::join!(csi, registration) }, shutdown_for_drain).await.unwrap_or((Ok(()), Ok(())));
         // Unregister: kubelet drops the plugin when its socket disappears.

@@ -8,7 +8,6 @@
 //! README for flags, the data layout and error codes.
 
 pub mod app;
-pub mod authority;
 pub mod authorize;
 pub mod cgroup;
 pub mod cleanup;
@@ -29,5 +28,6 @@ pub mod server;
 pub mod socket;
 pub mod sys;
 pub mod timing;
+pub mod transport;
 pub mod usage;
 pub mod validate;

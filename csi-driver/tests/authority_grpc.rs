@@ -4,7 +4,7 @@
 
 // csi-driver is a binary crate, so the module is compiled into this test directly; not every
 // public item of it is used here.
-use csi_driver::authority;
+use csi_driver::transport::authority;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
