@@ -38,6 +38,9 @@ on_failure() {
   printf '\nThe cluster is left up for a look. Tear it down with: %s --down\n' "$0" >&2
 }
 
+# show_changes UPPER: what the demo wrote, as the node keeps it.
+show_changes() { show ls "$1/root" "$1/usr/local/bin"; }
+
 main() {
   if [[ "${1:-}" == --down ]]; then
     exec "$PRODUCT_CLUSTER" down
@@ -84,9 +87,8 @@ main() {
   show kubectl -n "$DEMO_NAMESPACE" get pods
   local uid
   uid="$(kubectl -n "$DEMO_NAMESPACE" get stoppablecontainer "$DEMO_NAME" -o 'jsonpath={.metadata.uid}' 2>/dev/null)"
-  local data_dir
-  data_dir="$(sc_data_dir "$DEMO_NAMESPACE" "$DEMO_NAME" "$uid")"
-  show ls "$data_dir/upper/root" "$data_dir/upper/usr/local/bin"
+  # The changes are the overlay's upper layer, on the SC's own filesystem image on the node.
+  with_kept_upper "$DEMO_NAMESPACE" "$DEMO_NAME" "$uid" show_changes
 
   narrate "Start it again: a fresh pod, the same root filesystem"
   show kubectl sc -n "$DEMO_NAMESPACE" start "$DEMO_NAME" --wait --timeout 4m

@@ -34,6 +34,26 @@ readonly E2E_HOST_KUBECTL="${SC_E2E_KUBECTL:-/usr/bin/kubectl}"
 # sc_data_dir NAMESPACE NAME UID: a StoppableContainer's data directory on the node.
 sc_data_dir() { echo "$NODE_DATA_ROOT/containers/$1/$2/$3"; }
 
+# with_kept_upper NAMESPACE NAME UID COMMAND...: runs COMMAND with the SC's upper directory, as
+# the node keeps it, as its last argument. The upper lives on the SC's own filesystem
+# (<data dir>/rootfs.img), mounted at fs/ only while a workload runs: for a stopped SC the image is
+# mounted read-only for the command, as an admin would.
+with_kept_upper() {
+  local dir mount_point status=0
+  dir="$(sc_data_dir "$1" "$2" "$3")"
+  shift 3
+  if mountpoint -q "$dir/fs"; then
+    "$@" "$dir/fs/upper"
+    return
+  fi
+  mount_point="$(mktemp -d)"
+  mount -o ro,loop,noload "$dir/rootfs.img" "$mount_point"
+  "$@" "$mount_point/upper" || status=$?
+  umount "$mount_point"
+  rmdir "$mount_point"
+  return "$status"
+}
+
 # log MESSAGE...: one line on stderr, "[TAG HH:MM:SS] MESSAGE".
 log() { printf '[%s %s] %s\n' "${SC_LOG_TAG:-$(basename "$0" .sh)}" "$(date +%H:%M:%S)" "$*" >&2; }
 

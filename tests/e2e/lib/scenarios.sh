@@ -61,22 +61,9 @@ in_sc() {
 
 # sc_data_dir (tests/lib/common.sh) is the SC's data on the node: its own filesystem's image,
 # mounted at fs/ while a consumer runs.
-# kept_file NAMESPACE NAME UID PATH: a file of the SC's upper layer as the node keeps it. A stopped
-# SC's filesystem is not mounted: its image is mounted read-only for the read, as an admin would.
-kept_file() {
-  local dir mount_point status=0
-  dir="$(sc_data_dir "$1" "$2" "$3")"
-  if mountpoint -q "$dir/fs"; then
-    cat "$dir/fs/upper/$4"
-    return
-  fi
-  mount_point="$(mktemp -d)"
-  mount -o ro,loop,noload "$dir/rootfs.img" "$mount_point"
-  cat "$mount_point/upper/$4" || status=$?
-  umount "$mount_point"
-  rmdir "$mount_point"
-  return "$status"
-}
+# kept_file NAMESPACE NAME UID PATH: a file of the SC's upper layer as the node keeps it.
+kept_file() { with_kept_upper "$1" "$2" "$3" cat_under "$4"; }
+cat_under() { cat "$2/$1"; }
 
 container_pids() {
   # container_pids CONTAINER_ID: host PIDs whose cgroup names the container.
