@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use sc_api::consts::CSI_DRIVER_NAME;
 use sc_proto::csi::{identity_server::IdentityServer, node_server::NodeServer};
 use sc_proto::registration::registration_server::RegistrationServer;
 use tracing::{info, warn};
@@ -70,7 +71,7 @@ impl Parser for Invocation {}
 #[command(name = "sc-csi-driver", version)]
 pub struct Args {
     /// CSI endpoint to serve on, as a path valid in the mount namespace the plugin ends up in.
-    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///var/lib/kubelet/plugins/rootfs.stoppablecontainer.xtlsoft.top/csi.sock")]
+    #[arg(long, env = "CSI_ENDPOINT", default_value_t = default_endpoint())]
     pub endpoint: String,
     /// This node's Kubernetes name (NodeGetInfo's node id; providers must run here).
     #[arg(long, env = "NODE_NAME")]
@@ -79,7 +80,7 @@ pub struct Args {
     #[arg(long, env = "SC_DATA_ROOT", default_value = sc_api::consts::DEFAULT_DATA_ROOT)]
     pub data_root: PathBuf,
     /// Kubelet's root directory; volumes are only ever mounted below `<kubelet-dir>/pods`.
-    #[arg(long, default_value = "/var/lib/kubelet")]
+    #[arg(long, default_value = DEFAULT_KUBELET_DIR)]
     pub kubelet_dir: PathBuf,
     /// Enter this mount namespace (the host's: /proc/1/ns/mnt with hostPID) before anything else,
     /// so mounts outlive the plugin's container and see the runtime's rootfs mounts.
@@ -142,6 +143,15 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain, env = "SC_LOG_FORMAT")]
     pub log_format: LogFormat,
+}
+
+/// Kubelet's default `--root-dir`.
+const DEFAULT_KUBELET_DIR: &str = "/var/lib/kubelet";
+
+/// Where kubelet expects a CSI driver's socket by default: its plugin directory, named after the
+/// driver.
+fn default_endpoint() -> String {
+    format!("unix://{DEFAULT_KUBELET_DIR}/plugins/{CSI_DRIVER_NAME}/csi.sock")
 }
 
 fn parse_rootfs_size(text: &str) -> Result<RootfsSize, String> {
@@ -419,6 +429,9 @@ mod tests {
             panic!("not the plugin")
         };
         assert_eq!(args.node_id, "node-1");
+        // Where kubelet (and the chart's default kubelet dir) looks for this driver.
+        assert_eq!(args.endpoint, "unix:///var/lib/kubelet/plugins/rootfs.stoppablecontainer.xtlsoft.top/csi.sock");
+        assert_eq!(args.kubelet_dir, Path::new("/var/lib/kubelet"));
         let mixed = ["sc-csi-driver", "--node-id", "node-1", HELPER_SUBCOMMAND, "--pid", "7", "--pod-uid", POD_UID, "--pod", "ns/dev"];
         let error = Invocation::try_parse_from(mixed).expect_err("plugin flags and a stage");
         assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict, "{error}");
