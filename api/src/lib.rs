@@ -7,6 +7,7 @@
 pub mod consts;
 pub mod exec_config;
 pub mod image_config;
+pub mod lifecycle;
 pub mod names;
 pub mod process;
 pub mod rootfs_size;

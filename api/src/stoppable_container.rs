@@ -58,18 +58,23 @@ pub struct StoppableContainerSpec {
     pub host_path_prefix: Option<String>,
 }
 
-/// Lifecycle phase of a StoppableContainer (the same values as earlier releases).
+/// Lifecycle phase of a StoppableContainer (the values of earlier releases, and `Stopping`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
     /// Not running yet: waiting for the workload pod to be scheduled or the provider pod to start,
-    /// or stopping is not finished.
+    /// or for the previous workload pod to terminate.
     #[default]
     Pending,
     /// The provider pod runs on the workload's node; the workload pod is starting.
     ProviderReady,
     /// The workload pod is running and ready.
     Running,
-    /// Nothing runs; the root filesystem is kept.
+    /// `running` is false and the workload pod (or a pod being removed with it) still
+    /// terminates: the workload may still be writing. Stopped follows once it is gone.
+    Stopping,
+    /// Nothing runs: the workload pod is gone (a stop keeps only the provider pod, a pause
+    /// process), or the workload exited successfully; the root filesystem is kept. Safe to act
+    /// on: the workload has flushed what it wrote.
     Stopped,
     /// The workload cannot start or run: the spec is invalid, a pod waits on an image or a
     /// container config it cannot get (kubelet's reason and message are in `message` and the
@@ -86,20 +91,21 @@ impl Phase {
             Phase::Pending => "Pending",
             Phase::ProviderReady => "ProviderReady",
             Phase::Running => "Running",
+            Phase::Stopping => "Stopping",
             Phase::Stopped => "Stopped",
             Phase::Failed => "Failed",
         }
     }
 
     /// Every phase, in lifecycle order (for metrics that report a count per phase).
-    pub const ALL: [Phase; 5] = [Phase::Pending, Phase::ProviderReady, Phase::Running, Phase::Stopped, Phase::Failed];
+    pub const ALL: [Phase; 6] = [Phase::Pending, Phase::ProviderReady, Phase::Running, Phase::Stopping, Phase::Stopped, Phase::Failed];
 }
 
 /// Observed state of a StoppableContainer, written by the operator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StoppableContainerStatus {
-    /// Lifecycle phase: Pending, ProviderReady, Running, Stopped or Failed.
+    /// Lifecycle phase: Pending, ProviderReady, Running, Stopping, Stopped or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Human-readable summary of the current state; when something is wrong, what to do about it.

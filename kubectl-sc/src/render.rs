@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
+use sc_api::lifecycle::condition;
 use sc_api::stoppable_container::ImageStatus;
 use sc_api::{Phase, RootfsStatus, StoppableContainer};
 
@@ -178,7 +179,7 @@ pub fn image_fields(view: &ScView) -> Vec<(&'static str, String)> {
             "config not reported yet (the data node reports it when the workload pod mounts the root filesystem)".to_owned(),
         )];
     };
-    let image_config = view.conditions.iter().find(|condition| condition.type_ == "ImageConfig");
+    let image_config = view.conditions.iter().find(|condition| condition.type_ == condition::IMAGE_CONFIG);
     let command = match &image.command {
         Some(argv) => argv.iter().map(|word| shell_word(word)).collect::<Vec<_>>().join(" "),
         None => match image_config.filter(|condition| condition.status == "False") {
@@ -397,6 +398,7 @@ mod tests {
         vec![
             view("dev-box", "team-a", true, Some(Phase::Running), Some("node-1"), 3 * 86_400),
             view("builder-with-a-long-name", "team-b", false, Some(Phase::Stopped), None, 125),
+            view("winding-down", "team-a", false, Some(Phase::Stopping), Some("node-1"), 30),
             view("fresh", "default", true, None, None, 4),
         ]
     }

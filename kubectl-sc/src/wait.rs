@@ -66,12 +66,11 @@ pub fn assess(target: Target, object: &StoppableContainer, min_generation: Optio
     if status_is_stale {
         return WaitStep::Waiting;
     }
-    // The operator reports Stopped as soon as the workload pod is being deleted; a user who waits
-    // for a stop expects it to be gone (its resources freed). The provider pod, a pause process
-    // that keeps the image as the lower layer so the next start is only a mount, stays.
-    let workload_gone = || status.consumer_pod_name.as_deref().is_none_or(str::is_empty);
+    // Stopped is the operator's word that the workload pod is gone (its resources freed); while
+    // it terminates the phase is Stopping, which is waited through like any other. The provider
+    // pod, a pause process that keeps the image as the lower layer so the next start is only a
+    // mount, stays.
     match status.phase {
-        Some(Phase::Stopped) if target == Target::Stopped && !workload_gone() => WaitStep::Waiting,
         Some(phase) if phase == target.phase() => WaitStep::Reached,
         Some(Phase::Failed) => WaitStep::Failed(
             status.message.clone().filter(|message| !message.is_empty()).unwrap_or_else(|| "no message in the status".to_owned()),
@@ -209,7 +208,7 @@ mod tests {
 
     #[test]
     fn intermediate_phases_keep_waiting_and_failed_fails_with_the_message() {
-        for phase in [None, Some(Phase::Pending), Some(Phase::ProviderReady), Some(Phase::Stopped)] {
+        for phase in [None, Some(Phase::Pending), Some(Phase::ProviderReady), Some(Phase::Stopping), Some(Phase::Stopped)] {
             assert_eq!(assess(Target::Running, &object(true, phase, Some(4), None), Some(4)), WaitStep::Waiting, "{phase:?}");
         }
         let mut no_status = object(true, None, None, None);
@@ -233,16 +232,19 @@ mod tests {
 
     #[test]
     fn a_stop_is_reached_once_the_workload_pod_is_gone_and_the_provider_may_stay() {
-        let mut stopping = object(false, Some(Phase::Stopped), Some(4), Some("stopping: waiting for pods"));
+        let mut stopping = object(false, Some(Phase::Stopping), Some(4), Some("stopping: waiting for pods"));
         if let Some(status) = stopping.status.as_mut() {
             status.consumer_pod_name = Some("box".into());
             status.provider_pod_name = Some("box-provider".into());
         }
         assert_eq!(assess(Target::Stopped, &stopping, Some(4)), WaitStep::Waiting);
-        if let Some(status) = stopping.status.as_mut() {
-            status.consumer_pod_name = None;
+        let mut stopped = object(false, Some(Phase::Stopped), Some(4), Some("stopped; the root filesystem is kept"));
+        if let Some(status) = stopped.status.as_mut() {
+            status.provider_pod_name = Some("box-provider".into());
         }
-        assert_eq!(assess(Target::Stopped, &stopping, Some(4)), WaitStep::Reached);
+        assert_eq!(assess(Target::Stopped, &stopped, Some(4)), WaitStep::Reached);
+        // A start waits through a stop still under way.
+        assert_eq!(assess(Target::Running, &object(true, Some(Phase::Stopping), Some(4), None), Some(4)), WaitStep::Waiting);
     }
 
     #[test]

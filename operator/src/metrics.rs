@@ -108,7 +108,7 @@ impl Metrics {
                     tracked.stop_latency.observe(elapsed(began));
                 }
             }
-            Phase::Pending | Phase::ProviderReady | Phase::Failed => {}
+            Phase::Pending | Phase::ProviderReady | Phase::Stopping | Phase::Failed => {}
         }
     }
 

@@ -15,10 +15,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use sc_api::consts::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, NODE_DATA_FINALIZER, PROVIDER_CONTAINER_NAME, SCI_FINALIZER};
 use sc_api::stoppable_container::ImageStatus;
-use sc_api::{StoppableContainer, StoppableContainerStatus};
+use sc_api::{Phase, StoppableContainer, StoppableContainerStatus};
 use sc_operator::consumer_pod::pinned_node;
 use sc_operator::controller::fetch::{Children, Facts};
 use sc_operator::controller::plan::{Object, Step, Then, Why, plan};
+use sc_operator::controller::report::{REQUEUE_IN_MOTION, REQUEUE_STEADY, report};
 use sc_operator::controller::teardown::{Stage, release_data, teardown};
 use sc_operator::data_report::{DataRelease, ReleaseReason};
 use sc_operator::ownership::Role;
@@ -587,5 +588,25 @@ fn a_never_started_sc_is_deleted_with_nothing_to_wait_for_and_a_stopped_one_prov
 impl World {
     fn steps_done(&mut self, steps: &[Step]) {
         steps.iter().for_each(|step| self.carry_out(step));
+    }
+}
+
+#[test]
+fn the_phase_is_stopping_until_the_workload_pod_is_gone_and_a_kept_provider_does_not_count() {
+    let settings = PodSettings::for_tests();
+    for (stem, sc) in fixtures() {
+        let mut world = World::running(sc);
+        let phase = |world: &World| {
+            let facts = Facts { settings: &settings, data_node_exists: world.data_node_exists, usage: world.usage.as_ref() };
+            let report = report(&world.sc, world.sc.status.as_ref(), &world.children, &facts, None, epoch());
+            (report.status.phase, report.requeue)
+        };
+        assert_eq!(phase(&world), (Some(Phase::Running), REQUEUE_STEADY), "{stem}");
+        world.sc.spec.running = false;
+        world.reconcile();
+        assert_eq!(phase(&world), (Some(Phase::Stopping), REQUEUE_IN_MOTION), "{stem}: the workload may still be writing");
+        world.gone(Role::Consumer);
+        assert_eq!(phase(&world), (Some(Phase::Stopped), REQUEUE_STEADY), "{stem}: with the provider kept");
+        assert!(world.children.provider.is_some(), "{stem}");
     }
 }

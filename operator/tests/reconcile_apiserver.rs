@@ -211,6 +211,11 @@ async fn terminate_in_order(env: &TestEnv, name: &str) {
 async fn stop_until_stopped(env: &TestEnv, name: &str) -> Pod {
     let provider_name = provider_pod_name(name);
     env.wait_pod_terminating(name).await;
+    // While the workload pod terminates the workload may still write: Stopping, not Stopped.
+    env.wait_sc(name, "phase Stopping while the workload pod terminates", |sc| {
+        phase(sc) == "Stopping" && message(sc).starts_with("stopping: waiting for pods")
+    })
+    .await;
     env.finish_termination(name).await;
     let sc = env
         .wait_sc(name, "phase Stopped with the workload pod gone", |sc| {

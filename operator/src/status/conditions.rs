@@ -1,6 +1,7 @@
 //! The StoppableContainer's status: its conditions, assembled with the phase from what was observed.
 
 use super::*;
+use sc_api::lifecycle::reason;
 
 /// Everything the status depends on.
 #[derive(Clone, Debug)]
@@ -96,24 +97,25 @@ pub fn sc_status(
 
     conditions.set(condition::READY, phase == Phase::Running, phase.as_str(), message.clone());
     match &observed.spec_problems {
-        Some(problems) => conditions.set(condition::SPEC_VALID, false, "InvalidSpec", problems.clone()),
-        None => conditions.set(condition::SPEC_VALID, true, "Valid", "the spec is valid"),
+        Some(problems) => conditions.set(condition::SPEC_VALID, false, reason::INVALID_SPEC, problems.clone()),
+        None => conditions.set(condition::SPEC_VALID, true, reason::VALID, "the spec is valid"),
     }
-    let not_ours =
-        |pod: &Pod| (false, "PodNotOwned".to_owned(), format!("pod {:?} exists and is not this StoppableContainer's", pod_name(pod)));
+    let not_ours = |pod: &Pod| {
+        (false, reason::POD_NOT_OWNED.to_owned(), format!("pod {:?} exists and is not this StoppableContainer's", pod_name(pod)))
+    };
     let (consumer_ready, consumer_reason, consumer_message) = match (&observed.consumer, &consumer_progress) {
         (Found::Foreign(pod), _) => not_ours(pod),
-        (Found::Unrecorded(pod), _) => (false, "NotCreatedByOperator".to_owned(), unrecorded_pod_message(pod, "workload pod")),
-        (_, None) => (false, "NotCreated".to_owned(), "no workload pod".to_owned()),
+        (Found::Unrecorded(pod), _) => (false, reason::NOT_CREATED_BY_OPERATOR.to_owned(), unrecorded_pod_message(pod, "workload pod")),
+        (_, None) => (false, reason::NOT_CREATED.to_owned(), "no workload pod".to_owned()),
         (_, Some(progress)) => progress_condition(progress),
     };
     conditions.set(condition::CONSUMER_READY, consumer_ready, &consumer_reason, consumer_message);
     let (provider_ready, provider_reason, provider_message) = match (&observed.provider, &provider_progress) {
         (Found::Foreign(pod), _) => not_ours(pod),
-        (Found::Unrecorded(pod), _) => (false, "NotCreatedByOperator".to_owned(), unrecorded_pod_message(pod, "provider pod")),
+        (Found::Unrecorded(pod), _) => (false, reason::NOT_CREATED_BY_OPERATOR.to_owned(), unrecorded_pod_message(pod, "provider pod")),
         (_, None) => (
             false,
-            "NotCreated".to_owned(),
+            reason::NOT_CREATED.to_owned(),
             "no provider pod (it is created on the data node with the workload pod; at the first start, once that pod is scheduled)"
                 .to_owned(),
         ),
@@ -122,23 +124,23 @@ pub fn sc_status(
     conditions.set(condition::PROVIDER_READY, provider_ready, &provider_reason, provider_message);
     match &consumer_progress {
         Some(PodProgress::Ready | PodProgress::NotReady) => {
-            conditions.set(condition::ROOTFS_VOLUME, true, "Mounted", "the persistent root filesystem is mounted in the workload pod")
+            conditions.set(condition::ROOTFS_VOLUME, true, reason::MOUNTED, "the persistent root filesystem is mounted in the workload pod")
         }
         Some(PodProgress::Creating) if provider_ready => conditions.set(
             condition::ROOTFS_VOLUME,
             false,
-            "Mounting",
+            reason::MOUNTING,
             "waiting for the CSI node plugin to mount the persistent root filesystem (see `kubectl describe pod` for FailedMount events)",
         ),
-        _ => conditions.set(condition::ROOTFS_VOLUME, false, "NotMounted", "no running workload pod"),
+        _ => conditions.set(condition::ROOTFS_VOLUME, false, reason::NOT_MOUNTED, "no running workload pod"),
     }
     match (&observed.data_node, observed.data_node_exists) {
-        (None, _) => conditions.set(condition::DATA_NODE, false, "NotAssigned", "no data yet: the first start places the workload and creates the root filesystem there"),
-        (Some(node), true) => conditions.set(condition::DATA_NODE, true, "Assigned", format!("the root filesystem is on node {node:?}; starts are pinned to it")),
+        (None, _) => conditions.set(condition::DATA_NODE, false, reason::NOT_ASSIGNED, "no data yet: the first start places the workload and creates the root filesystem there"),
+        (Some(node), true) => conditions.set(condition::DATA_NODE, true, reason::ASSIGNED, format!("the root filesystem is on node {node:?}; starts are pinned to it")),
         (Some(node), false) => conditions.set(
             condition::DATA_NODE,
             false,
-            "NodeGone",
+            reason::NODE_GONE,
             format!("node {node:?}, which holds the root filesystem, no longer exists; the data is lost with it. Delete and recreate this StoppableContainer to start over"),
         ),
     }
@@ -146,11 +148,11 @@ pub fn sc_status(
         conditions.set(
             condition::RESTART_REQUIRED,
             true,
-            "TemplateChanged",
+            reason::TEMPLATE_CHANGED,
             "the template, the provider settings or spec.rootfsSize changed since the workload pod was created; stop and start to apply them",
         );
     } else {
-        conditions.set(condition::RESTART_REQUIRED, false, "UpToDate", "the workload pod runs the current template");
+        conditions.set(condition::RESTART_REQUIRED, false, reason::UP_TO_DATE, "the workload pod runs the current template");
     }
     let foreign: Vec<String> = [observed.consumer, observed.provider]
         .iter()
@@ -160,16 +162,16 @@ pub fn sc_status(
         conditions.set(
             condition::NAME_CONFLICT,
             true,
-            "InstanceNotOwned",
+            reason::INSTANCE_NOT_OWNED,
             format!("StoppableContainerInstance {instance:?} exists and is not controlled by this StoppableContainer (a leftover of an earlier one with this name?); it and its pods are left alone: delete them, or rename this StoppableContainer"),
         );
     } else if foreign.is_empty() {
-        conditions.set(condition::NAME_CONFLICT, false, "NoConflict", "no foreign pod uses this StoppableContainer's pod names");
+        conditions.set(condition::NAME_CONFLICT, false, reason::NO_CONFLICT, "no foreign pod uses this StoppableContainer's pod names");
     } else {
         conditions.set(
             condition::NAME_CONFLICT,
             true,
-            "PodNotOwned",
+            reason::POD_NOT_OWNED,
             format!("pods {foreign:?} exist and are not owned by this StoppableContainer; they are left alone: delete or rename them, or rename this StoppableContainer"),
         );
     }
@@ -178,16 +180,16 @@ pub fn sc_status(
         ImageCheck::NotReported => conditions.set_status(
             condition::IMAGE_CONFIG,
             "Unknown",
-            "NotReported",
+            reason::NOT_REPORTED,
             "the config of the image the provider pod runs is not known yet: the data node's CSI plugin reports it when a workload pod mounts the root filesystem",
         ),
         ImageCheck::Known { outcome: ImageOutcome::Runs { summary }, .. } => {
-            conditions.set(condition::IMAGE_CONFIG, true, "Resolved", summary.clone())
+            conditions.set(condition::IMAGE_CONFIG, true, reason::RESOLVED, summary.clone())
         }
         ImageCheck::Known { outcome: ImageOutcome::RunsWithoutConfig { reason }, status } => conditions.set(
             condition::IMAGE_CONFIG,
             true,
-            "TemplateCommand",
+            reason::TEMPLATE_COMMAND,
             format!(
                 "the container runtime gave no config for image {:?} ({reason}); the template's command runs as written, and the image's ENV, USER and WORKDIR are unknown",
                 status.image_ref
@@ -199,7 +201,7 @@ pub fn sc_status(
         ImageCheck::Known { outcome: ImageOutcome::NotEvaluated, .. } => conditions.set_status(
             condition::IMAGE_CONFIG,
             "Unknown",
-            "InvalidSpec",
+            reason::INVALID_SPEC,
             "the image's config is known, and what the spec would run with it is not evaluated while the spec is invalid (see SpecValid)",
         ),
     }
@@ -207,7 +209,7 @@ pub fn sc_status(
         conditions.set(
             condition::HOST_PATH_PREFIX_IGNORED,
             true,
-            "AdminSetting",
+            reason::ADMIN_SETTING,
             format!("spec.hostPathPrefix {prefix:?} is ignored: where data is stored on a node is the CSI node plugin's --data-root, an administrator's setting; remove the field"),
         );
     }
@@ -233,14 +235,14 @@ pub fn sc_status(
 /// reason is kubelet's own (`ErrImageNeverPull`, `CrashLoopBackOff`, ...), with kubelet's message.
 pub(super) fn progress_condition(progress: &PodProgress) -> (bool, String, String) {
     let (ready, reason, message) = match progress {
-        PodProgress::Terminating => (false, "Terminating", "the pod is terminating".to_owned()),
-        PodProgress::Unscheduled { unschedulable: Some(why) } => (false, "Unschedulable", why.clone()),
-        PodProgress::Unscheduled { unschedulable: None } => (false, "Scheduling", "waiting for the scheduler".to_owned()),
+        PodProgress::Terminating => (false, reason::TERMINATING, "the pod is terminating".to_owned()),
+        PodProgress::Unscheduled { unschedulable: Some(why) } => (false, reason::UNSCHEDULABLE, why.clone()),
+        PodProgress::Unscheduled { unschedulable: None } => (false, reason::SCHEDULING, "waiting for the scheduler".to_owned()),
         PodProgress::Stuck { reason, message } => return (false, reason.clone(), message.clone()),
-        PodProgress::Creating => (false, "ContainerCreating", "containers are being created".to_owned()),
-        PodProgress::NotReady => (false, "NotReady", "containers run but are not ready".to_owned()),
-        PodProgress::Ready => (true, "PodReady", "the pod is ready".to_owned()),
-        PodProgress::Finished { message, .. } => (false, "PodFinished", message.clone()),
+        PodProgress::Creating => (false, reason::CONTAINER_CREATING, "containers are being created".to_owned()),
+        PodProgress::NotReady => (false, reason::NOT_READY, "containers run but are not ready".to_owned()),
+        PodProgress::Ready => (true, reason::POD_READY, "the pod is ready".to_owned()),
+        PodProgress::Finished { message, .. } => (false, reason::POD_FINISHED, message.clone()),
     };
     (ready, reason.to_owned(), message)
 }

@@ -1,6 +1,7 @@
 //! The image's config (ENTRYPOINT, CMD, USER) judged against the template, by Kubernetes' rules.
 
 use super::*;
+use sc_api::lifecycle::reason;
 
 /// The workload container's settings that decide what its image runs, with kubelet's names for
 /// its messages.
@@ -165,11 +166,11 @@ pub(super) fn judge_image(summary: &ImageSummary, process: WorkloadProcess<'_>, 
     let argv = match workload_argv(process.argv_source(), &process.words(), config.as_ref()) {
         Ok(argv) => argv,
         Err(error @ ArgvError::NoCommand) => {
-            return cannot("NoCommand", format!("image {:?} cannot run as templated: {error}", summary.image_ref));
+            return cannot(reason::NO_COMMAND, format!("image {:?} cannot run as templated: {error}", summary.image_ref));
         }
         Err(error @ ArgvError::ImageConfigUnknown { .. }) => {
             let message = format!("image {:?} cannot run as templated: {error} (the runtime said: {})", summary.image_ref, runtime_said());
-            return cannot("ConfigUnavailable", message);
+            return cannot(reason::CONFIG_UNAVAILABLE, message);
         }
     };
     status.command = Some(argv.clone());
@@ -183,7 +184,7 @@ pub(super) fn judge_image(summary: &ImageSummary, process: WorkloadProcess<'_>, 
                 summary.image_ref,
                 runtime_said()
             );
-            return cannot("ConfigUnavailable", message);
+            return cannot(reason::CONFIG_UNAVAILABLE, message);
         }
         return ImageOutcome::RunsWithoutConfig { reason: runtime_said() };
     };
@@ -192,7 +193,7 @@ pub(super) fn judge_image(summary: &ImageSummary, process: WorkloadProcess<'_>, 
             "image {:?} cannot run as templated: {refusal}; set `runAsUser` to a non-zero uid in the container's or the pod's securityContext, or use an image whose USER is a non-zero numeric uid",
             summary.image_ref
         );
-        return cannot("RunAsNonRoot", message);
+        return cannot(reason::RUN_AS_NON_ROOT, message);
     }
     let user = match (run_as_user, config.user.as_str()) {
         (Some(uid), _) => format!("uid {uid} (runAsUser)"),

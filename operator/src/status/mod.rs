@@ -35,33 +35,8 @@ pub use self::progress::*;
 pub use self::provider_loss::*;
 pub use self::redo::*;
 
-/// Condition types of a StoppableContainer.
-pub mod condition {
-    /// True only when the phase is Running; the reason is the phase (as earlier releases).
-    pub const READY: &str = "Ready";
-    /// Whether the spec passed validation.
-    pub const SPEC_VALID: &str = "SpecValid";
-    /// Whether the workload pod is ready.
-    pub const CONSUMER_READY: &str = "ConsumerReady";
-    /// Whether the provider pod is ready.
-    pub const PROVIDER_READY: &str = "ProviderReady";
-    /// Whether the persistent rootfs is mounted in the workload pod.
-    pub const ROOTFS_VOLUME: &str = "RootfsVolume";
-    /// Whether a node holds the data, and whether that node still exists.
-    pub const DATA_NODE: &str = "DataNode";
-    /// True when the template changed since the running workload pod was created.
-    pub const RESTART_REQUIRED: &str = "RestartRequired";
-    /// True when a pod the operator must create exists and is not its own.
-    pub const NAME_CONFLICT: &str = "NameConflict";
-    /// True when `spec.hostPathPrefix` is set to a value other than the legacy default.
-    pub const HOST_PATH_PREFIX_IGNORED: &str = "HostPathPrefixIgnored";
-    /// True while the provider of a running workload is lost (deleted, terminated or being
-    /// deleted) and until its replacement is ready.
-    pub const PROVIDER_LOST: &str = "ProviderLost";
-    /// Whether the workload can run as templated with its image's config (ENTRYPOINT, CMD, USER)
-    /// as the data node's container runtime reported it; Unknown until it is reported.
-    pub const IMAGE_CONFIG: &str = "ImageConfig";
-}
+/// Condition types of a StoppableContainer (the API's vocabulary, [`sc_api::lifecycle`]).
+pub use sc_api::lifecycle::condition;
 
 /// A pod the operator looked for, as found (see [`crate::ownership::classify`]).
 #[derive(Clone, Copy, Debug)]

@@ -47,11 +47,13 @@ pub(super) fn phase_and_message(
         .flatten()
         .map(pod_name)
         .collect();
+        // Stopped is published only once they are gone: a user who acts on it (drains the node,
+        // snapshots the volume) must not act while the workload may still be writing.
         if remaining.is_empty() {
             let message = if observed.data_node.is_some() { "stopped; the root filesystem is kept" } else { "not started yet" };
             return (Phase::Stopped, message.to_owned());
         }
-        return (Phase::Stopped, format!("stopping: waiting for pods {remaining:?} to terminate"));
+        return (Phase::Stopping, format!("stopping: waiting for pods {remaining:?} to terminate"));
     }
     if let Found::Unrecorded(pod) = observed.consumer {
         return (Phase::Pending, format!("replacing the workload pod: {}", unrecorded_pod_message(pod, "workload pod")));
@@ -134,7 +136,9 @@ pub fn instance_status(
     let phase = match sc.phase.unwrap_or_default() {
         Phase::Running => InstancePhase::Running,
         Phase::Failed => InstancePhase::Failed,
-        // The provider a stop keeps does not make the instance Stopping; one being deleted does.
+        Phase::Stopping => InstancePhase::Stopping,
+        // The provider a stop keeps does not make the instance Stopping; one being deleted does,
+        // and so does a workload pod that finished and is still there.
         Phase::Stopped if consumer.is_some() || provider.is_some_and(is_terminating) => InstancePhase::Stopping,
         Phase::Stopped => InstancePhase::Stopped,
         Phase::ProviderReady => InstancePhase::ConsumerStarting,

@@ -1,6 +1,7 @@
 //! The provider of a running workload, lost: how, and the `ProviderLost` condition.
 
 use super::*;
+use sc_api::lifecycle::reason;
 
 /// How the provider of a running workload was lost: each is a fault, since the provider is what
 /// keeps the image (the running workload's lower layer) in use for kubelet's image garbage
@@ -21,9 +22,9 @@ impl ProviderLoss {
     /// Reason of the `ProviderLost` condition.
     pub fn reason(&self) -> &'static str {
         match self {
-            ProviderLoss::Deleted { .. } => "ProviderDeleted",
-            ProviderLoss::Terminated { .. } => "ProviderTerminated",
-            ProviderLoss::Terminating { .. } => "ProviderTerminating",
+            ProviderLoss::Deleted { .. } => reason::PROVIDER_DELETED,
+            ProviderLoss::Terminated { .. } => reason::PROVIDER_TERMINATED,
+            ProviderLoss::Terminating { .. } => reason::PROVIDER_TERMINATING,
         }
     }
 
@@ -94,8 +95,8 @@ pub(super) fn provider_lost_condition(
     match (&observed.provider_loss, still_lost) {
         (Some(loss), _) => (true, loss.reason().to_owned(), loss.message()),
         (None, Some(lost)) if runs && provider != Some(&PodProgress::Ready) => (true, lost.reason.clone(), lost.message.clone()),
-        _ if runs => (false, "ProviderInPlace".to_owned(), "the running workload's provider pod is in place".to_owned()),
-        _ => (false, "NoWorkload".to_owned(), "no workload pod runs, so no provider pod is in use".to_owned()),
+        _ if runs => (false, reason::PROVIDER_IN_PLACE.to_owned(), "the running workload's provider pod is in place".to_owned()),
+        _ => (false, reason::NO_WORKLOAD.to_owned(), "no workload pod runs, so no provider pod is in use".to_owned()),
     }
 }
 

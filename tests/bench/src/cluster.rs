@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::error::{BenchError, api};
 use crate::observe::{Objects, Observer};
-use crate::subjects::{self, BENCH_LABEL, has_failed, is_ready, sc_phase, sc_pods_gone, sc_workload_gone, sc_workload_ready};
+use crate::subjects::{self, BENCH_LABEL, has_failed, is_ready, sc_phase, sc_pods_gone, sc_workload_ready};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -92,18 +92,14 @@ impl Cluster {
         .await
     }
 
-    /// A stop until the phase is Stopped and the workload pod is gone.
+    /// A stop until the phase is Stopped: the operator publishes it once the workload pod is
+    /// gone (the provider a stop keeps stays, and does not count).
     pub async fn wait_sc_stopped(&self, name: &str) -> Result<SystemTime, BenchError> {
-        let gone = self
-            .wait_pods(&format!("the workload pod of StoppableContainer {name} to terminate"), &[], |pods| sc_workload_gone(pods, name))
-            .await?;
-        let stopped = self
-            .sc_watch
+        self.sc_watch
             .wait(&format!("StoppableContainer {name} to report phase Stopped"), self.settings.timeout, |scs| {
                 scs.get(name).is_some_and(|sc| !sc.spec.running && sc_phase(sc) == Some(Phase::Stopped))
             })
-            .await?;
-        Ok(gone.max(stopped))
+            .await
     }
 
     /// Deletes SCs and waits until they are gone (the node plugin has removed their data).

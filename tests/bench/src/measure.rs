@@ -28,7 +28,7 @@ pub async fn start_sc(cluster: &Cluster, name: &str, kind: ScStartKind) -> Resul
     sc_timeline(cluster, name, requested, ready).await
 }
 
-/// `running: false` until the phase is Stopped and both pods are gone.
+/// `running: false` until the phase is Stopped (the workload pod is gone; the kept provider stays).
 pub async fn stop_sc(cluster: &Cluster, name: &str) -> Result<Duration, BenchError> {
     let requested = SystemTime::now();
     cluster.set_running(name, false).await?;

@@ -135,7 +135,7 @@ pub async fn resume_and_stop(cluster: &Cluster, rounds: usize) -> Result<StartFi
     println!("{}", table(&LATENCY_HEADER, &rows));
 
     println!(
-        "\n-- 3. Stop latency: `running: true -> false` until phase Stopped and the workload pod gone, vs deleting a plain pod until gone"
+        "\n-- 3. Stop latency: `running: true -> false` until phase Stopped (published once the workload pod is gone), vs deleting a plain pod until gone"
     );
     let mut rows = vec![latency_row("plain pod (delete)", plain_stop, None)];
     for (loaded, s) in LOADED.iter().zip(&series) {

@@ -2,7 +2,7 @@
 //! command, and the states of their pods the measurements wait for.
 
 use k8s_openapi::api::core::v1::Pod;
-use sc_api::consts::{LABEL_INSTANCE, LABEL_ROLE, PROVIDER_POD_SUFFIX, ROLE_CONSUMER};
+use sc_api::consts::{LABEL_INSTANCE, LABEL_ROLE, ROLE_CONSUMER, provider_pod_name};
 use sc_api::{Phase, StoppableContainer};
 use serde_json::json;
 
@@ -46,7 +46,7 @@ fn workload_container(image: &str) -> serde_json::Value {
 }
 
 pub fn provider_name(sc: &str) -> String {
-    format!("{sc}{PROVIDER_POD_SUFFIX}")
+    provider_pod_name(sc)
 }
 
 /// The pod that runs an SC's workload (named like the SC) and is labelled as its consumer; the
@@ -102,13 +102,6 @@ pub fn sc_phase(sc: &StoppableContainer) -> Option<Phase> {
 /// The SC's workload pod is Ready: what a user waits for after `kubectl sc start`.
 pub fn sc_workload_ready(pods: &Objects<Pod>, sc: &str) -> bool {
     pods.get(sc).is_some_and(|pod| is_consumer_of(pod, sc) && is_ready(pod))
-}
-
-/// The SC's workload pod is gone: the end of a stop (the phase says Stopped as soon as the stop
-/// begins; the workload's resources are free only once its pod has terminated). The provider pod,
-/// a pause process holding the image as the lower layer, stays while stopped.
-pub fn sc_workload_gone(pods: &Objects<Pod>, sc: &str) -> bool {
-    !pods.contains_key(sc)
 }
 
 /// Both of the SC's pods are gone: the end of a deletion.
@@ -173,7 +166,6 @@ mod tests {
         assert!(!sc_pods_gone(&pods(consumer("dev", "True")), "dev"));
         assert!(sc_pods_gone(&pods(consumer("other", "True")), "dev"));
         let provider = pods(plain_pod(&provider_name("dev"), "img").expect("a valid pod"));
-        assert!(sc_workload_gone(&provider, "dev"), "a kept provider does not hold up a stop");
         assert!(!sc_pods_gone(&provider, "dev"), "a deletion waits for the provider too");
     }
 

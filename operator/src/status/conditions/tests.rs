@@ -81,10 +81,13 @@ fn foreign_instance_is_a_name_conflict_even_when_stopped() {
 #[test]
 fn stopping_waits_for_pods_and_stopped_keeps_the_data_node() {
     let consumer = ready_pod("sc");
+    // Stopped is published only once the workload pod is gone: until then it is Stopping.
     let stopping = sc_status(&observed(false, Found::Owned(&consumer), Found::Absent), None, None, now());
-    assert_eq!(stopping.phase, Some(Phase::Stopped));
+    assert_eq!(stopping.phase, Some(Phase::Stopping));
     assert!(stopping.message.as_deref().is_some_and(|m| m.starts_with("stopping")));
+    assert_eq!(find(&stopping, condition::READY).reason, "Stopping");
     let stopped = sc_status(&observed(false, Found::Absent, Found::Absent), None, None, now());
+    assert_eq!(stopped.phase, Some(Phase::Stopped));
     assert_eq!(stopped.message.as_deref(), Some("stopped; the root filesystem is kept"));
     assert_eq!(stopped.data_node_name.as_deref(), Some("n1"));
 }
@@ -93,6 +96,7 @@ fn stopping_waits_for_pods_and_stopped_keeps_the_data_node() {
 fn a_kept_provider_is_part_of_the_stopped_state_and_a_deleted_one_is_waited_for() {
     let (consumer, provider) = (ready_pod("sc"), ready_pod("sc-provider"));
     let stopping = sc_status(&observed(false, Found::Owned(&consumer), Found::Owned(&provider)), None, None, now());
+    assert_eq!(stopping.phase, Some(Phase::Stopping));
     assert_eq!(
         stopping.message.as_deref(),
         Some("stopping: waiting for pods [\"sc\"] to terminate"),
@@ -119,7 +123,7 @@ fn a_kept_provider_is_part_of_the_stopped_state_and_a_deleted_one_is_waited_for(
     let mut leaving = ready_pod("sc-provider");
     leaving.metadata.deletion_timestamp = Some(now());
     let stopping = sc_status(&observed(false, Found::Absent, Found::Owned(&leaving)), None, None, now());
-    assert_eq!(stopping.phase, Some(Phase::Stopped));
+    assert_eq!(stopping.phase, Some(Phase::Stopping));
     assert_eq!(stopping.message.as_deref(), Some("stopping: waiting for pods [\"sc-provider\"] to terminate"));
     assert_eq!(
         instance_status(&stopping, None, Some(&leaving), &recorded(None, Some(&leaving)), Some(1), false).phase,
@@ -180,4 +184,5 @@ fn a_pod_that_claims_to_be_ours_is_reported_as_being_replaced_not_as_ours() {
 
     let stopping = sc_status(&observed(false, Found::Unrecorded(&forged), Found::Absent), None, None, now());
     assert_eq!(stopping.message.as_deref(), Some("stopping: waiting for pods [\"sc\"] to terminate"), "its deletion is waited for");
+    assert_eq!(stopping.phase, Some(Phase::Stopping));
 }
