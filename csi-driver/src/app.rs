@@ -407,7 +407,11 @@ mod tests {
                 let args = HelperArgs { pid: 7, pod_uid: POD_UID.into(), pod: "ns/dev".into(), parent_pid };
                 // What the control socket (stage 1) and stage 1 (stage 2) run.
                 let argv = ["sc-csi-driver".to_owned(), subcommand.to_owned()].into_iter().chain(args.to_args());
-                let parsed = match Invocation::try_parse_from(argv).expect("parses") {
+                let invocation = Invocation::try_parse_from(argv).expect("parses");
+                let Invocation::Helper(stage) = &invocation else { panic!("{subcommand} parsed as {invocation:?}") };
+                let again = Invocation::try_parse_from(std::iter::once("sc-csi-driver".to_owned()).chain(stage.to_args())).expect("parses");
+                assert!(matches!(&again, Invocation::Helper(same) if same == stage), "{again:?}");
+                let parsed = match invocation {
                     Invocation::Helper(HelperStage::EnterPidNamespace(parsed)) if subcommand == HELPER_SUBCOMMAND => parsed,
                     Invocation::Helper(HelperStage::PrepareInNamespaces(parsed)) if subcommand == IN_NAMESPACES_SUBCOMMAND => parsed,
                     other => panic!("{subcommand} parsed as {other:?}"),

@@ -10,7 +10,7 @@ pub const HELPER_SUBCOMMAND: &str = "__prepare";
 pub const IN_NAMESPACES_SUBCOMMAND: &str = "__prepare-in-namespaces";
 
 /// The helper stages, as subcommands of `sc-csi-driver`. Hidden: only the plugin starts them.
-#[derive(Clone, Debug, clap::Subcommand)]
+#[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
 pub enum HelperStage {
     /// internal: checks the process and enters its PID namespace, then runs the second stage
     #[command(name = HELPER_SUBCOMMAND, hide = true)]
@@ -18,6 +18,17 @@ pub enum HelperStage {
     /// internal: prepares a consumer's rootfs in its mount namespace
     #[command(name = IN_NAMESPACES_SUBCOMMAND, hide = true)]
     PrepareInNamespaces(HelperArgs),
+}
+
+impl HelperStage {
+    /// The command line that runs this stage, after the program (`/proc/self/exe`).
+    pub fn to_args(&self) -> Vec<String> {
+        let (subcommand, args) = match self {
+            HelperStage::EnterPidNamespace(args) => (HELPER_SUBCOMMAND, args),
+            HelperStage::PrepareInNamespaces(args) => (IN_NAMESPACES_SUBCOMMAND, args),
+        };
+        std::iter::once(subcommand.to_owned()).chain(args.to_args()).collect()
+    }
 }
 
 /// Arguments of both helper stages.

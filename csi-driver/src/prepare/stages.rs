@@ -15,7 +15,7 @@ use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
 use super::error::HelperError;
 use super::fd_mounts::{filesystem_name, prepare_rootfs};
 use super::peer::PinnedProcess;
-use super::protocol::{HelperArgs, HelperReport, HelperStage, IN_NAMESPACES_SUBCOMMAND, parse_report, report_line, tail};
+use super::protocol::{HelperArgs, HelperReport, HelperStage, parse_report, report_line, tail};
 
 /// Runs a helper stage and prints its report. It must run in a fresh single-threaded process
 /// (`setns` into a mount namespace refuses a threaded one): `main` calls it before anything else.
@@ -69,9 +69,8 @@ fn enter_pid_namespace(args: &HelperArgs) -> HelperReport {
             source: errno.into(),
         })?;
         let helper = "/proc/self/exe";
-        let stage_2 = HelperArgs { parent_pid: None, ..args.clone() };
+        let stage_2 = HelperStage::PrepareInNamespaces(HelperArgs { parent_pid: None, ..args.clone() });
         let output = Command::new(helper)
-            .arg(IN_NAMESPACES_SUBCOMMAND)
             .args(stage_2.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
