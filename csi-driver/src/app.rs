@@ -167,12 +167,18 @@ pub enum LogFormat {
 /// Why the plugin could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
-    Endpoint(String),
+    #[error(transparent)]
+    Endpoint(#[from] socket::EndpointError),
     #[error("entering the mount namespace {path}: {source}; the plugin needs privileges and hostPID")]
     MountNamespace { path: PathBuf, source: std::io::Error },
     #[error("building the Kubernetes client: {0}; set KUBECONFIG or run in a pod")]
-    Kube(String),
+    InClusterConfig(#[source] kube::config::InClusterError),
+    #[error("building the Kubernetes client: opening {path}: {source}; set KUBECONFIG or run in a pod")]
+    ServiceAccountDir { path: &'static str, source: std::io::Error },
+    #[error("building the Kubernetes client: {0}; set KUBECONFIG or run in a pod")]
+    InferConfig(#[source] kube::config::InferConfigError),
+    #[error("building the Kubernetes client: {0}; set KUBECONFIG or run in a pod")]
+    Client(#[source] kube::Error),
     #[error("listening on {path}: {source}")]
     Listen { path: PathBuf, source: std::io::Error },
     #[error("start-up recovery: {0}")]
@@ -197,7 +203,7 @@ pub fn init_logging(format: LogFormat) {
 /// Runs the plugin until SIGTERM/SIGINT. Synchronous on purpose: the mount namespace must be
 /// entered before the async runtime starts its threads.
 pub fn run(args: Args) -> Result<(), StartError> {
-    let endpoint = socket::endpoint_path(&args.endpoint).map_err(StartError::Endpoint)?;
+    let endpoint = socket::endpoint_path(&args.endpoint)?;
     // In a pod, the service-account files live in the container's filesystem, which the host
     // mount namespace cannot see: read the in-cluster config now and keep a handle on the
     // service-account directory to re-read the (rotating) token and the CA through it. A handle
@@ -208,9 +214,9 @@ pub fn run(args: Args) -> Result<(), StartError> {
     let mut _token_dir: Option<OwnedFd> = None;
     if let Some(namespace) = &args.host_mount_namespace {
         if in_cluster {
-            let mut config = kube::Config::incluster().map_err(|error| StartError::Kube(error.to_string()))?;
-            let token_dir =
-                open_directory(SERVICE_ACCOUNT_DIR).map_err(|error| StartError::Kube(format!("opening {SERVICE_ACCOUNT_DIR}: {error}")))?;
+            let mut config = kube::Config::incluster().map_err(StartError::InClusterConfig)?;
+            let token_dir = open_directory(SERVICE_ACCOUNT_DIR)
+                .map_err(|source| StartError::ServiceAccountDir { path: SERVICE_ACCOUNT_DIR, source })?;
             config.auth_info.token_file = Some(format!("/proc/self/fd/{}/token", token_dir.as_raw_fd()));
             // kube re-reads the CA bundle from this file (it takes precedence over root_cert).
             config.root_cert_file = Some(format!("/proc/self/fd/{}/ca.crt", token_dir.as_raw_fd()).into());
@@ -250,9 +256,9 @@ async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>)
         None => {
             let config = match kube_config {
                 Some(config) => config,
-                None => kube::Config::infer().await.map_err(|error| StartError::Kube(error.to_string()))?,
+                None => kube::Config::infer().await.map_err(StartError::InferConfig)?,
             };
-            let client = kube::Client::try_from(config).map_err(|error| StartError::Kube(error.to_string()))?;
+            let client = kube::Client::try_from(config).map_err(StartError::Client)?;
             let cluster = KubeClusterView::new(client.clone(), args.node_id.clone());
             serve_with(&args, endpoint, cluster, settings, Some(client)).await
         }
@@ -425,6 +431,20 @@ mod tests {
         let help = Invocation::command().render_help().to_string();
         assert!(help.starts_with("StoppableContainer CSI node plugin"), "{help}");
         assert!(!help.contains("__prepare") && help.contains("--node-id"), "{help}");
+    }
+
+    #[test]
+    fn start_errors_keep_their_cause_and_say_what_to_do() {
+        let error = StartError::from(socket::endpoint_path("tcp://10.0.0.1:1").expect_err("not a unix socket"));
+        assert_eq!(error.to_string(), r#"endpoint "tcp://10.0.0.1:1" must be a unix socket URL like unix:///csi/csi.sock"#);
+        let error = StartError::ServiceAccountDir { path: SERVICE_ACCOUNT_DIR, source: std::io::ErrorKind::NotFound.into() };
+        let message = error.to_string();
+        assert!(
+            message.starts_with("building the Kubernetes client: opening /var/run/secrets/kubernetes.io/serviceaccount: "),
+            "{message}"
+        );
+        assert!(message.ends_with("; set KUBECONFIG or run in a pod"), "{message}");
+        assert!(std::error::Error::source(&error).is_some(), "the I/O error is kept as the source");
     }
 
     #[test]

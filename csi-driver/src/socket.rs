@@ -11,15 +11,24 @@ use nix::sys::stat::{Mode, fchmod};
 /// Every socket the plugin serves is readable and writable by root only.
 pub const SOCKET_MODE: u32 = 0o600;
 
+/// Why `--endpoint` names no socket the plugin can serve on.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("endpoint {endpoint:?} must be a unix socket URL like unix:///csi/csi.sock")]
+    NotUnix { endpoint: String },
+    #[error("endpoint {endpoint:?} must name an absolute socket path")]
+    NotAbsolute { endpoint: String },
+}
+
 /// A socket path from a `unix://` endpoint URL (`unix:///path` or `unix:/path`).
-pub fn endpoint_path(endpoint: &str) -> Result<PathBuf, String> {
+pub fn endpoint_path(endpoint: &str) -> Result<PathBuf, EndpointError> {
     let path = endpoint
         .strip_prefix("unix://")
         .or_else(|| endpoint.strip_prefix("unix:"))
-        .ok_or_else(|| format!("endpoint {endpoint:?} must be a unix socket URL like unix:///csi/csi.sock"))?;
+        .ok_or_else(|| EndpointError::NotUnix { endpoint: endpoint.to_owned() })?;
     let path = Path::new(path);
     if !path.is_absolute() {
-        return Err(format!("endpoint {endpoint:?} must name an absolute socket path"));
+        return Err(EndpointError::NotAbsolute { endpoint: endpoint.to_owned() });
     }
     Ok(path.to_path_buf())
 }
@@ -80,8 +89,8 @@ mod tests {
     fn endpoints_must_be_absolute_unix_urls() {
         assert_eq!(endpoint_path("unix:///csi/csi.sock").expect("ok"), PathBuf::from("/csi/csi.sock"));
         assert_eq!(endpoint_path("unix:/csi/csi.sock").expect("ok"), PathBuf::from("/csi/csi.sock"));
-        assert!(endpoint_path("tcp://127.0.0.1:10000").expect_err("tcp").contains("must be a unix socket URL"));
-        assert!(endpoint_path("unix://relative.sock").expect_err("relative").contains("absolute"));
+        assert!(endpoint_path("tcp://127.0.0.1:10000").expect_err("tcp").to_string().contains("must be a unix socket URL"));
+        assert!(endpoint_path("unix://relative.sock").expect_err("relative").to_string().contains("absolute"));
     }
 
     #[tokio::test]
