@@ -119,6 +119,9 @@ pub enum HelperError {
 }
 
 impl HelperError {
+    /// Who is to blame. The stage's report carries only the message, so the control socket files
+    /// every reported failure under [`Fault::Rootfs`] (`PrepareError::Reported`); this is the
+    /// finer answer, next to the variants so that a new one must be classified.
     pub fn fault(&self) -> Fault {
         match self {
             HelperError::PeerGone { .. }
