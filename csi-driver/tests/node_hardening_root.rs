@@ -2,7 +2,7 @@
 //! survives: the data root is root-only (a root tenant's setuid programs and device nodes are
 //! reachable through the overlay only), and a publication record that does not parse never
 //! costs a live consumer its mounts. The real binary, real gRPC over a Unix socket, real mounts.
-//! Run as root (CI does).
+//! Run as root (CI does); as a normal user each test skips with a message.
 
 mod common;
 
@@ -13,6 +13,9 @@ use std::process::Command;
 
 use common::{ConsumerPod, ProviderProcess, Serving, World};
 use csi_driver::records::Record;
+
+/// What these tests need root for, said when they skip as a normal user.
+const NEEDS_ROOT: &str = "mounts, chown and running as nobody, cgroups";
 
 /// The unprivileged user the checks run as (`nobody`).
 const NOBODY: u32 = 65534;
@@ -62,6 +65,9 @@ fn denied<T: std::fmt::Debug>(result: Result<T, String>, what: &str) {
 
 #[tokio::test]
 async fn nothing_under_the_data_root_is_reachable_for_other_users_but_the_rootfs_works_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let Serving { mut client, consumer, provider: _provider, world } = Serving::start("team-a", "dev").await;
     // A temporary directory is private; open the world like a node's /var/lib, so that only the
     // plugin's own modes stand between uid 65534 and the data root.
@@ -146,6 +152,9 @@ async fn nothing_under_the_data_root_is_reachable_for_other_users_but_the_rootfs
 
 #[tokio::test]
 async fn the_data_root_is_made_root_only_at_start_up_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     // What an earlier version or kubelet's DirectoryOrCreate left: all world-traversable.
     for dir in ["", "containers/ns/old/uid/upper", "control", "publications"] {
@@ -191,6 +200,9 @@ fn quarantined(world: &World) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test]
 async fn garbage_in_a_live_publications_record_never_costs_the_consumer_its_mounts_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let Serving { mut client, consumer, provider, mut world } = Serving::start("ns", "dev").await;
     client.node.node_publish_volume(world.publish_request(&consumer, "csi-live")).await.expect("publish");
     let target = world.target_for(&consumer);
@@ -249,6 +261,9 @@ async fn garbage_in_a_live_publications_record_never_costs_the_consumer_its_moun
 
 #[tokio::test]
 async fn a_half_done_publish_with_a_garbage_record_is_still_unwound_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     let image = world.image("base");
     let provider = ProviderProcess::start(&world, &image);

@@ -2,7 +2,8 @@
 //! publishes a real overlay, a consumer container is simulated in real mount and PID namespaces
 //! inside a pod container's cgroup, and it asks over the real control socket, as `sc-exec` does.
 //! Everything it checks, it checks from the host through `/proc/<pid>/root` and the consumer's
-//! mountinfo. Run as root (CI does).
+//! mountinfo. Run as root (CI does); as a normal user each test skips with a message (but the
+//! wire-format test, which needs no root).
 //!
 //! The consumer's PID 1 is this very test binary, run inside the container as `/client` with
 //! [`common::CONSUMER_CLIENT_ENV`] set: `control_client_speaks_the_wire_format` then acts as the
@@ -21,6 +22,9 @@ use common::{
     host_mounts_outside_test_worlds,
 };
 use sc_api::exec_config::{ControlRequest, ControlResponse};
+
+/// What these tests need root for, said when they skip as a normal user.
+const NEEDS_ROOT: &str = "mounts, mount and PID namespaces, cgroups";
 
 const PREPARED: &str = r#"{"result":"prepared"}"#;
 const CLIENT_TEST: &str = "control_client_speaks_the_wire_format";
@@ -141,6 +145,9 @@ async fn publish(volume_id: &str) -> (Published, common::Client) {
 
 #[tokio::test]
 async fn the_consumer_gets_its_own_proc_dev_sys_and_kubelet_files_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let (mut published, _first_client) = publish("csi-prep").await;
     let world = &published.world;
     let socket = world.data_root.join("control/csi-prep/prepare.sock");
@@ -223,6 +230,9 @@ async fn the_consumer_gets_its_own_proc_dev_sys_and_kubelet_files_as_root() {
 
 #[tokio::test]
 async fn only_containers_of_the_publications_pod_are_prepared_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let (published, mut client) = publish("csi-auth").await;
     let world = &published.world;
     let host_before = host_mounts_outside_test_worlds();
@@ -292,6 +302,9 @@ fn remove_symlink(rootfs: &Path, path: &str, directory: bool) {
 
 #[tokio::test]
 async fn symlink_attacks_on_the_rootfs_fail_safely_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let (published, mut client) = publish("csi-evil").await;
     let world = &published.world;
     let rootfs = published.target.join("rootfs");
@@ -346,6 +359,9 @@ async fn symlink_attacks_on_the_rootfs_fail_safely_as_root() {
 
 #[tokio::test]
 async fn the_control_directory_is_read_only_from_the_consumer_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let (published, mut client) = publish("csi-ro").await;
     let world = &published.world;
     let mut container = start_consumer(world, &published.kubelet, &published.target, &container_of(&published.consumer), "ro");

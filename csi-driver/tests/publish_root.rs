@@ -1,5 +1,6 @@
 //! Root integration tests of the node plugin: the real binary, real gRPC over a Unix socket, real
-//! overlay mounts over a provider-like process's real root filesystem. Run as root (CI does).
+//! overlay mounts over a provider-like process's real root filesystem. Run as root (CI does); as a
+//! normal user each test skips with a message.
 
 mod common;
 
@@ -14,21 +15,16 @@ use sc_proto::csi::{
 };
 use tonic::Code;
 
+/// What these tests need root for, said when they skip as a normal user.
+const NEEDS_ROOT: &str = "overlay mounts, cgroups";
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
-fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped: the publish root tests need root (overlay mounts, cgroups)");
-    false
-}
-
 #[tokio::test]
 async fn a_publish_writes_the_image_config_the_runtime_gave_and_keeps_it_as_root() {
-    if !is_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let mut world = World::new();
@@ -85,7 +81,7 @@ async fn a_publish_writes_the_image_config_the_runtime_gave_and_keeps_it_as_root
 
 #[tokio::test]
 async fn without_a_runtime_the_publish_succeeds_and_the_file_says_why_there_is_no_config_as_root() {
-    if !is_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
         return;
     }
     // Nothing listens on the world's runtime socket.
@@ -102,6 +98,9 @@ async fn without_a_runtime_the_publish_succeeds_and_the_file_says_why_there_is_n
 
 #[tokio::test]
 async fn publish_write_unpublish_republish_keeps_files_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let Serving { mut client, consumer: first, provider, world } = Serving::start("team-a", "dev").await;
 
     client.node.node_publish_volume(world.publish_request(&first, "csi-first")).await.expect("publish");
@@ -146,6 +145,9 @@ async fn publish_write_unpublish_republish_keeps_files_as_root() {
 
 #[tokio::test]
 async fn a_new_provider_image_is_the_base_under_the_same_upper_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     let old_image = world.image("old");
     std::fs::write(old_image.join("etc/version"), "1\n").expect("write");
@@ -176,6 +178,9 @@ async fn a_new_provider_image_is_the_base_under_the_same_upper_as_root() {
 
 #[tokio::test]
 async fn idempotency_matrix_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     let image = world.image("base");
     let provider = ProviderProcess::start(&world, &image);
@@ -221,6 +226,9 @@ async fn idempotency_matrix_as_root() {
 
 #[tokio::test]
 async fn malformed_unauthorised_and_unsupported_requests_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     let image = world.image("base");
     let provider = ProviderProcess::start(&world, &image);
@@ -277,6 +285,9 @@ async fn malformed_unauthorised_and_unsupported_requests_as_root() {
 
 #[tokio::test]
 async fn a_starting_provider_is_waited_for_then_unavailable_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     world.provider_wait_seconds = 1;
     let image = world.image("base");
@@ -310,6 +321,9 @@ async fn a_starting_provider_is_waited_for_then_unavailable_as_root() {
 /// lower layer, and the consumer read the node's files.
 #[tokio::test]
 async fn a_provider_chrooted_into_a_host_directory_is_refused_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     let image = world.image("honest");
     let empty_dir = world.dir.path().join("pods/p/volumes/kubernetes.io~empty-dir/x");
@@ -337,6 +351,9 @@ async fn a_provider_chrooted_into_a_host_directory_is_refused_as_root() {
 /// as what it is, that directory, and not the whole filesystem that holds it.
 #[tokio::test]
 async fn a_bind_mounted_container_root_is_that_directory_not_its_disk_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     let image = world.image("native");
     let provider = ProviderProcess::start_with(&world, &image, ProviderCgroup::Kubelet, ProviderRoot::BindOfDirectory);
@@ -360,6 +377,9 @@ async fn a_bind_mounted_container_root_is_that_directory_not_its_disk_as_root() 
 
 #[tokio::test]
 async fn a_failed_mount_leaves_nothing_mounted_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     // A provider whose image is itself an overlay: its rootfs is then two overlays deep and ours
     // would be a third, which the kernel refuses (stacking depth limit) — a real mount failure.
@@ -388,6 +408,9 @@ async fn a_failed_mount_leaves_nothing_mounted_as_root() {
 
 #[tokio::test]
 async fn a_symlink_laden_rootfs_mounts_nothing_outside_the_target_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     let image = world.image("evil");
     // Every path a careless plugin might mount on is a symlink out of the rootfs.
@@ -424,6 +447,9 @@ async fn a_symlink_laden_rootfs_mounts_nothing_outside_the_target_as_root() {
 
 #[tokio::test]
 async fn kill_9_at_any_point_then_restart_keeps_consumers_working_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     let image = world.image("base");
     let provider = ProviderProcess::start(&world, &image);
@@ -477,6 +503,9 @@ async fn kill_9_at_any_point_then_restart_keeps_consumers_working_as_root() {
 
 #[tokio::test]
 async fn recovery_unwinds_a_half_done_publish_and_sigterm_stops_cleanly_as_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut world = World::new();
     let image = world.image("base");
     let provider = ProviderProcess::start(&world, &image);

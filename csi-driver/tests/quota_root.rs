@@ -3,6 +3,8 @@
 //! mounts a consumer's rootfs. Each test skips with a message when not run as root. Every loop
 //! device and mount a test makes is removed when it ends, also when it fails.
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -14,15 +16,10 @@ use csi_driver::quota::{self, LoopSystem, RealLoopSystem, RootfsFs};
 use csi_driver::sys::{OverlayDirs, overlay_mount_data};
 use sys_mount::{Mount, UnmountFlags};
 
-const NOBODY: u32 = 65534;
+/// What these tests need root for, said when they skip as a normal user.
+const NEEDS_ROOT: &str = "loop devices, mkfs, mounts";
 
-fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped: the quota root tests need root (loop devices, mkfs, mounts)");
-    false
-}
+const NOBODY: u32 = 65534;
 
 /// A test's directory, on the node's real disk (not a tmpfs: the image is a sparse file on the
 /// data root's filesystem). On drop, everything mounted below it is unmounted and any loop
@@ -137,7 +134,7 @@ fn fill(path: &Path) -> (u64, std::io::Error) {
 
 #[test]
 fn a_rootfs_stops_at_its_size_with_enospc_and_keeps_its_data_across_a_reattach_as_root() {
-    if !is_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let scratch = Scratch::new();
@@ -267,7 +264,7 @@ fn install_setuid_id(path: &Path, owner: u32) {
 
 #[test]
 fn setuid_binaries_and_device_nodes_work_in_the_container_but_not_through_the_nosuid_nodev_host_path_as_root() {
-    if !is_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let scratch = Scratch::new();
@@ -336,7 +333,7 @@ fn e2fsck_is_clean(image: &Path) {
 
 #[test]
 fn a_rootfs_grows_at_its_next_start_and_never_shrinks_as_root() {
-    if !is_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let scratch = Scratch::new();
@@ -412,7 +409,7 @@ fn a_rootfs_grows_at_its_next_start_and_never_shrinks_as_root() {
 
 #[test]
 fn the_legacy_attach_of_kernels_before_5_8_also_autoclears_as_root() {
-    if !is_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let scratch = Scratch::new();
@@ -429,7 +426,7 @@ fn the_legacy_attach_of_kernels_before_5_8_also_autoclears_as_root() {
 
 #[test]
 fn concurrent_attaches_racing_for_free_devices_each_get_their_own_as_root() {
-    if !is_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let scratch = Scratch::new();
@@ -475,7 +472,7 @@ fn concurrent_attaches_racing_for_free_devices_each_get_their_own_as_root() {
 
 #[test]
 fn a_missing_mkfs_names_the_flag_to_set_as_root() {
-    if !is_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let error = quota::resolve_e2fsprogs(&RealLoopSystem::default(), Some(Path::new("/nonexistent/mkfs.ext4"))).expect_err("missing");
@@ -509,7 +506,7 @@ fn min_and_median(mut samples: Vec<Duration>) -> (Duration, Duration) {
 #[test]
 #[ignore = "a measurement; prints figures"]
 fn measure_create_format_attach_mount_as_root() {
-    if !is_root() {
+    if common::skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let scratch = Scratch::new();

@@ -1,5 +1,5 @@
 //! The `kubectl exec` path (the symlink farm, `sc-exec <cmd>`), `pause` and `install`, with the
-//! real binary in real namespaces. Needs root.
+//! real binary in real namespaces. Needs root; as a normal user each test skips with a message.
 
 mod support;
 
@@ -13,6 +13,9 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{Consumer, NodePlugin, eventually, init_pid, stderr, stdout, wait_for_line};
+
+/// What these tests need root for, said when they skip as a normal user.
+const NEEDS_ROOT: &str = "mount and PID namespaces, chroot";
 
 const CONFIG: &str = r#"{"capabilities":["CAP_CHOWN","CAP_SETUID","CAP_SETGID"]}"#;
 const WRAPPER: &str = "/.sc-bin/sc-exec";
@@ -41,6 +44,9 @@ fn stop(mut child: std::process::Child, pid: u32) {
 
 #[test]
 fn the_farm_mirrors_the_rootfs_and_plain_exec_lands_inside_it_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let (consumer, child, pid) = running_consumer();
     let container = &consumer.container;
     assert_eq!(link_target(container.join("bin")), Some(PathBuf::from("usr/bin")), "merged /usr mirrored");
@@ -75,6 +81,9 @@ fn the_farm_mirrors_the_rootfs_and_plain_exec_lands_inside_it_as_root() {
 
 #[test]
 fn a_program_installed_after_start_gets_a_link_and_runs_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let (consumer, child, pid) = running_consumer();
     let installed = consumer.rootfs.join("usr/bin/newprog");
     fs::write(&installed, "#!/bin/sh\necho hello-from-newprog \"$@\" uid=$(id -u)\n").expect("write");
@@ -99,6 +108,9 @@ fn a_program_installed_after_start_gets_a_link_and_runs_as_root() {
 
 #[test]
 fn exec_starts_in_the_workloads_directory_and_applies_the_user_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let (consumer, child, pid) = running_consumer();
     // Wherever the runtime starts the exec (the consumer container's own working directory), the
     // command starts where a plain container's exec would: in the workload's directory, `/` here.
@@ -125,6 +137,9 @@ fn exec_starts_in_the_workloads_directory_and_applies_the_user_as_root() {
 
 #[test]
 fn exec_sees_the_images_path_user_and_working_directory_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     consumer.publish_image(r#"{"Env":["PATH=/opt/tools/bin:/usr/bin:/bin","LANG=C.UTF-8"],"User":"alice","WorkingDir":"/srv/app"}"#);
     consumer.rootfs_program("opt/tools/bin/toolonly", "#!/bin/sh\necho toolonly ran as $(id -u) in $(pwd) with \"$@\"\n");
@@ -157,6 +172,9 @@ fn exec_sees_the_images_path_user_and_working_directory_as_root() {
 
 #[test]
 fn exec_works_under_a_pty_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let (_consumer, child, pid) = running_consumer();
     let line = format!(
         "env -i PATH=/usr/bin:/bin SC_EXEC_CONFIG={} nsenter --target {pid} --mount --pid --root --wd=/ tty",
@@ -170,6 +188,9 @@ fn exec_works_under_a_pty_as_root() {
 
 #[test]
 fn exec_before_the_rootfs_is_mounted_says_to_retry_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut consumer = Consumer::new(NodePlugin::Prepared);
     consumer.mount_rootfs = false;
     let output = consumer.run(CONFIG, &["ls"]);
@@ -179,6 +200,9 @@ fn exec_before_the_rootfs_is_mounted_says_to_retry_as_root() {
 
 #[test]
 fn pause_exits_zero_on_sigterm_and_sigint_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         let mut child = Command::new(support::binary_under_test()).arg("pause").spawn().expect("spawn pause");
         std::thread::sleep(Duration::from_millis(200));
@@ -193,6 +217,9 @@ fn pause_exits_zero_on_sigterm_and_sigint_as_root() {
 
 #[test]
 fn install_copies_the_running_binary_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let target = tempfile::tempdir().expect("tmp");
     let output =
         Command::new(support::binary_under_test()).args(["install", target.path().to_str().expect("utf-8")]).output().expect("run install");

@@ -1,4 +1,5 @@
-//! `sc-exec run` as the init of a real PID namespace over a real busybox rootfs. Needs root.
+//! `sc-exec run` as the init of a real PID namespace over a real busybox rootfs. Needs root; as a
+//! normal user each test skips with a message.
 
 mod support;
 
@@ -9,10 +10,16 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{Consumer, NodePlugin, init_pid, stderr, stdout, wait_for_line};
 
+/// What these tests need root for, said when they skip as a normal user.
+const NEEDS_ROOT: &str = "mount and PID namespaces, chroot";
+
 const ROOT_CONFIG: &str = r#"{"capabilities":["CAP_CHOWN","CAP_KILL","CAP_SETUID","CAP_SETGID"]}"#;
 
 #[test]
 fn exit_codes_propagate_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     for (script, code) in [("exit 0", 0), ("exit 3", 3), ("kill -USR1 $$", 128 + 10), ("kill -KILL $$", 137)] {
         let output = consumer.run(ROOT_CONFIG, &["run", "--", "sh", "-c", script]);
@@ -22,6 +29,9 @@ fn exit_codes_propagate_as_root() {
 
 #[test]
 fn the_workload_runs_inside_the_rootfs_with_its_own_pid_namespace_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     let output = consumer.run(ROOT_CONFIG, &["run", "--", "sh", "-c", "cat /etc/passwd | head -n 2; echo cwd=$(pwd); ps -o pid,args"]);
     let text = stdout(&output);
@@ -38,6 +48,9 @@ fn the_workload_runs_inside_the_rootfs_with_its_own_pid_namespace_as_root() {
 
 #[test]
 fn sigterm_reaches_the_workload_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     let mut child = consumer
         .spawn(ROOT_CONFIG, &["run", "--", "sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done"]);
@@ -51,6 +64,9 @@ fn sigterm_reaches_the_workload_as_root() {
 
 #[test]
 fn a_workload_ignoring_sigterm_is_waited_for_and_sigkill_ends_everything_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     let mut child = consumer.spawn(ROOT_CONFIG, &["run", "--", "sh", "-c", "trap '' TERM; echo ready; sleep 1; echo still-here; exit 5"]);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
@@ -72,6 +88,9 @@ fn a_workload_ignoring_sigterm_is_waited_for_and_sigkill_ends_everything_as_root
 
 #[test]
 fn orphaned_grandchildren_are_reaped_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     // The inner shell exits at once, orphaning its background sleeps; they exit after 0.2s and
     // become zombies unless PID 1 reaps them.
@@ -88,6 +107,9 @@ fn orphaned_grandchildren_are_reaped_as_root() {
 
 #[test]
 fn the_requested_user_groups_and_home_apply_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     let config = r#"{"runAsUser":1000,"supplementalGroups":[3000],"workingDir":"/home/alice"}"#;
     let output = consumer.run(config, &["run", "--", "sh", "-c", "id; echo home=$HOME user=${USER-unset} cwd=$(pwd)"]);
@@ -111,6 +133,9 @@ fn image_like_a_real_one(consumer: &Consumer) {
 
 #[test]
 fn without_words_the_images_entrypoint_and_cmd_run_as_its_user_with_its_env_and_workdir_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     image_like_a_real_one(&consumer);
     let output = consumer.run(r#"{"argv":"imageDefault"}"#, &["run", "--"]);
@@ -129,6 +154,9 @@ fn without_words_the_images_entrypoint_and_cmd_run_as_its_user_with_its_env_and_
 
 #[test]
 fn args_only_follow_the_entrypoint_and_the_pods_env_wins_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     image_like_a_real_one(&consumer);
     let mut command = consumer.command(r#"{"argv":"argsOnly","runAsUser":0}"#, &["run", "--", "serve", "--debug"]);
@@ -143,6 +171,9 @@ fn args_only_follow_the_entrypoint_and_the_pods_env_wins_as_root() {
 
 #[test]
 fn an_argv_that_cannot_be_made_fails_at_once_saying_what_to_set_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Absent);
     // No image config published (an older node plugin): nothing is guessed.
     let output = consumer.run(r#"{"argv":"imageDefault"}"#, &["run", "--"]);
@@ -162,6 +193,9 @@ fn an_argv_that_cannot_be_made_fails_at_once_saying_what_to_set_as_root() {
 
 #[test]
 fn an_unknown_image_user_is_refused_as_containerd_does_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     consumer.publish_image(r#"{"Cmd":["id"],"User":"jovyan"}"#);
     let output = consumer.run(r#"{"argv":"imageDefault"}"#, &["run", "--"]);
@@ -171,6 +205,9 @@ fn an_unknown_image_user_is_refused_as_containerd_does_as_root() {
 
 #[test]
 fn capabilities_are_dropped_and_no_new_privs_is_set_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     let read_status = ["run", "--", "grep", "-E", "^(Cap|NoNewPrivs)", "/proc/self/status"];
     let output = consumer.run(r#"{"capabilities":["CAP_CHOWN","CAP_KILL"],"noNewPrivileges":true}"#, &read_status);
@@ -197,6 +234,9 @@ fn capabilities_are_dropped_and_no_new_privs_is_set_as_root() {
 
 #[test]
 fn run_as_non_root_refuses_with_kubelets_words_and_a_termination_message_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Absent);
     let output = consumer.run(r#"{"runAsNonRoot":true,"pod":"box_team-a","container":"main"}"#, &["run", "--", "id"]);
     assert_eq!(output.status.code(), Some(78));
@@ -211,6 +251,9 @@ fn run_as_non_root_refuses_with_kubelets_words_and_a_termination_message_as_root
 
 #[test]
 fn wrapper_failures_have_their_exit_codes_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     let cases: [(&str, &[&str], i32, &str); 4] = [
         (ROOT_CONFIG, &["run", "--", "no-such-program"], 127, "command not found in the rootfs"),
@@ -227,6 +270,9 @@ fn wrapper_failures_have_their_exit_codes_as_root() {
 
 #[test]
 fn a_refusing_node_plugin_fails_at_once_with_its_message_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Failed);
     let output = consumer.run(r#"{"rootfsWaitSeconds":30}"#, &["run", "--", "id"]);
     assert_eq!(output.status.code(), Some(69));
@@ -235,6 +281,9 @@ fn a_refusing_node_plugin_fails_at_once_with_its_message_as_root() {
 
 #[test]
 fn an_absent_control_socket_fails_after_the_bounded_wait_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Absent);
     let started = Instant::now();
     let output = consumer.run(r#"{"rootfsWaitSeconds":2}"#, &["run", "--", "id"]);
@@ -246,6 +295,9 @@ fn an_absent_control_socket_fails_after_the_bounded_wait_as_root() {
 
 #[test]
 fn an_unmounted_rootfs_fails_after_the_bounded_wait_with_progress_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut consumer = Consumer::new(NodePlugin::Prepared);
     consumer.mount_rootfs = false;
     let output = consumer.run(r#"{"rootfsWaitSeconds":6}"#, &["run", "--", "id"]);
@@ -257,6 +309,9 @@ fn an_unmounted_rootfs_fails_after_the_bounded_wait_with_progress_as_root() {
 
 #[test]
 fn sigterm_while_waiting_for_the_rootfs_exits_at_once_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let mut consumer = Consumer::new(NodePlugin::Prepared);
     consumer.mount_rootfs = false;
     let child = consumer.spawn(r#"{"rootfsWaitSeconds":60}"#, &["run", "--", "id"]);
@@ -269,6 +324,9 @@ fn sigterm_while_waiting_for_the_rootfs_exits_at_once_as_root() {
 
 #[test]
 fn the_workload_gets_a_terminal_under_a_pty_as_root() {
+    if support::skip_unless_root(NEEDS_ROOT) {
+        return;
+    }
     let consumer = Consumer::new(NodePlugin::Prepared);
     let command = consumer.command(ROOT_CONFIG, &["run", "--", "sh", "-c", "tty; test -t 0 && echo stdin-is-a-tty"]);
     let output = under_pty(command);

@@ -52,6 +52,24 @@ fn write_file(path: &Path, text: &str, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// Whether a test that needs root must skip because this process is not root. Then it says so,
+/// naming the test and `why` it needs root, so that `cargo test` as a normal user passes without
+/// hiding that these tests did not run. Call it first: `if skip_unless_root(WHY) { return; }`.
+pub fn skip_unless_root(why: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    // The harness runs each test on a thread named after it.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    let line = format!("skipped: {test} needs root ({why}); run as root (CI does)\n");
+    // Written to the process's stderr itself, not with eprintln!: the harness captures eprintln!
+    // of a passing test, and a skip that nobody sees looks like a pass. One write, so that lines of
+    // tests running in parallel do not interleave.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    true
+}
+
 pub fn require_busybox() {
     assert!(Path::new(BUSYBOX).is_file(), "these tests need a static busybox at {BUSYBOX}: `apt-get install busybox-static`");
 }
