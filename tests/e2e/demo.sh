@@ -107,7 +107,8 @@ ${BOLD}Done. The cluster is still up: try it yourself.${RESET}
   kubectl sc -n $DEMO_NAMESPACE exec $DEMO_NAME -it -- bash
   kubectl sc -n $DEMO_NAMESPACE stop $DEMO_NAME --wait; kubectl sc -n $DEMO_NAMESPACE start $DEMO_NAME --wait
   kubectl sc create mine --image sc-test/busybox:1 -- sleep 1000000
-Images in the cluster: sc-test/debian:bookworm, sc-test/busybox:1 (no registry is reachable).
+Images in the cluster: sc-test/debian:bookworm, sc-test/busybox:1; its own registry (docker.io's mirror):
+  $PRODUCT_CLUSTER push-image IMAGE.tar docker.io/library/NAME:TAG
 Tear it down: $0 --down
 EOF
 }
