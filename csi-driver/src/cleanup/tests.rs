@@ -1,4 +1,9 @@
+use std::path::Path;
+
+use tokio::sync::Mutex;
+
 use super::*;
+use crate::node::IoError;
 
 fn key(namespace: &str, name: &str, uid: &str) -> ScKey {
     ScKey { namespace: namespace.into(), name: name.into(), uid: uid.into() }
