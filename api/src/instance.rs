@@ -12,7 +12,7 @@ fn default_running() -> bool {
     true
 }
 
-/// What the operator deployed for a StoppableContainer: the template snapshot the workload pod
+/// What the operator deployed for a StoppableContainer: the template snapshot the consumer pod
 /// was built from. Created and owned by the operator; do not edit.
 // kube's repeated `printcolumn(...)` arguments look like duplicated attributes to clippy.
 #[allow(clippy::duplicated_attributes)]
@@ -36,11 +36,11 @@ fn default_running() -> bool {
 pub struct StoppableContainerInstanceSpec {
     /// Name of the StoppableContainer this instance belongs to (same namespace).
     pub stoppable_container_name: String,
-    /// Whether the workload pod should exist.
+    /// Whether the consumer pod should exist.
     #[serde(default = "default_running")]
     #[schemars(default = "default_running")]
     pub running: bool,
-    /// Snapshot of the StoppableContainer's template taken when the workload pod was last
+    /// Snapshot of the StoppableContainer's template taken when the consumer pod was last
     /// created. The StoppableContainer's `RestartRequired` condition compares against it.
     pub template: WorkloadTemplate,
     /// Snapshot of the StoppableContainer's provider settings.
@@ -62,22 +62,22 @@ pub struct StoppableContainerInstanceSpec {
 /// Lifecycle phase of a StoppableContainerInstance (the same values as earlier releases).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum InstancePhase {
-    /// The workload pod is not scheduled yet.
+    /// The consumer pod is not scheduled yet.
     #[default]
     Pending,
     /// The provider pod is created on the workload's node and starting.
     ProviderStarting,
-    /// The provider pod runs; the workload pod is not running yet.
+    /// The provider pod runs; the consumer pod is not running yet.
     ProviderReady,
-    /// The workload pod's containers are starting.
+    /// The consumer pod's containers are starting.
     ConsumerStarting,
-    /// The workload pod is running and ready.
+    /// The consumer pod is running and ready.
     Running,
-    /// The workload and provider pods are being deleted.
+    /// The consumer and provider pods are being deleted.
     Stopping,
     /// No pod runs.
     Stopped,
-    /// The workload pod failed or cannot be created.
+    /// The consumer pod failed or cannot be created.
     Failed,
 }
 
@@ -91,7 +91,7 @@ pub struct StoppableContainerInstanceStatus {
     /// Human-readable summary of the current state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Node of the workload and provider pods.
+    /// Node of the consumer and provider pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
     /// Name of the provider pod while it exists.
@@ -100,10 +100,10 @@ pub struct StoppableContainerInstanceStatus {
     /// UID of the provider pod while it exists.
     #[serde(default, rename = "providerPodUID", skip_serializing_if = "Option::is_none")]
     pub provider_pod_uid: Option<String>,
-    /// Name of the workload pod while it exists.
+    /// Name of the consumer pod while it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_pod_name: Option<String>,
-    /// UID of the workload pod while it exists.
+    /// UID of the consumer pod while it exists.
     #[serde(default, rename = "consumerPodUID", skip_serializing_if = "Option::is_none")]
     pub consumer_pod_uid: Option<String>,
     /// Conditions: Ready, ProviderReady, ConsumerReady.

@@ -3,6 +3,14 @@
 //! hands to `sc-exec` ([`exec_config`]) and, with the `crd` feature, the custom resource types
 //! (`stoppable_container`, `instance`, `template`), their CustomResourceDefinitions (`crd`) and
 //! the node plugin's data-deletion reports (`node_report`).
+//!
+//! One vocabulary throughout, after the status fields the old operator's users already read
+//! (`consumerPodName`, `ConsumerReady`):
+//! - the **workload** is what the user declared: the template's first container, its process;
+//! - the **consumer pod** is the pod the operator builds from the template to run the workload
+//!   over the persistent rootfs (it consumes the CSI volume);
+//! - the **provider pod** runs the workload's image with a pause process, so its root filesystem
+//!   is the lower layer.
 
 pub mod consts;
 pub mod exec_config;

@@ -10,15 +10,15 @@ pub mod condition {
     pub const READY: &str = "Ready";
     /// Whether the spec passed validation.
     pub const SPEC_VALID: &str = "SpecValid";
-    /// Whether the workload pod is ready.
+    /// Whether the consumer pod is ready.
     pub const CONSUMER_READY: &str = "ConsumerReady";
     /// Whether the provider pod is ready.
     pub const PROVIDER_READY: &str = "ProviderReady";
-    /// Whether the persistent rootfs is mounted in the workload pod.
+    /// Whether the persistent rootfs is mounted in the consumer pod.
     pub const ROOTFS_VOLUME: &str = "RootfsVolume";
     /// Whether a node holds the data, and whether that node still exists.
     pub const DATA_NODE: &str = "DataNode";
-    /// True when the template changed since the running workload pod was created.
+    /// True when the template changed since the running consumer pod was created.
     pub const RESTART_REQUIRED: &str = "RestartRequired";
     /// True when a pod the operator must create exists and is not its own.
     pub const NAME_CONFLICT: &str = "NameConflict";
@@ -78,9 +78,9 @@ pub mod reason {
 
     /// `RootfsVolume` True.
     pub const MOUNTED: &str = "Mounted";
-    /// `RootfsVolume` False: the provider is ready and the workload pod is being created.
+    /// `RootfsVolume` False: the provider is ready and the consumer pod is being created.
     pub const MOUNTING: &str = "Mounting";
-    /// `RootfsVolume` False: no running workload pod.
+    /// `RootfsVolume` False: no running consumer pod.
     pub const NOT_MOUNTED: &str = "NotMounted";
 
     /// `DataNode` True.

@@ -30,7 +30,7 @@ pub fn check_dns_label(value: &str, max_len: usize) -> Result<(), String> {
 }
 
 /// Checks a StoppableContainer name. It is a path component of the node's data root, a label
-/// value, the workload pod's name (and so its hostname) and, with `-provider`, the provider pod's
+/// value, the consumer pod's name (and so its hostname) and, with `-provider`, the provider pod's
 /// name: a DNS label of at most [`MAX_SC_NAME_LEN`] characters (no dots) fits all of them.
 pub fn check_sc_name(name: &str) -> Result<(), String> {
     if name.is_empty() {

@@ -29,11 +29,11 @@ use crate::template::{ProviderSpec, WorkloadTemplate};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StoppableContainerSpec {
-    /// Whether the workload runs. `true` starts the workload pod (the first start also creates the
+    /// Whether the workload runs. `true` starts the consumer pod (the first start also creates the
     /// persistent root filesystem); `false` stops it gracefully and keeps the root filesystem.
     #[serde(default)]
     pub running: bool,
-    /// The workload pod's template: labels, annotations and a PodSpec whose first container is the
+    /// The consumer pod's template: labels, annotations and a PodSpec whose first container is the
     /// workload (or the legacy `container` shorthand). Edits take effect at the next start; while
     /// the workload runs, the `RestartRequired` condition says that a restart is needed.
     pub template: WorkloadTemplate,
@@ -61,18 +61,18 @@ pub struct StoppableContainerSpec {
 /// Lifecycle phase of a StoppableContainer (the values of earlier releases, and `Stopping`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
-    /// Not running yet: waiting for the workload pod to be scheduled or the provider pod to start,
-    /// or for the previous workload pod to terminate.
+    /// Not running yet: waiting for the consumer pod to be scheduled or the provider pod to start,
+    /// or for the previous consumer pod to terminate.
     #[default]
     Pending,
-    /// The provider pod runs on the workload's node; the workload pod is starting.
+    /// The provider pod runs on the workload's node; the consumer pod is starting.
     ProviderReady,
-    /// The workload pod is running and ready.
+    /// The consumer pod is running and ready.
     Running,
-    /// `running` is false and the workload pod (or a pod being removed with it) still
+    /// `running` is false and the consumer pod (or a pod being removed with it) still
     /// terminates: the workload may still be writing. Stopped follows once it is gone.
     Stopping,
-    /// Nothing runs: the workload pod is gone (a stop keeps only the provider pod, a pause
+    /// Nothing runs: the consumer pod is gone (a stop keeps only the provider pod, a pause
     /// process), or the workload exited successfully; the root filesystem is kept. Safe to act
     /// on: the workload has flushed what it wrote.
     Stopped,
@@ -111,7 +111,7 @@ pub struct StoppableContainerStatus {
     /// Human-readable summary of the current state; when something is wrong, what to do about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Node the workload pod runs on (empty while stopped or not yet scheduled).
+    /// Node the consumer pod runs on (empty while stopped or not yet scheduled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
     /// Node that holds the persistent root filesystem. Set at the first start; later starts are
@@ -124,7 +124,7 @@ pub struct StoppableContainerStatus {
     /// Name of the provider pod while it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_pod_name: Option<String>,
-    /// Name of the workload pod while it exists.
+    /// Name of the consumer pod while it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_pod_name: Option<String>,
     /// Conditions, one per part: Ready, SpecValid, ConsumerReady, ProviderReady, RootfsVolume,
@@ -144,7 +144,7 @@ pub struct StoppableContainerStatus {
     pub rootfs: Option<RootfsStatus>,
     /// What the workload's image defines for its process and what the workload therefore runs,
     /// as the data node's container runtime reported the image the provider pod runs. Reported
-    /// once a workload pod has mounted the root filesystem, kept while stopped, and dropped when
+    /// once a consumer pod has mounted the root filesystem, kept while stopped, and dropped when
     /// the provider runs another image (until that image is reported). When the image cannot run
     /// as templated, the `ImageConfig` condition says why and what to set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

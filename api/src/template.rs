@@ -19,16 +19,16 @@ pub const LEGACY_CONTAINER_DEFAULT_NAME: &str = "main";
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadTemplate {
-    /// Labels and annotations for the workload (consumer) pod. They pass through to the pod, so
+    /// Labels and annotations for the consumer pod. They pass through to the pod, so
     /// admission webhooks and schedulers that key on them (Istio, Vault, Kueue, ...) see them.
     /// Labels under `stoppablecontainer.xtlsoft.top/` that the operator sets itself are
     /// overridden. Other metadata fields are accepted and ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<TemplateMetadata>,
-    /// The workload pod's spec. `containers[0]` is the workload: it runs inside the persistent
+    /// The consumer pod's spec. `containers[0]` is the workload: it runs inside the persistent
     /// root filesystem built from its image. Every other field (sidecars, init containers,
     /// volumes, service account, affinity, tolerations, priority, scheduler name, security
-    /// context, ...) is honoured on the workload pod. `nodeName` must not be set: the scheduler
+    /// context, ...) is honoured on the consumer pod. `nodeName` must not be set: the scheduler
     /// places the first start and later starts are pinned to the node that holds the data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<PodSpec>,
@@ -39,15 +39,15 @@ pub struct WorkloadTemplate {
     pub container: Option<LegacyContainer>,
 }
 
-/// Labels and annotations of the workload pod.
+/// Labels and annotations of the consumer pod.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct TemplateMetadata {
-    /// Labels copied onto the workload pod.
+    /// Labels copied onto the consumer pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
-    /// Annotations copied onto the workload pod.
+    /// Annotations copied onto the consumer pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
 }
@@ -108,7 +108,7 @@ pub struct ProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
     /// Tolerations of the provider pod (it must tolerate the taints of the workload's node).
-    /// When unset, the workload pod's tolerations are used.
+    /// When unset, the consumer pod's tolerations are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerations: Option<Vec<Toleration>>,
 }

@@ -10,7 +10,7 @@
 //! - the StoppableContainer (its UID, whether it is being deleted), written by its owner but
 //!   never its status;
 //! - the StoppableContainerInstance, created only by the operator, and in its **status** the UIDs
-//!   of the workload and provider pods the operator created (`consumerPodUID`,
+//!   of the consumer and provider pods the operator created (`consumerPodUID`,
 //!   `providerPodUID`), recorded from the API server's answer to the operator's own create;
 //! - kubelet's status of the provider pod (its container id, whether it runs) and the node it is
 //!   bound to.
@@ -80,7 +80,7 @@ fn is_controlled_by(object: &impl Resource, owner_uid: &str) -> bool {
     object.meta().owner_references.iter().flatten().any(|reference| reference.controller == Some(true) && reference.uid == owner_uid)
 }
 
-/// Checks that `pod` (as kubelet reported it) is the workload pod the operator created for the
+/// Checks that `pod` (as kubelet reported it) is the consumer pod the operator created for the
 /// StoppableContainer `sc_name` in the pod's own namespace. `sc` and `instance` are the live
 /// objects of that name in that namespace (None: they do not exist).
 pub fn authorize_consumer(
@@ -97,7 +97,7 @@ pub fn authorize_consumer(
         ))
     };
     if pod.name != sc_name {
-        return Err(denied(format!("its workload pod is named {sc_name:?}")));
+        return Err(denied(format!("its consumer pod is named {sc_name:?}")));
     }
     let Some(sc) = sc else {
         return Err(denied("no such StoppableContainer in the pod's namespace".into()));
@@ -122,12 +122,12 @@ pub fn authorize_consumer(
         Some(recorded) if recorded == pod.uid => {}
         Some(recorded) => {
             return Err(denied(format!(
-                "it is not the workload pod the operator created (that one has UID {recorded}); only pods the operator creates get the rootfs"
+                "it is not the consumer pod the operator created (that one has UID {recorded}); only pods the operator creates get the rootfs"
             )));
         }
         None => {
             return Err(denied(
-                "the operator has recorded no workload pod for it (it is stopped, or this pod was not created by the operator)".into(),
+                "the operator has recorded no consumer pod for it (it is stopped, or this pod was not created by the operator)".into(),
             ));
         }
     }
@@ -151,7 +151,7 @@ pub fn provider_state(
     let instance = instance.filter(|instance| instance.uid().as_deref() == Some(consumer.instance_uid.as_str()));
     let Some(instance) = instance else {
         return Err(Refusal::Denied(format!(
-            "the instance of StoppableContainer {} was replaced or deleted while its workload pod was being started",
+            "the instance of StoppableContainer {} was replaced or deleted while its consumer pod was being started",
             consumer.sc
         )));
     };
@@ -280,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn the_workload_pod_the_operator_recorded_is_authorised() {
+    fn the_consumer_pod_the_operator_recorded_is_authorised() {
         let instance = instance(Some(CONSUMER_UID), None);
         assert_eq!(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance)), Ok(consumer()));
     }
@@ -299,7 +299,7 @@ mod tests {
         let other = PodRef { name: "dev-provider".into(), ..pod(CONSUMER_UID) };
         let instance = instance(Some(CONSUMER_UID), None);
         let message = refusal(authorize_consumer(&other, "dev", Some(&sc()), Some(&instance)));
-        assert!(message.contains("its workload pod is named \"dev\""), "{message}");
+        assert!(message.contains("its consumer pod is named \"dev\""), "{message}");
     }
 
     #[test]
@@ -307,7 +307,7 @@ mod tests {
         // Labels and ownerReferences are not even looked at: only the recorded UID counts.
         let instance = instance(Some(CONSUMER_UID), None);
         let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), Some(&instance)));
-        assert!(message.contains("is not the workload pod the operator created"), "{message}");
+        assert!(message.contains("is not the consumer pod the operator created"), "{message}");
     }
 
     #[test]
@@ -321,7 +321,7 @@ mod tests {
     fn a_pod_named_like_a_stopped_sc_is_refused() {
         let instance = instance(None, Some(PROVIDER_UID));
         let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), Some(&instance)));
-        assert!(message.contains("the operator has recorded no workload pod for it (it is stopped"), "{message}");
+        assert!(message.contains("the operator has recorded no consumer pod for it (it is stopped"), "{message}");
         let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), None));
         assert!(message.contains("it has no instance"), "{message}");
     }

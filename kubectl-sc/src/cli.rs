@@ -52,7 +52,7 @@ pub enum Command {
     Restart(RestartArgs),
     /// Run a command inside the StoppableContainer's persistent root filesystem.
     Exec(ExecArgs),
-    /// Print the workload's logs (kubectl logs of the workload pod).
+    /// Print the workload's logs (kubectl logs of the consumer pod).
     Logs(LogsArgs),
     /// Delete a StoppableContainer and its persistent root filesystem.
     #[command(visible_aliases = ["rm", "remove"])]
@@ -198,7 +198,7 @@ pub struct ExecArgs {
     /// Allocate a terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
-    /// Container of the workload pod (default: the workload container).
+    /// Container of the consumer pod (default: the workload container).
     #[arg(short = 'c', long, value_name = "NAME")]
     pub container: Option<String>,
     /// The command, after `--` (or directly after the name). Without one, a login shell.
@@ -223,7 +223,7 @@ pub struct LogsArgs {
     /// Prefix each line with its timestamp.
     #[arg(long)]
     pub timestamps: bool,
-    /// Container of the workload pod (default: the workload container).
+    /// Container of the consumer pod (default: the workload container).
     #[arg(short = 'c', long, value_name = "NAME")]
     pub container: Option<String>,
 }

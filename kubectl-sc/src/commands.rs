@@ -189,14 +189,14 @@ fn report_reached(name: &str, target: Target, object: &StoppableContainer) {
     }
 }
 
-/// The workload pod of a running StoppableContainer (for exec and logs).
-async fn workload_pod(cluster: &Cluster, namespace: &str, name: &str, action: &'static str) -> Result<String, CliError> {
+/// The consumer pod of a running StoppableContainer (for exec and logs).
+async fn consumer_pod(cluster: &Cluster, namespace: &str, name: &str, action: &'static str) -> Result<String, CliError> {
     let object = get(cluster, namespace, name).await?;
     let pod_in_status = object.status.as_ref().and_then(|status| status.consumer_pod_name.clone()).filter(|pod| !pod.is_empty());
     if !object.spec.running && pod_in_status.is_none() {
         return Err(CliError::NotRunning { name: name.to_owned(), namespace: namespace.to_owned(), action });
     }
-    // The workload pod is named like the StoppableContainer; the status says so once it exists.
+    // The consumer pod is named like the StoppableContainer; the status says so once it exists.
     Ok(pod_in_status.unwrap_or_else(|| name.to_owned()))
 }
 
@@ -207,7 +207,7 @@ fn kubectl_target(global: &GlobalArgs, namespace: String) -> KubectlTarget {
 pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<(), CliError> {
     let cluster = Cluster::connect(global).await?;
     let namespace = cluster.namespace(global);
-    let pod = workload_pod(&cluster, &namespace, &args.name, "exec into").await?;
+    let pod = consumer_pod(&cluster, &namespace, &args.name, "exec into").await?;
     let request = ExecRequest { pod, container: args.container, stdin: args.stdin, tty: args.tty, command: args.command }
         .with_defaults(std::io::stdin().is_terminal());
     run_kubectl(&exec_args(&kubectl_target(global, namespace), &request), "exec").await
@@ -216,7 +216,7 @@ pub async fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<(), CliError> {
 pub async fn logs(global: &GlobalArgs, args: LogsArgs) -> Result<(), CliError> {
     let cluster = Cluster::connect(global).await?;
     let namespace = cluster.namespace(global);
-    let pod = workload_pod(&cluster, &namespace, &args.name, "read logs from").await?;
+    let pod = consumer_pod(&cluster, &namespace, &args.name, "read logs from").await?;
     let request = LogsRequest {
         pod,
         container: args.container,

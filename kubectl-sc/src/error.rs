@@ -59,7 +59,7 @@ pub enum CliError {
     DeleteTimeout { name: String, timeout: Duration, finalizers: String },
 
     #[error(
-        "{SC_KIND} {name:?} is stopped, so there is no workload pod to {action}; start it with: kubectl sc start {name} -n {namespace} --wait"
+        "{SC_KIND} {name:?} is stopped, so there is no consumer pod to {action}; start it with: kubectl sc start {name} -n {namespace} --wait"
     )]
     NotRunning { name: String, namespace: String, action: &'static str },
 

@@ -176,7 +176,7 @@ pub fn image_fields(view: &ScView) -> Vec<(&'static str, String)> {
     let Some(image) = &view.image else {
         return vec![(
             "Image:",
-            "config not reported yet (the data node reports it when the workload pod mounts the root filesystem)".to_owned(),
+            "config not reported yet (the data node reports it when the consumer pod mounts the root filesystem)".to_owned(),
         )];
     };
     let image_config = view.conditions.iter().find(|condition| condition.type_ == condition::IMAGE_CONFIG);

@@ -66,7 +66,7 @@ pub fn assess(target: Target, object: &StoppableContainer, min_generation: Optio
     if status_is_stale {
         return WaitStep::Waiting;
     }
-    // Stopped is the operator's word that the workload pod is gone (its resources freed); while
+    // Stopped is the operator's word that the consumer pod is gone (its resources freed); while
     // it terminates the phase is Stopping, which is waited through like any other. The provider
     // pod, a pause process that keeps the image as the lower layer so the next start is only a
     // mount, stays.
@@ -231,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stop_is_reached_once_the_workload_pod_is_gone_and_the_provider_may_stay() {
+    fn a_stop_is_reached_once_the_consumer_pod_is_gone_and_the_provider_may_stay() {
         let mut stopping = object(false, Some(Phase::Stopping), Some(4), Some("stopping: waiting for pods"));
         if let Some(status) = stopping.status.as_mut() {
             status.consumer_pod_name = Some("box".into());
@@ -250,8 +250,8 @@ mod tests {
     #[test]
     fn progress_lines_show_phase_and_message() {
         assert_eq!(Observed::of(&object(true, None, None, None)).progress_line(), "  phase Pending");
-        let starting = Observed::of(&object(true, Some(Phase::ProviderReady), None, Some("waiting for the workload pod")));
-        assert_eq!(starting.progress_line(), "  phase ProviderReady: waiting for the workload pod");
+        let starting = Observed::of(&object(true, Some(Phase::ProviderReady), None, Some("waiting for the consumer pod")));
+        assert_eq!(starting.progress_line(), "  phase ProviderReady: waiting for the consumer pod");
         assert_eq!(
             deletion_progress_line(&["a/finalizer".into(), "b/node-data".into()]),
             "  waiting for finalizers: a/finalizer, b/node-data"

@@ -311,7 +311,7 @@ fn status_shows_fields_conditions_and_events() {
                 json!({ "apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [{
                 "metadata": { "name": "e1", "namespace": "team" },
                 "involvedObject": { "kind": "StoppableContainer", "name": "box", "uid": "u-1" },
-                "type": "Normal", "reason": "Started", "message": "workload pod started", "count": 2,
+                "type": "Normal", "reason": "Started", "message": "consumer pod started", "count": 2,
                 "lastTimestamp": "2020-01-01T00:00:00Z" }] }),
             );
         }
@@ -334,7 +334,7 @@ fn status_shows_fields_conditions_and_events() {
         "Rootfs size:  20Gi",
         "  Ready: True (Running) the workload is ready",
         "Started",
-        "workload pod started",
+        "consumer pod started",
     ] {
         assert!(result.stdout.contains(expected), "{expected:?} missing from:\n{}", result.stdout);
     }
@@ -413,7 +413,7 @@ fn exec_into_a_stopped_container_says_how_to_start_it() {
     let result = run_with_env(&["--kubeconfig", &config, "exec", "box", "--", "true"], &[("KUBECTL", "/nonexistent")]);
     assert_eq!(result.code, 1);
     assert!(
-        result.stderr.contains("is stopped, so there is no workload pod to exec into; start it with: kubectl sc start box -n team"),
+        result.stderr.contains("is stopped, so there is no consumer pod to exec into; start it with: kubectl sc start box -n team"),
         "{}",
         result.stderr
     );

@@ -1,4 +1,4 @@
-//! The consumer (workload) pod: the template's pod, with the workload container running `sc-exec`
+//! The consumer pod: the template's pod, with the workload container running `sc-exec`
 //! over the persistent rootfs. Pure.
 
 use k8s_openapi::api::core::v1::{
@@ -22,7 +22,7 @@ use crate::validate::Workload;
 /// Field of a node that required node affinity can match exactly (`matchFields`).
 const NODE_NAME_FIELD: &str = "metadata.name";
 
-/// The workload pod for `workload`, owned by `instance`. `data_node` pins it (required node
+/// The consumer pod for `workload`, owned by `instance`. `data_node` pins it (required node
 /// affinity) to the node that already holds the StoppableContainer's data; without it (first
 /// start) the scheduler places it by the workload's own needs.
 pub fn build_consumer_pod(

@@ -8,7 +8,7 @@ use sc_api::{StoppableContainer, StoppableContainerInstance, StoppableContainerI
 use crate::meta::controller_reference;
 
 /// The instance for a start of `sc`: a snapshot of its template and provider settings. While the
-/// workload pod runs, the previous snapshot is kept (pass it as `deployed`), so the instance keeps
+/// consumer pod runs, the previous snapshot is kept (pass it as `deployed`), so the instance keeps
 /// describing what actually runs.
 pub fn build_instance(
     sc: &StoppableContainer,
@@ -35,7 +35,7 @@ pub fn build_instance(
             namespace: sc.namespace(),
             labels: Some([(LABEL_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()), (LABEL_INSTANCE.to_owned(), sc.name_any())].into()),
             owner_references: Some(vec![controller_reference(sc)]),
-            // Keeps the instance (and so the order: workload pod, then provider pod) until the
+            // Keeps the instance (and so the order: consumer pod, then provider pod) until the
             // operator has removed its pods, even if someone deletes the instance directly.
             finalizers: Some(vec![SCI_FINALIZER.to_owned()]),
             ..ObjectMeta::default()
@@ -45,7 +45,7 @@ pub fn build_instance(
     }
 }
 
-/// Whether the running workload pod, deployed from `deployed`, is older than what `sc` asks for:
+/// Whether the running consumer pod, deployed from `deployed`, is older than what `sc` asks for:
 /// its template or provider settings changed, or its `spec.rootfsSize` now resolves to another
 /// size than the deployed one (`rootfs_size_bytes`, what a start would use; None while the spec
 /// has problems). A size that differs only because the administrator changed the default is not

@@ -1,5 +1,5 @@
 //! The StoppableContainer operator: turns a StoppableContainer into an instance, a provider pod
-//! and a consumer (workload) pod, and reports on them.
+//! and a consumer pod, and reports on them.
 //!
 //! The reconcile pipeline: fetch → [`validate`] into a typed spec → pure builders
 //! ([`instance_builder`], [`consumer_pod`], [`provider_pod`]) → apply → [`status`]. Which pods

@@ -80,12 +80,12 @@ impl Metrics {
         *self.tracked().errors_by_kind.entry(kind).or_default() += 1;
     }
 
-    /// A start began (the workload pod was created).
+    /// A start began (the consumer pod was created).
     pub fn start_began(&self, key: &str) {
         self.tracked().starts_in_progress.entry(key.to_owned()).or_insert_with(Instant::now);
     }
 
-    /// A stop began (the workload pod was deleted).
+    /// A stop began (the consumer pod was deleted).
     pub fn stop_began(&self, key: &str) {
         let mut tracked = self.tracked();
         tracked.starts_in_progress.remove(key);
@@ -136,8 +136,8 @@ impl Metrics {
         for (kind, count) in &tracked.errors_by_kind {
             let _ = writeln!(out, "sc_operator_reconcile_errors_total{{kind=\"{kind}\"}} {count}");
         }
-        tracked.start_latency.render("sc_operator_start_seconds", "Time from creating the workload pod to phase Running.", &mut out);
-        tracked.stop_latency.render("sc_operator_stop_seconds", "Time from deleting the workload pod to phase Stopped.", &mut out);
+        tracked.start_latency.render("sc_operator_start_seconds", "Time from creating the consumer pod to phase Running.", &mut out);
+        tracked.stop_latency.render("sc_operator_stop_seconds", "Time from deleting the consumer pod to phase Stopped.", &mut out);
         let _ = writeln!(
             out,
             "# HELP sc_operator_stoppablecontainers StoppableContainers by phase.\n# TYPE sc_operator_stoppablecontainers gauge"

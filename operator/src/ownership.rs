@@ -22,7 +22,7 @@ use crate::status::Found;
 /// The two pods of a StoppableContainer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// The workload pod, named like the StoppableContainer.
+    /// The consumer pod, named like the StoppableContainer.
     Consumer,
     /// The pod whose root filesystem is the overlay's lower layer, `<name>-provider`.
     Provider,
@@ -40,7 +40,7 @@ impl Role {
     /// How the pod is called in messages.
     pub fn describe(self) -> &'static str {
         match self {
-            Role::Consumer => "workload pod",
+            Role::Consumer => "consumer pod",
             Role::Provider => "provider pod",
         }
     }

@@ -233,7 +233,7 @@ pub fn build_provider_pod(workload: &Workload, instance: &StoppableContainerInst
         ..Container::default()
     };
     let mut tolerations = workload.provider.tolerations.clone().or_else(|| template_spec.tolerations.clone()).unwrap_or_default();
-    // The provider follows its workload pod, which respects a cordon by itself: a provider lost
+    // The provider follows its consumer pod, which respects a cordon by itself: a provider lost
     // while the workload runs on a cordoned node must still be replaced there (as DaemonSet pods
     // tolerate it).
     tolerations.push(Toleration {

@@ -14,7 +14,7 @@ use sc_api::{ProviderSpec, StoppableContainer, WorkloadTemplate};
 
 use crate::settings::RootfsLimits;
 
-/// Mount paths no container of the workload pod may use: the rootfs volume (with the node
+/// Mount paths no container of the consumer pod may use: the rootfs volume (with the node
 /// plugin's control socket) and `sc-exec`'s directory.
 const RESERVED_MOUNT_PATHS: [&str; 2] = [ROOTFS_VOLUME_MOUNT_PATH, EXEC_WRAPPER_DIR];
 
@@ -237,7 +237,7 @@ fn is_reserved_mount_path(normalized: &str) -> bool {
 /// A StoppableContainer checked and normalized: what the builders need.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidatedSpec {
-    /// Name of the StoppableContainer (also of its instance and workload pod).
+    /// Name of the StoppableContainer (also of its instance and consumer pod).
     pub name: String,
     /// Its namespace.
     pub namespace: String,

@@ -186,7 +186,7 @@ fn pods_are_owned_by_the_instance_and_placed_as_designed() {
             assert!(is_controlled_by(pod, SCI_UID), "{stem}: {} is owned by the instance", pod.name_any());
             assert_eq!(pod.namespace().as_deref(), Some(NAMESPACE), "{stem}");
         }
-        assert_eq!(built.consumer.name_any(), sc.name_any(), "{stem}: the workload pod is named like the SC");
+        assert_eq!(built.consumer.name_any(), sc.name_any(), "{stem}: the consumer pod is named like the SC");
         assert_eq!(built.consumer.spec.as_ref().and_then(|s| s.node_name.clone()), None, "{stem}: the scheduler places the first start");
         assert_eq!(pinned_node(&built.consumer), None, "{stem}");
         assert_eq!(pinned_node(&built.consumer_pinned).as_deref(), Some(NODE), "{stem}: later starts are pinned");

@@ -178,7 +178,7 @@ impl World {
         world
     }
 
-    /// A stop of a running StoppableContainer played through until its workload pod is gone.
+    /// A stop of a running StoppableContainer played through until its consumer pod is gone.
     fn stopped(sc: StoppableContainer) -> Self {
         let mut world = World::running(sc);
         world.sc.spec.running = false;
@@ -254,7 +254,7 @@ fn change_image(sc: &mut StoppableContainer) {
 }
 
 #[test]
-fn a_start_makes_the_instance_then_the_workload_pod_and_the_provider_once_it_is_bound() {
+fn a_start_makes_the_instance_then_the_consumer_pod_and_the_provider_once_it_is_bound() {
     for (stem, sc) in fixtures() {
         let mut world = World::new(sc, true);
         let steps = world.reconcile();
@@ -272,7 +272,7 @@ fn a_start_makes_the_instance_then_the_workload_pod_and_the_provider_once_it_is_
         assert_eq!(instance.finalizers(), [SCI_FINALIZER], "{stem}");
         assert!(instance.spec.rootfs_size_bytes.is_some(), "{stem}: the size is resolved at the start");
         let pods = created(&steps);
-        assert_eq!(pods.len(), 1, "{stem}: only the workload pod before it has a node");
+        assert_eq!(pods.len(), 1, "{stem}: only the consumer pod before it has a node");
         let (role, consumer, starting) = pods[0];
         assert_eq!((role, starting), (Role::Consumer, Some("starting the workload")), "{stem}");
         assert_eq!((node_of(consumer), pinned_node(consumer)), (None, None), "{stem}: the first start is placed by the scheduler");
@@ -293,7 +293,7 @@ fn a_start_makes_the_instance_then_the_workload_pod_and_the_provider_once_it_is_
 }
 
 #[test]
-fn a_stop_deletes_the_workload_pod_only_and_keeps_the_provider() {
+fn a_stop_deletes_the_consumer_pod_only_and_keeps_the_provider() {
     for (stem, sc) in fixtures() {
         let mut world = World::running(sc);
         world.sc.spec.running = false;
@@ -321,7 +321,7 @@ fn a_start_after_a_stop_is_pinned_and_reuses_the_kept_provider() {
         let steps = world.reconcile();
         assert_eq!(deleted(&steps), [], "{stem}: the kept provider is what this start builds");
         let pods = created(&steps);
-        assert_eq!(pods.len(), 1, "{stem}: only the workload pod");
+        assert_eq!(pods.len(), 1, "{stem}: only the consumer pod");
         assert_eq!(
             pods[0].2,
             Some(format!("starting the workload, pinned to node {NODE:?}, reusing the provider pod kept by the stop").as_str())
@@ -331,7 +331,7 @@ fn a_start_after_a_stop_is_pinned_and_reuses_the_kept_provider() {
 }
 
 #[test]
-fn a_template_changed_while_stopped_replaces_the_provider_before_the_workload_pod() {
+fn a_template_changed_while_stopped_replaces_the_provider_before_the_consumer_pod() {
     for (stem, sc) in fixtures() {
         let mut world = World::running(sc);
         // While running: nothing is applied.
@@ -350,7 +350,7 @@ fn a_template_changed_while_stopped_replaces_the_provider_before_the_workload_po
         assert_eq!(deletions.len(), 1, "{stem}");
         assert_eq!(deletions[0].0, Role::Provider, "{stem}");
         assert!(lifecycle_why(deletions[0].1).starts_with("a start needs a provider built from the new snapshot"), "{stem}");
-        assert_eq!(created(&steps).len(), 0, "{stem}: no workload pod while the old provider is in the way");
+        assert_eq!(created(&steps).len(), 0, "{stem}: no consumer pod while the old provider is in the way");
         world.settled();
         world.gone(Role::Provider);
         let steps = world.reconcile();
@@ -360,7 +360,7 @@ fn a_template_changed_while_stopped_replaces_the_provider_before_the_workload_po
             [Role::Consumer, Role::Provider],
             "{stem}: both from the new snapshot"
         );
-        assert_eq!(pinned_node(pods[0].1).as_deref(), Some(NODE), "{stem}: the workload pod is pinned");
+        assert_eq!(pinned_node(pods[0].1).as_deref(), Some(NODE), "{stem}: the consumer pod is pinned");
         assert_eq!(provider_node(pods[1].1).as_deref(), Some(NODE), "{stem}: the provider is made at once on the data node");
         assert!(
             pods[1].1.spec.as_ref().is_some_and(|spec| spec.containers[0].image.as_deref() == Some("registry.test/changed:2")),
@@ -455,7 +455,7 @@ fn a_foreign_pod_or_instance_is_reported_and_never_touched() {
         let name = sc.name_any();
         let mut world = World::new(sc.clone(), true);
         world.reconcile();
-        // A stranger's pod took the workload pod's name (unlabelled, controlled by nothing of ours).
+        // A stranger's pod took the consumer pod's name (unlabelled, controlled by nothing of ours).
         let mut stranger = Pod::default();
         stranger.metadata.name = Some(name.clone());
         stranger.metadata.uid = Some("uid-stranger".into());
@@ -500,7 +500,7 @@ fn a_start_stuck_on_an_image_is_made_again_once_the_template_changed() {
 }
 
 #[test]
-fn an_image_that_cannot_run_as_templated_gets_no_workload_pod() {
+fn an_image_that_cannot_run_as_templated_gets_no_consumer_pod() {
     let (_, sc) = load("fixtures").into_iter().find(|(stem, _)| stem == "no-command").expect("the no-command fixture");
     let mut world = World::running(sc);
     // The image the provider runs has neither ENTRYPOINT nor CMD, and the template no command.
@@ -538,7 +538,7 @@ fn a_deleted_instance_takes_the_kept_provider_and_is_then_released() {
 }
 
 #[test]
-fn a_deletion_goes_workload_pod_then_provider_then_instance_then_data() {
+fn a_deletion_goes_consumer_pod_then_provider_then_instance_then_data() {
     for (stem, sc) in fixtures() {
         let mut world = World::running(sc);
         let order = |world: &World| teardown(&world.sc, &world.children);
@@ -549,7 +549,7 @@ fn a_deletion_goes_workload_pod_then_provider_then_instance_then_data() {
             "{stem}"
         );
         world.steps_done(&first.steps);
-        assert_eq!(order(&world).steps, [], "{stem}: the provider waits while the workload pod terminates");
+        assert_eq!(order(&world).steps, [], "{stem}: the provider waits while the consumer pod terminates");
         world.gone(Role::Consumer);
         let second = order(&world);
         assert_eq!(deleted(&second.steps).iter().map(|(role, _)| *role).collect::<Vec<_>>(), [Role::Provider], "{stem}");
@@ -592,7 +592,7 @@ impl World {
 }
 
 #[test]
-fn the_phase_is_stopping_until_the_workload_pod_is_gone_and_a_kept_provider_does_not_count() {
+fn the_phase_is_stopping_until_the_consumer_pod_is_gone_and_a_kept_provider_does_not_count() {
     let settings = PodSettings::for_tests();
     for (stem, sc) in fixtures() {
         let mut world = World::running(sc);

@@ -100,8 +100,8 @@ fn image_of(pod: &Pod, container: usize) -> String {
 /// Returns the consumer and provider pods.
 async fn start_until_running(env: &TestEnv, name: &str, node: &str) -> (Pod, Pod) {
     let consumer = env.wait_pod(name, "created by the operator", |pod| pod.metadata.deletion_timestamp.is_none()).await;
-    let instance = env.instances.get(name).await.expect("the instance exists once a workload pod does");
-    assert!(owned_by(&consumer, &instance), "the workload pod is controlled by the instance");
+    let instance = env.instances.get(name).await.expect("the instance exists once a consumer pod does");
+    assert!(owned_by(&consumer, &instance), "the consumer pod is controlled by the instance");
     wait_recorded(env, name, Role::Consumer, &consumer).await;
     env.bind(name, node).await;
     let provider_name = provider_pod_name(name);
@@ -200,25 +200,25 @@ fn provider_lost(sc: &StoppableContainer) -> Option<(String, String)> {
 async fn terminate_in_order(env: &TestEnv, name: &str) {
     let provider_name = provider_pod_name(name);
     env.wait_pod_terminating(name).await;
-    let provider = env.pod(&provider_name).await.expect("the provider still exists while the workload pod terminates");
-    assert!(provider.metadata.deletion_timestamp.is_none(), "the provider is deleted only after the workload pod is gone");
+    let provider = env.pod(&provider_name).await.expect("the provider still exists while the consumer pod terminates");
+    assert!(provider.metadata.deletion_timestamp.is_none(), "the provider is deleted only after the consumer pod is gone");
     env.finish_termination(name).await;
     env.finish_termination(&provider_name).await;
 }
 
-/// A stop, played through until the SC reports Stopped: the workload pod goes, the provider is
+/// A stop, played through until the SC reports Stopped: the consumer pod goes, the provider is
 /// kept (not even being deleted). Returns the kept provider.
 async fn stop_until_stopped(env: &TestEnv, name: &str) -> Pod {
     let provider_name = provider_pod_name(name);
     env.wait_pod_terminating(name).await;
-    // While the workload pod terminates the workload may still write: Stopping, not Stopped.
-    env.wait_sc(name, "phase Stopping while the workload pod terminates", |sc| {
+    // While the consumer pod terminates the workload may still write: Stopping, not Stopped.
+    env.wait_sc(name, "phase Stopping while the consumer pod terminates", |sc| {
         phase(sc) == "Stopping" && message(sc).starts_with("stopping: waiting for pods")
     })
     .await;
     env.finish_termination(name).await;
     let sc = env
-        .wait_sc(name, "phase Stopped with the workload pod gone", |sc| {
+        .wait_sc(name, "phase Stopped with the consumer pod gone", |sc| {
             phase(sc) == "Stopped" && message(sc) == "stopped; the root filesystem is kept"
         })
         .await;
@@ -378,7 +378,7 @@ async fn start_reports_every_step_until_running() {
     assert_eq!(instance.finalizers(), [SCI_FINALIZER]);
     assert!(is_controlled_by(&instance, &sc.uid().expect("uid")), "the instance is controlled by the SC");
     assert_eq!(instance.spec.base_image.as_deref(), Some("busybox:1.36"));
-    assert!(owned_by(&consumer, &instance), "the workload pod is controlled by the instance");
+    assert!(owned_by(&consumer, &instance), "the consumer pod is controlled by the instance");
     let labels = consumer.labels();
     assert_eq!(labels.get(LABEL_MANAGED_BY).map(String::as_str), Some(MANAGED_BY_VALUE));
     assert_eq!(labels.get(LABEL_INSTANCE).map(String::as_str), Some("web"));
@@ -390,7 +390,7 @@ async fn start_reports_every_step_until_running() {
     let command = consumer.spec.as_ref().and_then(|spec| spec.containers[0].command.clone()).unwrap_or_default();
     assert_eq!(command, ["/.sc-bin/sc-exec", "run", "--", "sleep", "infinity"]);
     assert_eq!(consumer.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds), Some(7));
-    assert!(env.pod("web-provider").await.is_none(), "no provider before the workload pod has a node");
+    assert!(env.pod("web-provider").await.is_none(), "no provider before the consumer pod has a node");
     let sc =
         env.wait_sc("web", "Pending, waiting for the scheduler", |sc| phase(sc) == "Pending" && message(sc).contains("scheduler")).await;
     assert_eq!(sc.status.as_ref().and_then(|s| s.instance_name.as_deref()), Some("web"));
@@ -529,12 +529,12 @@ async fn stop_then_start_is_pinned_and_applies_the_template_change() {
     let metrics = env.health.metrics.render();
     assert!(metrics.contains("sc_operator_stop_seconds_count 1"), "{metrics}");
 
-    // Start again: the kept provider runs the old image, so it is replaced, and the workload pod
+    // Start again: the kept provider runs the old image, so it is replaced, and the consumer pod
     // waits until it is gone (both pods always come from the same snapshot).
     env.patch_spec("dev", json!({ "running": true })).await;
     env.wait_pod_terminating("dev-provider").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(env.pod("dev").await.is_none(), "no workload pod while the stale provider terminates");
+    assert!(env.pod("dev").await.is_none(), "no consumer pod while the stale provider terminates");
     env.finish_termination("dev-provider").await;
     // Pinned to the data node, with the new template.
     let consumer = env.wait_pod("dev", "recreated", |_| true).await;
@@ -542,14 +542,14 @@ async fn stop_then_start_is_pinned_and_applies_the_template_change() {
     let instance = env.instances.get("dev").await.expect("instance");
     assert_eq!(instance.spec.base_image.as_deref(), Some("busybox:1.37"), "the new image is applied at the next start");
     assert!(instance.spec.running);
-    // The data node is known: the new provider does not wait for the workload pod to be scheduled.
+    // The data node is known: the new provider does not wait for the consumer pod to be scheduled.
     let provider = env
-        .wait_pod("dev-provider", "created for the data node before the workload pod is scheduled", |pod| {
+        .wait_pod("dev-provider", "created for the data node before the consumer pod is scheduled", |pod| {
             pinned_node(pod).as_deref() == Some(node.as_str())
         })
         .await;
     assert_ne!(provider.uid(), kept.uid(), "a new provider");
-    assert_eq!(node_of(&consumer), None, "the workload pod is not bound yet");
+    assert_eq!(node_of(&consumer), None, "the consumer pod is not bound yet");
     assert_eq!(image_of(&provider, 0), "busybox:1.37", "the provider (lower layer) runs the new image");
     // The data node is full: the scheduler's reason and the pinning are both in the message.
     env.set_unschedulable("dev", "0/2 nodes are available: 1 Insufficient memory, 1 node(s) didn't match node selector.").await;
@@ -576,7 +576,7 @@ async fn a_start_after_a_stop_reuses_the_kept_provider() {
     assert_eq!(condition_of(&sc, "ProviderReady"), Some(("True".into(), "PodReady".into())), "the kept provider stays ready");
     assert_eq!(condition_of(&sc, "Ready"), Some(("False".into(), "Stopped".into())));
 
-    // Start: the workload pod at once, next to the same provider.
+    // Start: the consumer pod at once, next to the same provider.
     env.patch_spec("quick", json!({ "running": true })).await;
     let consumer = env.wait_pod("quick", "created without waiting for a new provider", |pod| pod.uid() != first_consumer.uid()).await;
     assert_eq!(pinned_node(&consumer).as_deref(), Some(node.as_str()));
@@ -589,14 +589,14 @@ async fn a_start_after_a_stop_reuses_the_kept_provider() {
     assert_eq!(env.pod("quick-provider").await.and_then(|pod| pod.uid()), kept.uid(), "still the same provider");
 
     // A provider without the hash annotation (made by an older operator) is not trusted: the next
-    // start replaces it before creating the workload pod.
+    // start replaces it before creating the consumer pod.
     env.patch_spec("quick", json!({ "running": false })).await;
     stop_until_stopped(&env, "quick").await;
     let unmarked = json!({ "metadata": { "annotations": { PROVIDER_HASH_ANNOTATION: null } } });
     env.pods.patch("quick-provider", &PatchParams::default(), &Patch::Merge(unmarked)).await.expect("remove the annotation");
     env.patch_spec("quick", json!({ "running": true })).await;
     env.wait_pod_terminating("quick-provider").await;
-    assert!(env.pod("quick").await.is_none(), "no workload pod while the old provider terminates");
+    assert!(env.pod("quick").await.is_none(), "no consumer pod while the old provider terminates");
     env.finish_termination("quick-provider").await;
     let (_, replaced) = start_until_running(&env, "quick", &node).await;
     assert_ne!(replaced.uid(), kept.uid());
@@ -853,7 +853,7 @@ async fn a_missing_image_fails_the_start_within_seconds_and_a_fixed_template_bri
 
     // The user names an image that exists: the start is made again from the new template, with
     // no stop asked for. Nothing ran, so both pods go at once.
-    let stuck_consumer = env.pod("app").await.expect("the stuck start's workload pod");
+    let stuck_consumer = env.pod("app").await.expect("the stuck start's consumer pod");
     env.patch_spec("app", json!({ "template": { "spec": { "containers": [{ "name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"] }] } } }))
         .await;
     env.wait_pod_terminating("app").await;
@@ -872,7 +872,7 @@ async fn a_missing_image_fails_the_start_within_seconds_and_a_fixed_template_bri
 }
 
 #[tokio::test]
-async fn a_pull_error_of_the_workload_pod_is_one_problem_while_kubelet_retries() {
+async fn a_pull_error_of_the_consumer_pod_is_one_problem_while_kubelet_retries() {
     let Some(env) = TestEnv::with_operator("pull-backoff").await else { return };
     let node = env.create_node("n1").await;
     env.create_sc(sc_manifest("web", true, "busybox:1.36")).await;
@@ -885,7 +885,7 @@ async fn a_pull_error_of_the_workload_pod_is_one_problem_while_kubelet_retries()
         env.set_container_waiting("web", reason, says).await;
         let sc = env.wait_sc("web", reason, |sc| condition_of(sc, "ConsumerReady").is_some_and(|(_, r)| r == reason)).await;
         assert_eq!(phase(&sc), "Failed");
-        assert_eq!(message(&sc), format!("the workload pod is in {reason}: container \"main\": {says}"));
+        assert_eq!(message(&sc), format!("the consumer pod is in {reason}: container \"main\": {says}"));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(times_said(&env, "web", "ErrImagePull").await, 1, "kubelet's alternation is one problem");
@@ -921,7 +921,7 @@ async fn an_image_that_cannot_run_as_templated_is_failed_once_without_a_crash_lo
     assert!(env.pod("app").await.is_some_and(|pod| pod.metadata.deletion_timestamp.is_none()), "nothing is decided on it");
 
     // The image it runs has neither ENTRYPOINT nor CMD and the template no command: sc-exec
-    // refuses, and the workload pod would crash-loop forever.
+    // refuses, and the consumer pod would crash-loop forever.
     let published = UsageReport { image: Some(scratch(image_id)), ..env.usage(&node, &namespace, "app", 1 << 20) };
     env.write_usage(&node, &uid, Some(&published)).await;
     env.set_container_waiting("app", "CrashLoopBackOff", "back-off 10s restarting failed container=main").await;
@@ -936,7 +936,7 @@ async fn an_image_that_cannot_run_as_templated_is_failed_once_without_a_crash_lo
     env.finish_termination("app").await;
     env.write_usage(&node, &uid, None).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(env.pod("app").await.is_none(), "no workload pod is made again until the template changes");
+    assert!(env.pod("app").await.is_none(), "no consumer pod is made again until the template changes");
     let sc = env.scs.get("app").await.expect("sc");
     assert_eq!(phase(&sc), "Failed");
     assert_eq!(sc.status.as_ref().and_then(|status| status.image.as_ref()).map(|image| image.image_ref.as_str()), Some(image_id), "kept");
@@ -944,7 +944,7 @@ async fn an_image_that_cannot_run_as_templated_is_failed_once_without_a_crash_lo
     assert!(provider.metadata.deletion_timestamp.is_none());
     assert_eq!(times_said(&env, "app", "NoCommand").await, 1);
 
-    // The template gains a command: the kept provider (same image) serves a new workload pod.
+    // The template gains a command: the kept provider (same image) serves a new consumer pod.
     env.patch_spec("app", json!({ "template": { "spec": { "containers": [{ "name": "main", "image": "registry.test/scratch-app:1", "command": ["/app", "serve"] }] } } }))
         .await;
     env.wait_pod("app", "made again", |pod| pod.metadata.deletion_timestamp.is_none()).await;
@@ -1044,7 +1044,7 @@ async fn a_foreign_instance_is_reported_and_never_adopted() {
     let Some(env) = TestEnv::with_operator("foreign-instance").await else { return };
     // An instance named like the SC but controlled by another object (a StoppableContainer of an
     // earlier incarnation whose instance survived, e.g. finalizers removed by hand without a
-    // garbage collector), with a workload pod of its own.
+    // garbage collector), with a consumer pod of its own.
     let leftover: StoppableContainerInstance = serde_json::from_value(json!({
         "apiVersion": sc_api::consts::API_VERSION, "kind": "StoppableContainerInstance",
         "metadata": {
@@ -1100,7 +1100,7 @@ async fn a_deleted_instance_is_held_until_its_pods_are_gone() {
         }
     })
     .await;
-    // running is still true: a new instance and workload pod, pinned to the data node.
+    // running is still true: a new instance and consumer pod, pinned to the data node.
     let second = eventually("a new instance", || async {
         env.instances.get_opt("held").await.map_err(|error| error.to_string())?.ok_or_else(|| "absent".to_owned())
     })
@@ -1158,7 +1158,7 @@ async fn a_recreated_sc_gets_a_new_identity_and_never_adopts_the_old_pods() {
     env.wait_sc_gone("again").await;
 
     // A leftover of the old incarnation (as if someone had removed the finalizers by hand while
-    // the operator was down): a workload pod controlled by the old instance.
+    // the operator was down): a consumer pod controlled by the old instance.
     let mut leftover = serde_json::to_value(Pod::default()).expect("pod");
     leftover["metadata"] = json!({
         "name": "again",
@@ -1234,7 +1234,7 @@ async fn a_forged_provider_is_never_adopted_but_deleted_and_replaced() {
 }
 
 #[tokio::test]
-async fn a_forged_workload_pod_is_never_adopted_but_deleted_and_replaced() {
+async fn a_forged_consumer_pod_is_never_adopted_but_deleted_and_replaced() {
     let Some(env) = TestEnv::with_operator("forged-consumer").await else { return };
     let node = env.create_node("n1").await;
     env.create_sc(sc_manifest("victim", true, "busybox:1.36")).await;
@@ -1244,20 +1244,20 @@ async fn a_forged_workload_pod_is_never_adopted_but_deleted_and_replaced() {
 
     // A pod named like the stopped SC, with the operator's labels and a controller reference to
     // the instance: what a tenant writes to be mounted as this SC's workload without sc-exec.
-    let forged = env.pods.create(&PostParams::default(), &forged_copy(&consumer)).await.expect("create the forged workload pod");
+    let forged = env.pods.create(&PostParams::default(), &forged_copy(&consumer)).await.expect("create the forged consumer pod");
     env.bind("victim", &node).await;
     let deleted = env.wait_pod_terminating("victim").await;
     assert_eq!(deleted.uid(), forged.uid());
     let event = env.wait_event("victim", "UnrecordedPod").await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
-    assert!(event.note.unwrap_or_default().contains("workload pod"));
+    assert!(event.note.unwrap_or_default().contains("consumer pod"));
     assert_eq!(recorded_uid(&env, "victim", Role::Consumer).await, None);
     let sc = env.wait_sc("victim", "waiting for the forged pod to go", |sc| message(sc).contains("waiting for pods [\"victim\"]")).await;
     assert_eq!(sc.status.as_ref().and_then(|status| status.consumer_pod_name.clone()), None, "never reported as ours");
 
     // A start while it terminates waits for the name, then creates and records its own.
     env.patch_spec("victim", json!({ "running": true })).await;
-    env.wait_sc("victim", "replacing the forged pod", |sc| message(sc).starts_with("replacing the workload pod")).await;
+    env.wait_sc("victim", "replacing the forged pod", |sc| message(sc).starts_with("replacing the consumer pod")).await;
     env.finish_termination("victim").await;
     let (replacement, _) = start_until_running(&env, "victim", &node).await;
     assert_ne!(replacement.uid(), forged.uid());
@@ -1302,8 +1302,8 @@ async fn a_provider_deleted_while_the_workload_runs_is_replaced_at_once_and_repo
     let occurrences: i32 = lost_events.iter().map(|event| event.series.as_ref().map_or(1, |series| series.count)).sum();
     assert_eq!(occurrences, 3, "one Warning for the deletion, one when the next provider was being deleted, one when it was gone");
 
-    let now = env.pod("busy").await.expect("the workload pod");
-    assert_eq!(now.uid(), consumer.uid(), "the workload pod is never touched");
+    let now = env.pod("busy").await.expect("the consumer pod");
+    assert_eq!(now.uid(), consumer.uid(), "the consumer pod is never touched");
     assert!(now.metadata.deletion_timestamp.is_none());
     assert_ne!(third.uid(), provider.uid());
 }
@@ -1346,7 +1346,7 @@ async fn a_kept_provider_whose_image_was_changed_in_place_is_not_reused() {
     env.patch_spec("box", json!({ "running": true })).await;
     let deleted = env.wait_pod_terminating("box-provider").await;
     assert_eq!(deleted.uid(), kept.uid(), "the swapped provider is replaced, not reused");
-    assert!(env.pod("box").await.is_none(), "no workload pod while it terminates");
+    assert!(env.pod("box").await.is_none(), "no consumer pod while it terminates");
     env.finish_termination("box-provider").await;
     let (_, provider) = start_until_running(&env, "box", &node).await;
     assert_ne!(provider.uid(), kept.uid());
@@ -1363,7 +1363,7 @@ async fn pods_recorded_by_the_previous_operator_version_are_kept_across_an_upgra
     let valid = validate(&sc).expect("valid");
     let instance = env.instances.create(&PostParams::default(), &build_instance(&sc, None, true)).await.expect("create the instance");
     let consumer = build_consumer_pod(&valid.workload, &instance, None, &settings());
-    let consumer = env.pods.create(&PostParams::default(), &consumer).await.expect("create the workload pod");
+    let consumer = env.pods.create(&PostParams::default(), &consumer).await.expect("create the consumer pod");
     env.bind("kept", &node).await;
     let mut provider = build_provider_pod(&valid.workload, &instance, &node, &settings());
     if let Some(spec) = provider.spec.as_mut() {

@@ -1,6 +1,6 @@
 {{/*
 The CSI driver name. It must equal CSI_DRIVER_NAME in api/src/consts.rs (the operator writes it
-into every workload pod's inline volume); tests/e2e/lib/chart.py lint checks that they agree.
+into every consumer pod's inline volume); tests/e2e/lib/chart.py lint checks that they agree.
 */}}
 {{- define "sc.driverName" -}}rootfs.stoppablecontainer.xtlsoft.top{{- end }}
 

@@ -66,7 +66,7 @@ fn table_snapshots() {
 #[test]
 fn status_snapshots() {
     let mut failed = view("dev-box", "team-a", true, Some(Phase::Failed), Some("node-1"), 7200);
-    failed.message = Some("workload pod failed: OutOfcpu; lower the cpu request or free the node".into());
+    failed.message = Some("consumer pod failed: OutOfcpu; lower the cpu request or free the node".into());
     failed.instance = Some("dev-box".into());
     failed.data_node = Some("node-2".into());
     failed.rootfs_size = Some("20Gi".into());
@@ -77,7 +77,7 @@ fn status_snapshots() {
         observed_time: seconds_ago(40).map(Time),
     });
     failed.conditions = vec![
-        ConditionView { type_: "Ready".into(), status: "False".into(), reason: "Failed".into(), message: "workload pod failed".into() },
+        ConditionView { type_: "Ready".into(), status: "False".into(), reason: "Failed".into(), message: "consumer pod failed".into() },
         ConditionView { type_: "SpecValid".into(), status: "True".into(), reason: "".into(), message: "".into() },
     ];
     let events = vec![
@@ -86,7 +86,7 @@ fn status_snapshots() {
             reason: "Started".into(),
             last_seen: seconds_ago(600),
             count: 1,
-            message: "workload pod created".into(),
+            message: "consumer pod created".into(),
         },
         EventView {
             type_: "Warning".into(),
@@ -251,7 +251,7 @@ fn the_image_lines_show_what_runs_or_why_it_is_unknown() {
     let mut running = view("web", "team-a", true, Some(Phase::Running), Some("node-1"), 60);
     assert_eq!(
         image_fields(&running),
-        [("Image:", "config not reported yet (the data node reports it when the workload pod mounts the root filesystem)".to_owned())]
+        [("Image:", "config not reported yet (the data node reports it when the consumer pod mounts the root filesystem)".to_owned())]
     );
     running.image = Some(nginx_image());
     assert_eq!(

@@ -23,7 +23,7 @@ use crate::ownership::{Role, recorded_uid};
 use crate::status::detect_provider_loss;
 
 /// Passes of plan and steps one reconcile makes at most. A start from nothing takes four (the
-/// instance, the workload pod, the provider, the report); more means the world keeps changing
+/// instance, the consumer pod, the provider, the report); more means the world keeps changing
 /// under the reconcile, and the next reconcile goes on from there.
 const MAX_PASSES: usize = 8;
 

@@ -28,7 +28,7 @@ pub struct Children {
     /// earlier StoppableContainer of the same name): never adopted, changed or deleted, and the
     /// pods it controls are foreign too.
     pub foreign_instance: Option<StoppableContainerInstance>,
-    /// The pod named like the StoppableContainer (the workload pod, if it is ours).
+    /// The pod named like the StoppableContainer (the consumer pod, if it is ours).
     pub consumer: Option<Pod>,
     /// The pod named `<name>-provider` (the provider pod, if it is ours).
     pub provider: Option<Pod>,
@@ -71,7 +71,7 @@ impl Children {
         classify(self.pod(role), self.recorded(role), self.instance.as_ref(), role)
     }
 
-    /// The workload pod, judged.
+    /// The consumer pod, judged.
     pub fn consumer(&self) -> Found<'_> {
         self.found(Role::Consumer)
     }
@@ -118,7 +118,7 @@ impl Reconciler<'_> {
     /// Reads the instance and both pods.
     pub(super) async fn fetch(&self) -> Result<Children, Error> {
         let instance = self.instances.get_opt(&self.name).await.map_err(Error::read("the instance"))?;
-        let consumer = self.pods.get_opt(&self.name).await.map_err(Error::read("the workload pod"))?;
+        let consumer = self.pods.get_opt(&self.name).await.map_err(Error::read("the consumer pod"))?;
         let provider = self.pods.get_opt(&provider_pod_name(&self.name)).await.map_err(Error::read("the provider pod"))?;
         Ok(Children::sorted(instance, &self.sc.uid().unwrap_or_default(), consumer, provider))
     }

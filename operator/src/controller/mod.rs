@@ -1,7 +1,7 @@
 //! The reconciler: the only part of the operator that talks to the API server, as the pipeline
 //! fetch → plan → apply → report.
 //!
-//! - [`fetch`] reads the children (instance, workload and provider pods) and the facts (the data
+//! - [`fetch`] reads the children (instance, consumer and provider pods) and the facts (the data
 //!   node, its usage report from the cache);
 //! - [`plan`] decides, purely, what to do as a list of steps ([`teardown`] for a deletion);
 //! - [`apply`] carries the steps out, one request each, and plans again where a response decides

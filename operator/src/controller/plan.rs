@@ -30,7 +30,7 @@ pub enum Step {
     ApplyInstance(Box<StoppableContainerInstance>),
     /// Creates `role`'s pod and records its UID, from the create response, in the instance
     /// status: from then on it is the operator's pod (for the node plugin too), and only that
-    /// pod. `starting` (a workload pod only) is the Starting Event's note, said once it exists.
+    /// pod. `starting` (a consumer pod only) is the Starting Event's note, said once it exists.
     CreatePod { role: Role, pod: Box<Pod>, starting: Option<String> },
     /// Deletes a pod, preconditioned on its UID.
     DeletePod(PodDeletion),
@@ -147,7 +147,7 @@ pub fn node_to_check<'a>(sc: &'a StoppableContainer, children: &Children, facts:
     data_report::data_node(sc).filter(|_| starting)
 }
 
-/// The image's config judged against the template the workload pod runs (the deployed snapshot
+/// The image's config judged against the template the consumer pod runs (the deployed snapshot
 /// while it exists) or a start would run (the current one), for the image the provider runs now:
 /// from the data node's usage report, or the status's own memory of it.
 pub fn image_check(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>) -> ImageCheck {
@@ -193,7 +193,7 @@ pub fn plan(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>) -> 
     }
     // The image cannot run as the deployed template says (no command anywhere, runAsNonRoot
     // against a root image user, a config the argv needs and the runtime did not give): the
-    // workload pod goes rather than crash-looping; the provider and the data stay.
+    // consumer pod goes rather than crash-looping; the provider and the data stay.
     if let Some(consumer) = children.consumer().owned()
         && let Some(problem) = image_check(sc, children, facts).blocking(Some(consumer))
         && let Some(deletion) = delete(consumer, Role::Consumer, Why::Lifecycle(problem.message.clone()))
@@ -204,7 +204,7 @@ pub fn plan(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>) -> 
     Plan { steps, then: Then::Report }
 }
 
-/// The start's steps up to the workload pod; Some when the pass ends there.
+/// The start's steps up to the consumer pod; Some when the pass ends there.
 fn start(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps: &mut Vec<Step>) -> Option<Then> {
     if let Some(foreign) = &children.foreign_instance {
         let note = format!(
@@ -253,10 +253,10 @@ fn start(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps:
     let data_node_exists = facts.data_node_exists();
     // The provider the stop kept (or one left by a stop that had not finished, or by a workload
     // pod deleted by hand) is reused when it is what this start would build, on the data node:
-    // the start is then just the workload pod and a mount. Otherwise (the image or provider
+    // the start is then just the consumer pod and a mount. Otherwise (the image or provider
     // settings changed while stopped, an older operator made it, it terminated or is on its way
-    // out) it is removed before the workload pod is created, so that both pods always come from
-    // the same snapshot. No workload pod exists, so nothing uses its lower layer.
+    // out) it is removed before the consumer pod is created, so that both pods always come from
+    // the same snapshot. No consumer pod exists, so nothing uses its lower layer.
     let mut reusing_provider = false;
     let mut old_provider_in_the_way = false;
     if matches!(children.consumer(), Found::Absent)
@@ -275,8 +275,8 @@ fn start(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps:
         }
     }
     // Wait until our old provider is gone; a stranger named like it is reported below and must
-    // not block the workload pod's creation. An image that cannot run as templated would only
-    // crash-loop: no workload pod is made until the template (or the provider's image) changes.
+    // not block the consumer pod's creation. An image that cannot run as templated would only
+    // crash-loop: no consumer pod is made until the template (or the provider's image) changes.
     if matches!(children.consumer(), Found::Absent)
         && !old_provider_in_the_way
         && data_node_exists
@@ -298,21 +298,21 @@ fn start(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps:
 
 /// The provider pod a start with `instance`'s snapshot builds on `node`.
 fn desired_provider(instance: &StoppableContainerInstance, node: &str, facts: &Facts<'_>) -> Result<Pod, Vec<SpecProblem>> {
-    // The provider runs the deployed snapshot's image, which the workload pod uses.
+    // The provider runs the deployed snapshot's image, which the consumer pod uses.
     let workload = Workload::from_template(&instance.spec.template, instance.spec.provider.as_ref())?;
     Ok(build_provider_pod(&workload, instance, node, facts.settings))
 }
 
-/// While the workload pod exists, makes sure the provider runs on its node; Some when the pass
-/// ends there. At the first start that is the node the workload pod gets bound to, recorded as
+/// While the consumer pod exists, makes sure the provider runs on its node; Some when the pass
+/// ends there. At the first start that is the node the consumer pod gets bound to, recorded as
 /// the data node before the provider exists. At later starts the data node is already recorded
-/// and the workload pod is pinned to it, so the provider is created at once, while the workload
+/// and the consumer pod is pinned to it, so the provider is created at once, while the workload
 /// pod is still being scheduled.
 fn ensure_provider(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps: &mut Vec<Step>) -> Option<Then> {
     let consumer = children.consumer().owned().filter(|pod| !is_terminating(pod))?;
     let bound_to = consumer.spec.as_ref().and_then(|spec| spec.node_name.as_deref());
     let recorded = data_report::data_node(sc);
-    // Where the workload pod is: a provider anywhere else would be of no use to it.
+    // Where the consumer pod is: a provider anywhere else would be of no use to it.
     let node = bound_to.or(recorded.filter(|_| facts.data_node_exists()))?;
     if recorded.is_none() {
         steps.push(Step::RecordDataNode(node.to_owned()));
@@ -337,7 +337,7 @@ fn ensure_provider(sc: &StoppableContainer, children: &Children, facts: &Facts<'
             Some(Then::Refetch)
         }
         Found::Owned(provider) => {
-            let why = "it is not on the node the workload pod runs on or is pinned to";
+            let why = "it is not on the node the consumer pod runs on or is pinned to";
             let deletion = delete(provider, Role::Provider, Why::Lifecycle(why.to_owned()));
             match deletion.filter(|_| provider_node(provider).as_deref() != Some(node)) {
                 Some(deletion) => {
@@ -368,16 +368,16 @@ fn ensure_provider(sc: &StoppableContainer, children: &Children, facts: &Facts<'
     }
 }
 
-/// Stop: delete the workload pod. A plain stop keeps the provider: it is a pause process (10m
+/// Stop: delete the consumer pod. A plain stop keeps the provider: it is a pause process (10m
 /// CPU, 16Mi requested) whose only job is to keep the image mounted as the overlay's lower layer,
-/// and keeping it makes the next start just the workload pod and a mount (the persistent data is
+/// and keeping it makes the next start just the consumer pod and a mount (the persistent data is
 /// in the upper dir on the node, not in the provider). When the instance is being deleted the
-/// provider goes too, only once the workload pod is gone (it keeps the image and the lower layer
+/// provider goes too, only once the consumer pod is gone (it keeps the image and the lower layer
 /// alive while the workload runs); then the instance's finalizer is released.
 fn stop(sc: &StoppableContainer, children: &Children) -> Plan {
     let instance_deleting = children.instance_deleting();
     let mut steps = Vec::new();
-    // The provider goes only once the workload pod is gone; a workload pod already terminating
+    // The provider goes only once the consumer pod is gone; a consumer pod already terminating
     // is waited for.
     if let Found::Owned(consumer) = children.consumer() {
         if let Some(deletion) = delete(consumer, Role::Consumer, Why::Lifecycle("running is false".to_owned())) {
@@ -389,7 +389,7 @@ fn stop(sc: &StoppableContainer, children: &Children) -> Plan {
     } else if instance_deleting
         && let Found::Owned(provider) = children.provider()
         && let Some(deletion) =
-            delete(provider, Role::Provider, Why::Lifecycle("its instance is being deleted and the workload pod is gone".to_owned()))
+            delete(provider, Role::Provider, Why::Lifecycle("its instance is being deleted and the consumer pod is gone".to_owned()))
     {
         return Plan { steps: vec![deletion], then: Then::Refetch };
     }

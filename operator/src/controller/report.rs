@@ -52,7 +52,7 @@ pub fn report(
     let validation = validation(sc, children, facts);
     let running = wants_running(sc, children);
     let data_node = data_report::data_node(sc).map(str::to_owned);
-    // A workload pod being deleted (a stop, or a stuck start made again) needs no restart: the
+    // A consumer pod being deleted (a stop, or a stuck start made again) needs no restart: the
     // next pod is made from the current template anyway.
     let restart_required = match (children.consumer().owned().filter(|pod| !is_terminating(pod)), &children.instance) {
         (Some(_), Some(instance)) => restart_required(sc, &instance.spec, validation.as_ref().ok().map(|start| start.rootfs_size_bytes)),
@@ -95,7 +95,7 @@ pub fn report(
 /// When to look again after a reconcile that ended with `status`.
 fn requeue(status: &StoppableContainerStatus, children: &Children) -> Duration {
     let phase = status.phase.unwrap_or_default();
-    // Stopped is steady once the workload pod is gone: the provider a stop keeps does not change
+    // Stopped is steady once the consumer pod is gone: the provider a stop keeps does not change
     // by itself (its watch reports what does), only one being deleted is in motion.
     let provider_leaving = children.provider().owned().is_some_and(is_terminating);
     // An unrecorded pod being deleted may have no label the pod watch selects.

@@ -1,5 +1,5 @@
 //! Teardown: the deletion of a StoppableContainer, as its own plan. Pure. The order protects the
-//! lower layer and the data: the workload pod, then the provider pod, then the instance, then the
+//! lower layer and the data: the consumer pod, then the provider pod, then the instance, then the
 //! node plugin's report that the data is deleted (which releases `NODE_DATA_FINALIZER`).
 
 use kube::ResourceExt;
@@ -48,7 +48,7 @@ pub fn teardown(sc: &StoppableContainer, children: &Children) -> Teardown {
         return removing(steps);
     }
     if let Found::Owned(provider) = children.provider() {
-        let why = "the StoppableContainer is being deleted and its workload pod is gone";
+        let why = "the StoppableContainer is being deleted and its consumer pod is gone";
         steps.extend(delete(provider, Role::Provider, Why::Lifecycle(why.to_owned())));
         return removing(steps);
     }

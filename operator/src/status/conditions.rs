@@ -17,22 +17,22 @@ pub struct Observed<'a> {
     /// Name of an instance named like the StoppableContainer that it does not control (a
     /// leftover of an earlier StoppableContainer of the same name): never adopted or touched.
     pub foreign_instance: Option<String>,
-    /// The workload pod.
+    /// The consumer pod.
     pub consumer: Found<'a>,
     /// The provider pod.
     pub provider: Found<'a>,
-    /// Node holding the data (from the previous status or the workload pod's node).
+    /// Node holding the data (from the previous status or the consumer pod's node).
     pub data_node: Option<String>,
     /// False when the data node is known to be gone from the cluster.
     pub data_node_exists: bool,
-    /// The template changed since the running workload pod was created.
+    /// The template changed since the running consumer pod was created.
     pub restart_required: bool,
     /// A `hostPathPrefix` that is ignored.
     pub ignored_host_path_prefix: Option<String>,
     /// The provider of the running workload, lost as found at the start of this reconcile
     /// (before it was replaced).
     pub provider_loss: Option<ProviderLoss>,
-    /// The image's config, judged against the template the workload pod runs (or a start would
+    /// The image's config, judged against the template the consumer pod runs (or a start would
     /// run).
     pub image: ImageCheck,
 }
@@ -105,8 +105,8 @@ pub fn sc_status(
     };
     let (consumer_ready, consumer_reason, consumer_message) = match (&observed.consumer, &consumer_progress) {
         (Found::Foreign(pod), _) => not_ours(pod),
-        (Found::Unrecorded(pod), _) => (false, reason::NOT_CREATED_BY_OPERATOR.to_owned(), unrecorded_pod_message(pod, "workload pod")),
-        (_, None) => (false, reason::NOT_CREATED.to_owned(), "no workload pod".to_owned()),
+        (Found::Unrecorded(pod), _) => (false, reason::NOT_CREATED_BY_OPERATOR.to_owned(), unrecorded_pod_message(pod, "consumer pod")),
+        (_, None) => (false, reason::NOT_CREATED.to_owned(), "no consumer pod".to_owned()),
         (_, Some(progress)) => progress_condition(progress),
     };
     conditions.set(condition::CONSUMER_READY, consumer_ready, &consumer_reason, consumer_message);
@@ -116,7 +116,7 @@ pub fn sc_status(
         (_, None) => (
             false,
             reason::NOT_CREATED.to_owned(),
-            "no provider pod (it is created on the data node with the workload pod; at the first start, once that pod is scheduled)"
+            "no provider pod (it is created on the data node with the consumer pod; at the first start, once that pod is scheduled)"
                 .to_owned(),
         ),
         (_, Some(progress)) => progress_condition(progress),
@@ -124,7 +124,7 @@ pub fn sc_status(
     conditions.set(condition::PROVIDER_READY, provider_ready, &provider_reason, provider_message);
     match &consumer_progress {
         Some(PodProgress::Ready | PodProgress::NotReady) => {
-            conditions.set(condition::ROOTFS_VOLUME, true, reason::MOUNTED, "the persistent root filesystem is mounted in the workload pod")
+            conditions.set(condition::ROOTFS_VOLUME, true, reason::MOUNTED, "the persistent root filesystem is mounted in the consumer pod")
         }
         Some(PodProgress::Creating) if provider_ready => conditions.set(
             condition::ROOTFS_VOLUME,
@@ -132,7 +132,7 @@ pub fn sc_status(
             reason::MOUNTING,
             "waiting for the CSI node plugin to mount the persistent root filesystem (see `kubectl describe pod` for FailedMount events)",
         ),
-        _ => conditions.set(condition::ROOTFS_VOLUME, false, reason::NOT_MOUNTED, "no running workload pod"),
+        _ => conditions.set(condition::ROOTFS_VOLUME, false, reason::NOT_MOUNTED, "no running consumer pod"),
     }
     match (&observed.data_node, observed.data_node_exists) {
         (None, _) => conditions.set(condition::DATA_NODE, false, reason::NOT_ASSIGNED, "no data yet: the first start places the workload and creates the root filesystem there"),
@@ -149,10 +149,10 @@ pub fn sc_status(
             condition::RESTART_REQUIRED,
             true,
             reason::TEMPLATE_CHANGED,
-            "the template, the provider settings or spec.rootfsSize changed since the workload pod was created; stop and start to apply them",
+            "the template, the provider settings or spec.rootfsSize changed since the consumer pod was created; stop and start to apply them",
         );
     } else {
-        conditions.set(condition::RESTART_REQUIRED, false, reason::UP_TO_DATE, "the workload pod runs the current template");
+        conditions.set(condition::RESTART_REQUIRED, false, reason::UP_TO_DATE, "the consumer pod runs the current template");
     }
     let foreign: Vec<String> = [observed.consumer, observed.provider]
         .iter()
@@ -181,7 +181,7 @@ pub fn sc_status(
             condition::IMAGE_CONFIG,
             "Unknown",
             reason::NOT_REPORTED,
-            "the config of the image the provider pod runs is not known yet: the data node's CSI plugin reports it when a workload pod mounts the root filesystem",
+            "the config of the image the provider pod runs is not known yet: the data node's CSI plugin reports it when a consumer pod mounts the root filesystem",
         ),
         ImageCheck::Known { outcome: ImageOutcome::Runs { summary }, .. } => {
             conditions.set(condition::IMAGE_CONFIG, true, reason::RESOLVED, summary.clone())

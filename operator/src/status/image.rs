@@ -11,7 +11,7 @@ pub struct WorkloadProcess<'a> {
     pub container: &'a Container,
     /// The template's pod securityContext (container settings win over it).
     pub pod_security: Option<&'a PodSecurityContext>,
-    /// The workload pod as kubelet names it: `<name>_<namespace>`.
+    /// The consumer pod as kubelet names it: `<name>_<namespace>`.
     pub pod: &'a str,
 }
 
@@ -60,11 +60,11 @@ pub struct ImageProblem {
 }
 
 impl ImageProblem {
-    /// The status message while the problem holds: no workload pod runs until the template
+    /// The status message while the problem holds: no consumer pod runs until the template
     /// changes (a start would only crash-loop), and nothing else is undone.
     pub fn phase_message(&self) -> String {
         format!(
-            "{}. The workload pod is not started until the template changes; the provider pod and the root filesystem are kept",
+            "{}. The consumer pod is not started until the template changes; the provider pod and the root filesystem are kept",
             self.message
         )
     }
@@ -110,7 +110,7 @@ impl ImageCheck {
         }
     }
 
-    /// The problem that stops the workload pod, given that pod as found: a workload pod that
+    /// The problem that stops the consumer pod, given that pod as found: a consumer pod that
     /// runs and is ready is never stopped for it (the check is the operator's reading of the
     /// image, and a ready workload proves it ran); any other one, or none, is.
     pub fn blocking(&self, consumer: Option<&Pod>) -> Option<&ImageProblem> {

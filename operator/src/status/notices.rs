@@ -34,7 +34,7 @@ impl Notice {
 pub fn transition_notices(previous: Option<&StoppableContainerStatus>, status: &StoppableContainerStatus) -> Vec<Notice> {
     let before = |type_: &str| previous.and_then(|previous| previous.conditions.iter().find(|c| c.type_ == type_));
     let mut notices = Vec::new();
-    for (type_, role) in [(condition::CONSUMER_READY, "workload"), (condition::PROVIDER_READY, "provider")] {
+    for (type_, role) in [(condition::CONSUMER_READY, "consumer"), (condition::PROVIDER_READY, "provider")] {
         let Some(current) = status.conditions.iter().find(|c| c.type_ == type_) else { continue };
         if current.status != "False" || !is_failing_reason(&current.reason) {
             continue;

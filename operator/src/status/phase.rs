@@ -34,7 +34,7 @@ pub(super) fn phase_and_message(
         );
     }
     if !observed.running {
-        // The provider a stop keeps is part of the stopped state; only a workload pod, or a
+        // The provider a stop keeps is part of the stopped state; only a consumer pod, or a
         // provider being deleted (its instance is), is something to wait for.
         // Pods that claim to be ours without being it are deleted, stopped or not: wait for them too.
         let remaining: Vec<String> = [
@@ -56,7 +56,7 @@ pub(super) fn phase_and_message(
         return (Phase::Stopping, format!("stopping: waiting for pods {remaining:?} to terminate"));
     }
     if let Found::Unrecorded(pod) = observed.consumer {
-        return (Phase::Pending, format!("replacing the workload pod: {}", unrecorded_pod_message(pod, "workload pod")));
+        return (Phase::Pending, format!("replacing the consumer pod: {}", unrecorded_pod_message(pod, "consumer pod")));
     }
     if let Some(problem) = observed.image.blocking(observed.consumer.owned()) {
         return (Phase::Failed, problem.phase_message());
@@ -74,22 +74,22 @@ pub(super) fn phase_and_message(
                 ),
             );
         }
-        return (Phase::Pending, "creating the workload pod".to_owned());
+        return (Phase::Pending, "creating the consumer pod".to_owned());
     };
     let base = match consumer {
-        PodProgress::Terminating => (Phase::Pending, "waiting for the previous workload pod to terminate".to_owned()),
+        PodProgress::Terminating => (Phase::Pending, "waiting for the previous consumer pod to terminate".to_owned()),
         PodProgress::Unscheduled { unschedulable: Some(why) } => {
             let pin = observed
                 .data_node
                 .as_ref()
                 .map(|node| format!(" (it is pinned to node {node:?}, which holds the root filesystem)"))
                 .unwrap_or_default();
-            (Phase::Pending, format!("the workload pod cannot be scheduled{pin}: {why}"))
+            (Phase::Pending, format!("the consumer pod cannot be scheduled{pin}: {why}"))
         }
         PodProgress::Unscheduled { unschedulable: None } => {
-            (Phase::Pending, "waiting for the scheduler to place the workload pod".to_owned())
+            (Phase::Pending, "waiting for the scheduler to place the consumer pod".to_owned())
         }
-        PodProgress::Stuck { reason, message } => (Phase::Failed, format!("the workload pod is in {reason}: {message}")),
+        PodProgress::Stuck { reason, message } => (Phase::Failed, format!("the consumer pod is in {reason}: {message}")),
         PodProgress::Finished { succeeded: true, message } => {
             (Phase::Stopped, format!("{message}; set running to false and back to true to start again"))
         }
@@ -99,17 +99,17 @@ pub(super) fn phase_and_message(
         PodProgress::Ready => (Phase::Running, "running".to_owned()),
         PodProgress::Creating | PodProgress::NotReady => match provider {
             Some(PodProgress::Ready) if *consumer == PodProgress::Creating => {
-                (Phase::ProviderReady, "the provider is ready; the workload pod is mounting the root filesystem and starting".to_owned())
+                (Phase::ProviderReady, "the provider is ready; the consumer pod is mounting the root filesystem and starting".to_owned())
             }
             Some(PodProgress::Ready) => (Phase::ProviderReady, "the workload runs and is not ready yet".to_owned()),
             Some(PodProgress::Stuck { reason, message }) => (Phase::Failed, format!("the provider pod is in {reason}: {message}")),
             Some(PodProgress::Unscheduled { unschedulable: Some(why) }) => (Phase::Pending, format!("the provider pod cannot run: {why}")),
-            Some(_) => (Phase::Pending, "the provider pod is starting on the workload pod's node".to_owned()),
+            Some(_) => (Phase::Pending, "the provider pod is starting on the consumer pod's node".to_owned()),
             None => match observed.provider {
                 Found::Unrecorded(pod) => {
                     (Phase::Pending, format!("replacing the provider pod: {}", unrecorded_pod_message(pod, "provider pod")))
                 }
-                _ => (Phase::Pending, "creating the provider pod on the workload pod's node".to_owned()),
+                _ => (Phase::Pending, "creating the provider pod on the consumer pod's node".to_owned()),
             },
         },
     };
@@ -138,7 +138,7 @@ pub fn instance_status(
         Phase::Failed => InstancePhase::Failed,
         Phase::Stopping => InstancePhase::Stopping,
         // The provider a stop keeps does not make the instance Stopping; one being deleted does,
-        // and so does a workload pod that finished and is still there.
+        // and so does a consumer pod that finished and is still there.
         Phase::Stopped if consumer.is_some() || provider.is_some_and(is_terminating) => InstancePhase::Stopping,
         Phase::Stopped => InstancePhase::Stopped,
         Phase::ProviderReady => InstancePhase::ConsumerStarting,

@@ -62,7 +62,7 @@ pub fn pod_progress(pod: &Pod) -> PodProgress {
         Some("Failed") => {
             let detail = [status.reason.clone(), status.message.clone()].into_iter().flatten().collect::<Vec<_>>().join(": ");
             let message =
-                if detail.is_empty() { "the workload pod failed".to_owned() } else { format!("the workload pod failed: {detail}") };
+                if detail.is_empty() { "the consumer pod failed".to_owned() } else { format!("the consumer pod failed: {detail}") };
             return PodProgress::Finished { succeeded: false, message };
         }
         _ => {}

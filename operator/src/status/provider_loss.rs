@@ -47,7 +47,7 @@ impl ProviderLoss {
     }
 }
 
-/// Whether the workload pod uses, or may mount at any moment, its provider's root filesystem:
+/// Whether the consumer pod uses, or may mount at any moment, its provider's root filesystem:
 /// the operator's own, bound to a node, not being deleted and not finished.
 pub fn workload_runs(consumer: Found<'_>) -> bool {
     consumer.owned().is_some_and(|pod| {
@@ -96,7 +96,7 @@ pub(super) fn provider_lost_condition(
         (Some(loss), _) => (true, loss.reason().to_owned(), loss.message()),
         (None, Some(lost)) if runs && provider != Some(&PodProgress::Ready) => (true, lost.reason.clone(), lost.message.clone()),
         _ if runs => (false, reason::PROVIDER_IN_PLACE.to_owned(), "the running workload's provider pod is in place".to_owned()),
-        _ => (false, reason::NO_WORKLOAD.to_owned(), "no workload pod runs, so no provider pod is in use".to_owned()),
+        _ => (false, reason::NO_WORKLOAD.to_owned(), "no consumer pod runs, so no provider pod is in use".to_owned()),
     }
 }
 

@@ -3,10 +3,10 @@
 use super::*;
 
 /// Why a start that never got going is to be redone, if it is: the template (or the provider
-/// settings) changed since it was deployed, and its provider or workload pod waits on an image or
+/// settings) changed since it was deployed, and its provider or consumer pod waits on an image or
 /// a container config (`ErrImageNeverPull`, `CreateContainerConfigError`, ...) with no workload
 /// container ever having run. Kubelet would retry the old image forever; the user fixed the
-/// template, so the start is made again from it. Nothing ran, so nothing is lost: the workload pod
+/// template, so the start is made again from it. Nothing ran, so nothing is lost: the consumer pod
 /// goes (which is a stop), and a provider whose container was never created goes with it.
 pub fn start_to_redo(consumer: Found<'_>, provider: Found<'_>, template_changed: bool) -> Option<StuckStart> {
     let consumer = consumer.owned().filter(|pod| template_changed && !is_terminating(pod))?;
@@ -15,7 +15,7 @@ pub fn start_to_redo(consumer: Found<'_>, provider: Found<'_>, template_changed:
         _ => None,
     };
     if let Some((reason, message)) = stuck(consumer) {
-        return Some(StuckStart { role: "workload", reason, message, replace_provider: false });
+        return Some(StuckStart { role: "consumer", reason, message, replace_provider: false });
     }
     let provider = provider.owned()?;
     let consumer_never_ran = matches!(pod_progress(consumer), PodProgress::Creating | PodProgress::Unscheduled { .. });
@@ -33,7 +33,7 @@ pub struct StuckStart {
     /// Kubelet's message, with the container's name.
     pub message: String,
     /// The provider's container was never created (no root filesystem of it ever existed, so no
-    /// overlay can use it): it can go at once, with the workload pod.
+    /// overlay can use it): it can go at once, with the consumer pod.
     pub replace_provider: bool,
 }
 

@@ -59,9 +59,9 @@ pub fn instance_of(sc: &StoppableContainer) -> StoppableContainerInstance {
 pub struct Built {
     pub valid: ValidatedSpec,
     pub instance: StoppableContainerInstance,
-    /// The workload pod of the first start (placed by the scheduler).
+    /// The consumer pod of the first start (placed by the scheduler).
     pub consumer: Pod,
-    /// The workload pod of a later start (pinned to [`NODE`]).
+    /// The consumer pod of a later start (pinned to [`NODE`]).
     pub consumer_pinned: Pod,
     pub provider: Pod,
 }

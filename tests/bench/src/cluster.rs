@@ -84,7 +84,7 @@ impl Cluster {
         Ok(())
     }
 
-    /// Start (or first start) of an SC until its workload pod is Ready; returns when that was seen.
+    /// Start (or first start) of an SC until its consumer pod is Ready; returns when that was seen.
     pub async fn wait_sc_ready(&self, name: &str) -> Result<SystemTime, BenchError> {
         self.wait_pods(&format!("the workload of StoppableContainer {name} to be Ready"), &[name.to_owned()], |pods| {
             sc_workload_ready(pods, name)
@@ -92,7 +92,7 @@ impl Cluster {
         .await
     }
 
-    /// A stop until the phase is Stopped: the operator publishes it once the workload pod is
+    /// A stop until the phase is Stopped: the operator publishes it once the consumer pod is
     /// gone (the provider a stop keeps stays, and does not count).
     pub async fn wait_sc_stopped(&self, name: &str) -> Result<SystemTime, BenchError> {
         self.sc_watch

@@ -17,7 +17,7 @@ pub enum ScStartKind {
     Create,
 }
 
-/// `running: true` on a stopped SC (or creating it running) until its workload pod is Ready.
+/// `running: true` on a stopped SC (or creating it running) until its consumer pod is Ready.
 pub async fn start_sc(cluster: &Cluster, name: &str, kind: ScStartKind) -> Result<ScStart, BenchError> {
     let requested = SystemTime::now();
     match kind {
@@ -28,7 +28,7 @@ pub async fn start_sc(cluster: &Cluster, name: &str, kind: ScStartKind) -> Resul
     sc_timeline(cluster, name, requested, ready).await
 }
 
-/// `running: false` until the phase is Stopped (the workload pod is gone; the kept provider stays).
+/// `running: false` until the phase is Stopped (the consumer pod is gone; the kept provider stays).
 pub async fn stop_sc(cluster: &Cluster, name: &str) -> Result<Duration, BenchError> {
     let requested = SystemTime::now();
     cluster.set_running(name, false).await?;

@@ -40,7 +40,7 @@ pub async fn density(cluster: &Cluster, count: usize) -> Result<Vec<Target>, Ben
     }
     let pods_ready = cluster
         .pod_watch
-        .wait(&format!("all {count} workload pods to be Ready"), timeout, |pods| names.iter().all(|name| sc_workload_ready(pods, name)))
+        .wait(&format!("all {count} consumer pods to be Ready"), timeout, |pods| names.iter().all(|name| sc_workload_ready(pods, name)))
         .await
         .map_err(|error| BenchError::Setup(format!("{error} (pods now: {})", cluster.describe_pods())))?;
     let phases_running = cluster

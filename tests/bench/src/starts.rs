@@ -119,7 +119,7 @@ pub async fn resume_and_stop(cluster: &Cluster, rounds: usize) -> Result<StartFi
     let start_summaries: Vec<Option<Summary>> =
         series.iter().map(|s| Summary::of(&s.starts.iter().map(|start| start.ready).collect::<Vec<_>>())).collect();
 
-    println!("\n-- 1. Resume latency: `running: false -> true` until the workload pod is Ready, vs creating a plain pod until Ready");
+    println!("\n-- 1. Resume latency: `running: false -> true` until the consumer pod is Ready, vs creating a plain pod until Ready");
     let mut rows = vec![latency_row("plain pod (create)", plain_start, None)];
     for (loaded, summary) in LOADED.iter().zip(&start_summaries) {
         rows.push(latency_row(&format!("StoppableContainer, {} written", loaded.label), *summary, plain_start));
@@ -135,7 +135,7 @@ pub async fn resume_and_stop(cluster: &Cluster, rounds: usize) -> Result<StartFi
     println!("{}", table(&LATENCY_HEADER, &rows));
 
     println!(
-        "\n-- 3. Stop latency: `running: true -> false` until phase Stopped (published once the workload pod is gone), vs deleting a plain pod until gone"
+        "\n-- 3. Stop latency: `running: true -> false` until phase Stopped (published once the consumer pod is gone), vs deleting a plain pod until gone"
     );
     let mut rows = vec![latency_row("plain pod (delete)", plain_stop, None)];
     for (loaded, s) in LOADED.iter().zip(&series) {

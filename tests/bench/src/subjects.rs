@@ -99,7 +99,7 @@ pub fn sc_phase(sc: &StoppableContainer) -> Option<Phase> {
     sc.status.as_ref().and_then(|status| status.phase)
 }
 
-/// The SC's workload pod is Ready: what a user waits for after `kubectl sc start`.
+/// The SC's consumer pod is Ready: what a user waits for after `kubectl sc start`.
 pub fn sc_workload_ready(pods: &Objects<Pod>, sc: &str) -> bool {
     pods.get(sc).is_some_and(|pod| is_consumer_of(pod, sc) && is_ready(pod))
 }

@@ -59,7 +59,7 @@ fn between(from: Option<Duration>, to: Option<Duration>) -> Option<Duration> {
 pub fn sc_steps(starts: &[ScStart]) -> Vec<Step> {
     type Span = fn(&ScStart) -> Option<Duration>;
     let spans: [(&'static str, Span); 8] = [
-        ("operator creates the workload pod", |s| s.consumer_created),
+        ("operator creates the consumer pod", |s| s.consumer_created),
         ("scheduler binds it", |s| between(s.consumer_created, s.consumer_scheduled)),
         ("kubelet until NodePublishVolume", |s| between(s.consumer_scheduled, s.publish_began)),
         ("CSI publish (incl. waiting for the provider)", |s| between(s.publish_began, s.publish_ended)),

@@ -104,14 +104,14 @@ scenario_persistence() {
 
   local uid
   uid="$(sc_uid "$ns" dev)"
-  step "stop (kubectl sc stop --wait): the workload pod goes, the data stays on the node"
+  step "stop (kubectl sc stop --wait): the consumer pod goes, the data stays on the node"
   local provider_uid
   provider_uid="$(kc -n "$ns" get pod dev-provider -o 'jsonpath={.metadata.uid}')"
   kc sc -n "$ns" stop dev --wait --timeout 2m >/dev/null
   expect_eq "phase after stop" Stopped "$(sc_phase "$ns" dev)"
   wait_for "the consumer pod to be gone" 60 bash -c "! kubectl -n $ns get pod dev >/dev/null 2>&1"
   # The provider (a pause process holding the image as the lower layer) stays, so that the next
-  # start is only the workload pod and a mount.
+  # start is only the consumer pod and a mount.
   expect_eq "the provider pod is kept while stopped" "$provider_uid" \
     "$(kc -n "$ns" get pod dev-provider -o 'jsonpath={.metadata.uid}')"
   mountpoint -q "$(sc_data_dir "$ns" dev "$uid")/fs" && fail "the stopped SC's filesystem is still mounted (and holds a loop device)"
@@ -496,7 +496,7 @@ scenario_hostile_tenant() {
   local thief_uid
   thief_uid="$(sed -e "s/INSTANCE_UID/$instance_uid/" "$SCENARIO_MANIFESTS/forged-consumer.yaml" |
     tenant create -f - -o 'jsonpath={.metadata.uid}')"
-  wait_for "FailedMount PermissionDenied for the forged workload pod (or its removal by the operator)" 90 bash -c \
+  wait_for "FailedMount PermissionDenied for the forged consumer pod (or its removal by the operator)" 90 bash -c \
     "[[ \$(kubectl -n $TENANT_NS get events --field-selector involvedObject.name=box,reason=FailedMount -o 'jsonpath={.items[*].message}') == *PermissionDenied* ]] || ! kubectl -n $TENANT_NS get pod box >/dev/null 2>&1"
   expect_eq "CSI mounts in the forged pod's volume dir" "" "$(grep -F "/pods/$thief_uid/volumes/kubernetes.io~csi" /proc/self/mountinfo || true)"
   expect_eq "the forged pod's phase" Pending "$(kc -n "$TENANT_NS" get pod box -o 'jsonpath={.status.phase}' 2>/dev/null || echo Pending)"
@@ -702,7 +702,7 @@ readonly SCENARIOS=(
   "3||scenario_crashes_and_restarts|crashes and restarts: workload, provider, node plugin, operator"
   "4|3|scenario_node_reboot|node reboot"
   "5||scenario_image_change|image change while stopped"
-  "8||scenario_hostile_tenant|a hostile tenant: forged provider and workload pods, a lost provider, the shipped roles"
+  "8||scenario_hostile_tenant|a hostile tenant: forged provider and consumer pods, a lost provider, the shipped roles"
   "9||scenario_image_config|any image runs as in a plain container: entrypoint, cmd, env, user, workdir, exec, pull errors"
   "10||scenario_seed_examples|the old project's Istio and Vault examples serve what their images serve"
 )

@@ -81,7 +81,7 @@ fn foreign_instance_is_a_name_conflict_even_when_stopped() {
 #[test]
 fn stopping_waits_for_pods_and_stopped_keeps_the_data_node() {
     let consumer = ready_pod("sc");
-    // Stopped is published only once the workload pod is gone: until then it is Stopping.
+    // Stopped is published only once the consumer pod is gone: until then it is Stopping.
     let stopping = sc_status(&observed(false, Found::Owned(&consumer), Found::Absent), None, None, now());
     assert_eq!(stopping.phase, Some(Phase::Stopping));
     assert!(stopping.message.as_deref().is_some_and(|m| m.starts_with("stopping")));
@@ -100,7 +100,7 @@ fn a_kept_provider_is_part_of_the_stopped_state_and_a_deleted_one_is_waited_for(
     assert_eq!(
         stopping.message.as_deref(),
         Some("stopping: waiting for pods [\"sc\"] to terminate"),
-        "only the workload pod is waited for"
+        "only the consumer pod is waited for"
     );
     assert_eq!(
         instance_status(&stopping, Some(&consumer), Some(&provider), &recorded(Some(&consumer), Some(&provider)), Some(1), false).phase,
@@ -112,7 +112,7 @@ fn a_kept_provider_is_part_of_the_stopped_state_and_a_deleted_one_is_waited_for(
     assert_eq!(stopped.message.as_deref(), Some("stopped; the root filesystem is kept"));
     assert_eq!(stopped.provider_pod_name.as_deref(), Some("sc-provider"), "the kept provider is reported while it exists");
     assert_eq!(stopped.consumer_pod_name, None);
-    assert_eq!(stopped.node_name, None, "no workload pod runs");
+    assert_eq!(stopped.node_name, None, "no consumer pod runs");
     assert_eq!(find(&stopped, condition::READY).status, "False");
     assert_eq!(find(&stopped, condition::PROVIDER_READY).status, "True");
     let instance = instance_status(&stopped, None, Some(&provider), &recorded(None, Some(&provider)), Some(1), false);
@@ -165,7 +165,7 @@ fn a_pod_that_claims_to_be_ours_is_reported_as_being_replaced_not_as_ours() {
     let status = sc_status(&observed(true, Found::Unrecorded(&forged), Found::Absent), Some("sc".into()), None, now());
     assert_eq!(status.phase, Some(Phase::Pending));
     let message = status.message.clone().unwrap_or_default();
-    assert!(message.starts_with("replacing the workload pod: pod \"sc\" (uid forged-uid)"), "{message}");
+    assert!(message.starts_with("replacing the consumer pod: pod \"sc\" (uid forged-uid)"), "{message}");
     assert!(message.contains("was not created by the operator"), "{message}");
     assert_eq!(find(&status, condition::CONSUMER_READY).reason, "NotCreatedByOperator");
     assert_eq!(find(&status, condition::NAME_CONFLICT).status, "False", "it is replaced, not a conflict to resolve by hand");

@@ -138,14 +138,14 @@ fn an_image_that_cannot_run_fails_the_start_says_what_to_set_and_is_warned_about
     let message = status.message.clone().unwrap_or_default();
     assert!(message.starts_with("image \"registry.test/app@sha256:1111\" cannot run as templated: no command specified"), "{message}");
     assert!(
-        message.ends_with("set `command` (and `args`) in the pod template. The workload pod is not started until the template changes; the provider pod and the root filesystem are kept"),
+        message.ends_with("set `command` (and `args`) in the pod template. The consumer pod is not started until the template changes; the provider pod and the root filesystem are kept"),
         "{message}"
     );
     let image_config = find(&status, condition::IMAGE_CONFIG);
     assert_eq!((image_config.status.as_str(), image_config.reason.as_str()), ("False", "NoCommand"));
     assert_eq!(notice_reasons(&transition_notices(Some(&before), &status)), [(true, "NoCommand")]);
 
-    // The workload pod is deleted; with none, the start stays failed, and nothing is said again.
+    // The consumer pod is deleted; with none, the start stays failed, and nothing is said again.
     let gone = sc_status(
         &Observed { image: blocked.clone(), ..observed(true, Found::Absent, Found::Owned(&provider)) },
         None,

@@ -58,7 +58,7 @@ fn a_crash_loop_is_warned_about_when_it_starts_and_after_each_recovery() {
     assert_eq!(notice_reasons(&notices), [(true, "CrashLoopBackOff")]);
     assert_eq!(
         notices[0].note,
-        "the workload pod is in CrashLoopBackOff: container \"main\": back-off 20s restarting failed container=main"
+        "the consumer pod is in CrashLoopBackOff: container \"main\": back-off 20s restarting failed container=main"
     );
     let still = sc_status(&observed(true, Found::Owned(&crashing), Found::Absent), None, Some(&looping), now());
     assert_eq!(transition_notices(Some(&looping), &still), []);

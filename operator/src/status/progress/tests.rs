@@ -30,7 +30,7 @@ fn every_failing_reason_of_either_pod_reaches_the_phase_the_condition_and_the_me
         assert_eq!(status.phase, Some(Phase::Failed), "{reason}");
         assert_eq!(
             status.message.as_deref(),
-            Some(format!("the workload pod is in {reason}: container \"main\": {kubelet_says}").as_str())
+            Some(format!("the consumer pod is in {reason}: container \"main\": {kubelet_says}").as_str())
         );
         assert_eq!(find(&status, condition::CONSUMER_READY).reason, reason);
     }
@@ -50,7 +50,7 @@ fn a_missing_image_under_pull_policy_never_fails_the_start_instead_of_leaving_it
     let pulling = waiting("sc-provider", "rootfs", false, "ContainerCreating", "");
     let status = sc_status(&observed(true, Found::Owned(&consumer), Found::Owned(&pulling)), None, None, now());
     assert_eq!(status.phase, Some(Phase::Pending));
-    assert_eq!(status.message.as_deref(), Some("the provider pod is starting on the workload pod's node"));
+    assert_eq!(status.message.as_deref(), Some("the provider pod is starting on the consumer pod's node"));
 }
 
 #[test]

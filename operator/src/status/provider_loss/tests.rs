@@ -40,7 +40,7 @@ fn a_provider_is_lost_only_while_its_workload_runs() {
         assert_eq!(detect(Found::Owned(consumer), Found::Absent), None, "{:?}", consumer.status);
     }
     assert_eq!(detect(Found::Absent, Found::Absent), None);
-    assert_eq!(detect(Found::Unrecorded(&consumer), Found::Absent), None, "a forged workload pod is not ours to serve");
+    assert_eq!(detect(Found::Unrecorded(&consumer), Found::Absent), None, "a forged consumer pod is not ours to serve");
 }
 
 #[test]

@@ -17,13 +17,13 @@ fn a_start_stuck_on_an_image_is_made_again_once_the_template_changed() {
     );
     assert_eq!(start_to_redo(Found::Owned(&consumer), Found::Owned(&stuck_provider), false), None, "kubelet retries by itself");
     // A provider container that was created once had a root filesystem: it goes only with
-    // the usual replacement, once the workload pod is gone.
+    // the usual replacement, once the consumer pod is gone.
     let restarted = with_container_id(stuck_provider.clone(), "containerd://abc");
     assert_eq!(start_to_redo(Found::Owned(&consumer), Found::Owned(&restarted), true).map(|redo| redo.replace_provider), Some(false));
-    // The workload pod stuck on its own images or config.
+    // The consumer pod stuck on its own images or config.
     let stuck_consumer = waiting("sc", "sidecar", false, "ErrImagePull", "not found");
     let redo = start_to_redo(Found::Owned(&stuck_consumer), Found::Owned(&ready_pod("sc-provider")), true).expect("redone");
-    assert_eq!((redo.role, redo.replace_provider), ("workload", false));
+    assert_eq!((redo.role, redo.replace_provider), ("consumer", false));
 
     // What ran is not redone: RestartRequired says a restart is needed.
     let crash_looping = waiting("sc", "main", false, "CrashLoopBackOff", "back-off");
