@@ -57,6 +57,10 @@ pub struct StoppableContainerInstanceSpec {
     /// Unset in instances of earlier releases: the node plugin's default applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_size_bytes: Option<u64>,
+    /// The claim that holds the root filesystem (with the StoppableContainer's `spec.storage`).
+    /// Unset: node-local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::storage::InstanceStorage>,
 }
 
 /// Lifecycle phase of a StoppableContainerInstance (the same values as earlier releases).

@@ -29,6 +29,8 @@ pub mod node_report;
 #[cfg(feature = "crd")]
 pub mod stoppable_container;
 #[cfg(feature = "crd")]
+pub mod storage;
+#[cfg(feature = "crd")]
 pub mod template;
 
 #[cfg(feature = "crd")]

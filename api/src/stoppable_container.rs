@@ -49,6 +49,12 @@ pub struct StoppableContainerSpec {
     /// field existed keep their data and have no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_size: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    /// Put the persistent root filesystem on a PersistentVolumeClaim (`<name>-rootfs`) instead of
+    /// a node's disk: it then survives the loss of its node, a stopped StoppableContainer holds
+    /// no pod, and a start runs on any node that can attach the claim. Unset: node-local (the
+    /// default). Fixed at creation; `rootfsSize` does not apply (the claim's size is the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::storage::StorageSpec>,
     /// Deprecated and ignored. Accepted so that manifests written for earlier releases still
     /// apply. Where the root filesystem is stored on a node is an administrator's setting of the
     /// CSI node plugin (`--data-root`), never a user's: a value other than
@@ -149,6 +155,10 @@ pub struct StoppableContainerStatus {
     /// as templated, the `ImageConfig` condition says why and what to set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageStatus>,
+    /// The PersistentVolumeClaim that holds the root filesystem (with `spec.storage`): its name,
+    /// phase and capacity. How much of it the root filesystem uses is in `rootfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::storage::StorageStatus>,
 }
 
 /// The workload image's process defaults (the OCI image config) and the command they make with

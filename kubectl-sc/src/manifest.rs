@@ -67,6 +67,7 @@ pub fn build_stoppable_container(request: &CreateRequest) -> StoppableContainer 
         },
         provider: None,
         rootfs_size: request.rootfs_size.clone().map(Quantity),
+        storage: None,
         host_path_prefix: None,
     };
     let mut stoppable_container = StoppableContainer::new(&request.name, spec);

@@ -27,6 +27,8 @@ pub fn build_instance(
             // Resolved against the cluster's limits by the reconcile, which knows them
             // (`validate::effective_rootfs_size`).
             rootfs_size_bytes: None,
+            // Recorded by the reconcile once it has created the claim.
+            storage: None,
         },
     };
     StoppableContainerInstance {

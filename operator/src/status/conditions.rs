@@ -228,6 +228,8 @@ pub fn sc_status(
         // Kept until the data node reports newer figures (see `rootfs_usage`).
         rootfs: previous.and_then(|status| status.rootfs.clone()),
         image: observed.image.status(),
+        // Written by the storage step of the reconcile once the claim exists.
+        storage: previous.and_then(|status| status.storage.clone()),
     }
 }
 
