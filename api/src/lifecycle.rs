@@ -30,9 +30,12 @@ pub mod condition {
     /// Whether the workload can run as templated with its image's config (ENTRYPOINT, CMD, USER)
     /// as the data node's container runtime reported it; Unknown until it is reported.
     pub const IMAGE_CONFIG: &str = "ImageConfig";
+    /// With `spec.storage` only: whether the claim `<name>-rootfs` is this StoppableContainer's
+    /// (its UID the one the operator recorded when it created it) and bound.
+    pub const STORAGE: &str = "Storage";
 
     /// Every condition type, in the order the operator writes them.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         READY,
         SPEC_VALID,
         CONSUMER_READY,
@@ -43,6 +46,7 @@ pub mod condition {
         NAME_CONFLICT,
         PROVIDER_LOST,
         IMAGE_CONFIG,
+        STORAGE,
         HOST_PATH_PREFIX_IGNORED,
     ];
 }
@@ -126,6 +130,19 @@ pub mod reason {
     pub const CONFIG_UNAVAILABLE: &str = "ConfigUnavailable";
     /// `ImageConfig` Unknown: not reported yet.
     pub const NOT_REPORTED: &str = "NotReported";
+
+    /// `Storage` True: the claim is ours and bound to a volume.
+    pub const CLAIM_BOUND: &str = "ClaimBound";
+    /// `Storage` False: the claim is ours and waits for a volume (Kubernetes' `Pending`; a class
+    /// that binds on first use binds when the consumer pod is scheduled).
+    pub const CLAIM_PENDING: &str = "ClaimPending";
+    /// `Storage` False: the claim is not created yet (it is at the first start).
+    pub const CLAIM_NOT_CREATED: &str = "ClaimNotCreated";
+    /// `Storage` False: a claim with the claim's name exists and is not the one the operator
+    /// created; it is never used.
+    pub const CLAIM_NOT_OWNED: &str = "ClaimNotOwned";
+    /// `Storage` False: the claim the operator created is gone, or Kubernetes reports it `Lost`.
+    pub const CLAIM_LOST: &str = "ClaimLost";
 }
 
 #[cfg(test)]

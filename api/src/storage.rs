@@ -91,6 +91,22 @@ pub struct InstanceStorage {
     pub requested: StorageSpec,
     #[serde(flatten)]
     pub claim: ClaimRecord,
+    /// The image the provider pod ran, by digest, recorded once it ran: later provider pods run
+    /// this digest while the template's image is still `image`, so a moved tag never changes the
+    /// lower layer under the files on the claim. A changed template image replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_image: Option<PinnedImage>,
+}
+
+/// The digest a template image resolved to when the provider first ran it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedImage {
+    /// The template's image, as written (a tag, or a digest reference itself).
+    pub image: String,
+    /// What kubelet reported the provider's container ran (`status.containerStatuses[].imageID`):
+    /// a pullable `name@sha256:<hex>` reference.
+    pub digest_ref: String,
 }
 
 /// The claim as the StoppableContainer's status shows it.
