@@ -34,9 +34,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::layout::DataRoot;
-use crate::prepare::{self, Fault, HELPER_SUBCOMMAND, HelperArgs, HelperReport, PrepareError};
+use crate::prepare::{self, Fault, HELPER_SUBCOMMAND, HelperArgs, HelperReport};
 use crate::sys::System;
 use crate::validate::PodRef;
+
+mod error;
+
+pub use self::error::ControlError;
 
 /// Longest request line accepted (`{"op":"prepare"}` is 16 bytes).
 pub const MAX_REQUEST_BYTES: usize = 1024;
@@ -174,17 +178,17 @@ impl Publication {
     /// Admits one helper run now, or refuses it; never waits (a refused consumer asks again).
     /// The node-wide permit is taken first, so a request the node cannot serve costs the
     /// volume no token.
-    fn admit(&self, now: Instant) -> Result<OwnedSemaphorePermit, PrepareError> {
-        let refuse = |error: PrepareError| {
+    fn admit(&self, now: Instant) -> Result<OwnedSemaphorePermit, ControlError> {
+        let refuse = |error: ControlError| {
             self.refused.fetch_add(1, Ordering::Relaxed);
             error
         };
         let permit = Arc::clone(&self.helpers)
             .try_acquire_owned()
-            .map_err(|_| refuse(PrepareError::NodeBusy { limit: self.settings.max_helpers }))?;
+            .map_err(|_| refuse(ControlError::NodeBusy { limit: self.settings.max_helpers }))?;
         let taken = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(now);
         taken.map_err(|retry_after| {
-            refuse(PrepareError::RateLimited {
+            refuse(ControlError::RateLimited {
                 burst: self.settings.prepare_rate.burst,
                 every: self.settings.prepare_rate.every,
                 retry_after,
@@ -335,19 +339,19 @@ async fn serve_connection(mut stream: UnixStream, publication: &Publication) {
 }
 
 /// Reads, authenticates and carries out one request.
-async fn handle(peer: Option<i32>, reader: impl AsyncRead + Unpin, publication: &Publication) -> Result<Vec<String>, PrepareError> {
-    let pid = peer.ok_or(PrepareError::NoPeerProcess)?;
+async fn handle(peer: Option<i32>, reader: impl AsyncRead + Unpin, publication: &Publication) -> Result<Vec<String>, ControlError> {
+    let pid = peer.ok_or(ControlError::NoPeerProcess)?;
     match read_request(reader, publication.settings.request_timeout).await? {
         ControlRequest::Prepare => {}
     }
-    let cgroup = tokio::fs::read_to_string(format!("/proc/{pid}/cgroup")).await.map_err(|_| PrepareError::PeerGone { pid })?;
+    let cgroup = tokio::fs::read_to_string(format!("/proc/{pid}/cgroup")).await.map_err(|_| ControlError::PeerGone { pid })?;
     // Only the publication's own pod gets this far, so a stranger cannot use up its tokens.
     prepare::authenticate(&cgroup, pid, &pod_name(&publication.pod), &publication.pod.uid)?;
     prepare_for(publication, pid).await
 }
 
 /// Runs the helper for an authenticated caller, if the bounds admit it now.
-async fn prepare_for(publication: &Publication, pid: i32) -> Result<Vec<String>, PrepareError> {
+async fn prepare_for(publication: &Publication, pid: i32) -> Result<Vec<String>, ControlError> {
     let _one_at_a_time = publication.preparing.lock().await;
     let _helper_permit = publication.admit(Instant::now())?;
     let args =
@@ -357,7 +361,7 @@ async fn prepare_for(publication: &Publication, pid: i32) -> Result<Vec<String>,
             debug!(volume_id = %publication.volume_id, pid, ?already_mounted, ?absent, "prepare details");
             Ok(mounted)
         }
-        HelperReport::Failed { message } => Err(PrepareError::Reported(message)),
+        HelperReport::Failed { message } => Err(ControlError::Reported(message)),
     }
 }
 
@@ -366,13 +370,13 @@ fn pod_name(pod: &PodRef) -> String {
 }
 
 /// Reads one request line, bounded in size and time.
-pub async fn read_request(reader: impl AsyncRead + Unpin, timeout: Duration) -> Result<ControlRequest, PrepareError> {
-    let bad = |reason: String| PrepareError::BadRequest { max: MAX_REQUEST_BYTES, reason };
+pub async fn read_request(reader: impl AsyncRead + Unpin, timeout: Duration) -> Result<ControlRequest, ControlError> {
+    let bad = |reason: String| ControlError::BadRequest { max: MAX_REQUEST_BYTES, reason };
     let limit = u64::try_from(MAX_REQUEST_BYTES + 1).unwrap_or(u64::MAX);
     let mut line = Vec::new();
     let mut bounded = BufReader::new(reader.take(limit));
     match tokio::time::timeout(timeout, bounded.read_until(b'\n', &mut line)).await {
-        Err(_) => return Err(PrepareError::RequestTimeout { waited: timeout }),
+        Err(_) => return Err(ControlError::RequestTimeout { waited: timeout }),
         Ok(Err(error)) => return Err(bad(error.to_string())),
         Ok(Ok(_)) => {}
     }
@@ -385,7 +389,7 @@ pub async fn read_request(reader: impl AsyncRead + Unpin, timeout: Duration) -> 
     serde_json::from_slice(&line).map_err(|error| bad(error.to_string()))
 }
 
-async fn run_helper(settings: &ControlSettings, args: &HelperArgs) -> Result<HelperReport, PrepareError> {
+async fn run_helper(settings: &ControlSettings, args: &HelperArgs) -> Result<HelperReport, ControlError> {
     let child = tokio::process::Command::new(&settings.helper)
         .arg(HELPER_SUBCOMMAND)
         .args(args.to_args())
@@ -395,17 +399,17 @@ async fn run_helper(settings: &ControlSettings, args: &HelperArgs) -> Result<Hel
         // On timeout the future is dropped: the helper dies with it, and its child with it.
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| PrepareError::HelperSpawn { helper: settings.helper.display().to_string(), source })?;
+        .map_err(|source| ControlError::HelperSpawn { helper: settings.helper.display().to_string(), source })?;
     let output = match tokio::time::timeout(settings.prepare_timeout, child.wait_with_output()).await {
-        Err(_) => return Err(PrepareError::HelperTimeout { waited: settings.prepare_timeout }),
-        Ok(Err(source)) => return Err(PrepareError::HelperSpawn { helper: settings.helper.display().to_string(), source }),
+        Err(_) => return Err(ControlError::HelperTimeout { waited: settings.prepare_timeout }),
+        Ok(Err(source)) => return Err(ControlError::HelperSpawn { helper: settings.helper.display().to_string(), source }),
         Ok(Ok(output)) => output,
     };
     if !output.stderr.is_empty() {
         debug!(stderr = %prepare::tail(&output.stderr), "prepare helper output");
     }
     prepare::parse_report(&output.stdout)
-        .ok_or_else(|| PrepareError::HelperCrashed { status: output.status.to_string(), stderr: prepare::tail(&output.stderr) })
+        .ok_or_else(|| ControlError::HelperCrashed { status: output.status.to_string(), stderr: prepare::tail(&output.stderr) })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
-async fn request_from(bytes: &[u8]) -> Result<ControlRequest, PrepareError> {
+async fn request_from(bytes: &[u8]) -> Result<ControlRequest, ControlError> {
     read_request(bytes, Duration::from_secs(1)).await
 }
 
@@ -29,13 +29,13 @@ async fn malformed_oversized_and_empty_requests_are_refused() {
 async fn a_silent_peer_times_out() {
     let (client, server) = tokio::io::duplex(64);
     let error = read_request(server, Duration::from_millis(50)).await.expect_err("timeout");
-    assert!(matches!(error, PrepareError::RequestTimeout { .. }), "{error}");
+    assert!(matches!(error, ControlError::RequestTimeout { .. }), "{error}");
     drop(client);
     // A half-written line is still bounded by the same timeout.
     let (mut client, server) = tokio::io::duplex(64);
     client.write_all(b"{\"op\":").await.expect("write");
     let error = read_request(server, Duration::from_millis(50)).await.expect_err("timeout");
-    assert!(matches!(error, PrepareError::RequestTimeout { .. }), "{error}");
+    assert!(matches!(error, ControlError::RequestTimeout { .. }), "{error}");
 }
 
 #[test]
@@ -67,16 +67,16 @@ fn a_busy_answer_is_retried_by_sc_exec_not_taken_as_final() {
     // sc-exec reads the answer as a ControlResponse: a "failed" would end the container,
     // an answer that is neither is an exchange failure, which it retries.
     assert!(serde_json::from_str::<ControlResponse>(&line).is_err(), "not a ControlResponse: {line}");
-    let limited = PrepareError::RateLimited { burst: 16, every: Duration::from_secs(1), retry_after: Duration::from_millis(300) };
+    let limited = ControlError::RateLimited { burst: 16, every: Duration::from_secs(1), retry_after: Duration::from_millis(300) };
     assert!(limited.is_retryable());
     assert_eq!(
         limited.to_string(),
         "this volume's rootfs was asked to be prepared too often (at most 16 times in a row, then once every 1s); ask again in 300ms"
     );
-    let busy = PrepareError::NodeBusy { limit: 8 };
+    let busy = ControlError::NodeBusy { limit: 8 };
     assert!(busy.is_retryable());
     assert!(busy.to_string().contains("8 preparations are running on this node"), "{busy}");
-    assert!(!PrepareError::NoPeerProcess.is_retryable());
+    assert!(!ControlError::NoPeerProcess.is_retryable());
 }
 
 /// A stand-in helper: appends a line to `spawned` each time it runs, waits until `release`
@@ -134,7 +134,7 @@ async fn the_request_after_the_burst_is_refused_without_spawning_a_helper() {
         assert_eq!(helper.spawned(), round);
     }
     let error = prepare_for(&publication, 42).await.expect_err("the 4th within the window");
-    assert!(matches!(error, PrepareError::RateLimited { burst: 3, .. }), "{error}");
+    assert!(matches!(error, ControlError::RateLimited { burst: 3, .. }), "{error}");
     assert_eq!(helper.spawned(), 3, "nothing was spawned for it");
     assert_eq!(publication.refused.load(Ordering::Relaxed), 1);
     // Another volume has a bucket of its own.
@@ -173,7 +173,7 @@ async fn the_node_wide_bound_holds_across_many_volumes() {
     let refused: Vec<_> = results.iter().filter_map(|result| result.as_ref().err()).collect();
     assert_eq!(results.iter().filter(|result| result.is_ok()).count(), LIMIT);
     assert_eq!(refused.len(), VOLUMES - LIMIT);
-    assert!(refused.iter().all(|error| matches!(error, PrepareError::NodeBusy { limit: LIMIT })), "{refused:?}");
+    assert!(refused.iter().all(|error| matches!(error, ControlError::NodeBusy { limit: LIMIT })), "{refused:?}");
     // A refusal by the node-wide bound cost the volume no token; with the helpers done, the
     // next request is admitted.
     assert_eq!(helpers.available_permits(), LIMIT);
@@ -216,4 +216,14 @@ async fn sockets_with_long_paths_open_close_and_reopen() {
     sockets.close(&volume_id);
     remove_control_dir(&crate::sys::RealSystem::default(), &data, &volume_id);
     assert!(!data.control_dir(&volume_id).exists());
+}
+
+#[test]
+fn a_process_of_another_pod_is_the_callers_fault_not_the_nodes() {
+    let error = prepare::authenticate("0::/user.slice/session-1.scope\n", 42, "ns/dev", "6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d")
+        .expect_err("a host process");
+    let refused = ControlError::from(error);
+    assert_eq!(refused.fault(), Fault::Caller);
+    assert!(!refused.is_retryable());
+    assert!(refused.to_string().contains("only that pod's containers may have its rootfs prepared"), "{refused}");
 }

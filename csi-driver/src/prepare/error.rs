@@ -1,14 +1,12 @@
-//! The two sides of a preparation fail in their own words: [`PrepareError`] is what the control
-//! socket answers a consumer with (a refused or malformed request, a helper that could not run or
-//! did not answer, what the helper reported), [`HelperError`] is why a helper stage itself
-//! failed (its message reaches the socket side inside the stage's report). The one check both
-//! sides run, that a process belongs to the publication's pod, fails with [`NotThisPod`] on both.
+//! How a preparation fails: [`HelperError`] is why a helper stage itself failed (its message
+//! reaches the control socket inside the stage's report, and the socket answers the consumer with
+//! its own `control::ControlError`). The one check both sides run, that a process belongs to the
+//! publication's pod, fails with [`NotThisPod`] on both; [`Fault`] says who is to blame.
 //!
 //! Every message goes to the consumer (its `sc-exec` prints it) and to the plugin's log, so each
 //! says what was wrong and what to do.
 
 use std::io;
-use std::time::Duration;
 
 use crate::inroot::ResolveError;
 
@@ -33,60 +31,6 @@ pub struct NotThisPod {
     pub pod: String,
     /// Where the process's cgroup puts it instead.
     pub found: String,
-}
-
-/// Why the control socket refused or failed a request to prepare a consumer's rootfs.
-#[derive(Debug, thiserror::Error)]
-pub enum PrepareError {
-    #[error("the control socket could not tell which process connected; connect from a process of the consumer pod")]
-    NoPeerProcess,
-    #[error("the request was not one JSON line of at most {max} bytes ({reason}); send {{\"op\":\"prepare\"}} and a newline")]
-    BadRequest { max: usize, reason: String },
-    #[error("no request arrived within {waited:?}; send {{\"op\":\"prepare\"}} and a newline right after connecting")]
-    RequestTimeout { waited: Duration },
-    #[error("process {pid} exited before it could be checked; ask again from a live process")]
-    PeerGone { pid: i32 },
-    #[error(transparent)]
-    NotThisPod(#[from] NotThisPod),
-    #[error("could not start the prepare helper {helper}: {source}")]
-    HelperSpawn { helper: String, source: io::Error },
-    #[error("preparing the rootfs did not finish within {waited:?}; a mount in the container may be hanging — see the node plugin's log")]
-    HelperTimeout { waited: Duration },
-    #[error("the prepare helper ended without an answer ({status}); see the node plugin's log: {stderr}")]
-    HelperCrashed { status: String, stderr: String },
-    /// A failure the helper process reported (a [`HelperError`]'s message); passed on verbatim.
-    #[error("{0}")]
-    Reported(String),
-    #[error(
-        "this volume's rootfs was asked to be prepared too often (at most {burst} times in a row, then once every {every:?}); ask again in {retry_after:?}"
-    )]
-    RateLimited { burst: u32, every: Duration, retry_after: Duration },
-    #[error("{limit} preparations are running on this node, the most it runs at once; ask again shortly (sc-exec does so by itself)")]
-    NodeBusy { limit: usize },
-}
-
-impl PrepareError {
-    pub fn fault(&self) -> Fault {
-        match self {
-            PrepareError::NoPeerProcess
-            | PrepareError::BadRequest { .. }
-            | PrepareError::RequestTimeout { .. }
-            | PrepareError::PeerGone { .. }
-            | PrepareError::NotThisPod(_)
-            | PrepareError::RateLimited { .. } => Fault::Caller,
-            PrepareError::Reported(_) => Fault::Rootfs,
-            PrepareError::HelperSpawn { .. }
-            | PrepareError::HelperTimeout { .. }
-            | PrepareError::HelperCrashed { .. }
-            | PrepareError::NodeBusy { .. } => Fault::Node,
-        }
-    }
-
-    /// Whether the request was only refused for now (a bound was reached): the consumer is told
-    /// to ask again instead of failing.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, PrepareError::RateLimited { .. } | PrepareError::NodeBusy { .. })
-    }
 }
 
 /// Why a helper stage could not prepare the rootfs.

@@ -26,8 +26,8 @@
 //!
 //! Here: `protocol` (the stages' command lines and report), `peer` (which process may ask),
 //! `stages` (the two processes), `plan` (what is mounted, pure, and the all-or-nothing walk
-//! over it), `fd_mounts` (the real mounts) and `error` (the control socket's [`PrepareError`]
-//! and the helper's [`HelperError`]).
+//! over it), `fd_mounts` (the real mounts) and `error` (the helper's [`HelperError`]; the
+//! control socket answers with its own `control::ControlError`).
 
 mod error;
 mod fd_mounts;
@@ -36,7 +36,7 @@ mod plan;
 mod protocol;
 mod stages;
 
-pub use error::{Fault, HelperError, NotThisPod, PrepareError};
+pub use error::{Fault, HelperError, NotThisPod};
 pub use peer::authenticate;
 pub use plan::{Mounting, Mounts, PLAN, SERVICE_ACCOUNT_DIR, Step, mount_plan};
 pub use protocol::{HELPER_SUBCOMMAND, HelperArgs, HelperReport, HelperStage, IN_NAMESPACES_SUBCOMMAND, parse_report, tail};
