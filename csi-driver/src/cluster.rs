@@ -6,15 +6,15 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::Api;
 use kube::core::{ApiResource, GroupVersionKind};
 use sc_api::{StoppableContainer, StoppableContainerInstance, consts};
 use serde::Deserialize;
 
-pub use crate::authorize::{Consumer, Provider, Refusal};
-use crate::authorize::{authorize_consumer, provider_state};
+pub use crate::authorize::{BoundClaim, Consumer, Provider, Refusal};
+use crate::authorize::{authorize_consumer, provider_state, recorded_claim_name};
 use crate::layout::ScKey;
 use crate::validate::PodRef;
 
@@ -72,12 +72,20 @@ impl ClusterView for KubeClusterView {
     async fn authorize_consumer(&self, pod: &PodRef, sc_name: &str) -> Result<Consumer, ClusterError> {
         if pod.name != sc_name {
             // Refused before any request: the answer cannot depend on what the API holds.
-            return Ok(authorize_consumer(pod, sc_name, None, None)?);
+            return Ok(authorize_consumer(pod, sc_name, None, None, None)?);
         }
         let scs: Api<StoppableContainer> = Api::namespaced(self.client.clone(), &pod.namespace);
         let instances: Api<StoppableContainerInstance> = Api::namespaced(self.client.clone(), &pod.namespace);
         let (sc, instance) = futures::try_join!(scs.get_opt(sc_name), instances.get_opt(sc_name))?;
-        Ok(authorize_consumer(pod, sc_name, sc.as_ref(), instance.as_ref())?)
+        // The claim is looked up by the name the operator recorded, in the SC's own namespace.
+        let claim = match instance.as_ref().and_then(recorded_claim_name) {
+            Some(claim_name) => {
+                let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &pod.namespace);
+                claims.get_opt(claim_name).await?
+            }
+            None => None,
+        };
+        Ok(authorize_consumer(pod, sc_name, sc.as_ref(), instance.as_ref(), claim.as_ref())?)
     }
 
     async fn provider(&self, consumer: &Consumer) -> Result<Provider, ClusterError> {
@@ -126,6 +134,9 @@ pub struct StaticConsumer {
     /// plugin's default applies.
     #[serde(default)]
     pub rootfs_size_bytes: Option<u64>,
+    /// With `spec.storage`: the claim as the plugin would have found it bound.
+    #[serde(default)]
+    pub claim: Option<BoundClaim>,
 }
 
 impl StaticClusterView {
@@ -159,6 +170,7 @@ impl ClusterView for StaticClusterView {
                 sc: ScKey { namespace: pod.namespace.clone(), name: consumer.sc_name.clone(), uid: consumer.sc_uid.clone() },
                 instance_uid: consumer.sc_uid.clone(),
                 rootfs_size_bytes: consumer.rootfs_size_bytes,
+                claim: consumer.claim.clone(),
             }),
             None => Err(ClusterError::Denied(format!(
                 "pod {}/{} may not mount the rootfs of StoppableContainer {}/{sc_name}: it is not its consumer",

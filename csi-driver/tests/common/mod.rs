@@ -311,6 +311,7 @@ impl World {
                     provider_pod_uid: provider.map(|provider| provider.pod_uid.clone()),
                     provider_image_ref: provider.map(|provider| provider.image_ref.clone()),
                     rootfs_size_bytes: Some(ROOTFS_SIZE_BYTES),
+                    claim: None,
                 })
                 .collect(),
         };

@@ -50,6 +50,7 @@ fn consumer() -> Consumer {
         sc: ScKey { namespace: "team-a".into(), name: "dev".into(), uid: POD_UID.into() },
         instance_uid: POD_UID.into(),
         rootfs_size_bytes: None,
+        claim: None,
     }
 }
 

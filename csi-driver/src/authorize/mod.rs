@@ -13,13 +13,21 @@
 //!   of the consumer and provider pods the operator created (`consumerPodUID`,
 //!   `providerPodUID`), recorded from the API server's answer to the operator's own create;
 //! - kubelet's status of the provider pod (its container id, whether it runs) and the node it is
-//!   bound to.
+//!   bound to;
+//! - with `spec.storage`, the claim the operator recorded in the instance's spec (its name and
+//!   UID, from the API server's answer to the operator's own create) and the claim's binding as
+//!   the API shows it (its UID, phase and `spec.volumeName`, which only the control plane
+//!   writes once bound). A tenant may delete the claim and create one of the same name: its UID
+//!   differs, and it is never used.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod};
 use kube::{Resource, ResourceExt};
 use sc_api::consts::{PROVIDER_CONTAINER_NAME, provider_pod_name};
 use sc_api::{StoppableContainer, StoppableContainerInstance};
 
+mod claim;
+
+pub use self::claim::{BoundClaim, bound_claim};
 use crate::cgroup::container_id_from_status;
 use crate::layout::ScKey;
 use crate::validate::PodRef;
@@ -33,6 +41,9 @@ pub struct Consumer {
     /// The size the operator resolved for the rootfs (the instance's `rootfsSizeBytes`); `None`
     /// from an instance of an earlier release, which leaves it to the node plugin's default.
     pub rootfs_size_bytes: Option<u64>,
+    /// With `spec.storage`: the claim that holds the persistent layer, checked bound. `None`: the
+    /// persistent layer is on this node (the data root).
+    pub claim: Option<BoundClaim>,
 }
 
 /// The provider container's state on this node.
@@ -81,13 +92,16 @@ fn is_controlled_by(object: &impl Resource, owner_uid: &str) -> bool {
 }
 
 /// Checks that `pod` (as kubelet reported it) is the consumer pod the operator created for the
-/// StoppableContainer `sc_name` in the pod's own namespace. `sc` and `instance` are the live
-/// objects of that name in that namespace (None: they do not exist).
+/// StoppableContainer `sc_name` in the pod's own namespace, and, with `spec.storage`, that the
+/// claim the operator recorded is the one bound now. `sc` and `instance` are the live objects of
+/// that name in that namespace, `claim` the live claim named as the instance records (None: they
+/// do not exist, or the instance records no claim).
 pub fn authorize_consumer(
     pod: &PodRef,
     sc_name: &str,
     sc: Option<&StoppableContainer>,
     instance: Option<&StoppableContainerInstance>,
+    claim: Option<&PersistentVolumeClaim>,
 ) -> Result<Consumer, Refusal> {
     let namespace = &pod.namespace;
     let denied = |why: String| {
@@ -132,11 +146,17 @@ pub fn authorize_consumer(
         }
     }
     let instance_uid = instance.uid().unwrap_or_default();
-    Ok(Consumer {
-        sc: ScKey { namespace: namespace.clone(), name: sc_name.to_owned(), uid: sc_uid },
-        instance_uid,
-        rootfs_size_bytes: instance.spec.rootfs_size_bytes,
-    })
+    let sc = ScKey { namespace: namespace.clone(), name: sc_name.to_owned(), uid: sc_uid };
+    let claim = match &instance.spec.storage {
+        Some(storage) => Some(bound_claim(&sc, storage, claim)?),
+        None => None,
+    };
+    Ok(Consumer { sc, instance_uid, rootfs_size_bytes: instance.spec.rootfs_size_bytes, claim })
+}
+
+/// The name of the claim the instance records, which [`authorize_consumer`] is to be given.
+pub fn recorded_claim_name(instance: &StoppableContainerInstance) -> Option<&str> {
+    instance.spec.storage.as_ref().map(|storage| storage.claim.claim_name.as_str())
 }
 
 /// The state of `consumer`'s provider for a publish on `this_node`, from the live instance and
@@ -272,6 +292,7 @@ mod tests {
             sc: ScKey { namespace: "team-a".into(), name: "dev".into(), uid: SC_UID.into() },
             instance_uid: INSTANCE_UID.into(),
             rootfs_size_bytes: Some(20 << 30),
+            claim: None,
         }
     }
 
@@ -282,14 +303,46 @@ mod tests {
     #[test]
     fn the_consumer_pod_the_operator_recorded_is_authorised() {
         let instance = instance(Some(CONSUMER_UID), None);
-        assert_eq!(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance)), Ok(consumer()));
+        assert_eq!(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance), None), Ok(consumer()));
+    }
+
+    #[test]
+    fn with_storage_the_consumer_carries_the_recorded_claim_once_bound() {
+        use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus};
+        use sc_api::storage::{ClaimRecord, InstanceStorage, StorageSpec};
+        const CLAIM_UID: &str = "77777777-7777-4777-8777-777777777777";
+        let mut with_storage = instance(Some(CONSUMER_UID), None);
+        with_storage.spec.storage = Some(InstanceStorage {
+            requested: StorageSpec::default(),
+            claim: ClaimRecord { claim_name: "dev-rootfs".into(), claim_uid: Some(CLAIM_UID.into()) },
+            ..InstanceStorage::default()
+        });
+        assert_eq!(recorded_claim_name(&with_storage), Some("dev-rootfs"));
+        let claim = PersistentVolumeClaim {
+            metadata: ObjectMeta { name: Some("dev-rootfs".into()), uid: Some(CLAIM_UID.into()), ..ObjectMeta::default() },
+            spec: Some(PersistentVolumeClaimSpec { volume_name: Some("pv-17".into()), ..PersistentVolumeClaimSpec::default() }),
+            status: Some(PersistentVolumeClaimStatus { phase: Some("Bound".into()), ..PersistentVolumeClaimStatus::default() }),
+        };
+        let consumer = authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&with_storage), Some(&claim)).expect("authorised");
+        assert_eq!(
+            consumer.claim,
+            Some(BoundClaim { claim_name: "dev-rootfs".into(), claim_uid: CLAIM_UID.into(), volume_name: "pv-17".into() })
+        );
+        // The claim is required: without it the consumer is not published (on the node's disk or anywhere).
+        let refused = authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&with_storage), None);
+        assert!(matches!(refused, Err(Refusal::NotNow(ref message)) if message.contains("does not exist")), "{refused:?}");
+        // A node-local SC ignores any claim.
+        assert_eq!(
+            authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance(Some(CONSUMER_UID), None)), Some(&claim)),
+            Ok(super::tests::consumer())
+        );
     }
 
     #[test]
     fn a_pod_in_another_namespace_finds_no_such_sc() {
         // The cluster view looks the SC up in the pod's own namespace; there is none there.
         let thief = PodRef { namespace: "team-b".into(), ..pod(CONSUMER_UID) };
-        let message = refusal(authorize_consumer(&thief, "dev", None, None));
+        let message = refusal(authorize_consumer(&thief, "dev", None, None, None));
         assert!(message.contains("no such StoppableContainer in the pod's namespace"), "{message}");
         assert!(message.contains("team-b/dev"), "{message}");
     }
@@ -298,7 +351,7 @@ mod tests {
     fn a_pod_with_another_name_is_refused() {
         let other = PodRef { name: "dev-provider".into(), ..pod(CONSUMER_UID) };
         let instance = instance(Some(CONSUMER_UID), None);
-        let message = refusal(authorize_consumer(&other, "dev", Some(&sc()), Some(&instance)));
+        let message = refusal(authorize_consumer(&other, "dev", Some(&sc()), Some(&instance), None));
         assert!(message.contains("its consumer pod is named \"dev\""), "{message}");
     }
 
@@ -306,23 +359,23 @@ mod tests {
     fn a_forged_pod_with_the_right_name_labels_and_owner_but_another_uid_is_refused() {
         // Labels and ownerReferences are not even looked at: only the recorded UID counts.
         let instance = instance(Some(CONSUMER_UID), None);
-        let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), Some(&instance)));
+        let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), Some(&instance), None));
         assert!(message.contains("is not the consumer pod the operator created"), "{message}");
     }
 
     #[test]
     fn a_stale_pod_uid_is_refused_once_the_operator_recorded_a_new_pod() {
         let instance = instance(Some(FORGED_UID), None);
-        let message = refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance)));
+        let message = refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance), None));
         assert!(message.contains("that one has UID 55555555"), "{message}");
     }
 
     #[test]
     fn a_pod_named_like_a_stopped_sc_is_refused() {
         let instance = instance(None, Some(PROVIDER_UID));
-        let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), Some(&instance)));
+        let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), Some(&instance), None));
         assert!(message.contains("the operator has recorded no consumer pod for it (it is stopped"), "{message}");
-        let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), None));
+        let message = refusal(authorize_consumer(&pod(FORGED_UID), "dev", Some(&sc()), None, None));
         assert!(message.contains("it has no instance"), "{message}");
     }
 
@@ -330,13 +383,13 @@ mod tests {
     fn an_instance_of_an_earlier_sc_of_the_same_name_does_not_count() {
         let mut leftover = instance(Some(CONSUMER_UID), None);
         leftover.metadata.owner_references = controller("99999999-9999-4999-8999-999999999999");
-        let message = refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&leftover)));
+        let message = refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&leftover), None));
         assert!(message.contains("not created for this StoppableContainer"), "{message}");
         // An owner reference that is not a controller reference does not count either.
         let mut weak = instance(Some(CONSUMER_UID), None);
         weak.metadata.owner_references =
             Some(vec![OwnerReference { uid: SC_UID.into(), controller: Some(false), ..OwnerReference::default() }]);
-        assert!(refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&weak))).contains("not created for this"));
+        assert!(refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&weak), None)).contains("not created for this"));
     }
 
     #[test]
@@ -344,11 +397,11 @@ mod tests {
         let mut deleting = sc();
         deleting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
         let instance_ok = instance(Some(CONSUMER_UID), None);
-        let refused = authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&deleting), Some(&instance_ok));
+        let refused = authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&deleting), Some(&instance_ok), None);
         assert_eq!(refused, Err(Refusal::NotNow("StoppableContainer team-a/dev is being deleted".into())));
         let mut instance_deleting = instance(Some(CONSUMER_UID), None);
         instance_deleting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
-        let message = refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance_deleting)));
+        let message = refusal(authorize_consumer(&pod(CONSUMER_UID), "dev", Some(&sc()), Some(&instance_deleting), None));
         assert!(message.contains("its instance is being deleted"), "{message}");
     }
 

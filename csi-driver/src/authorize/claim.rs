@@ -1,0 +1,167 @@
+//! The claim of a StoppableContainer with `spec.storage`: accepted only as the operator recorded
+//! it (its UID in the instance's spec) and bound to a volume. Pure, like the rest of
+//! [`super`].
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::ResourceExt;
+use sc_api::storage::InstanceStorage;
+use serde::{Deserialize, Serialize};
+
+use super::Refusal;
+use crate::layout::ScKey;
+
+/// The claim of a StoppableContainer with `spec.storage`: the one the operator created (its UID
+/// recorded in the instance), bound to a PersistentVolume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundClaim {
+    pub claim_name: String,
+    #[serde(rename = "claimUID")]
+    pub claim_uid: String,
+    /// The PersistentVolume the claim is bound to: kubelet names the pod's volume directory of
+    /// the claim after it.
+    pub volume_name: String,
+}
+
+/// Checks that `claim` (the live claim named as `recorded` says) is the claim the operator
+/// created for `sc`, bound to a volume and not going away.
+pub fn bound_claim(sc: &ScKey, recorded: &InstanceStorage, claim: Option<&PersistentVolumeClaim>) -> Result<BoundClaim, Refusal> {
+    let name = &recorded.claim.claim_name;
+    let Some(recorded_uid) = recorded.claim.claim_uid.as_deref() else {
+        return Err(Refusal::NotNow(format!(
+            "the operator has not recorded the UID of claim {}/{name} of StoppableContainer {sc} yet; kubelet retries once it has (see the StoppableContainer's status)",
+            sc.namespace
+        )));
+    };
+    let Some(claim) = claim else {
+        return Err(Refusal::NotNow(format!(
+            "claim {}/{name} of StoppableContainer {sc} does not exist; the operator recreates it only while the StoppableContainer has none (see its status)",
+            sc.namespace
+        )));
+    };
+    let uid = claim.uid().unwrap_or_default();
+    if uid != recorded_uid {
+        return Err(Refusal::Denied(format!(
+            "claim {}/{name} has UID {uid}, but the operator created the claim of StoppableContainer {sc} with UID {recorded_uid}: it was deleted and recreated; a claim the operator did not create is never used. Delete this claim and the StoppableContainer, or restore the original claim",
+            sc.namespace
+        )));
+    }
+    if claim.metadata.deletion_timestamp.is_some() {
+        return Err(Refusal::NotNow(format!(
+            "claim {}/{name} of StoppableContainer {sc} is being deleted; its data goes with it, so the rootfs is not published on it",
+            sc.namespace
+        )));
+    }
+    let phase = claim.status.as_ref().and_then(|status| status.phase.as_deref()).unwrap_or("Pending");
+    let volume_name = claim.spec.as_ref().and_then(|spec| spec.volume_name.as_deref()).filter(|volume| !volume.is_empty());
+    match (phase, volume_name) {
+        ("Bound", Some(volume)) => Ok(BoundClaim { claim_name: name.clone(), claim_uid: uid, volume_name: volume.to_owned() }),
+        ("Lost", _) => Err(Refusal::NotNow(format!(
+            "claim {}/{name} of StoppableContainer {sc} is Lost: its PersistentVolume is gone; restore the volume (see `kubectl describe pvc {name}`)",
+            sc.namespace
+        ))),
+        (phase, _) => Err(Refusal::NotNow(format!(
+            "claim {}/{name} of StoppableContainer {sc} is {phase}, not bound to a volume yet; kubelet retries (see `kubectl describe pvc {name}` for its StorageClass's provisioning)",
+            sc.namespace
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PersistentVolumeClaimStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use k8s_openapi::jiff::Timestamp;
+    use sc_api::storage::{ClaimRecord, StorageSpec};
+
+    use super::*;
+
+    const CLAIM_UID: &str = "77777777-7777-4777-8777-777777777777";
+    const RECREATED_UID: &str = "88888888-8888-4888-8888-888888888888";
+
+    fn sc() -> ScKey {
+        ScKey { namespace: "team-a".into(), name: "dev".into(), uid: "11111111-1111-4111-8111-111111111111".into() }
+    }
+
+    fn recorded(uid: Option<&str>) -> InstanceStorage {
+        InstanceStorage {
+            requested: StorageSpec::default(),
+            claim: ClaimRecord { claim_name: "dev-rootfs".into(), claim_uid: uid.map(str::to_owned) },
+            ..InstanceStorage::default()
+        }
+    }
+
+    fn claim(uid: &str, phase: &str, volume: Option<&str>) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: ObjectMeta { name: Some("dev-rootfs".into()), uid: Some(uid.into()), ..ObjectMeta::default() },
+            spec: Some(PersistentVolumeClaimSpec { volume_name: volume.map(str::to_owned), ..PersistentVolumeClaimSpec::default() }),
+            status: Some(PersistentVolumeClaimStatus { phase: Some(phase.into()), ..PersistentVolumeClaimStatus::default() }),
+        }
+    }
+
+    fn refusal(result: Result<BoundClaim, Refusal>) -> Refusal {
+        result.expect_err("must be refused")
+    }
+
+    #[test]
+    fn the_recorded_claim_bound_to_a_volume_is_used_with_the_volume_name() {
+        let bound = bound_claim(&sc(), &recorded(Some(CLAIM_UID)), Some(&claim(CLAIM_UID, "Bound", Some("pv-17"))));
+        assert_eq!(bound, Ok(BoundClaim { claim_name: "dev-rootfs".into(), claim_uid: CLAIM_UID.into(), volume_name: "pv-17".into() }));
+    }
+
+    #[test]
+    fn a_claim_the_tenant_recreated_under_the_same_name_is_denied() {
+        // The tenant deleted the operator's claim and created its own, bound to a volume of its
+        // choosing (a statically provisioned PV pointing at someone else's disk).
+        let recreated = claim(RECREATED_UID, "Bound", Some("pv-someone-elses"));
+        let Refusal::Denied(message) = refusal(bound_claim(&sc(), &recorded(Some(CLAIM_UID)), Some(&recreated))) else {
+            panic!("a forged claim is denied, not retried")
+        };
+        assert_eq!(
+            message,
+            format!(
+                "claim team-a/dev-rootfs has UID {RECREATED_UID}, but the operator created the claim of StoppableContainer team-a/dev (uid 11111111-1111-4111-8111-111111111111) with UID {CLAIM_UID}: it was deleted and recreated; a claim the operator did not create is never used. Delete this claim and the StoppableContainer, or restore the original claim"
+            )
+        );
+    }
+
+    #[test]
+    fn without_a_recorded_uid_nothing_is_trusted_yet() {
+        // Even a bound claim of that name: the operator's record is what makes it the SC's.
+        let Refusal::NotNow(message) = refusal(bound_claim(&sc(), &recorded(None), Some(&claim(CLAIM_UID, "Bound", Some("pv-17"))))) else {
+            panic!("retried once the operator records it")
+        };
+        assert!(message.starts_with("the operator has not recorded the UID of claim team-a/dev-rootfs"), "{message}");
+        assert!(message.ends_with("kubelet retries once it has (see the StoppableContainer's status)"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_pending_lost_or_deleted_claim_is_not_published_on() {
+        let message = |result| refusal(result).to_string();
+        let missing = message(bound_claim(&sc(), &recorded(Some(CLAIM_UID)), None));
+        assert!(
+            missing.starts_with(
+                "claim team-a/dev-rootfs of StoppableContainer team-a/dev (uid 11111111-1111-4111-8111-111111111111) does not exist"
+            ),
+            "{missing}"
+        );
+        assert!(
+            missing.ends_with("does not exist; the operator recreates it only while the StoppableContainer has none (see its status)"),
+            "{missing}"
+        );
+        let pending = message(bound_claim(&sc(), &recorded(Some(CLAIM_UID)), Some(&claim(CLAIM_UID, "Pending", None))));
+        assert!(pending.ends_with("is Pending, not bound to a volume yet; kubelet retries (see `kubectl describe pvc dev-rootfs` for its StorageClass's provisioning)"), "{pending}");
+        // Bound without a volume name is not usable: the volume's directory is named after it.
+        let nameless = message(bound_claim(&sc(), &recorded(Some(CLAIM_UID)), Some(&claim(CLAIM_UID, "Bound", Some("")))));
+        assert!(nameless.contains("is Bound, not bound to a volume yet"), "{nameless}");
+        let lost = message(bound_claim(&sc(), &recorded(Some(CLAIM_UID)), Some(&claim(CLAIM_UID, "Lost", Some("pv-17")))));
+        assert!(
+            lost.ends_with("is Lost: its PersistentVolume is gone; restore the volume (see `kubectl describe pvc dev-rootfs`)"),
+            "{lost}"
+        );
+        let mut deleting = claim(CLAIM_UID, "Bound", Some("pv-17"));
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let deleting = message(bound_claim(&sc(), &recorded(Some(CLAIM_UID)), Some(&deleting)));
+        assert!(deleting.ends_with("is being deleted; its data goes with it, so the rootfs is not published on it"), "{deleting}");
+    }
+}
