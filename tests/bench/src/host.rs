@@ -8,6 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{BenchError, host};
 
+/// The dirty and under-writeback page cache of /proc/meminfo, in KiB: what the disk still has to
+/// write for earlier work.
+pub fn unwritten_kib(meminfo: &str) -> Option<u64> {
+    Some(status_kib(meminfo, "Dirty")? + status_kib(meminfo, "Writeback")?)
+}
+
 /// A `Vm*:` figure of /proc/<pid>/status, in KiB.
 pub fn status_kib(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|line| line.strip_prefix(key)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
@@ -65,6 +71,36 @@ fn read(path: &str) -> Result<String, BenchError> {
 pub fn drop_caches() -> Result<(), BenchError> {
     nix::unistd::sync();
     fs::write("/proc/sys/vm/drop_caches", "3\n").map_err(host("writing", "/proc/sys/vm/drop_caches"))
+}
+
+/// At most this much may still wait to be written when a measurement starts.
+const SETTLED_KIB: u64 = 1024;
+/// How long the disk is given to write back what earlier work left.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+/// The pause after the writeback drained, for the device's own cache and the journal's commit.
+const SETTLE_QUIET: Duration = Duration::from_secs(1);
+
+/// Waits until the disk has written back what earlier work left (sync, then until /proc/meminfo's
+/// Dirty + Writeback are below [`SETTLED_KIB`], then a quiet second), then empties the caches: a
+/// measurement neither pays for the other side's deletions nor starts warm. Returns how long it
+/// waited; a disk that never drains within [`SETTLE_LIMIT`] is measured anyway, with a warning.
+pub fn settle_disk() -> Result<Duration, BenchError> {
+    let started = std::time::Instant::now();
+    nix::unistd::sync();
+    loop {
+        let unwritten = unwritten_kib(&read("/proc/meminfo")?).unwrap_or(0);
+        if unwritten < SETTLED_KIB {
+            break;
+        }
+        if started.elapsed() > SETTLE_LIMIT {
+            eprintln!("sc-bench: warning: {unwritten} KiB still unwritten after {SETTLE_LIMIT:?}; measuring anyway");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(SETTLE_QUIET);
+    drop_caches()?;
+    Ok(started.elapsed())
 }
 
 /// Host PIDs of the processes of a container, the container's first process first.
@@ -145,6 +181,14 @@ pub fn machine() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unwritten_pages_are_dirty_plus_writeback() {
+        let meminfo =
+            "MemTotal:       24605236 kB\nDirty:              4096 kB\nWriteback:           512 kB\nWritebackTmp:          0 kB\n";
+        assert_eq!(unwritten_kib(meminfo), Some(4608));
+        assert_eq!(unwritten_kib("MemTotal: 1 kB\n"), None);
+    }
 
     #[test]
     fn peak_rss_is_read_from_the_status_file() {

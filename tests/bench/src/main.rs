@@ -52,8 +52,8 @@ struct Args {
     /// Measured rounds of section 4 (each creates and deletes a StoppableContainer: slower).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     first_start_rounds: u16,
-    /// Repeats of each I/O operation on each side.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Repeats of each I/O operation on each side (about 40 s each on these machines).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     io_repeats: u16,
     /// StoppableContainers started together in the density section.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=100))]
