@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::validate::{EnvVarArg, PortArg, parse_env_var, parse_namespace, parse_port, parse_quantity, parse_rootfs_size, parse_sc_name};
+use crate::validate::{
+    EnvVarArg, PortArg, StorageFlags, parse_env_var, parse_namespace, parse_port, parse_quantity, parse_rootfs_size, parse_sc_name,
+    parse_storage_size,
+};
 
 /// Manage StoppableContainers: containers whose root filesystem survives stop and start.
 #[derive(Debug, Parser)]
@@ -81,7 +84,6 @@ pub enum ManifestFormat {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Name of the StoppableContainer (a DNS-1123 label).
-    /// Name of the StoppableContainer.
     #[arg(value_parser = parse_sc_name)]
     pub name: String,
     /// Image of the workload; its root filesystem is the starting point of the persistent one.
@@ -110,6 +112,19 @@ pub struct CreateArgs {
     /// at most the cluster's maximum). Default: the cluster's default.
     #[arg(long, value_name = "SIZE", value_parser = parse_rootfs_size)]
     pub size: Option<String>,
+    /// Put the persistent root filesystem on a PersistentVolumeClaim of this size instead of the
+    /// node's disk (spec.storage, e.g. 20Gi; the operator creates the claim `<name>-rootfs`).
+    /// The claim's size is the most the root filesystem holds, so --size does not go with it.
+    /// Default: on the node's disk.
+    #[arg(long, value_name = "SIZE", value_parser = parse_storage_size)]
+    pub storage: Option<String>,
+    /// StorageClass of the claim (only with --storage). Default: the cluster's default class.
+    #[arg(long, value_name = "NAME")]
+    pub storage_class: Option<String>,
+    /// Keep the claim and its data when the StoppableContainer is deleted (only with --storage;
+    /// spec.storage.whenDeleted: Retain). Default: the claim is deleted with it.
+    #[arg(long)]
+    pub keep_storage: bool,
     /// Print the manifest instead of creating it (nothing is sent to the cluster).
     #[arg(long)]
     pub dry_run: bool,
@@ -119,6 +134,19 @@ pub struct CreateArgs {
     /// The workload's command and arguments, after `--` (default: the image's ENTRYPOINT/CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+impl CreateArgs {
+    /// The storage flags, for [`crate::validate::storage_from_flags`] (which refuses the
+    /// combinations clap cannot explain).
+    pub fn storage_flags(&self) -> StorageFlags<'_> {
+        StorageFlags {
+            size: self.storage.as_deref(),
+            class: self.storage_class.as_deref(),
+            keep: self.keep_storage,
+            rootfs_size: self.size.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -389,6 +417,25 @@ mod tests {
         }
         let too_long = "a".repeat(sc_api::consts::MAX_SC_NAME_LEN + 1);
         assert!(rejection(&["create", &too_long, "--image", "x"]).contains("at most"));
+    }
+
+    #[test]
+    fn create_parses_the_storage_flags() {
+        let create = create_args(&["create", "box", "--image", "x", "--storage", "20Gi", "--storage-class", "fast", "--keep-storage"]);
+        assert_eq!(create.storage_flags(), StorageFlags { size: Some("20Gi"), class: Some("fast"), keep: true, rootfs_size: None });
+        let node_local = create_args(&["create", "box", "--image", "x", "--size", "5Gi"]);
+        assert_eq!(node_local.storage_flags(), StorageFlags { rootfs_size: Some("5Gi"), ..StorageFlags::default() });
+        assert_eq!(
+            rejection(&["create", "box", "--image", "x", "--storage", "20GB"]).lines().next(),
+            Some(
+                "error: invalid value '20GB' for '--storage <SIZE>': spec.storage.size: the rootfs size \"20GB\" is not a Kubernetes \
+                 quantity (unknown suffix \"GB\"; use Ki, Mi, Gi, Ti, Pi, Ei, or k, M, G, T, P, E); write it like 10Gi, 512Mi or 20G"
+            )
+        );
+        assert!(rejection(&["create", "box", "--image", "x", "--storage"]).contains("a value is required for '--storage <SIZE>'"));
+        assert!(
+            rejection(&["create", "box", "--image", "x", "--keep-storage=yes"]).contains("unexpected value 'yes' for '--keep-storage'")
+        );
     }
 
     #[test]

@@ -14,13 +14,15 @@ use crate::cluster::{Cluster, load_config};
 use crate::error::CliError;
 use crate::kubectl::{ExecRequest, KubectlTarget, LogsRequest, exec_args, logs_args, run_kubectl};
 use crate::manifest::{CreateRequest, build_stoppable_container, render_manifest};
-use crate::render::{EventView, ScView, recent_events, render_objects, render_status, render_table};
+use crate::render::{EventView, ScView, created_claim_text, kept_claim_text, recent_events, render_objects, render_status, render_table};
+use crate::validate::storage_from_flags;
 use crate::wait::{Target, wait_for_deletion, wait_for_phase};
 
 /// How many events `status` shows.
 const STATUS_EVENT_LIMIT: usize = 10;
 
 pub async fn create(global: &GlobalArgs, args: CreateArgs) -> Result<(), CliError> {
+    let storage = storage_from_flags(args.storage_flags()).map_err(CliError::InvalidFlags)?;
     let cluster = if args.dry_run { None } else { Some(Cluster::connect(global).await?) };
     let namespace = match (&global.namespace, &cluster) {
         (Some(namespace), _) => namespace.clone(),
@@ -40,6 +42,7 @@ pub async fn create(global: &GlobalArgs, args: CreateArgs) -> Result<(), CliErro
         cpu_request: args.cpu,
         memory_request: args.memory,
         rootfs_size: args.size,
+        storage,
         command: args.command,
     };
     let manifest = build_stoppable_container(&request);
@@ -60,6 +63,9 @@ pub async fn create(global: &GlobalArgs, args: CreateArgs) -> Result<(), CliErro
     }
     let (name, namespace) = (&request.name, &request.namespace);
     println!("{SC_KIND} {name:?} created in namespace {namespace:?}");
+    if let Some(storage) = &request.storage {
+        println!("{}", created_claim_text(name, storage));
+    }
     if request.running {
         println!("It is starting; follow it with: kubectl sc status {name} -n {namespace}");
     } else {
@@ -239,6 +245,9 @@ pub async fn delete(global: &GlobalArgs, args: DeleteArgs) -> Result<(), CliErro
         .delete(name, &params)
         .await
         .map_err(|error| cluster.explain(error, &action, &namespace, Some(name)))?;
+    // The object as the server deleted it says whether its claim stays. API servers answer the
+    // deletion of a custom object with the object; a `Status` answer carries no spec to read.
+    let kept_claim = outcome.as_ref().left().and_then(kept_claim_text);
     if outcome.is_right() {
         // The server removed it at once (no finalizers were left).
         println!("{SC_KIND} {name:?} deleted");
@@ -246,10 +255,13 @@ pub async fn delete(global: &GlobalArgs, args: DeleteArgs) -> Result<(), CliErro
     }
     if !args.wait {
         println!("{SC_KIND} {name:?} is being deleted (its pods and root filesystem are removed first)");
-        return Ok(());
+    } else {
+        println!("{SC_KIND} {name:?} is being deleted; waiting until its pods and root filesystem are gone...");
+        wait_for_deletion(&cluster, &namespace, name, args.timeout).await?;
+        println!("{SC_KIND} {name:?} deleted");
     }
-    println!("{SC_KIND} {name:?} is being deleted; waiting until its pods and root filesystem are gone...");
-    wait_for_deletion(&cluster, &namespace, name, args.timeout).await?;
-    println!("{SC_KIND} {name:?} deleted");
+    if let Some(kept_claim) = kept_claim {
+        println!("{kept_claim}");
+    }
     Ok(())
 }

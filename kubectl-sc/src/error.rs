@@ -63,6 +63,11 @@ pub enum CliError {
     )]
     NotRunning { name: String, namespace: String, action: &'static str },
 
+    /// Flags that clap accepts one by one but that do not go together (`--storage-class`
+    /// without `--storage`, ...); the message says which and what to do.
+    #[error("{0}")]
+    InvalidFlags(String),
+
     #[error("--all-namespaces (-A) applies to `list` only; use -n <namespace> with `{command}`")]
     AllNamespacesNotSupported { command: &'static str },
 
@@ -104,10 +109,12 @@ pub struct WaitTimeout {
 
 impl CliError {
     /// Exit status of the plugin: a failed kubectl's own status (so `kubectl sc exec` passes the
-    /// remote command's status through), else 1.
+    /// remote command's status through), 2 for flags that do not go together (as clap exits for
+    /// any other bad argument), else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::KubectlFailed { code } => u8::try_from(*code).ok().filter(|code| *code != 0).unwrap_or(1),
+            CliError::InvalidFlags(_) => 2,
             _ => 1,
         }
     }
@@ -127,6 +134,12 @@ mod tests {
         let error = CliError::NotFound { name: "x".into(), namespace: "y".into() };
         assert_eq!(error.to_string(), r#"StoppableContainer "x" not found in namespace "y" (list them with: kubectl sc list)"#);
         assert_eq!(error.exit_code(), 1);
+    }
+
+    #[test]
+    fn flags_that_do_not_go_together_exit_like_other_bad_arguments() {
+        let error = CliError::InvalidFlags("--storage-class needs --storage".into());
+        assert_eq!((error.to_string().as_str(), error.exit_code()), ("--storage-class needs --storage", 2));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, ContainerPort, EnvVar, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
+use sc_api::storage::StorageSpec;
 use sc_api::{StoppableContainer, StoppableContainerSpec, WorkloadTemplate};
 
 use crate::cli::ManifestFormat;
@@ -28,6 +29,8 @@ pub struct CreateRequest {
     /// `spec.rootfsSize` as written (checked by `validate::parse_rootfs_size`); None: the
     /// cluster's default.
     pub rootfs_size: Option<String>,
+    /// `spec.storage` (checked by `validate::storage_from_flags`); None: node-local.
+    pub storage: Option<StorageSpec>,
     /// The workload's command (`command:`, no `args:`); empty writes neither, so the workload runs
     /// the image's ENTRYPOINT + CMD, as a plain container of the template would.
     pub command: Vec<String>,
@@ -67,7 +70,7 @@ pub fn build_stoppable_container(request: &CreateRequest) -> StoppableContainer 
         },
         provider: None,
         rootfs_size: request.rootfs_size.clone().map(Quantity),
-        storage: None,
+        storage: request.storage.clone(),
         host_path_prefix: None,
     };
     let mut stoppable_container = StoppableContainer::new(&request.name, spec);
@@ -89,6 +92,7 @@ mod tests {
     use sc_api::exec_config::ArgvSource;
     use sc_api::image_config::ImageConfig;
     use sc_api::process::workload_argv;
+    use sc_api::storage::ClaimRetention;
 
     use super::*;
 
@@ -104,6 +108,7 @@ mod tests {
             cpu_request: Some("500m".into()),
             memory_request: Some("1Gi".into()),
             rootfs_size: Some("20Gi".into()),
+            storage: None,
             command: vec!["sleep".into(), "infinity".into()],
         }
     }
@@ -176,6 +181,37 @@ mod tests {
         assert_eq!(ArgvSource::of(container.command.as_deref(), container.args.as_deref()), ArgvSource::Command);
     }
 
+    fn on_a_claim(class: Option<&str>, when_deleted: ClaimRetention) -> CreateRequest {
+        let storage = StorageSpec {
+            size: Quantity("20Gi".into()),
+            storage_class_name: class.map(str::to_owned),
+            access_modes: vec![],
+            when_deleted: Some(when_deleted),
+        };
+        CreateRequest { rootfs_size: None, storage: Some(storage), ..dev_box() }
+    }
+
+    #[test]
+    fn storage_puts_the_root_filesystem_on_a_claim_and_node_local_has_none() {
+        let node_local = build_stoppable_container(&dev_box());
+        assert_eq!(node_local.spec.storage, None);
+        let yaml = render_manifest(&node_local, ManifestFormat::Yaml).expect("serializes");
+        assert!(!yaml.contains("storage"), "{yaml}");
+
+        let request = on_a_claim(Some("fast-ssd"), ClaimRetention::Retain);
+        let on_claim = build_stoppable_container(&request);
+        assert_eq!(on_claim.spec.storage, request.storage);
+        assert_eq!(on_claim.spec.rootfs_size, None, "the claim's size is the limit");
+        // What the operator makes of it: a claim of that size and class, kept at deletion.
+        let resolved = sc_api::storage::resolve(on_claim.spec.storage.as_ref().expect("storage")).expect("the operator accepts it");
+        assert_eq!((resolved.size_bytes, resolved.storage_class_name.as_deref()), (20 << 30, Some("fast-ssd")));
+        assert_eq!((resolved.access_modes, resolved.when_deleted), (vec!["ReadWriteOnce".to_owned()], ClaimRetention::Retain));
+        // And as `kubectl apply` reads the printed manifest back.
+        let yaml = render_manifest(&on_claim, ManifestFormat::Yaml).expect("serializes");
+        let parsed: StoppableContainer = serde_yaml::from_str(&yaml).expect("parses back");
+        assert_eq!(parsed.spec.storage, request.storage);
+    }
+
     #[test]
     fn manifest_snapshots() {
         insta::assert_snapshot!(
@@ -190,5 +226,14 @@ mod tests {
             ..CreateRequest::default()
         };
         insta::assert_snapshot!("minimal_json", render_manifest(&build_stoppable_container(&minimal), ManifestFormat::Json).expect("json"));
+        insta::assert_snapshot!(
+            "storage_default_class_yaml",
+            render_manifest(&build_stoppable_container(&on_a_claim(None, ClaimRetention::Delete)), ManifestFormat::Yaml).expect("yaml")
+        );
+        insta::assert_snapshot!(
+            "storage_kept_json",
+            render_manifest(&build_stoppable_container(&on_a_claim(Some("fast-ssd"), ClaimRetention::Retain)), ManifestFormat::Json)
+                .expect("json")
+        );
     }
 }

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use sc_api::lifecycle::condition;
 use sc_api::stoppable_container::ImageStatus;
+use sc_api::storage::{ClaimRetention, StorageSpec, StorageStatus, claim_name};
 use sc_api::{Phase, RootfsStatus, StoppableContainer};
 
 use crate::cli::OutputFormat;
@@ -23,12 +24,34 @@ pub struct ScView {
     pub data_node: Option<String>,
     /// `spec.rootfsSize` as written; None: the cluster's default.
     pub rootfs_size: Option<String>,
+    /// The claim that holds the root filesystem; None: node-local.
+    pub storage: Option<StorageView>,
     /// `status.rootfs`: the root filesystem's use as its data node last reported it.
     pub rootfs_use: Option<RootfsStatus>,
     /// `status.image`: the image's config as the data node reported it, and the command it makes.
     pub image: Option<ImageStatus>,
     pub created: Option<Timestamp>,
     pub conditions: Vec<ConditionView>,
+}
+
+/// What `spec.storage` asks for and what `status.storage` reports of the claim. Either one
+/// makes the root filesystem a claim's: a status without the spec is a claim whose spec.storage
+/// was removed (which the operator refuses), still where the data is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StorageView {
+    pub requested: Option<StorageSpec>,
+    pub reported: Option<StorageStatus>,
+}
+
+impl StorageView {
+    /// The claim's name: as the operator reported it, else the name it gives every claim.
+    pub fn claim_name(&self, sc_name: &str) -> String {
+        self.reported
+            .as_ref()
+            .map(|reported| reported.claim.claim_name.clone())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| claim_name(sc_name))
+    }
 }
 
 /// One status condition.
@@ -63,6 +86,10 @@ impl ScView {
             node: status.and_then(|status| status.node_name.clone()),
             data_node: status.and_then(|status| status.data_node_name.clone()),
             rootfs_size: object.spec.rootfs_size.as_ref().map(|size| size.0.clone()),
+            storage: match (&object.spec.storage, status.and_then(|status| status.storage.as_ref())) {
+                (None, None) => None,
+                (requested, reported) => Some(StorageView { requested: requested.clone(), reported: reported.cloned() }),
+            },
             rootfs_use: status.and_then(|status| status.rootfs.clone()),
             image: status.and_then(|status| status.image.clone()),
             created: object.metadata.creation_timestamp.as_ref().map(|time| time.0),
@@ -143,12 +170,13 @@ pub fn format_bytes(bytes: u64) -> String {
 }
 
 /// The `Rootfs:` line of `status`: the use against the size as the data node last measured it
-/// and how long ago; without a report, the size asked for.
+/// and how long ago; without a report, the size asked for (a node-local one: on a claim,
+/// `rootfsSize` does not apply and the claim's lines show its size).
 pub fn rootfs_use_text(view: &ScView, now: Timestamp) -> String {
     let Some(rootfs) = &view.rootfs_use else {
-        return match &view.rootfs_size {
-            Some(size) => format!("{size}, no use reported yet"),
-            None => "no use reported yet".to_owned(),
+        return match (&view.rootfs_size, &view.storage) {
+            (Some(size), None) => format!("{size}, no use reported yet"),
+            _ => "no use reported yet".to_owned(),
         };
     };
     let observed =
@@ -161,6 +189,84 @@ pub fn rootfs_use_text(view: &ScView, now: Timestamp) -> String {
         (Some(size), None) => format!("{}{observed}", format_bytes(size)),
         (None, _) => format!("no size limit (made before size limits){observed}"),
     }
+}
+
+/// The `Storage:` lines of `status`: where the root filesystem is. Node-local: its data node
+/// (set at the first start, which every later start is pinned to). On a claim: the claim's
+/// name and phase, its size as requested and as bound, its class, and its fate at deletion.
+pub fn storage_fields(view: &ScView) -> Vec<(&'static str, String)> {
+    let Some(storage) = &view.storage else {
+        let place = match view.data_node.as_deref().filter(|node| !node.is_empty()) {
+            Some(node) => format!("node-local on {node}"),
+            None => "node-local (the first start chooses the node)".to_owned(),
+        };
+        return vec![("Storage:", place)];
+    };
+    let requested = storage.requested.as_ref();
+    let reported = storage.reported.as_ref();
+    let phase = match reported {
+        None => "not created yet".to_owned(),
+        Some(reported) => reported.phase.clone().filter(|phase| !phase.is_empty()).unwrap_or_else(|| "phase not reported".to_owned()),
+    };
+    let requested_size = requested.map_or_else(|| "size not in spec.storage".to_owned(), |spec| format!("{} requested", spec.size.0));
+    let capacity = match reported.and_then(|reported| reported.capacity.as_ref()) {
+        Some(capacity) => format!("{} capacity", capacity.0),
+        None => "no capacity yet (not bound)".to_owned(),
+    };
+    let class = reported
+        .and_then(|reported| reported.storage_class_name.clone())
+        .or_else(|| requested.and_then(|spec| spec.storage_class_name.clone()))
+        .unwrap_or_else(|| "the cluster's default class".to_owned());
+    let claim = storage.claim_name(&view.name);
+    let mut fields = vec![
+        ("Storage:", format!("PersistentVolumeClaim {claim}, {phase}")),
+        ("Claim size:", format!("{requested_size}, {capacity}")),
+        ("Claim class:", class),
+    ];
+    if let Some(spec) = requested {
+        let fate = match spec.when_deleted.unwrap_or_default() {
+            ClaimRetention::Delete => "Delete (the claim and its data are deleted with the StoppableContainer)",
+            ClaimRetention::Retain => "Retain (the claim and its data are kept when the StoppableContainer is deleted)",
+        };
+        fields.push(("When deleted:", fate.to_owned()));
+    }
+    fields
+}
+
+/// The `STORAGE` cell of `list`: `node-local`, or `claim:<requested size>`.
+pub fn storage_cell(view: &ScView) -> String {
+    match &view.storage {
+        None => "node-local".to_owned(),
+        Some(StorageView { requested: Some(spec), .. }) => format!("claim:{}", spec.size.0),
+        Some(StorageView { requested: None, .. }) => "claim".to_owned(),
+    }
+}
+
+/// What `create` says of the claim it asked for.
+pub fn created_claim_text(sc_name: &str, storage: &StorageSpec) -> String {
+    let class = storage.storage_class_name.as_deref().map_or_else(|| "the default class".to_owned(), |class| format!("class {class}"));
+    let fate = match storage.when_deleted.unwrap_or_default() {
+        ClaimRetention::Delete => "deleted with it",
+        ClaimRetention::Retain => "kept when it is deleted",
+    };
+    format!("Its root filesystem is on the PersistentVolumeClaim {} ({}, {class}), {fate}", claim_name(sc_name), storage.size.0)
+}
+
+/// What `delete` says when the deleted StoppableContainer's claim stays (`whenDeleted:
+/// Retain`): its name, and how to delete it once its data is no longer wanted. None otherwise.
+pub fn kept_claim_text(object: &StoppableContainer) -> Option<String> {
+    let storage = object.spec.storage.as_ref()?;
+    if storage.when_deleted.unwrap_or_default() != ClaimRetention::Retain {
+        return None;
+    }
+    let name = object.metadata.name.as_deref().unwrap_or_default();
+    let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
+    let reported = object.status.as_ref().and_then(|status| status.storage.clone());
+    let claim = StorageView { requested: None, reported }.claim_name(name);
+    Some(format!(
+        "Its PersistentVolumeClaim {claim:?} is kept, with the data (whenDeleted: Retain); no new StoppableContainer adopts it. \
+         Delete it when the data is no longer wanted: kubectl delete pvc {claim} -n {namespace}"
+    ))
 }
 
 /// One word of an argv as a shell would need it typed: bare when it is made only of characters
@@ -201,10 +307,10 @@ pub fn image_fields(view: &ScView) -> Vec<(&'static str, String)> {
     vec![("Image:", reference), ("Command:", command), ("Image user:", user), ("Image workdir:", working_dir)]
 }
 
-/// The `list` table: `NAME RUNNING PHASE NODE AGE`, with `NAMESPACE` first when listing every
-/// namespace.
+/// The `list` table: `NAME RUNNING PHASE NODE STORAGE AGE`, with `NAMESPACE` first when listing
+/// every namespace.
 pub fn render_table(views: &[ScView], with_namespace: bool, now: Timestamp) -> String {
-    let mut header = vec!["NAME", "RUNNING", "PHASE", "NODE", "AGE"];
+    let mut header = vec!["NAME", "RUNNING", "PHASE", "NODE", "STORAGE", "AGE"];
     if with_namespace {
         header.insert(0, "NAMESPACE");
     }
@@ -214,6 +320,7 @@ pub fn render_table(views: &[ScView], with_namespace: bool, now: Timestamp) -> S
             if view.running { "Yes" } else { "No" }.to_owned(),
             view.phase_text().to_owned(),
             view.node.clone().filter(|node| !node.is_empty()).unwrap_or_else(|| "<none>".to_owned()),
+            storage_cell(view),
             format_age(view.created, now),
         ];
         if with_namespace {
@@ -259,12 +366,12 @@ pub fn render_status(view: &ScView, events: &[EventView], now: Timestamp) -> Str
         ("Instance:", dash(&view.instance)),
         ("Node:", dash(&view.node)),
     ];
-    // Where the data lives matters once stopped (the next start is pinned there).
-    if view.data_node.is_some() && view.data_node != view.node {
-        fields.push(("Data node:", dash(&view.data_node)));
+    // Where the data lives matters once stopped (a node-local one's next start is pinned there).
+    fields.extend(storage_fields(view));
+    if view.storage.is_none() {
+        // The operator resolves an unset size against the cluster's default, which only it knows.
+        fields.push(("Rootfs size:", view.rootfs_size.clone().unwrap_or_else(|| "cluster default".to_owned())));
     }
-    // The operator resolves an unset size against the cluster's default, which only it knows.
-    fields.push(("Rootfs size:", view.rootfs_size.clone().unwrap_or_else(|| "cluster default".to_owned())));
     fields.push(("Rootfs:", rootfs_use_text(view, now)));
     fields.extend(image_fields(view));
     fields.push(("Age:", format_age(view.created, now)));

@@ -2,6 +2,9 @@
 //! would reject later, so a typo fails before anything is sent, with a message that says what
 //! the value must look like.
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use sc_api::storage::{ClaimRetention, StorageSpec};
+
 /// An environment variable given as `KEY=VALUE`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvVarArg {
@@ -91,6 +94,59 @@ fn validate_port_name(name: &str) -> Result<(), String> {
 /// administrator's setting the plugin cannot see: the operator reports a size above it.
 pub fn parse_rootfs_size(raw: &str) -> Result<String, String> {
     sc_api::rootfs_size::parse_size(raw).map(|_| raw.to_owned()).map_err(|error| error.to_string())
+}
+
+/// Checks the size of `--storage` with the rule the operator applies to `spec.storage.size`
+/// ([`sc_api::storage::resolve`]), keeping it as written, so a bad size is refused in the
+/// operator's words before anything is sent.
+pub fn parse_storage_size(raw: &str) -> Result<String, String> {
+    let storage = StorageSpec { size: Quantity(raw.to_owned()), ..StorageSpec::default() };
+    sc_api::storage::resolve(&storage).map(|_| raw.to_owned()).map_err(|problems| problems.join("; "))
+}
+
+/// The storage flags of `create` as typed: `--storage`, `--storage-class`, `--keep-storage` and
+/// `--size` (which only a node-local root filesystem has).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageFlags<'a> {
+    pub size: Option<&'a str>,
+    pub class: Option<&'a str>,
+    pub keep: bool,
+    pub rootfs_size: Option<&'a str>,
+}
+
+/// `spec.storage` as the flags ask for it (None: node-local), or why they cannot go together.
+/// The result passes [`sc_api::storage::resolve`], so the operator accepts what is sent.
+pub fn storage_from_flags(flags: StorageFlags<'_>) -> Result<Option<StorageSpec>, String> {
+    let Some(size) = flags.size else {
+        let mut problems = Vec::new();
+        if flags.class.is_some() {
+            problems.push(
+                "--storage-class needs --storage: it names the StorageClass of the PersistentVolumeClaim that --storage \
+                 creates, and without --storage the root filesystem is on its node; add --storage SIZE (e.g. --storage 20Gi), \
+                 or drop --storage-class",
+            );
+        }
+        if flags.keep {
+            problems.push(
+                "--keep-storage needs --storage: it keeps the PersistentVolumeClaim that --storage creates when the \
+                 StoppableContainer is deleted, and without --storage there is no claim to keep; add --storage SIZE \
+                 (e.g. --storage 20Gi), or drop --keep-storage",
+            );
+        }
+        return if problems.is_empty() { Ok(None) } else { Err(problems.join("; ")) };
+    };
+    if flags.rootfs_size.is_some() {
+        return Err("--size cannot be used with --storage: --size limits a root filesystem on its node, and on a \
+                    PersistentVolumeClaim the claim's size is the limit; drop --size and give the size you want to --storage"
+            .to_owned());
+    }
+    let storage = StorageSpec {
+        size: Quantity(size.to_owned()),
+        storage_class_name: flags.class.map(str::to_owned),
+        access_modes: Vec::new(),
+        when_deleted: Some(if flags.keep { ClaimRetention::Retain } else { ClaimRetention::Delete }),
+    };
+    sc_api::storage::resolve(&storage).map(|_| Some(storage)).map_err(|problems| problems.join("; "))
 }
 
 /// Checks a resource quantity such as `500m`, `1`, `1.5`, `256Mi`, `2G` or `1e3` (the
@@ -198,6 +254,84 @@ mod tests {
         for (bad, message) in cases {
             assert_eq!(parse_rootfs_size(bad), Err(message.to_owned()), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn storage_sizes_are_refused_in_the_operators_words() {
+        assert_eq!(parse_storage_size("20Gi"), Ok("20Gi".to_owned()));
+        assert_eq!(
+            parse_storage_size("20GB"),
+            Err(r#"spec.storage.size: the rootfs size "20GB" is not a Kubernetes quantity (unknown suffix "GB"; use Ki, Mi, Gi, Ti, Pi, Ei, or k, M, G, T, P, E); write it like 10Gi, 512Mi or 20G"#.to_owned())
+        );
+        assert!(
+            parse_storage_size("1Mi")
+                .expect_err("too small")
+                .starts_with(r#"spec.storage.size: the rootfs size "1Mi" is 1048576 bytes, below the minimum of 64Mi"#)
+        );
+        // The same words as the operator's SpecValid message, because they are its words.
+        let operator = sc_api::storage::resolve(&StorageSpec { size: Quantity("0".into()), ..StorageSpec::default() });
+        assert_eq!(parse_storage_size("0"), operator.map(|_| String::new()).map_err(|problems| problems.join("; ")));
+    }
+
+    #[test]
+    fn without_storage_flags_the_root_filesystem_stays_on_its_node() {
+        assert_eq!(storage_from_flags(StorageFlags::default()), Ok(None));
+        assert_eq!(storage_from_flags(StorageFlags { rootfs_size: Some("20Gi"), ..StorageFlags::default() }), Ok(None));
+    }
+
+    #[test]
+    fn storage_flags_make_a_claim_deleted_with_the_container_unless_kept() {
+        let deleted = storage_from_flags(StorageFlags { size: Some("20Gi"), ..StorageFlags::default() }).expect("valid");
+        assert_eq!(
+            deleted,
+            Some(StorageSpec {
+                size: Quantity("20Gi".into()),
+                storage_class_name: None,
+                access_modes: vec![],
+                when_deleted: Some(ClaimRetention::Delete)
+            })
+        );
+        let kept = storage_from_flags(StorageFlags { size: Some("5Gi"), class: Some("fast-ssd"), keep: true, rootfs_size: None })
+            .expect("valid")
+            .expect("storage");
+        assert_eq!(kept.storage_class_name.as_deref(), Some("fast-ssd"));
+        assert_eq!(kept.when_deleted, Some(ClaimRetention::Retain));
+    }
+
+    #[test]
+    fn storage_flags_that_do_not_go_together_are_refused_with_what_to_do() {
+        let class_alone = StorageFlags { class: Some("fast"), ..StorageFlags::default() };
+        assert_eq!(
+            storage_from_flags(class_alone),
+            Err("--storage-class needs --storage: it names the StorageClass of the PersistentVolumeClaim that --storage creates, \
+                 and without --storage the root filesystem is on its node; add --storage SIZE (e.g. --storage 20Gi), or drop --storage-class"
+                .to_owned())
+        );
+        let keep_alone = StorageFlags { keep: true, ..StorageFlags::default() };
+        assert_eq!(
+            storage_from_flags(keep_alone),
+            Err("--keep-storage needs --storage: it keeps the PersistentVolumeClaim that --storage creates when the StoppableContainer \
+                 is deleted, and without --storage there is no claim to keep; add --storage SIZE (e.g. --storage 20Gi), or drop --keep-storage"
+                .to_owned())
+        );
+        let both_alone =
+            storage_from_flags(StorageFlags { class: Some("fast"), keep: true, ..StorageFlags::default() }).expect_err("refused");
+        assert!(
+            both_alone.starts_with("--storage-class needs --storage") && both_alone.contains("; --keep-storage needs --storage"),
+            "{both_alone}"
+        );
+        let with_rootfs_size = StorageFlags { size: Some("20Gi"), rootfs_size: Some("10Gi"), ..StorageFlags::default() };
+        assert_eq!(
+            storage_from_flags(with_rootfs_size),
+            Err("--size cannot be used with --storage: --size limits a root filesystem on its node, and on a PersistentVolumeClaim \
+                 the claim's size is the limit; drop --size and give the size you want to --storage"
+                .to_owned())
+        );
+        let bad_class = StorageFlags { size: Some("20Gi"), class: Some("Fast_Disks"), ..StorageFlags::default() };
+        assert_eq!(
+            storage_from_flags(bad_class),
+            Err(r#"spec.storage.storageClassName "Fast_Disks": must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"#.to_owned())
+        );
     }
 
     #[test]

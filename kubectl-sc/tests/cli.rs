@@ -138,6 +138,16 @@ fn stoppable_container(name: &str, running: bool, generation: i64, phase: &str) 
     })
 }
 
+/// A running StoppableContainer whose root filesystem is on a bound claim.
+fn on_a_claim(name: &str, when_deleted: &str) -> Value {
+    let mut object = stoppable_container(name, true, 1, "Running");
+    object["spec"]["storage"] = json!({ "size": "20Gi", "storageClassName": "fast-ssd", "whenDeleted": when_deleted });
+    object["status"]["storage"] = json!({ "claimName": format!("{name}-rootfs"), "claimUID": "c-1", "phase": "Bound",
+                                          "capacity": "20Gi", "storageClassName": "fast-ssd" });
+    object["status"]["rootfs"] = json!({ "sizeBytes": 21_474_836_480_u64, "usedBytes": 2_147_483_648_u64 });
+    object
+}
+
 #[test]
 fn version_names_the_crate_version() {
     let result = run(&["version"]);
@@ -156,6 +166,141 @@ fn dry_run_prints_the_manifest_with_the_command_after_double_dash() {
     assert_eq!(pod_spec.containers[0].command, Some(vec!["sleep".to_owned(), "infinity".to_owned()]));
     assert_eq!(manifest.metadata.namespace.as_deref(), Some("team"));
     assert!(manifest.spec.running);
+}
+
+#[test]
+fn dry_run_prints_the_storage_on_a_claim() {
+    let result =
+        run(&["create", "box", "-n", "team", "--image", "busybox", "--storage", "20Gi", "--storage-class", "fast-ssd", "--dry-run"]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stdout.contains("\n  storage:\n    size: 20Gi\n    storageClassName: fast-ssd\n    whenDeleted: Delete\n"),
+        "{}",
+        result.stdout
+    );
+    assert!(!result.stdout.contains("rootfsSize"), "{}", result.stdout);
+    let kept = run(&["create", "box", "-n", "team", "--image", "busybox", "--storage", "5Gi", "--keep-storage", "--dry-run", "-o", "json"]);
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    let manifest: Value = serde_json::from_str(&kept.stdout).expect("JSON");
+    assert_eq!(manifest["spec"]["storage"], json!({ "size": "5Gi", "whenDeleted": "Retain" }));
+}
+
+#[test]
+fn storage_flags_that_do_not_go_together_are_refused_before_any_request() {
+    let (server, seen) = fake_api_server(|request| (201, serde_json::from_str(&request.body).unwrap_or(Value::Null)));
+    let directory = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(&directory, &server);
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--storage-class", "fast"],
+            "error: --storage-class needs --storage: it names the StorageClass of the PersistentVolumeClaim that --storage creates, \
+             and without --storage the root filesystem is on its node; add --storage SIZE (e.g. --storage 20Gi), or drop --storage-class",
+        ),
+        (
+            &["--keep-storage"],
+            "error: --keep-storage needs --storage: it keeps the PersistentVolumeClaim that --storage creates when the StoppableContainer \
+             is deleted, and without --storage there is no claim to keep; add --storage SIZE (e.g. --storage 20Gi), or drop --keep-storage",
+        ),
+        (
+            &["--storage", "20Gi", "--size", "10Gi"],
+            "error: --size cannot be used with --storage: --size limits a root filesystem on its node, and on a PersistentVolumeClaim \
+             the claim's size is the limit; drop --size and give the size you want to --storage",
+        ),
+        (
+            &["--storage", "20Gi", "--storage-class", "Fast_Disks"],
+            "error: spec.storage.storageClassName \"Fast_Disks\": must be lowercase letters, digits, '-' and '.', starting and ending \
+             with a letter or digit",
+        ),
+        (
+            &["--storage", "20GB"],
+            "error: invalid value '20GB' for '--storage <SIZE>': spec.storage.size: the rootfs size \"20GB\" is not a Kubernetes quantity",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["--kubeconfig", &config, "create", "box", "--image", "busybox"];
+        args.extend_from_slice(flags);
+        let result = run(&args);
+        assert_eq!(result.code, 2, "{flags:?}: {}", result.stderr);
+        assert!(result.stderr.starts_with(expected), "{flags:?}: expected {expected:?} in:\n{}", result.stderr);
+        // Also with --dry-run, which sends nothing anyway but must not print a refused manifest.
+        args.push("--dry-run");
+        let dry_run = run(&args);
+        assert_eq!((dry_run.code, dry_run.stdout.as_str()), (2, ""), "{flags:?}");
+    }
+    assert!(seen.lock().expect("lock").is_empty(), "nothing was sent");
+}
+
+#[test]
+fn create_with_storage_posts_it_and_names_the_claim() {
+    let (server, seen) = fake_api_server(|request| (201, serde_json::from_str(&request.body).unwrap_or(Value::Null)));
+    let directory = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(&directory, &server);
+    let result = run(&["--kubeconfig", &config, "create", "box", "--image", "busybox", "--storage", "20Gi", "--keep-storage"]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result
+            .stdout
+            .contains("Its root filesystem is on the PersistentVolumeClaim box-rootfs (20Gi, the default class), kept when it is deleted"),
+        "{}",
+        result.stdout
+    );
+    let post = seen.lock().expect("lock").iter().find(|request| request.method == "POST").cloned().expect("a POST was sent");
+    let sent: Value = serde_json::from_str(&post.body).expect("JSON");
+    assert_eq!(sent["spec"]["storage"], json!({ "size": "20Gi", "whenDeleted": "Retain" }));
+}
+
+#[test]
+fn status_on_a_claim_shows_the_claim_and_its_use() {
+    let (server, _) = fake_api_server(|request| {
+        if request.path.starts_with("/api/v1/namespaces/team/events") {
+            return (200, json!({ "apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [] }));
+        }
+        (200, on_a_claim("box", "Retain"))
+    });
+    let directory = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(&directory, &server);
+    let result = run(&["--kubeconfig", &config, "status", "box"]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    for expected in [
+        "Storage:       PersistentVolumeClaim box-rootfs, Bound\n",
+        "Claim size:    20Gi requested, 20Gi capacity\n",
+        "Claim class:   fast-ssd\n",
+        "When deleted:  Retain (the claim and its data are kept when the StoppableContainer is deleted)\n",
+        "Rootfs:        2Gi of 20Gi used (10%)\n",
+    ] {
+        assert!(result.stdout.contains(expected), "{expected:?} missing from:\n{}", result.stdout);
+    }
+    assert!(!result.stdout.contains("Rootfs size:"), "{}", result.stdout);
+}
+
+#[test]
+fn delete_of_a_retained_claim_names_the_claim_that_stays() {
+    let (server, _) = fake_api_server(|request| match request.method.as_str() {
+        "DELETE" => {
+            let mut terminating = on_a_claim("box", "Retain");
+            terminating["metadata"]["deletionTimestamp"] = json!("2020-01-01T00:00:00Z");
+            (200, terminating)
+        }
+        _ => not_found(Some("box")),
+    });
+    let directory = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(&directory, &server);
+    let result = run(&["--kubeconfig", &config, "delete", "box"]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stdout.ends_with(
+            "StoppableContainer \"box\" deleted\n\
+             Its PersistentVolumeClaim \"box-rootfs\" is kept, with the data (whenDeleted: Retain); no new StoppableContainer adopts it. \
+             Delete it when the data is no longer wanted: kubectl delete pvc box-rootfs -n team\n"
+        ),
+        "{}",
+        result.stdout
+    );
+    let (deleting, _) = fake_api_server(|_| (200, on_a_claim("box", "Delete")));
+    let config = kubeconfig(&directory, &deleting);
+    let result = run(&["--kubeconfig", &config, "delete", "box", "--wait=false"]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(result.stdout, "StoppableContainer \"box\" is being deleted (its pods and root filesystem are removed first)\n");
 }
 
 #[test]
@@ -225,7 +370,7 @@ fn list_renders_the_table() {
         (
             200,
             json!({ "apiVersion": "stoppablecontainer.xtlsoft.top/v1alpha1", "kind": "StoppableContainerList",
-                      "metadata": {}, "items": [stoppable_container("box", true, 1, "Running")] }),
+                      "metadata": {}, "items": [stoppable_container("box", true, 1, "Running"), on_a_claim("claimy", "Delete")] }),
         )
     });
     let directory = tempfile::tempdir().expect("tempdir");
@@ -233,8 +378,9 @@ fn list_renders_the_table() {
     let result = run(&["--kubeconfig", &config, "ls"]);
     assert_eq!(result.code, 0, "{}", result.stderr);
     let lines: Vec<&str> = result.stdout.lines().collect();
-    assert_eq!(lines[0], "NAME   RUNNING   PHASE     NODE     AGE");
-    assert!(lines[1].starts_with("box    Yes       Running   node-1   ") && lines[1].ends_with('d'), "{}", lines[1]);
+    assert_eq!(lines[0], "NAME     RUNNING   PHASE     NODE     STORAGE      AGE");
+    assert!(lines[1].starts_with("box      Yes       Running   node-1   node-local   ") && lines[1].ends_with('d'), "{}", lines[1]);
+    assert!(lines[2].starts_with("claimy   Yes       Running   node-1   claim:20Gi   ") && lines[2].ends_with('d'), "{}", lines[2]);
     assert_eq!(seen.lock().expect("lock")[0].path.trim_end_matches('?'), SC_PATH);
 }
 

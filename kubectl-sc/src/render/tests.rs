@@ -1,5 +1,7 @@
 use super::*;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use sc_api::storage::ClaimRecord;
 use sc_api::{StoppableContainerSpec, StoppableContainerStatus};
 
 fn now() -> Timestamp {
@@ -21,6 +23,7 @@ fn view(name: &str, namespace: &str, running: bool, phase: Option<Phase>, node: 
         node: node.map(str::to_owned),
         data_node: None,
         rootfs_size: None,
+        storage: None,
         rootfs_use: None,
         image: None,
         created: seconds_ago(age_seconds),
@@ -296,4 +299,154 @@ fn the_image_lines_show_what_runs_or_why_it_is_unknown() {
     let mut invalid = running;
     invalid.image = Some(ImageStatus { command: None, ..nginx_image() });
     assert_eq!(image_fields(&invalid)[1], ("Command:", "not evaluated (see the ImageConfig condition)".to_owned()));
+}
+
+fn storage_spec(class: Option<&str>, when_deleted: Option<ClaimRetention>) -> StorageSpec {
+    StorageSpec { size: Quantity("20Gi".into()), storage_class_name: class.map(str::to_owned), access_modes: vec![], when_deleted }
+}
+
+fn bound_claim(name: &str) -> StorageStatus {
+    StorageStatus {
+        claim: ClaimRecord { claim_name: name.into(), claim_uid: Some("c-1".into()) },
+        phase: Some("Bound".into()),
+        capacity: Some(Quantity("21Gi".into())),
+        storage_class_name: Some("standard".into()),
+    }
+}
+
+/// An SC on a claim, running, with its use reported.
+fn on_a_claim(requested: Option<StorageSpec>, reported: Option<StorageStatus>) -> ScView {
+    let mut view = view("dev", "team-a", true, Some(Phase::Running), Some("node-3"), 600);
+    view.storage = Some(StorageView { requested, reported });
+    view
+}
+
+#[test]
+fn status_snapshots_on_a_claim() {
+    let mut bound = on_a_claim(Some(storage_spec(None, Some(ClaimRetention::Retain))), Some(bound_claim("dev-rootfs")));
+    bound.rootfs_use = Some(RootfsStatus {
+        size_bytes: Some(21 << 30),
+        used_bytes: Some(1_288_490_189),
+        available_bytes: Some((21 << 30) - 1_288_490_189),
+        observed_time: seconds_ago(40).map(Time),
+    });
+    insta::assert_snapshot!("status_claim_bound", render_status(&bound, &[], now()));
+    let mut pending = on_a_claim(Some(storage_spec(Some("fast-ssd"), None)), None);
+    pending.phase = Some(Phase::Pending);
+    pending.node = None;
+    // A rootfsSize next to spec.storage does not apply: the claim's lines say the size.
+    pending.rootfs_size = Some("10Gi".into());
+    insta::assert_snapshot!("status_claim_not_created", render_status(&pending, &[], now()));
+}
+
+#[test]
+fn the_storage_lines_say_where_the_root_filesystem_is() {
+    let mut node_local = view("dev", "team-a", false, Some(Phase::Stopped), None, 600);
+    assert_eq!(storage_fields(&node_local), [("Storage:", "node-local (the first start chooses the node)".to_owned())]);
+    node_local.data_node = Some("node-2".into());
+    assert_eq!(storage_fields(&node_local), [("Storage:", "node-local on node-2".to_owned())]);
+
+    let bound = on_a_claim(Some(storage_spec(None, None)), Some(bound_claim("dev-rootfs")));
+    assert_eq!(
+        storage_fields(&bound),
+        [
+            ("Storage:", "PersistentVolumeClaim dev-rootfs, Bound".to_owned()),
+            ("Claim size:", "20Gi requested, 21Gi capacity".to_owned()),
+            ("Claim class:", "standard".to_owned()),
+            ("When deleted:", "Delete (the claim and its data are deleted with the StoppableContainer)".to_owned()),
+        ]
+    );
+    let created = on_a_claim(
+        Some(storage_spec(Some("fast-ssd"), Some(ClaimRetention::Retain))),
+        Some(StorageStatus { claim: ClaimRecord { claim_name: "dev-rootfs".into(), claim_uid: None }, ..StorageStatus::default() }),
+    );
+    assert_eq!(
+        storage_fields(&created),
+        [
+            ("Storage:", "PersistentVolumeClaim dev-rootfs, phase not reported".to_owned()),
+            ("Claim size:", "20Gi requested, no capacity yet (not bound)".to_owned()),
+            ("Claim class:", "fast-ssd".to_owned()),
+            ("When deleted:", "Retain (the claim and its data are kept when the StoppableContainer is deleted)".to_owned()),
+        ]
+    );
+    let not_created = on_a_claim(Some(storage_spec(None, None)), None);
+    assert_eq!(storage_fields(&not_created)[0], ("Storage:", "PersistentVolumeClaim dev-rootfs, not created yet".to_owned()));
+    assert_eq!(storage_fields(&not_created)[2], ("Claim class:", "the cluster's default class".to_owned()));
+    // spec.storage removed after the claim was made (the operator refuses that): the claim is
+    // still where the data is, and its fate is not guessed.
+    let removed = on_a_claim(None, Some(bound_claim("dev-rootfs")));
+    assert_eq!(
+        storage_fields(&removed),
+        [
+            ("Storage:", "PersistentVolumeClaim dev-rootfs, Bound".to_owned()),
+            ("Claim size:", "size not in spec.storage, 21Gi capacity".to_owned()),
+            ("Claim class:", "standard".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn on_a_claim_the_rootfs_line_does_not_fall_back_to_rootfs_size() {
+    let mut unreported = on_a_claim(Some(storage_spec(None, None)), None);
+    unreported.rootfs_size = Some("10Gi".into());
+    assert_eq!(rootfs_use_text(&unreported, now()), "no use reported yet");
+    unreported.rootfs_use = Some(RootfsStatus { size_bytes: Some(20 << 30), used_bytes: Some(5 << 30), ..RootfsStatus::default() });
+    assert_eq!(rootfs_use_text(&unreported, now()), "5Gi of 20Gi used (25%)");
+}
+
+#[test]
+fn table_snapshot_with_storage() {
+    let mut views = sample_views();
+    views[1].storage =
+        Some(StorageView { requested: Some(storage_spec(None, None)), reported: Some(bound_claim("builder-with-a-long-name-rootfs")) });
+    views[3].storage = Some(StorageView { requested: None, reported: Some(bound_claim("fresh-rootfs")) });
+    insta::assert_snapshot!("table_storage", render_table(&views, false, now()));
+}
+
+#[test]
+fn views_take_the_storage_from_spec_and_status() {
+    assert_eq!(ScView::from_object(&object()).storage, None);
+    let mut on_claim = object();
+    on_claim.spec.storage = Some(storage_spec(None, None));
+    assert_eq!(ScView::from_object(&on_claim).storage, Some(StorageView { requested: Some(storage_spec(None, None)), reported: None }));
+    on_claim.status.as_mut().expect("a status").storage = Some(bound_claim("dev-box-rootfs"));
+    let view = ScView::from_object(&on_claim);
+    assert_eq!(view.storage.as_ref().and_then(|storage| storage.reported.clone()), Some(bound_claim("dev-box-rootfs")));
+    assert_eq!(storage_cell(&view), "claim:20Gi");
+    on_claim.spec.storage = None;
+    assert_eq!(ScView::from_object(&on_claim).storage.map(|storage| storage.requested), Some(None));
+}
+
+#[test]
+fn create_says_where_the_claim_is_and_what_happens_to_it() {
+    assert_eq!(
+        created_claim_text("dev", &storage_spec(None, Some(ClaimRetention::Delete))),
+        "Its root filesystem is on the PersistentVolumeClaim dev-rootfs (20Gi, the default class), deleted with it"
+    );
+    assert_eq!(
+        created_claim_text("dev", &storage_spec(Some("fast-ssd"), Some(ClaimRetention::Retain))),
+        "Its root filesystem is on the PersistentVolumeClaim dev-rootfs (20Gi, class fast-ssd), kept when it is deleted"
+    );
+}
+
+#[test]
+fn delete_names_a_kept_claim_and_says_nothing_of_others() {
+    let mut kept = object();
+    kept.spec.storage = Some(storage_spec(None, Some(ClaimRetention::Retain)));
+    assert_eq!(
+        kept_claim_text(&kept).as_deref(),
+        Some(
+            "Its PersistentVolumeClaim \"dev-box-rootfs\" is kept, with the data (whenDeleted: Retain); no new StoppableContainer \
+             adopts it. Delete it when the data is no longer wanted: kubectl delete pvc dev-box-rootfs -n team-a"
+        )
+    );
+    // The name the operator reported wins over the one it would give.
+    kept.status.as_mut().expect("a status").storage = Some(bound_claim("reported-rootfs"));
+    assert!(kept_claim_text(&kept).expect("kept").contains("kubectl delete pvc reported-rootfs -n team-a"));
+    let mut deleted = object();
+    deleted.spec.storage = Some(storage_spec(None, None));
+    assert_eq!(kept_claim_text(&deleted), None, "Delete is the default");
+    deleted.spec.storage = Some(storage_spec(None, Some(ClaimRetention::Delete)));
+    assert_eq!(kept_claim_text(&deleted), None);
+    assert_eq!(kept_claim_text(&object()), None, "node-local");
 }
