@@ -14,6 +14,10 @@
 #   push-image TAR REF push a docker-archive tar to the cluster's registry as REF (docker.io/library/x:1)
 #   netns CMD...       run a command inside the cluster's network namespace
 #   reboot-node        simulate a node reboot: kill pods, kubelet, containerd; unmount; start again
+#   replace-node       replace the node as a cloud does: the node's disk wiped, a node with a new name
+#   volumes            the block storage pool: each PersistentVolume's phase, claim and loop device
+#   recycle-volumes [--loop]  wipe the pool's released volumes and make them Available (the
+#                      component pv-recycler runs it with --loop)
 #   logs [COMPONENT]   list the component logs, or print the tail of one
 #
 # See tests/e2e/README.md for the environment variables.
@@ -22,8 +26,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 SC_LOG_TAG=cluster
 
-# From tests/lib/common.sh: E2E_WORK_DIR, E2E_NETNS(_PATH), E2E_NODE_NAME, NODE_DATA_ROOT,
-# E2E_ADMIN_KUBECONFIG, E2E_HOST_KUBECTL, K8S_VERSION.
+# From tests/lib/common.sh: E2E_WORK_DIR, E2E_NETNS(_PATH), e2e_node_name, NODE_DATA_ROOT,
+# E2E_ADMIN_KUBECONFIG, E2E_HOST_KUBECTL, K8S_VERSION, E2E_NODE_POOL_LABEL_*, E2E_STORAGE_CLASS.
 readonly ROOT_REASON="it creates a network namespace, mounts, cgroups"
 readonly RUN_DIR="$E2E_WORK_DIR/run"          # volatile state of one `up`; removed by `down`
 readonly LOG_DIR="$E2E_WORK_DIR/logs"         # one log per component; kept after `down`
@@ -60,7 +64,12 @@ readonly KUBELET_SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kern
   kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
 # Start order; `down` stops in reverse.
 IMAGE_IMPORT_PID=""
-readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler registry containerd kubelet kube-proxy)
+readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler registry pv-recycler containerd kubelet kube-proxy)
+# The node of now: `up` starts $E2E_FIRST_NODE_NAME, `replace-node` a new name each time.
+NODE_NAME="$(e2e_node_name)"
+# Every image imported into the node's containerd: "<tag> <config digest> <archive>" per line.
+# replace-node pushes them to the registry first, so the new node pulls what the old one had.
+readonly IMPORTED_IMAGES="$RUN_DIR/imported-images"
 # A real OCI registry (Debian's docker-registry) inside the netns. containerd uses it as the mirror
 # of docker.io, so a pod can name `nginx:1.25` or `my-app:latest` (pulled on every start) and get
 # an image pushed here, and nothing is ever fetched from outside.
@@ -71,6 +80,8 @@ readonly REGISTRY_DIR="$RUN_DIR/registry"
 source "$E2E_DIR/lib/cluster/supervise.sh"
 # shellcheck source=tests/e2e/lib/cluster/configs.sh
 source "$E2E_DIR/lib/cluster/configs.sh"
+# shellcheck source=tests/e2e/lib/cluster/pv-pool.sh
+source "$E2E_DIR/lib/cluster/pv-pool.sh"
 
 # --- up ----------------------------------------------------------------------------------
 
@@ -117,7 +128,7 @@ registry_ready() { e2e_in_netns curl -fsS --max-time 2 "http://$REGISTRY_ADDR/v2
 kubelet_healthy() { e2e_in_netns curl -fsS --max-time 2 http://127.0.0.1:10248/healthz; }
 apiserver_ready() { e2e_kubectl get --raw /readyz; }
 node_ready() {
-  [[ "$(e2e_kubectl get node "$E2E_NODE_NAME" \
+  [[ "$(e2e_kubectl get node "$NODE_NAME" \
     -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
 default_service_account_exists() { e2e_kubectl -n default get serviceaccount default; }
@@ -197,8 +208,15 @@ start_node() {
     --config="$CONF_DIR/kubelet.yaml" --kubeconfig="$CONF_DIR/kubelet.kubeconfig" \
     --root-dir="$KUBELET_ROOT" --container-runtime=remote \
     --container-runtime-endpoint="unix://$CONTAINERD_SOCK" \
-    --node-ip="$NODE_IP" --hostname-override="$E2E_NODE_NAME" --v=1
+    --node-ip="$NODE_IP" --hostname-override="$NODE_NAME" \
+    --node-labels="$E2E_NODE_POOL_LABEL_KEY=$E2E_NODE_POOL_LABEL_VALUE" --v=1
   start_component kube-proxy "$k8s_bin/kube-proxy" --config="$CONF_DIR/kube-proxy.yaml" --v=1
+}
+
+start_pv_recycler() {
+  local bash_exe
+  bash_exe="$(readlink -f "$BASH")"
+  start_component pv-recycler "$bash_exe" "$E2E_DIR/cluster.sh" recycle-volumes --loop
 }
 
 cluster_healthy() {
@@ -248,14 +266,18 @@ cmd_up() {
   mkdir -p "$RUN_DIR" "$PID_DIR" "$LOG_DIR" "$IMAGE_DIR"
   rm -f "$LOG_DIR"/*.log
   record_host_state
+  NODE_NAME="$E2E_FIRST_NODE_NAME"
+  echo "$NODE_NAME" >"$RUN_DIR/node-name"
   setup_netns
   log "PKI and configuration in $RUN_DIR"
   write_pki
   write_configs
   start_control_plane "$k8s_bin"
+  pool_create
+  start_pv_recycler
   start_node "$k8s_bin" "$base_images"
   wait_for_cluster "kubelet /healthz" "$UP_TIMEOUT" kubelet_healthy
-  wait_for_cluster "node $E2E_NODE_NAME Ready" "$UP_TIMEOUT" node_ready
+  wait_for_cluster "node $NODE_NAME Ready" "$UP_TIMEOUT" node_ready
   wait_for_cluster "the default service account" 60 default_service_account_exists
   wait_for_cluster "kube-proxy's rule for the kubernetes Service ($KUBERNETES_SERVICE_IP:443)" 60 \
     kubernetes_service_routed
@@ -270,12 +292,13 @@ cmd_up() {
 print_usage_hint() {
   cat >&2 <<EOF
 
-The e2e cluster is up (node $E2E_NODE_NAME, Kubernetes 1.20.2, network namespace $E2E_NETNS).
+The e2e cluster is up (node $NODE_NAME, Kubernetes 1.20.2, network namespace $E2E_NETNS).
   $0 kubectl get pods -A
 or
   export KUBECONFIG=$E2E_ADMIN_KUBECONFIG   # reachable only inside the netns:
   $KUBECTL_WRAPPER get pods -A          # (nsenter --net=$E2E_NETNS_PATH kubectl ...)
-Images: $0 import-image IMAGE.tar (docker-archive); pods use imagePullPolicy: Never.
+Images: $0 import-image IMAGE.tar (docker-archive); pods use imagePullPolicy IfNotPresent (a node
+from replace-node pulls them from the registry) or Never. Storage: the default class $E2E_STORAGE_CLASS.
 Logs: $LOG_DIR/<component>.log. Tear down: $0 down
 EOF
 }
@@ -325,9 +348,81 @@ cmd_reboot_node() {
   trap on_up_failure EXIT
   start_node "$k8s_bin" ""
   wait_for_cluster "kubelet /healthz" "$UP_TIMEOUT" kubelet_healthy
-  wait_for_cluster "node $E2E_NODE_NAME Ready" "$UP_TIMEOUT" node_ready
+  wait_for_cluster "node $NODE_NAME Ready" "$UP_TIMEOUT" node_ready
   trap - EXIT
   log "node rebooted in $((SECONDS - started)) s"
+}
+
+# next_node_name NAME: the name of the node that replaces NAME (sc-e2e-node -> sc-e2e-node-2 -> -3).
+next_node_name() {
+  local name="$1"
+  if [[ "$name" =~ ^(.*)-([0-9]+)$ && "${BASH_REMATCH[1]}" == "$E2E_FIRST_NODE_NAME" ]]; then
+    echo "$E2E_FIRST_NODE_NAME-$((BASH_REMATCH[2] + 1))"
+  else
+    echo "$E2E_FIRST_NODE_NAME-2"
+  fi
+}
+
+# created_by_up PATH: whether this `up` created PATH (so the harness may wipe it).
+created_by_up() { grep -qxF -- "$1" "$RUN_DIR/created-paths" 2>/dev/null; }
+
+# Replaces the node the way a cloud does (a node-pool upgrade, a spot reclaim): the node's
+# processes die, its Node object is deleted, its disk is wiped (kubelet root, container images
+# and state, the StoppableContainer data root, pod logs, pod IP allocations), and a node with a
+# new name, a new kubelet certificate and an empty containerd joins on the same machine. The
+# control plane, the registry and the pool's disks (loop devices over images in the run dir, as
+# cloud disks are outside the node) stay. Every image the old node had is pushed to the registry
+# first: the new node pulls what a pod names, as a fresh cloud node does. Kubernetes' pod garbage
+# collector removes the old node's pods (after its 40 s quarantine); their controllers recreate
+# them on the new node.
+cmd_replace_node() {
+  require_root "$ROOT_REASON"
+  require_up
+  local path
+  for path in "$KUBELET_ROOT" "$NODE_DATA_ROOT"; do
+    [[ ! -e "$path" ]] || created_by_up "$path" ||
+      die "replace-node wipes $path, which existed before this cluster's up: it is not the harness's to wipe"
+  done
+  local started=$SECONDS old_name="$NODE_NAME" new_name k8s_bin
+  new_name="$(next_node_name "$old_name")"
+  k8s_bin="$("$E2E_DIR/lib/k8s-binaries.sh")"
+  log "replacing node $old_name by $new_name"
+  push_imported_images
+
+  log "node $old_name goes: kube-proxy, kubelet, every pod and containerd stopped"
+  stop_node
+  unmount_tree "$KUBELET_ROOT"
+  unmount_tree "$NODE_DATA_ROOT"
+  unmount_tree "$CONTAINERD_DIR"
+  unmount_tree /run/containerd
+  remove_pod_cgroups
+  local still_mounted
+  still_mounted="$(pool_disks_mounted)"
+  [[ -z "$still_mounted" ]] || die "the pool's disks are still mounted after the node went: $still_mounted"
+  e2e_kubectl delete node "$old_name" --wait=true >/dev/null
+  log "Node $old_name deleted; wiping its disk: $KUBELET_ROOT, $NODE_DATA_ROOT, containerd's images and state"
+  remove_tree "$KUBELET_ROOT"
+  remove_tree "$NODE_DATA_ROOT"
+  remove_tree "$CONTAINERD_DIR/root"
+  remove_tree "$CONTAINERD_DIR/state"
+  remove_tree "$CONTAINERD_DIR/opt"
+  remove_tree /run/containerd/runc/k8s.io
+  remove_tree /var/log/pods
+  remove_tree /var/log/containers
+  # host-local's IP allocations of the old node's pods, which never got a CNI DEL.
+  find "$RUN_DIR/cni/networks" -mindepth 1 -delete
+
+  NODE_NAME="$new_name"
+  echo "$NODE_NAME" >"$RUN_DIR/node-name"
+  write_kubelet_cert
+  write_kube_proxy_config
+  log "node $new_name joins: an empty containerd, kubelet (pulls from the registry), kube-proxy"
+  trap on_up_failure EXIT
+  start_node "$k8s_bin" ""
+  wait_for_cluster "kubelet /healthz" "$UP_TIMEOUT" kubelet_healthy
+  wait_for_cluster "node $NODE_NAME Ready" "$UP_TIMEOUT" node_ready
+  trap - EXIT
+  log "node $old_name replaced by $new_name in $((SECONDS - started)) s"
 }
 
 cmd_down() {
@@ -339,7 +434,7 @@ cmd_down() {
   log "tearing down"
   stop_node
   local component
-  for component in registry kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  for component in pv-recycler registry kube-scheduler kube-controller-manager kube-apiserver etcd; do
     stop_component "$component"
   done
 
@@ -349,6 +444,7 @@ cmd_down() {
   unmount_tree "$RUN_DIR" || unmount_ok=1
   unmount_tree /run/containerd || unmount_ok=1
   remove_pod_cgroups
+  pool_detach
 
   if [[ -e "$E2E_NETNS_PATH" ]]; then
     if [[ -f "$RUN_DIR/netns-created" || ! -d "$RUN_DIR" ]]; then
@@ -417,6 +513,54 @@ require_up() {
 
 import_images() {
   SC_E2E_CONTAINERD_SOCK="$CONTAINERD_SOCK" "$E2E_DIR/images/import.sh" "$@"
+  record_imported_images "$@"
+}
+
+# record_imported_images ARCHIVE...: appends each archive's tags, with its config digest, to
+# $IMPORTED_IMAGES.
+record_imported_images() {
+  local archive
+  for archive in "$@"; do
+    # shellcheck disable=SC2016  # jq's variables
+    tar -xOf "$archive" manifest.json | jq -r --arg archive "$archive" \
+      '.[] | (.Config | ltrimstr("blobs/sha256/") | rtrimstr(".json")) as $config
+        | .RepoTags[]? | "\(.) sha256:\($config) \($archive)"' >>"$IMPORTED_IMAGES"
+  done
+}
+
+# registry_path REF: where the registry stores an image that pods name REF (docker.io's rules:
+# `busybox:1` is `library/busybox:1`).
+registry_path() {
+  local path="${1#docker.io/}"
+  path="${path#"$REGISTRY_ADDR"/}"
+  [[ "$path" == */* ]] || path="library/$path"
+  echo "$path"
+}
+
+# registry_config_digest REPOSITORY TAG: the config digest of the registry's image (empty: none).
+registry_config_digest() {
+  e2e_in_netns curl -fsS --max-time 10 \
+    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://$REGISTRY_ADDR/v2/$1/manifests/$2" 2>/dev/null | jq -r '.config.digest // empty' 2>/dev/null || true
+}
+
+# Pushes every image the node imported (the last import of each tag) that the registry does not
+# hold as it is, so that a new node can pull it.
+push_imported_images() {
+  [[ -f "$IMPORTED_IMAGES" ]] || return 0
+  local tag digest archive path pushed=0 kept=0 started=$SECONDS
+  while read -r tag digest archive; do
+    path="$(registry_path "$tag")"
+    if [[ "$(registry_config_digest "${path%:*}" "${path##*:}")" == "$digest" ]]; then
+      kept=$((kept + 1))
+      continue
+    fi
+    [[ -f "$archive" ]] || die "the node's image $tag was imported from $archive, which is gone; cannot push it"
+    push_image "$archive" "$tag"
+    pushed=$((pushed + 1))
+  done < <(tac "$IMPORTED_IMAGES" | awk '!seen[$1]++')
+  log "registry: pushed $pushed of the node's images, $kept already there ($((SECONDS - started)) s)"
 }
 
 # push_image TAR REF: copies a docker-archive into the registry. REF names it as pods do
@@ -424,9 +568,7 @@ import_images() {
 push_image() {
   local archive="$1" ref="$2" path
   [[ -f "$archive" ]] || die "push-image: $archive is not a file"
-  path="${ref#docker.io/}"
-  path="${path#"$REGISTRY_ADDR"/}"
-  [[ "$path" == */* ]] || path="library/$path"
+  path="$(registry_path "$ref")"
   e2e_in_netns skopeo --insecure-policy copy --quiet --dest-tls-verify=false \
     "docker-archive:$archive" "docker://$REGISTRY_ADDR/$path"
 }
@@ -438,7 +580,8 @@ export SC_E2E_NETNS=$E2E_NETNS
 export SC_E2E_NETNS_PATH=$E2E_NETNS_PATH
 export SC_E2E_CONTAINERD_SOCK=$CONTAINERD_SOCK
 export SC_E2E_REGISTRY=$REGISTRY_ADDR
-export SC_E2E_NODE_NAME=$E2E_NODE_NAME
+export SC_E2E_NODE_NAME=$NODE_NAME
+export SC_E2E_STORAGE_CLASS=$E2E_STORAGE_CLASS
 export SC_E2E_KUBELET_ROOT=$KUBELET_ROOT
 export KUBECONFIG=$E2E_ADMIN_KUBECONFIG
 export PATH=$BIN_DIR:\$PATH
@@ -478,6 +621,13 @@ main() {
       ;;
     netns) require_up; e2e_in_netns "$@" ;;
     reboot-node) cmd_reboot_node ;;
+    replace-node) cmd_replace_node ;;
+    volumes) require_up; pool_list ;;
+    recycle-volumes)
+      require_root "$ROOT_REASON"
+      require_up
+      if [[ "${1:-}" == --loop ]]; then pool_recycle_loop; else pool_recycle_released; fi
+      ;;
     logs) cmd_logs "$@" ;;
     *)
       print_usage >&2

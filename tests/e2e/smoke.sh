@@ -2,8 +2,10 @@
 # Proves the e2e harness end to end: brings the cluster up, runs a busybox pod (Running,
 # `kubectl exec`, `kubectl logs`, TCP to the `kubernetes` Service at 10.96.0.1:443 reaching the apiserver,
 # the service-account files in-cluster clients read),
-# runs the Debian image to completion, deletes the pods, tears the cluster down and checks that
-# no mount and no process of the cluster is left.
+# runs the Debian image to completion, binds a claim of the default StorageClass to a loop-backed
+# ext4 volume of the pool, replaces the node (a Deployment's pod comes back on the new node with
+# the claim's file), gets the volume back after the claim's deletion, deletes the pods, tears the
+# cluster down and checks that no mount, no process and no loop device of the cluster is left.
 #
 # Usage: tests/e2e/smoke.sh   (SC_E2E_KEEP=1 leaves the cluster up for a look afterwards)
 set -euo pipefail
@@ -102,8 +104,99 @@ pod_recreated_after_node_reboot() {
   exec_works
 }
 
+# A Deployment mounting a claim of the default class (nothing names the class or a volume).
+apply_claim_deployment() {
+  e2e_kubectl apply -f - <<'EOF'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: smoke-data, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 100Mi}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: smoke-disk, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: smoke-disk}}
+  template:
+    metadata: {labels: {app: smoke-disk}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: sc-test/busybox:1
+        imagePullPolicy: IfNotPresent
+        command: ["sleep", "3600"]
+        volumeMounts: [{name: data, mountPath: /data}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: smoke-data}}]
+EOF
+}
+
+# disk_pod [NODE]: the Deployment's Ready pod (on NODE, when given).
+disk_pod() {
+  local selector=()
+  [[ -z "${1:-}" ]] || selector=(--field-selector "spec.nodeName=$1")
+  e2e_kubectl get pods -l app=smoke-disk "${selector[@]}" \
+    -o 'jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+    awk '$2 == "True" { print $1; exit }'
+}
+
+claim_binds_a_loop_disk() {
+  apply_claim_deployment >/dev/null
+  local pod="" volume disk fstype
+  for _ in $(seq 1 120); do
+    pod="$(disk_pod)"
+    [[ -z "$pod" ]] || break
+    sleep 1
+  done
+  [[ -n "$pod" ]] || { e2e_kubectl describe pvc smoke-data; return 1; }
+  volume="$(e2e_kubectl get pvc smoke-data -o 'jsonpath={.spec.volumeName}')"
+  disk="$(e2e_kubectl get pv "$volume" -o 'jsonpath={.spec.local.path}')"
+  [[ -b "$disk" && "$(losetup -n -O BACK-FILE "$disk")" == "$E2E_WORK_DIR/run/disks/"* ]] ||
+    { echo "PV $volume names $disk, which is not a loop device over the pool's images"; return 1; }
+  # shellcheck disable=SC2016 # awk's fields, in the pod
+  fstype="$(e2e_kubectl exec "$pod" -- awk '$2 == "/data" { print $3 }' /proc/mounts)"
+  [[ "$fstype" == ext4 ]] || { echo "/data is $fstype, not ext4"; return 1; }
+  e2e_kubectl exec "$pod" -- sh -c 'echo smoke-on-disk > /data/proof && sync && df -k /data'
+}
+
+pod_and_disk_on_the_new_node() {
+  local old_node new_node pod=""
+  old_node="$(e2e_node_name)"
+  "$CLUSTER" replace-node
+  new_node="$(e2e_node_name)"
+  [[ "$new_node" != "$old_node" ]] || { echo "the node kept its name $old_node"; return 1; }
+  if e2e_kubectl get node "$old_node" >/dev/null 2>&1; then echo "Node $old_node still exists"; return 1; fi
+  # The pod garbage collector removes the old node's pod after its 40 s quarantine.
+  for _ in $(seq 1 240); do
+    pod="$(disk_pod "$new_node")"
+    [[ -z "$pod" ]] || break
+    sleep 1
+  done
+  [[ -n "$pod" ]] || { e2e_kubectl get pods -o wide; return 1; }
+  [[ "$(e2e_kubectl exec "$pod" -- cat /data/proof)" == smoke-on-disk ]]
+}
+
+released_volume_recycled() {
+  local volume phase=""
+  volume="$(e2e_kubectl get pvc smoke-data -o 'jsonpath={.spec.volumeName}')"
+  e2e_kubectl delete deployment smoke-disk --wait=true --timeout=60s
+  e2e_kubectl delete pvc smoke-data --wait=true --timeout=60s
+  for _ in $(seq 1 60); do
+    phase="$(e2e_kubectl get pv "$volume" -o 'jsonpath={.status.phase}' 2>/dev/null || true)"
+    [[ "$phase" != Available ]] || return 0
+    sleep 1
+  done
+  echo "PV $volume is $phase, not Available, a minute after its claim was deleted"
+  "$CLUSTER" logs pv-recycler 20
+  return 1
+}
+
 pods_deleted() {
-  e2e_kubectl delete pod smoke-busybox smoke-debian --wait=true --timeout=60s
+  # After replace-node the pod garbage collector may have removed them already.
+  e2e_kubectl delete pod smoke-busybox smoke-debian --ignore-not-found --wait=true --timeout=60s
 }
 
 no_kubelet_mounts_left() {
@@ -136,6 +229,12 @@ netns_removed() {
   [[ ! -e "$E2E_NETNS_PATH" ]]
 }
 
+no_pool_disk_left() {
+  local leftovers
+  leftovers="$(losetup -n -O NAME,BACK-FILE | grep -F "$E2E_WORK_DIR/run/disks/" || true)"
+  [[ -z "$leftovers" ]] || { echo "loop devices left: $leftovers"; return 1; }
+}
+
 teardown() {
   local status=$?
   trap - EXIT
@@ -149,6 +248,7 @@ teardown() {
     check "no other cluster mount is left" no_cluster_mounts_left
     check "no cluster process is left" no_cluster_processes_left
     check "the network namespace is gone" netns_removed
+    check "no loop device of the storage pool is left" no_pool_disk_left
   fi
   echo
   echo "smoke: $passed passed, $failed failed"
@@ -204,6 +304,9 @@ EOF
   check "pods get the in-cluster config (Service env, token, CA)" in_cluster_config_present
   check "the Debian image runs to completion" debian_pod_completes
   check "after reboot-node the pod runs again (new container, exec works)" pod_recreated_after_node_reboot
+  check "a claim of the default class binds a loop-backed volume, ext4 in the pod" claim_binds_a_loop_disk
+  check "after replace-node the Deployment's pod runs on the new node, with the disk's file" pod_and_disk_on_the_new_node
+  check "the claim deleted, the harness wipes its volume and makes it Available" released_volume_recycled
   check "pods are deleted" pods_deleted
 }
 

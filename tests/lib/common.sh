@@ -24,7 +24,17 @@ readonly K8S_BIN_DIR="$CACHE_ROOT/kubernetes-$K8S_VERSION/bin"
 # The chart's node.dataRoot default: where the node plugin keeps each root filesystem, and its
 # layout (containers/<namespace>/<name>/<uid>/, as csi-driver/src/layout.rs writes it).
 readonly NODE_DATA_ROOT=/var/lib/stoppablecontainer
-readonly E2E_NODE_NAME=sc-e2e-node
+# The e2e cluster's first node. `cluster.sh replace-node` replaces it the way a cloud does, by a
+# node with a new name (sc-e2e-node-2, -3, ...), recorded in run/node-name: e2e_node_name prints
+# the node of now, so read it after a replacement rather than caching it.
+readonly E2E_FIRST_NODE_NAME=sc-e2e-node
+e2e_node_name() { cat "$E2E_WORK_DIR/run/node-name" 2>/dev/null || echo "$E2E_FIRST_NODE_NAME"; }
+# Every node the harness starts carries this label; the pool's PersistentVolumes require it
+# instead of a hostname, so a replacement node can attach them (like a zonal cloud disk).
+readonly E2E_NODE_POOL_LABEL_KEY=topology.stoppablecontainer.test/pool
+readonly E2E_NODE_POOL_LABEL_VALUE=e2e
+# The default StorageClass of the e2e cluster: loop-device-backed local PersistentVolumes.
+readonly E2E_STORAGE_CLASS=sc-e2e-block
 # The e2e cluster's network namespace and admin kubeconfig (written by cluster.sh up).
 readonly E2E_NETNS="${SC_E2E_NETNS:-sc-e2e}"
 readonly E2E_NETNS_PATH="/var/run/netns/$E2E_NETNS"

@@ -140,7 +140,7 @@ scenario_legacy_manifests() {
   local ns=e2e-legacy
   fresh_namespace "$ns"
   step "the dev-environment example (PodSpec form) needs its PVC, service account and node label"
-  kc label node "$E2E_NODE_NAME" node-type=development --overwrite >/dev/null
+  kc label node "$(e2e_node_name)" node-type=development --overwrite >/dev/null
   # The PV's host path lies in the work dir, wherever SC_E2E_DIR puts it.
   sed "s|/var/tmp/sc-e2e/|$E2E_WORK_DIR/|" "$SCENARIO_MANIFESTS/legacy-dev-env-deps.yaml" | kc apply -f - >/dev/null
   kc apply -f "$SCENARIO_MANIFESTS/legacy-dev-env.yaml" >/dev/null
@@ -165,7 +165,7 @@ scenario_legacy_manifests() {
   kc sc -n "$ns" delete development-env --timeout 2m >/dev/null
   kc sc -n "$ns" delete my-app --timeout 2m >/dev/null
   kc delete -f "$SCENARIO_MANIFESTS/legacy-dev-env-deps.yaml" --wait=false >/dev/null
-  kc label node "$E2E_NODE_NAME" node-type- >/dev/null
+  kc label node "$(e2e_node_name)" node-type- >/dev/null
 }
 
 # --- 6. another namespace gets nothing; deletion leaves nothing --------------------------------

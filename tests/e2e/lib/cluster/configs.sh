@@ -38,9 +38,15 @@ write_pki() {
   make_cert kube-controller-manager system:kube-controller-manager "" clientAuth
   make_cert kube-scheduler system:kube-scheduler "" clientAuth
   make_cert kube-proxy system:kube-proxy "" clientAuth
-  make_cert kubelet "system:node:$E2E_NODE_NAME" system:nodes clientAuth
+  write_kubelet_cert
   openssl genrsa -out "$PKI_DIR/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub" 2>/dev/null
+}
+
+# The kubelet's client certificate names its node (the Node authorizer and NodeRestriction let it
+# act only for that node), so a node with a new name needs a new one.
+write_kubelet_cert() {
+  make_cert kubelet "system:node:$NODE_NAME" system:nodes clientAuth
 }
 
 write_kubeconfig() {
@@ -64,6 +70,28 @@ contexts:
     cluster: sc-e2e
     user: $name
 current-context: sc-e2e
+EOF
+}
+
+# kube-proxy reports for its node, by name.
+write_kube_proxy_config() {
+  cat >"$CONF_DIR/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: $CONF_DIR/kube-proxy.kubeconfig
+hostnameOverride: $NODE_NAME
+mode: iptables
+clusterCIDR: $POD_SUBNET
+bindAddress: $NODE_IP
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+# Zero: leave the host-wide conntrack table size and timeouts alone.
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
 EOF
 }
 
@@ -186,24 +214,7 @@ serializeImagePulls: false
 maxPods: 110
 EOF
 
-  cat >"$CONF_DIR/kube-proxy.yaml" <<EOF
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection:
-  kubeconfig: $CONF_DIR/kube-proxy.kubeconfig
-hostnameOverride: $E2E_NODE_NAME
-mode: iptables
-clusterCIDR: $POD_SUBNET
-bindAddress: $NODE_IP
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-# Zero: leave the host-wide conntrack table size and timeouts alone.
-conntrack:
-  maxPerCore: 0
-  min: 0
-  tcpEstablishedTimeout: 0s
-  tcpCloseWaitTimeout: 0s
-EOF
+  write_kube_proxy_config
 
   mkdir -p "$BIN_DIR"
   cat >"$KUBECTL_WRAPPER.tmp" <<EOF
