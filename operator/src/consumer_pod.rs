@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{
     Affinity, CSIVolumeSource, Container, EnvVar, ExecAction, Lifecycle, LifecycleHandler, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Probe, Volume, VolumeMount,
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -13,6 +13,7 @@ use sc_api::consts::{
     VOLUME_ATTR_SC_NAME,
 };
 use sc_api::exec_config::EXEC_CONFIG_ENV;
+use sc_api::storage::{STORAGE_VOLUME_MOUNT_PATH, STORAGE_VOLUME_NAME};
 
 use crate::meta::{controller_reference, system_labels};
 use crate::security::{consumer_security_context, exec_config, kubelet_pod_name};
@@ -24,7 +25,8 @@ const NODE_NAME_FIELD: &str = "metadata.name";
 
 /// The consumer pod for `workload`, owned by `instance`. `data_node` pins it (required node
 /// affinity) to the node that already holds the StoppableContainer's data; without it (first
-/// start) the scheduler places it by the workload's own needs.
+/// start, or the data on a claim) the scheduler places it by the workload's own needs. With
+/// `spec.storage` recorded in the instance, the claim is mounted too (see [`mount_claim`]).
 pub fn build_consumer_pod(
     workload: &Workload,
     instance: &StoppableContainerInstance,
@@ -45,6 +47,9 @@ pub fn build_consumer_pod(
     let workload_container = wrap_workload_container(workload.container(), spec.security_context.as_ref(), &kubelet_name, settings);
     spec.containers[0] = workload_container;
     spec.volumes.get_or_insert_with(Vec::new).push(rootfs_volume(&sc_name));
+    if let Some(storage) = &instance.spec.storage {
+        mount_claim(&mut spec, &storage.claim.claim_name);
+    }
     if let Some(node) = data_node {
         pin_to_node(&mut spec, node);
     }
@@ -60,6 +65,25 @@ pub fn build_consumer_pod(
         spec: Some(spec),
         status: None,
     }
+}
+
+/// With `spec.storage`: the claim as a volume of the pod, mounted read-only in the workload
+/// container (kubelet mounts only a volume some container uses). The node plugin finds that
+/// mount and puts the overlay's upper and work directories on the claim's filesystem; the
+/// workload, in the overlay, never sees it. The scheduler places the pod by the claim (its
+/// topology and attach limits).
+fn mount_claim(spec: &mut PodSpec, claim_name: &str) {
+    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: STORAGE_VOLUME_NAME.to_owned(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: claim_name.to_owned(), read_only: None }),
+        ..Volume::default()
+    });
+    spec.containers[0].volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+        name: STORAGE_VOLUME_NAME.to_owned(),
+        mount_path: STORAGE_VOLUME_MOUNT_PATH.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    });
 }
 
 /// The inline CSI volume through which the node plugin provides the persistent rootfs.

@@ -20,4 +20,5 @@ pub mod rootfs_usage;
 pub mod security;
 pub mod settings;
 pub mod status;
+pub mod storage;
 pub mod validate;

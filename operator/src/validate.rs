@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use sc_api::consts::{CSI_DRIVER_NAME, EXEC_WRAPPER_DIR, LEGACY_HOST_PATH_PREFIX, ROOTFS_VOLUME_MOUNT_PATH, ROOTFS_VOLUME_NAME};
 use sc_api::names::check_sc_name;
 use sc_api::rootfs_size::{format_bytes, parse_size};
+use sc_api::storage::ResolvedStorage;
 use sc_api::{ProviderSpec, StoppableContainer, WorkloadTemplate};
 
 use crate::settings::RootfsLimits;
@@ -29,7 +30,7 @@ pub struct SpecProblem {
 }
 
 impl SpecProblem {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into() }
     }
 }
@@ -158,7 +159,7 @@ fn check_workload_container(workload: &Container, field: &str, problems: &mut Ve
 
 /// The volume mounts of every container of `pod_spec`, each with the field path of its
 /// container: the workload (`workload_field`), sidecars, init and ephemeral containers.
-fn container_mounts<'a>(pod_spec: &'a PodSpec, spec_field: &str, workload_field: &str) -> Vec<(String, &'a [VolumeMount])> {
+pub(crate) fn container_mounts<'a>(pod_spec: &'a PodSpec, spec_field: &str, workload_field: &str) -> Vec<(String, &'a [VolumeMount])> {
     let mounts = |mounts: &'a Option<Vec<VolumeMount>>| mounts.as_deref().unwrap_or_default();
     let containers = pod_spec.containers.iter().enumerate().map(|(index, container)| {
         let field = if index == 0 { workload_field.to_owned() } else { format!("{spec_field}.containers[{index}]") };
@@ -320,27 +321,38 @@ pub fn effective_rootfs_size(requested: Option<&Quantity>, limits: &RootfsLimits
 pub struct StartSpec {
     /// The spec, as [`validate`] checked it.
     pub valid: ValidatedSpec,
-    /// The root filesystem's size in bytes, as [`effective_rootfs_size`] resolved it.
+    /// The root filesystem's size in bytes: as [`effective_rootfs_size`] resolved it, or with
+    /// `spec.storage` the claim's size.
     pub rootfs_size_bytes: u64,
+    /// `spec.storage` with its defaults (None: the root filesystem is node-local).
+    pub storage: Option<ResolvedStorage>,
 }
 
-/// [`validate`] and [`effective_rootfs_size`] together, with the problems of both: what the
-/// operator checks before it starts a StoppableContainer whose deployed instance records
-/// `current_rootfs_bytes`.
+/// [`validate`] and [`effective_rootfs_size`] (or, with `spec.storage`, the storage's rules:
+/// [`crate::storage::spec::check`]) together, with the problems of all: what the operator checks
+/// before it starts a StoppableContainer whose deployed instance records `current_rootfs_bytes`.
 pub fn validate_start(
     sc: &StoppableContainer,
     limits: &RootfsLimits,
     current_rootfs_bytes: Option<u64>,
 ) -> Result<StartSpec, Vec<SpecProblem>> {
-    let size = effective_rootfs_size(sc.spec.rootfs_size.as_ref(), limits, current_rootfs_bytes);
-    match (validate(sc), size) {
-        (Ok(valid), Ok(rootfs_size_bytes)) => Ok(StartSpec { valid, rootfs_size_bytes }),
-        (Ok(_), Err(problem)) => Err(vec![problem]),
-        (Err(problems), Ok(_)) => Err(problems),
-        (Err(mut problems), Err(problem)) => {
-            problems.push(problem);
-            Err(problems)
+    let valid = validate(sc);
+    let size = match &sc.spec.storage {
+        None => effective_rootfs_size(sc.spec.rootfs_size.as_ref(), limits, current_rootfs_bytes),
+        // A size problem (rootfsSize set as well) is the storage check's to report.
+        Some(_) => Ok(0),
+    };
+    let storage = crate::storage::spec::check(sc, valid.as_ref().ok().map(|valid| &valid.workload));
+    let mut problems = Vec::new();
+    let valid = valid.map_err(|mut found| problems.append(&mut found)).ok();
+    let size = size.map_err(|problem| problems.push(problem)).ok();
+    let storage = storage.map_err(|mut found| problems.append(&mut found)).ok();
+    match (valid, size, storage) {
+        (Some(valid), Some(bytes), Some(storage)) if problems.is_empty() => {
+            let rootfs_size_bytes = storage.as_ref().map_or(bytes, |storage| storage.size_bytes);
+            Ok(StartSpec { valid, rootfs_size_bytes, storage })
         }
+        _ => Err(problems),
     }
 }
 

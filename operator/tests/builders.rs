@@ -5,7 +5,7 @@
 
 mod fixture_pods;
 
-use fixture_pods::{NAMESPACE, NODE, SC_UID, SCI_UID, as_stored, build, instance_of, load};
+use fixture_pods::{NAMESPACE, NODE, SC_UID, SCI_UID, as_stored, build, instance_of, load, startable};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
 use sc_api::StoppableContainer;
@@ -30,7 +30,7 @@ fn exec_config_of(workload: &Container) -> ExecConfig {
 
 #[test]
 fn snapshots_of_every_fixture() {
-    for (stem, sc) in load("fixtures") {
+    for (stem, sc) in startable() {
         let built = build(&sc);
         let mut documents = serde_yaml::to_string(&built.instance).expect("yaml");
         documents.push_str("---\n");
@@ -43,7 +43,7 @@ fn snapshots_of_every_fixture() {
 
 #[test]
 fn every_consumer_has_the_rootfs_volume_mounted_in_the_workload() {
-    for (stem, sc) in load("fixtures") {
+    for (stem, sc) in startable() {
         let built = build(&sc);
         for pod in [&built.consumer, &built.consumer_pinned] {
             let spec = pod.spec.as_ref().expect("spec");
@@ -359,7 +359,7 @@ fn every_built_pod_is_a_v1_pod_and_is_written_where_sc_dump_pods_dir_says() {
     if let Some(dir) = &dump_dir {
         std::fs::create_dir_all(dir).unwrap_or_else(|error| panic!("{DUMP_PODS_DIR_ENV}={}: {error}", dir.display()));
     }
-    for (stem, sc) in load("fixtures") {
+    for (stem, sc) in startable() {
         let built = build(&sc);
         for (role, pod) in [("consumer", &built.consumer), ("consumer-pinned", &built.consumer_pinned), ("provider", &built.provider)] {
             let json = serde_json::to_value(pod).expect("a pod serializes");

@@ -2,10 +2,11 @@
 //! where the next plan reads it. It decides nothing the responses do not say (a name already
 //! taken, a pod already gone).
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PatchParams, PostParams, Preconditions};
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use sc_api::consts::OPERATOR_FIELD_MANAGER;
@@ -45,6 +46,8 @@ impl Reconciler<'_> {
         let mut sc = (*self.sc).clone();
         let mut children = self.fetch().await?;
         let mut data_node_exists = None;
+        // Read once: a node lost now stays lost for the rest of this reconcile.
+        let pod_nodes = self.fetch_pod_nodes(&sc, &children).await?;
         // Seen before anything is replaced: a lost provider is replaced in this very reconcile.
         let provider_loss = plan::wants_running(&sc, &children)
             .then(|| {
@@ -54,8 +57,12 @@ impl Reconciler<'_> {
         let mut settled = false;
         for _ in 0..MAX_PASSES {
             let usage = self.usage_configmap(data_report::data_node(&sc));
-            let mut facts =
-                Facts { settings: &self.ctx.settings, data_node_exists, usage: usage.as_ref().and_then(|usage| usage.data.as_ref()) };
+            let mut facts = Facts {
+                settings: &self.ctx.settings,
+                data_node_exists,
+                usage: usage.as_ref().and_then(|usage| usage.data.as_ref()),
+                pod_nodes: Some(&pod_nodes),
+            };
             if data_node_exists.is_none()
                 && let Some(node) = plan::node_to_check(&sc, &children, &facts)
             {
@@ -77,7 +84,12 @@ impl Reconciler<'_> {
             tracing::warn!(sc = %self.key, passes = MAX_PASSES, "the reconcile did not settle; the status says where it stands and the next reconcile goes on");
         }
         let usage = self.usage_configmap(data_report::data_node(&sc));
-        let facts = Facts { settings: &self.ctx.settings, data_node_exists, usage: usage.as_ref().and_then(|usage| usage.data.as_ref()) };
+        let facts = Facts {
+            settings: &self.ctx.settings,
+            data_node_exists,
+            usage: usage.as_ref().and_then(|usage| usage.data.as_ref()),
+            pod_nodes: Some(&pod_nodes),
+        };
         let report = report(&sc, previous.as_ref(), &children, &facts, provider_loss, Time(Timestamp::now()));
         for notice in &report.notices {
             let type_ = if notice.warning { EventType::Warning } else { EventType::Normal };
@@ -179,6 +191,32 @@ impl Reconciler<'_> {
                     self.event(type_, &event.reason, event.action, event.note).await;
                 }
                 Step::Note(note) => tracing::info!(sc = %self.key, "{note}"),
+                Step::CreateClaim { claim, instance } => {
+                    if self.create_claim(children, &claim, *instance).await? == Carried::NameTaken {
+                        return Ok(Carried::NameTaken);
+                    }
+                }
+                Step::DeleteClaim { name, uid } => {
+                    let params = DeleteParams {
+                        preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+                        ..DeleteParams::default()
+                    };
+                    match self.claims.delete(&name, &params).await {
+                        Ok(_) => {
+                            let note = format!("deleted the claim {name:?} with the StoppableContainer (whenDeleted: Delete)");
+                            self.event(EventType::Normal, "ClaimDeleted", "Delete", note).await;
+                        }
+                        Err(error) if is_status(&error, 404) || is_status(&error, 409) => {}
+                        Err(source) => return Err(Error::DeleteClaim { claim: name, source }),
+                    }
+                }
+                Step::SetClaimOwners { name, owner_references, resource_version } => {
+                    let patch = Patch::Merge(serde_json::json!({
+                        "metadata": { "ownerReferences": owner_references, "resourceVersion": resource_version }
+                    }));
+                    let patched = self.claims.patch(&name, &PatchParams::default(), &patch).await;
+                    children.claim = Some(patched.map_err(|source| Error::SetClaimOwners { claim: name, source })?);
+                }
             }
         }
         Ok(Carried::All)
@@ -213,6 +251,40 @@ impl Reconciler<'_> {
                 let message = format!("creating pod {name:?} failed: {source}");
                 self.event(EventType::Warning, "PodCreateFailed", "Create", message).await;
                 Err(Error::CreatePod { pod: name, source })
+            }
+        }
+    }
+
+    /// Creates the claim and at once records its UID in the instance (see [`Step::CreateClaim`]).
+    /// A claim that already holds the name (409) is read, never recorded: the next plan judges it.
+    async fn create_claim(
+        &self,
+        children: &mut Children,
+        claim: &PersistentVolumeClaim,
+        mut instance: StoppableContainerInstance,
+    ) -> Result<Carried, Error> {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let params = PostParams { dry_run: false, field_manager: Some(OPERATOR_FIELD_MANAGER.into()) };
+        match self.claims.create(&params, claim).await {
+            Ok(created) => {
+                self.event(EventType::Normal, "ClaimCreated", "Create", format!("created the claim {name:?} for the root filesystem"))
+                    .await;
+                if let Some(storage) = instance.spec.storage.as_mut() {
+                    storage.claim.claim_uid = created.uid();
+                }
+                let recorded = self.instances.patch(&self.name, &apply_params(), &object_apply(&instance)).await;
+                children.instance = Some(recorded.map_err(|source| Error::RecordClaimUid { claim: name, source })?);
+                children.claim = Some(created);
+                Ok(Carried::All)
+            }
+            Err(error) if is_status(&error, 409) => {
+                children.claim = self.claims.get_opt(&name).await.map_err(Error::read(format!("the claim {name:?}")))?;
+                Ok(Carried::NameTaken)
+            }
+            Err(source) => {
+                let message = format!("creating the claim {name:?} failed: {source}");
+                self.event(EventType::Warning, "ClaimCreateFailed", "Create", message).await;
+                Err(Error::CreateClaim { claim: name, source })
             }
         }
     }

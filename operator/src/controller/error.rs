@@ -48,6 +48,44 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Creating the claim failed (a name already taken is not an error: the claim that holds it
+    /// is read and judged).
+    #[error("creating the claim {claim:?} failed: {source}")]
+    CreateClaim {
+        /// The claim's name.
+        claim: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Recording the created claim's UID in the instance failed; the next reconcile records it
+    /// (it carries this StoppableContainer's UID and is newer than it: see `storage::claim::judge`).
+    #[error("recording the UID of the created claim {claim:?} in the instance failed: {source}")]
+    RecordClaimUid {
+        /// The claim's name.
+        claim: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting the claim failed (one already gone, or replaced by another UID, is not an error).
+    #[error("deleting the claim {claim:?} failed: {source}")]
+    DeleteClaim {
+        /// The claim's name.
+        claim: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Setting the claim's owner references (by whenDeleted) failed.
+    #[error("setting the owner references of the claim {claim:?} failed: {source}")]
+    SetClaimOwners {
+        /// The claim's name.
+        claim: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
     /// Applying the instance failed.
     #[error("applying the instance failed: {source}")]
     ApplyInstance {
@@ -126,6 +164,10 @@ impl Error {
             Error::CreatePod { .. } => "create_pod",
             Error::DeletePod { .. } => "delete_pod",
             Error::RecordPodUid { .. } => "record_pod_uid",
+            Error::CreateClaim { .. } => "create_claim",
+            Error::RecordClaimUid { .. } => "record_claim_uid",
+            Error::DeleteClaim { .. } => "delete_claim",
+            Error::SetClaimOwners { .. } => "set_claim_owners",
             Error::ApplyInstance { .. } => "apply_instance",
             Error::DeleteInstance { .. } => "delete_instance",
             Error::RecordDataNode { .. } => "record_data_node",
@@ -148,6 +190,10 @@ impl Error {
             | Error::CreatePod { source, .. }
             | Error::DeletePod { source, .. }
             | Error::RecordPodUid { source, .. }
+            | Error::CreateClaim { source, .. }
+            | Error::RecordClaimUid { source, .. }
+            | Error::DeleteClaim { source, .. }
+            | Error::SetClaimOwners { source, .. }
             | Error::ApplyInstance { source }
             | Error::DeleteInstance { source }
             | Error::RecordDataNode { source, .. }

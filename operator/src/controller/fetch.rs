@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use sc_api::StoppableContainerInstance;
 use sc_api::consts::provider_pod_name;
 use sc_api::node_report::usage_configmap_name;
+use sc_api::storage::claim_name;
+use sc_api::{StoppableContainer, StoppableContainerInstance};
 
 use super::{Error, Reconciler};
 use crate::data_report;
@@ -17,6 +18,9 @@ use crate::meta::is_controlled_by;
 use crate::ownership::{RecordedPods, Role, classify, recorded_uid};
 use crate::settings::PodSettings;
 use crate::status::Found;
+use crate::storage;
+use crate::storage::claim::{self, ClaimFound};
+use crate::storage::node_loss::NodeState;
 
 /// The objects of one StoppableContainer, as fetched (and as this reconcile's own writes left
 /// them: the executor puts each response here).
@@ -32,6 +36,9 @@ pub struct Children {
     pub consumer: Option<Pod>,
     /// The pod named `<name>-provider` (the provider pod, if it is ours).
     pub provider: Option<Pod>,
+    /// With `spec.storage`: the claim named `<name>-rootfs` (the claim, if it is ours: see
+    /// [`Children::claim_found`]).
+    pub claim: Option<PersistentVolumeClaim>,
 }
 
 impl Children {
@@ -42,7 +49,17 @@ impl Children {
             Some(instance) if !is_controlled_by(&instance, sc_uid) => (None, Some(instance)),
             found => (found, None),
         };
-        Children { instance, foreign_instance, consumer, provider }
+        Children { instance, foreign_instance, consumer, provider, claim: None }
+    }
+
+    /// The claim found by the claim's name, judged against the one the operator recorded.
+    pub fn claim_found<'a>(&'a self, sc: &'a StoppableContainer) -> ClaimFound<'a> {
+        claim::judge(sc, storage::recorded_claim(sc, self.instance.as_ref()), self.claim.as_ref())
+    }
+
+    /// Whether the root filesystem is (or is to be) on a claim (see [`storage::on_claim`]).
+    pub fn on_claim(&self, sc: &StoppableContainer) -> bool {
+        storage::on_claim(sc, self.instance.as_ref())
     }
 
     /// The pod that holds `role`'s name, as read (or as created by this reconcile).
@@ -105,9 +122,17 @@ pub struct Facts<'a> {
     pub data_node_exists: Option<bool>,
     /// The data node's usage ConfigMap entries (the node plugin's report, from the cache).
     pub usage: Option<&'a BTreeMap<String, String>>,
+    /// With `spec.storage`: the state of the nodes the operator's pods are bound to, by node
+    /// name (a node not in it counts as present: only a read is proof of a loss).
+    pub pod_nodes: Option<&'a BTreeMap<String, NodeState>>,
 }
 
 impl Facts<'_> {
+    /// The state of node `node`, as read.
+    pub fn node_state(&self, node: &str) -> NodeState {
+        self.pod_nodes.and_then(|nodes| nodes.get(node)).copied().unwrap_or(NodeState::Present)
+    }
+
     /// False only when the data node is known to be gone.
     pub fn data_node_exists(&self) -> bool {
         self.data_node_exists.unwrap_or(true)
@@ -120,7 +145,32 @@ impl Reconciler<'_> {
         let instance = self.instances.get_opt(&self.name).await.map_err(Error::read("the instance"))?;
         let consumer = self.pods.get_opt(&self.name).await.map_err(Error::read("the consumer pod"))?;
         let provider = self.pods.get_opt(&provider_pod_name(&self.name)).await.map_err(Error::read("the provider pod"))?;
-        Ok(Children::sorted(instance, &self.sc.uid().unwrap_or_default(), consumer, provider))
+        let mut children = Children::sorted(instance, &self.sc.uid().unwrap_or_default(), consumer, provider);
+        if self.sc.spec.storage.is_some() || storage::recorded_claim(&self.sc, children.instance.as_ref()).is_some() {
+            let name = claim_name(&self.name);
+            children.claim = self.claims.get_opt(&name).await.map_err(Error::read(format!("the claim {name:?}")))?;
+        }
+        Ok(children)
+    }
+
+    /// With the root filesystem on a claim: the state of the node each of the operator's pods is
+    /// bound to.
+    pub(super) async fn fetch_pod_nodes(&self, sc: &StoppableContainer, children: &Children) -> Result<BTreeMap<String, NodeState>, Error> {
+        let mut states = BTreeMap::new();
+        if !children.on_claim(sc) {
+            return Ok(states);
+        }
+        let bound = [Role::Consumer, Role::Provider]
+            .into_iter()
+            .filter_map(|role| children.found(role).owned())
+            .filter_map(|pod| pod.spec.as_ref().and_then(|spec| spec.node_name.clone()));
+        for node in bound {
+            if let std::collections::btree_map::Entry::Vacant(entry) = states.entry(node) {
+                let found = self.nodes.get_opt(entry.key()).await.map_err(Error::read(format!("node {:?}", entry.key())))?;
+                entry.insert(NodeState::of(found.as_ref()));
+            }
+        }
+        Ok(states)
     }
 
     /// Reads the pod named `name` (after a create found the name taken, or a delete that may

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
@@ -67,6 +67,7 @@ struct Reconciler<'a> {
     scs: Api<StoppableContainer>,
     instances: Api<StoppableContainerInstance>,
     pods: Api<Pod>,
+    claims: Api<PersistentVolumeClaim>,
     nodes: Api<Node>,
 }
 
@@ -79,6 +80,7 @@ impl<'a> Reconciler<'a> {
             scs: Api::namespaced(ctx.client.clone(), &namespace),
             instances: Api::namespaced(ctx.client.clone(), &namespace),
             pods: Api::namespaced(ctx.client.clone(), &namespace),
+            claims: Api::namespaced(ctx.client.clone(), &namespace),
             nodes: Api::all(ctx.client.clone()),
             ctx,
             sc,
@@ -134,10 +136,11 @@ pub fn error_policy(sc: Arc<StoppableContainer>, error: &Error, ctx: Arc<Context
     }
 }
 
-/// The pod a watch event concerns → the StoppableContainer to reconcile.
-fn owner_of_pod(pod: Pod) -> Option<ObjectRef<StoppableContainer>> {
-    let name = pod.labels().get(LABEL_INSTANCE)?.clone();
-    Some(ObjectRef::new(&name).within(&pod.namespace()?))
+/// The pod or claim a watch event concerns → the StoppableContainer to reconcile (by its
+/// instance label: only a wake-up, the reconcile judges the object by its recorded UID).
+fn labelled_for<K: Resource>(object: K) -> Option<ObjectRef<StoppableContainer>> {
+    let name = object.labels().get(LABEL_INSTANCE)?.clone();
+    Some(ObjectRef::new(&name).within(&object.namespace()?))
 }
 
 /// Runs the controller until SIGTERM/SIGINT. `namespace` limits it to one namespace;
@@ -150,11 +153,17 @@ pub async fn run(
     report_namespace: String,
     reporter: Reporter,
 ) {
-    let (scs, instances, pods): (Api<StoppableContainer>, Api<StoppableContainerInstance>, Api<Pod>) = match &namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
-    };
-    let managed_pods = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"));
+    let (scs, instances, pods, claims): (Api<StoppableContainer>, Api<StoppableContainerInstance>, Api<Pod>, Api<PersistentVolumeClaim>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+        };
+    let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"));
     // Readiness comes from the StoppableContainer watch itself: ready once its first full list
     // is in the cache. (A second task awaiting `Store::wait_until_ready` is not reliable: the
     // controller awaits the same one-shot signal, which wakes only one waiter, so /readyz could
@@ -177,7 +186,9 @@ pub async fn run(
     let wakeups = UsageWakeups::default();
     let controller = Controller::for_stream(sc_objects, reader)
         .owns(instances, watcher::Config::default())
-        .watches(pods, managed_pods, owner_of_pod)
+        .watches(pods, managed.clone(), labelled_for)
+        // spec.storage: the claim's phase and capacity reach the status as they change.
+        .watches(claims, managed, labelled_for)
         .watches_stream(configmap_events, move |configmap: ConfigMap| {
             let mut woken = wakeups.woken(&configmap);
             woken.extend(data_report::reported_stoppable_containers(configmap));

@@ -6,10 +6,12 @@
 //! instance's UID comes with the response ([`Then::Replan`]). The executor then plans again, from
 //! the children as read or as the responses left them, until a plan ends in [`Then::Report`].
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use sc_api::consts::{NODE_DATA_FINALIZER, provider_pod_name};
-use sc_api::{StoppableContainer, StoppableContainerInstance};
+use sc_api::storage::{ClaimRecord, InstanceStorage, ResolvedStorage, claim_name};
+use sc_api::{StoppableContainer, StoppableContainerInstance, StoppableContainerInstanceSpec};
 
 use super::fetch::{Children, Facts};
 use crate::consumer_pod::build_consumer_pod;
@@ -19,6 +21,8 @@ use crate::ownership::Role;
 use crate::provider_pod::{build_provider_pod, has_terminated, provider_is_current, provider_node};
 use crate::rootfs_usage;
 use crate::status::{Found, ImageCheck, WorkloadProcess, check_image, is_terminating, start_to_redo, unrecorded_pod_message};
+use crate::storage::claim::{ClaimFound, build_claim};
+use crate::storage::{pin, spec as storage_spec};
 use crate::validate::{SpecProblem, StartSpec, Workload, describe_problems, validate_start};
 
 /// One thing the executor does.
@@ -41,6 +45,15 @@ pub enum Step {
     StopBegan,
     /// Deletes the instance.
     DeleteInstance,
+    /// Creates the claim, then at once records its UID, from the create response, in
+    /// `instance` (the instance to apply, with `spec.storage` naming the claim, its UID unset):
+    /// from then on it is the operator's claim, and only that claim. A claim that already holds
+    /// the name is read, never recorded.
+    CreateClaim { claim: Box<PersistentVolumeClaim>, instance: Box<StoppableContainerInstance> },
+    /// Deletes the claim, preconditioned on its UID.
+    DeleteClaim { name: String, uid: String },
+    /// Sets the claim's owner references, conditioned on the resourceVersion read.
+    SetClaimOwners { name: String, owner_references: Vec<OwnerReference>, resource_version: Option<String> },
     /// Publishes an Event about the StoppableContainer.
     Event(Announcement),
     /// Logs what the reconcile waits for (at info).
@@ -132,7 +145,15 @@ pub struct Plan {
 /// grows, so no start may ask for less).
 pub fn validation(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>) -> Result<StartSpec, Vec<SpecProblem>> {
     let current_rootfs_bytes = children.instance.as_ref().and_then(|instance| instance.spec.rootfs_size_bytes);
-    validate_start(sc, &facts.settings.rootfs, current_rootfs_bytes)
+    let start = validate_start(sc, &facts.settings.rootfs, current_rootfs_bytes);
+    match (start, storage_spec::refusal(sc, children.instance.as_ref())) {
+        (start, None) => start,
+        (Ok(_), Some(refused)) => Err(vec![refused]),
+        (Err(mut problems), Some(refused)) => {
+            problems.push(refused);
+            Err(problems)
+        }
+    }
 }
 
 /// Whether the StoppableContainer is to run: `spec.running`, unless its instance is being
@@ -182,6 +203,12 @@ pub fn plan(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>) -> 
     if !steps.is_empty() {
         return Plan { steps, then: Then::Refetch };
     }
+    if children.on_claim(sc) {
+        steps.extend(pods_of_lost_nodes(children, facts));
+        if !steps.is_empty() {
+            return Plan { steps, then: Then::Refetch };
+        }
+    }
     if !wants_running(sc, children) {
         return stop(sc, children);
     }
@@ -189,6 +216,9 @@ pub fn plan(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>) -> 
         return Plan { steps, then };
     }
     if let Some(then) = ensure_provider(sc, children, facts, &mut steps) {
+        return Plan { steps, then };
+    }
+    if let Some(then) = record_pinned_image(sc, children, &mut steps) {
         return Plan { steps, then };
     }
     // The image cannot run as the deployed template says (no command anywhere, runAsNonRoot
@@ -215,7 +245,9 @@ fn start(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps:
         return None;
     }
     let Ok(start) = validation(sc, children, facts) else { return None };
-    if !sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER) {
+    // On a claim, no node holds data for the node plugin to delete: no data finalizer.
+    let on_claim = children.on_claim(sc);
+    if !on_claim && !sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER) {
         steps.push(Step::SetFinalizer { on: Object::StoppableContainer, finalizer: NODE_DATA_FINALIZER, present: true });
     }
     // A start stuck on an image or a container config, whose template the user changed since:
@@ -239,7 +271,11 @@ fn start(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps:
     let deployed = children.consumer().owned().and(children.instance.as_ref()).map(|instance| &instance.spec);
     let mut desired = build_instance(sc, deployed, true);
     if deployed.is_none() {
-        desired.spec.rootfs_size_bytes = Some(start.rootfs_size_bytes);
+        // A node-local size only: on a claim the claim's size is the limit.
+        desired.spec.rootfs_size_bytes = start.storage.is_none().then_some(start.rootfs_size_bytes);
+        // The claim's record (what it was created with, its UID, the pinned image) outlives
+        // every snapshot of the template.
+        desired.spec.storage = children.instance.as_ref().and_then(|instance| instance.spec.storage.clone());
     }
     match &children.instance {
         Some(instance) if instance.spec == desired.spec => {}
@@ -249,7 +285,12 @@ fn start(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps:
         }
     }
     let instance = children.instance.as_ref()?;
-    let data_node = data_report::data_node(sc);
+    if let Some(storage) = &start.storage
+        && let Some(then) = ensure_claim(sc, children, instance, storage, steps)
+    {
+        return Some(then);
+    }
+    let data_node = data_report::data_node(sc).filter(|_| !on_claim);
     let data_node_exists = facts.data_node_exists();
     // The provider the stop kept (or one left by a stop that had not finished, or by a workload
     // pod deleted by hand) is reused when it is what this start would build, on the data node:
@@ -299,7 +340,8 @@ fn start(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps:
 /// The provider pod a start with `instance`'s snapshot builds on `node`.
 fn desired_provider(instance: &StoppableContainerInstance, node: &str, facts: &Facts<'_>) -> Result<Pod, Vec<SpecProblem>> {
     // The provider runs the deployed snapshot's image, which the consumer pod uses.
-    let workload = Workload::from_template(&instance.spec.template, instance.spec.provider.as_ref())?;
+    let mut workload = Workload::from_template(&instance.spec.template, instance.spec.provider.as_ref())?;
+    pin::provider_image(&mut workload, instance.spec.storage.as_ref().and_then(|storage| storage.pinned_image.as_ref()));
     Ok(build_provider_pod(&workload, instance, node, facts.settings))
 }
 
@@ -311,10 +353,12 @@ fn desired_provider(instance: &StoppableContainerInstance, node: &str, facts: &F
 fn ensure_provider(sc: &StoppableContainer, children: &Children, facts: &Facts<'_>, steps: &mut Vec<Step>) -> Option<Then> {
     let consumer = children.consumer().owned().filter(|pod| !is_terminating(pod))?;
     let bound_to = consumer.spec.as_ref().and_then(|spec| spec.node_name.as_deref());
-    let recorded = data_report::data_node(sc);
+    // On a claim no node holds data: the consumer pod goes where the scheduler puts it.
+    let on_claim = children.on_claim(sc);
+    let recorded = data_report::data_node(sc).filter(|_| !on_claim);
     // Where the consumer pod is: a provider anywhere else would be of no use to it.
     let node = bound_to.or(recorded.filter(|_| facts.data_node_exists()))?;
-    if recorded.is_none() {
+    if recorded.is_none() && !on_claim {
         steps.push(Step::RecordDataNode(node.to_owned()));
         let note = format!("the root filesystem is created on node {node:?}; later starts are pinned there");
         steps.push(Announcement::normal("DataNodeAssigned", "Start", note));
@@ -374,8 +418,13 @@ fn ensure_provider(sc: &StoppableContainer, children: &Children, facts: &Facts<'
 /// in the upper dir on the node, not in the provider). When the instance is being deleted the
 /// provider goes too, only once the consumer pod is gone (it keeps the image and the lower layer
 /// alive while the workload runs); then the instance's finalizer is released.
+///
+/// On a claim, a stop takes the provider too, once the consumer pod is gone: the data is on the
+/// claim, and a stopped StoppableContainer then holds no pod, so its node can be drained or
+/// removed; the next start runs wherever the claim can be attached.
 fn stop(sc: &StoppableContainer, children: &Children) -> Plan {
     let instance_deleting = children.instance_deleting();
+    let on_claim = children.on_claim(sc);
     let mut steps = Vec::new();
     // The provider goes only once the consumer pod is gone; a consumer pod already terminating
     // is waited for.
@@ -386,10 +435,9 @@ fn stop(sc: &StoppableContainer, children: &Children) -> Plan {
             steps.push(deletion);
             return Plan { steps, then: Then::Refetch };
         }
-    } else if instance_deleting
+    } else if (instance_deleting || on_claim)
         && let Found::Owned(provider) = children.provider()
-        && let Some(deletion) =
-            delete(provider, Role::Provider, Why::Lifecycle("its instance is being deleted and the consumer pod is gone".to_owned()))
+        && let Some(deletion) = delete(provider, Role::Provider, Why::Lifecycle(provider_goes(instance_deleting).to_owned()))
     {
         return Plan { steps: vec![deletion], then: Then::Refetch };
     }
@@ -401,6 +449,110 @@ fn stop(sc: &StoppableContainer, children: &Children) -> Plan {
         }
     }
     Plan { steps, then: Then::Report }
+}
+
+/// Why a stop deletes the provider pod once the consumer pod is gone.
+fn provider_goes(instance_deleting: bool) -> &'static str {
+    if instance_deleting {
+        "its instance is being deleted and the consumer pod is gone"
+    } else {
+        "running is false and the consumer pod is gone: with spec.storage a stopped StoppableContainer holds no pod"
+    }
+}
+
+/// With the root filesystem on a claim, makes sure the claim is the operator's and recorded
+/// before any consumer pod mounts it; Some when the pass ends there. Creates it at the first
+/// start; records one created before the operator could record it; refuses any other claim of
+/// that name, and a recorded claim that is gone (its data with it), making nothing.
+fn ensure_claim(
+    sc: &StoppableContainer,
+    children: &Children,
+    instance: &StoppableContainerInstance,
+    storage: &ResolvedStorage,
+    steps: &mut Vec<Step>,
+) -> Option<Then> {
+    let name = claim_name(&sc.name_any());
+    // The instance with the claim recorded; what it was created with, and a pinned image, kept.
+    let with_record = |claim_uid: Option<String>| {
+        let kept = instance.spec.storage.clone();
+        let record = InstanceStorage {
+            requested: kept.as_ref().map_or_else(|| sc.spec.storage.clone().unwrap_or_default(), |kept| kept.requested.clone()),
+            claim: ClaimRecord { claim_name: name.clone(), claim_uid },
+            pinned_image: kept.and_then(|kept| kept.pinned_image),
+        };
+        let spec = StoppableContainerInstanceSpec { storage: Some(record), ..instance.spec.clone() };
+        Box::new(build_instance(sc, Some(&spec), instance.spec.running))
+    };
+    match children.claim_found(sc) {
+        ClaimFound::Absent => {
+            steps.push(Step::CreateClaim { claim: Box::new(build_claim(sc, storage)), instance: with_record(None) });
+            Some(Then::Replan)
+        }
+        ClaimFound::Unrecorded(claim) => {
+            steps.push(Step::ApplyInstance(with_record(claim.uid())));
+            let note = format!(
+                "recorded the claim {name:?} (uid {}): it carries this StoppableContainer's UID and was created after it, so it is the \
+                 one the operator created before it could record it",
+                claim.uid().unwrap_or_default()
+            );
+            steps.push(Announcement::normal("ClaimRecorded", "Start", note));
+            Some(Then::Replan)
+        }
+        // Recorded in the SC's status only (the instance was made again): into the instance too,
+        // where the node plugin reads it.
+        ClaimFound::Ours(claim)
+            if instance.spec.storage.as_ref().and_then(|storage| storage.claim.claim_uid.as_deref()) != claim.uid().as_deref() =>
+        {
+            steps.push(Step::ApplyInstance(with_record(claim.uid())));
+            Some(Then::Replan)
+        }
+        ClaimFound::Ours(_) => None,
+        found @ (ClaimFound::Lost { .. } | ClaimFound::Foreign(_)) => {
+            let reason = if matches!(found, ClaimFound::Lost { .. }) { "ClaimLost" } else { "ClaimConflict" };
+            steps.push(Announcement::warning(reason, "Start", found.problem(sc).unwrap_or_default()));
+            Some(Then::Report)
+        }
+    }
+}
+
+/// On a claim: the operator's pods bound to a node that is gone or out of service go at once
+/// (no grace: nothing runs there to honour one, as Kubernetes itself deletes them), so that a
+/// running StoppableContainer's next consumer pod can be placed elsewhere. Both go together:
+/// on a node that is down the order that protects the lower layer protects nothing.
+fn pods_of_lost_nodes(children: &Children, facts: &Facts<'_>) -> Vec<Step> {
+    [Role::Consumer, Role::Provider]
+        .into_iter()
+        .filter_map(|role| children.found(role).owned().map(|pod| (role, pod)))
+        .filter(|(_, pod)| !(is_terminating(pod) && pod.metadata.deletion_grace_period_seconds == Some(0)))
+        .filter_map(|(role, pod)| {
+            let node = pod.spec.as_ref()?.node_name.as_deref()?;
+            let why = facts.node_state(node).loss(node)?;
+            Some(Step::DeletePod(PodDeletion { grace_period_seconds: Some(0), ..deletion(pod, role, Why::Lifecycle(why)) }))
+        })
+        .collect()
+}
+
+/// On a claim, once the provider runs the template's image: the digest it ran, recorded in the
+/// instance so later providers run the same lower layer (see [`pin`]); Some when the pass ends
+/// there.
+fn record_pinned_image(sc: &StoppableContainer, children: &Children, steps: &mut Vec<Step>) -> Option<Then> {
+    let instance = children.instance.as_ref()?;
+    let storage = instance.spec.storage.as_ref()?;
+    children.consumer().owned()?;
+    let provider = children.provider().owned().filter(|pod| !is_terminating(pod))?;
+    let workload = Workload::from_template(&instance.spec.template, None).ok()?;
+    let pinned = pin::pin_to_record(storage.pinned_image.as_ref(), workload.image(), provider)?;
+    let note = format!(
+        "image {:?} is {:?}: later provider pods run that digest while the template names this image",
+        pinned.image, pinned.digest_ref
+    );
+    let spec = StoppableContainerInstanceSpec {
+        storage: Some(InstanceStorage { pinned_image: Some(pinned), ..storage.clone() }),
+        ..instance.spec.clone()
+    };
+    steps.push(Step::ApplyInstance(Box::new(build_instance(sc, Some(&spec), instance.spec.running))));
+    steps.push(Announcement::normal("ImagePinned", "Start", note));
+    Some(Then::Replan)
 }
 
 /// The deletion of `pod` in `role`'s place, saying `why`.

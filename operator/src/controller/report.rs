@@ -13,7 +13,12 @@ use crate::data_report;
 use crate::instance_builder::restart_required;
 use crate::rootfs_usage;
 use crate::status::{Found, Notice, Observed, ProviderLoss, condition, instance_status, is_terminating, sc_status, transition_notices};
+use crate::storage::{
+    self,
+    claim::{self, ClaimFound},
+};
 use crate::validate::describe_problems;
+use sc_api::storage::{ClaimRecord, claim_name};
 
 /// Requeue while something is in motion (pods starting or terminating); pod watches usually
 /// trigger a reconcile sooner.
@@ -51,6 +56,7 @@ pub fn report(
 ) -> Report {
     let validation = validation(sc, children, facts);
     let running = wants_running(sc, children);
+    let on_claim = children.on_claim(sc);
     let data_node = data_report::data_node(sc).map(str::to_owned);
     // A consumer pod being deleted (a stop, or a stuck start made again) needs no restart: the
     // next pod is made from the current template anyway.
@@ -72,9 +78,16 @@ pub fn report(
         ignored_host_path_prefix: validation.as_ref().ok().and_then(|start| start.valid.ignored_host_path_prefix.clone()),
         provider_loss,
         image: image_check(sc, children, facts),
+        on_claim,
+        claim: on_claim.then(|| claim::condition(sc, children.claim_found(sc))),
     };
     let mut status = sc_status(&observed, Some(sc.name_any()), previous, now);
     status.rootfs = rootfs_usage::rootfs_status(sc, data_node.as_deref(), facts.usage);
+    status.storage = on_claim.then(|| {
+        let unrecorded = ClaimRecord { claim_name: claim_name(&sc.name_any()), claim_uid: None };
+        let record = storage::recorded_claim(sc, children.instance.as_ref()).cloned().unwrap_or(unrecorded);
+        claim::storage_status(&record, children.claim_found(sc).ours())
+    });
     let notices = transition_notices(previous, &status);
     let instance_status =
         children.instance.as_ref().filter(|instance| instance.metadata.deletion_timestamp.is_none()).and_then(|instance| {
@@ -88,12 +101,12 @@ pub fn report(
             );
             (instance.status.as_ref() != Some(&wanted)).then_some(wanted)
         });
-    let requeue = requeue(&status, children);
+    let requeue = requeue(sc, &status, children);
     Report { status, notices, instance_status, requeue }
 }
 
 /// When to look again after a reconcile that ended with `status`.
-fn requeue(status: &StoppableContainerStatus, children: &Children) -> Duration {
+fn requeue(sc: &StoppableContainer, status: &StoppableContainerStatus, children: &Children) -> Duration {
     let phase = status.phase.unwrap_or_default();
     // Stopped is steady once the consumer pod is gone: the provider a stop keeps does not change
     // by itself (its watch reports what does), only one being deleted is in motion.
@@ -107,7 +120,9 @@ fn requeue(status: &StoppableContainerStatus, children: &Children) -> Duration {
         && !(phase == Phase::Stopped && (children.consumer().owned().is_some() || provider_leaving));
     let name_conflict = children.foreign_instance.is_some()
         || matches!(children.consumer(), Found::Foreign(_))
-        || matches!(children.provider(), Found::Foreign(_));
+        || matches!(children.provider(), Found::Foreign(_))
+        // A tenant's claim need not carry the labels the claim watch selects.
+        || matches!(children.claim_found(sc), ClaimFound::Foreign(_));
     match (name_conflict, steady) {
         (true, _) => REQUEUE_NAME_CONFLICT,
         (false, true) => REQUEUE_STEADY,

@@ -35,6 +35,11 @@ pub struct Observed<'a> {
     /// The image's config, judged against the template the consumer pod runs (or a start would
     /// run).
     pub image: ImageCheck,
+    /// The root filesystem is (or is to be) on a claim: no node holds data, and a stop leaves no
+    /// pod.
+    pub on_claim: bool,
+    /// On a claim: the claim's condition.
+    pub claim: Option<crate::storage::claim::ClaimCondition>,
 }
 
 pub(super) struct ConditionSet {
@@ -135,6 +140,12 @@ pub fn sc_status(
         _ => conditions.set(condition::ROOTFS_VOLUME, false, reason::NOT_MOUNTED, "no running consumer pod"),
     }
     match (&observed.data_node, observed.data_node_exists) {
+        (None, _) if observed.on_claim => conditions.set(
+            condition::DATA_NODE,
+            false,
+            reason::NOT_ASSIGNED,
+            "the root filesystem is on a claim, not on a node: the workload runs on any node that can attach the claim",
+        ),
         (None, _) => conditions.set(condition::DATA_NODE, false, reason::NOT_ASSIGNED, "no data yet: the first start places the workload and creates the root filesystem there"),
         (Some(node), true) => conditions.set(condition::DATA_NODE, true, reason::ASSIGNED, format!("the root filesystem is on node {node:?}; starts are pinned to it")),
         (Some(node), false) => conditions.set(
@@ -205,6 +216,9 @@ pub fn sc_status(
             "the image's config is known, and what the spec would run with it is not evaluated while the spec is invalid (see SpecValid)",
         ),
     }
+    if let Some(claim) = &observed.claim {
+        conditions.set(condition::STORAGE, claim.bound, claim.reason, claim.message.clone());
+    }
     if let Some(prefix) = &observed.ignored_host_path_prefix {
         conditions.set(
             condition::HOST_PATH_PREFIX_IGNORED,
@@ -228,7 +242,7 @@ pub fn sc_status(
         // Kept until the data node reports newer figures (see `rootfs_usage`).
         rootfs: previous.and_then(|status| status.rootfs.clone()),
         image: observed.image.status(),
-        // Written by the storage step of the reconcile once the claim exists.
+        // The report sets it from the claim (`controller::report`).
         storage: previous.and_then(|status| status.storage.clone()),
     }
 }

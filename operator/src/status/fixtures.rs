@@ -48,6 +48,8 @@ pub fn observed<'a>(running: bool, consumer: Found<'a>, provider: Found<'a>) -> 
         ignored_host_path_prefix: None,
         provider_loss: None,
         image: ImageCheck::NotReported,
+        on_claim: false,
+        claim: None,
     }
 }
 

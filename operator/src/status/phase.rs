@@ -40,7 +40,8 @@ pub(super) fn phase_and_message(
         let remaining: Vec<String> = [
             observed.consumer.owned(),
             observed.consumer.unrecorded(),
-            observed.provider.owned().filter(|pod| is_terminating(pod)),
+            // On a claim a stop leaves no pod: the provider too must be gone.
+            observed.provider.owned().filter(|pod| observed.on_claim || is_terminating(pod)),
             observed.provider.unrecorded(),
         ]
         .into_iter()
@@ -50,10 +51,18 @@ pub(super) fn phase_and_message(
         // Stopped is published only once they are gone: a user who acts on it (drains the node,
         // snapshots the volume) must not act while the workload may still be writing.
         if remaining.is_empty() {
-            let message = if observed.data_node.is_some() { "stopped; the root filesystem is kept" } else { "not started yet" };
+            let claim_made = observed.claim.as_ref().is_some_and(|claim| claim.reason != sc_api::lifecycle::reason::CLAIM_NOT_CREATED);
+            let message = match (observed.on_claim, observed.data_node.is_some() || claim_made) {
+                (true, true) => "stopped; the root filesystem is kept on its claim, and no pod runs",
+                (false, true) => "stopped; the root filesystem is kept",
+                (_, false) => "not started yet",
+            };
             return (Phase::Stopped, message.to_owned());
         }
         return (Phase::Stopping, format!("stopping: waiting for pods {remaining:?} to terminate"));
+    }
+    if let Some(claim) = observed.claim.as_ref().filter(|claim| claim.blocking) {
+        return (Phase::Failed, claim.message.clone());
     }
     if let Found::Unrecorded(pod) = observed.consumer {
         return (Phase::Pending, format!("replacing the consumer pod: {}", unrecorded_pod_message(pod, "consumer pod")));

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
+use sc_api::storage::{ClaimRecord, InstanceStorage, claim_name};
 use sc_api::{StoppableContainer, StoppableContainerInstance};
 use sc_operator::consumer_pod::build_consumer_pod;
 use sc_operator::instance_builder::build_instance;
@@ -49,10 +50,27 @@ pub fn as_stored(mut sc: StoppableContainer) -> StoppableContainer {
     sc
 }
 
+/// The UID of the claim of a fixture with `spec.storage`.
+pub const CLAIM_UID: &str = "0b7e2a55-0000-4000-8000-000000000003";
+
+/// The instance of `sc` as a start deploys it; with `spec.storage`, once the claim is created
+/// and recorded.
 pub fn instance_of(sc: &StoppableContainer) -> StoppableContainerInstance {
     let mut instance = build_instance(sc, None, true);
     instance.metadata.uid = Some(SCI_UID.into());
+    instance.spec.storage = sc.spec.storage.clone().map(|requested| InstanceStorage {
+        requested,
+        claim: ClaimRecord { claim_name: claim_name(&sc.name_any()), claim_uid: Some(CLAIM_UID.into()) },
+        pinned_image: None,
+    });
     instance
+}
+
+/// Every fixture a start builds pods of: `fixtures/` and `storage/` (with `spec.storage`).
+pub fn startable() -> Vec<(String, StoppableContainer)> {
+    let mut all = load("fixtures");
+    all.extend(load("storage"));
+    all
 }
 
 /// What a start of one StoppableContainer builds.
