@@ -33,6 +33,11 @@ pub struct Record {
     pub sc: ScKey,
     /// The provider root filesystem used as lower layer when published.
     pub lower_dir: PathBuf,
+    /// With `spec.storage`: the claim whose filesystem holds the upper (a record without it is of
+    /// a node-local upper, as every record of earlier releases is). Unpublish unmounts only the
+    /// overlay of such a publication: the claim's own mount is kubelet's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<crate::node::ClaimLayer>,
 }
 
 /// The records directory of a data root, read and written through the node's [`System`].
@@ -64,7 +69,7 @@ impl Records {
         let path = self.data.record_path(volume_id);
         match self.read_record(&path)? {
             Read::Missing => Ok(None),
-            Read::Record(record) => Ok(Some(record)),
+            Read::Record(record) => Ok(Some(*record)),
             Read::Garbage(problem) => match self.quarantine(&path, &problem) {
                 // Gone meanwhile: a concurrent reader (a stats call) moved it first.
                 Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
@@ -114,7 +119,7 @@ impl Records {
         for path in entries {
             if path.extension().is_some_and(|extension| extension == "json") {
                 match self.read_record(&path) {
-                    Ok(Read::Record(record)) => listing.records.push(record),
+                    Ok(Read::Record(record)) => listing.records.push(*record),
                     Ok(Read::Missing) => {}
                     Ok(Read::Garbage(problem)) => match self.quarantine(&path, &problem) {
                         Ok(to) => listing.quarantined.push((path, to)),
@@ -155,7 +160,8 @@ impl Records {
 
 enum Read {
     Missing,
-    Record(Record),
+    // Boxed: a record (with a claim) is much larger than the other answers.
+    Record(Box<Record>),
     /// The file exists but is not a record (why, for the warning).
     Garbage(String),
 }
@@ -163,7 +169,8 @@ enum Read {
 impl Records {
     fn read_record(&self, path: &Path) -> io::Result<Read> {
         match self.system.read_file(path) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).map_or_else(|error| Read::Garbage(error.to_string()), Read::Record)),
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes)
+                .map_or_else(|error| Read::Garbage(error.to_string()), |record| Read::Record(Box::new(record)))),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Read::Missing),
             Err(error) => Err(io::Error::new(error.kind(), format!("reading {}: {error}", path.display()))),
         }
@@ -184,6 +191,7 @@ mod tests {
             pod: PodRef { namespace: "ns".into(), name: "dev".into(), uid: "u".into() },
             sc: ScKey { namespace: "ns".into(), name: "dev".into(), uid: "s".into() },
             lower_dir: "/l".into(),
+            claim: None,
         }
     }
 

@@ -206,9 +206,11 @@ impl From<PublishError> for Status {
         let message = error.to_string();
         match error {
             PublishError::Cluster(cluster) => cluster.into(),
-            PublishError::ProviderNotReady { .. } | PublishError::ProviderStuck { .. } | PublishError::ProviderProcessNotFound { .. } => {
-                Status::unavailable(message)
-            }
+            PublishError::ProviderNotReady { .. }
+            | PublishError::ProviderStuck { .. }
+            | PublishError::ProviderProcessNotFound { .. }
+            | PublishError::ClaimNotMounted { .. } => Status::unavailable(message),
+            PublishError::ClaimFilesystem { .. } | PublishError::ClaimDataDir { .. } => Status::failed_precondition(message),
             PublishError::LowerNotFound { .. } | PublishError::UnusableLower { .. } | PublishError::UpperInUse { .. } => {
                 Status::failed_precondition(message)
             }

@@ -98,6 +98,8 @@ pub struct ScFacts<'a> {
     pub status_node: Option<&'a str>,
     /// This process has already reported it (and the report was still there at the last look).
     pub reported: bool,
+    /// It has `spec.storage`: its persistent layer is on its claim, and no node holds its data.
+    pub on_claim: bool,
 }
 
 /// What to do for one StoppableContainer.
@@ -114,8 +116,12 @@ pub enum Decision {
 /// Decides for one StoppableContainer. Data of an SC being deleted is deleted wherever it is, even
 /// if its finalizer was removed by hand (a deletion is never undone); only the finalizer's holder
 /// is reported, once, and only by a node that holds the data or that its status names.
+///
+/// An SC with `spec.storage` has no data on any node: nothing is reported for it (its claim goes
+/// by its `whenDeleted`). Data found for it anyway is deleted like any other: `spec.storage` is
+/// the tenant's to write, so it never keeps data from being deleted.
 pub fn decide(facts: &ScFacts<'_>, this_node: &str) -> Decision {
-    if !facts.deleting {
+    if !facts.deleting || (facts.on_claim && !facts.data_here) {
         return Decision::Skip;
     }
     let report = facts.has_finalizer && !facts.reported;
@@ -474,6 +480,7 @@ impl<C: ClusterView, S: System> Cleaner<C, S> {
             data_here: dir.exists(),
             status_node: sc.status.as_ref().and_then(|status| status.data_node_name.as_deref()),
             reported: self.reported.contains(&key.uid),
+            on_claim: sc.spec.storage.is_some(),
         };
         let status_names_us = facts.status_node == Some(self.settings.node_name.as_str());
         match decide(&facts, &self.settings.node_name) {

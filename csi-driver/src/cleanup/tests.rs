@@ -10,7 +10,16 @@ fn key(namespace: &str, name: &str, uid: &str) -> ScKey {
 }
 
 fn facts(deleting: bool, has_finalizer: bool, data_here: bool, status_node: Option<&str>, reported: bool) -> ScFacts<'_> {
-    ScFacts { deleting, has_finalizer, data_here, status_node, reported }
+    ScFacts { deleting, has_finalizer, data_here, status_node, reported, on_claim: false }
+}
+
+#[test]
+fn an_sc_on_a_claim_has_no_node_data_to_report_but_data_found_for_it_is_deleted() {
+    use Decision::*;
+    let on_claim = |data_here| ScFacts { on_claim: true, ..facts(true, true, data_here, Some("n1"), false) };
+    assert_eq!(decide(&on_claim(false), "n1"), Skip, "no NoData report even where its status names this node");
+    // spec.storage is the tenant's to write: added to a node-local SC being deleted, it does not keep the data.
+    assert_eq!(decide(&on_claim(true), "n1"), Delete { then_report: true });
 }
 
 #[test]

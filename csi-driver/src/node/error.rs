@@ -42,12 +42,28 @@ pub enum PublishError {
     UpperInUse { sc: ScKey, mounted_at: String },
     #[error("the overlay at {0} came up read-only; check the data root's filesystem (overlayfs needs a writable upper on ext4/xfs/btrfs)")]
     ReadOnly(String),
+    #[error(
+        "{claim} (volume {volume}) is not mounted for the consumer pod after waiting {waited:?}: kubelet mounts it at {expected} once the volume is attached; kubelet will retry (see the consumer pod's events)"
+    )]
+    // `claim` is [`claim_of_sc`]'s words: one string keeps the error small.
+    ClaimNotMounted { claim: String, volume: String, waited: Duration, expected: String },
+    #[error("{claim} cannot hold the rootfs: {problem}")]
+    ClaimFilesystem { claim: String, problem: String },
+    #[error(
+        "{claim}: {problem} at {path}, where the plugin needs directories of its own (a symlink or a file planted by a pod that mounted the claim is never followed); remove it from a pod that mounts the claim, then start the StoppableContainer again"
+    )]
+    ClaimDataDir { claim: String, path: String, problem: String },
     #[error("the rootfs size of StoppableContainer {sc} cannot be used: {problem}")]
     RootfsSize { sc: ScKey, problem: String },
     #[error("the size-limited filesystem of the rootfs: {0}")]
     Rootfs(#[from] quota::QuotaError),
     #[error(transparent)]
     Io(#[from] IoError),
+}
+
+/// How the claim errors name the claim: `claim <ns>/<name> of StoppableContainer <sc>`.
+pub(crate) fn claim_of_sc(sc: &ScKey, claim_name: &str) -> String {
+    format!("claim {}/{claim_name} of StoppableContainer {sc}", sc.namespace)
 }
 
 /// Why an unpublish failed.

@@ -8,7 +8,24 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use sc_api::image_config::{ImageSummary, PublishedImage};
 
+use super::claim::ClaimLayer;
 use crate::layout::ScKey;
+
+/// What "one live overlay per upper" is keyed on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UpperKey {
+    /// A node-local upper, by its directory (below the data root, so it names its SC).
+    Dir(PathBuf),
+    /// An upper on a claim, by the claim's PersistentVolume: kubelet mounts the volume at a path
+    /// of each pod that uses it, so two pods on this node reach the same upper by two paths.
+    Claim(String),
+}
+
+impl UpperKey {
+    pub fn of_claim(layer: &ClaimLayer) -> Self {
+        UpperKey::Claim(layer.claim.volume_name.clone())
+    }
+}
 
 /// A live publication of one upper directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,35 +33,44 @@ pub struct LiveTarget {
     pub target: PathBuf,
     /// The overlay's lower directory (the provider's root filesystem).
     pub lower: PathBuf,
+    /// On a claim: its StoppableContainer and where the claim is (`None` for a node-local upper,
+    /// and for a claim-backed publication found with no record, whose SC is not known).
+    pub on_claim: Option<(ScKey, ClaimLayer)>,
 }
 
-/// The target of every live publication, by upper directory: "one live overlay per upper"
-/// without reading the mount table on every publish. Built from the records by start-up
-/// recovery (which checks them against the mount table) and kept by publish and unpublish,
-/// all under the mount lock.
+/// The target of every live publication, by upper: "one live overlay per upper" without
+/// reading the mount table on every publish. Built from the records by start-up recovery
+/// (which checks them against the mount table) and kept by publish and unpublish, all under
+/// the mount lock.
 #[derive(Default)]
 pub struct LiveUppers {
-    targets: Mutex<HashMap<PathBuf, LiveTarget>>,
+    targets: Mutex<HashMap<UpperKey, LiveTarget>>,
 }
 
 impl LiveUppers {
-    fn lock(&self) -> MutexGuard<'_, HashMap<PathBuf, LiveTarget>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<UpperKey, LiveTarget>> {
         self.targets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn get(&self, upper: &Path) -> Option<LiveTarget> {
+    pub fn get(&self, upper: &UpperKey) -> Option<LiveTarget> {
         self.lock().get(upper).cloned()
     }
 
-    pub fn target_of(&self, upper: &Path) -> Option<PathBuf> {
+    pub fn target_of(&self, upper: &UpperKey) -> Option<PathBuf> {
         self.get(upper).map(|live| live.target)
     }
 
+    /// A node-local publication of the upper directory `upper`.
     pub fn insert(&self, upper: PathBuf, target: PathBuf, lower: PathBuf) {
-        self.lock().insert(upper, LiveTarget { target, lower });
+        self.lock().insert(UpperKey::Dir(upper), LiveTarget { target, lower, on_claim: None });
     }
 
-    pub fn remove(&self, upper: &Path) {
+    /// A publication of any kind.
+    pub fn insert_key(&self, upper: UpperKey, live: LiveTarget) {
+        self.lock().insert(upper, live);
+    }
+
+    pub fn remove(&self, upper: &UpperKey) {
         self.lock().remove(upper);
     }
 
@@ -52,8 +78,20 @@ impl LiveUppers {
         self.lock().values().map(|live| live.target.clone()).collect()
     }
 
+    /// The node-local upper directories that are live.
     pub fn uppers(&self) -> Vec<PathBuf> {
-        self.lock().keys().cloned().collect()
+        self.lock()
+            .keys()
+            .filter_map(|key| match key {
+                UpperKey::Dir(upper) => Some(upper.clone()),
+                UpperKey::Claim(_) => None,
+            })
+            .collect()
+    }
+
+    /// The claim-backed publications that are live, with their SC.
+    pub fn claims(&self) -> Vec<(ScKey, ClaimLayer)> {
+        self.lock().values().filter_map(|live| live.on_claim.clone()).collect()
     }
 
     pub fn remove_target(&self, target: &Path) {

@@ -18,6 +18,8 @@ use crate::cri::ImageConfigReader;
 use crate::layout::DataRoot;
 use crate::quota::{self, RootfsSize};
 
+mod claim;
+mod claim_layers;
 mod error;
 mod live;
 mod mounter;
@@ -28,9 +30,10 @@ mod shape;
 #[cfg(test)]
 mod tests;
 
+pub use self::claim::{ClaimLayer, FsVerdict, UpperSupport};
 pub use self::error::{IoError, PublishError, StatsError, UnpublishError};
-pub use self::live::LiveUppers;
-pub use self::mounter::{Found, Mounter};
+pub use self::live::{LiveTarget, LiveUppers, UpperKey};
+pub use self::mounter::{Found, Mounter, PersistentLayer};
 pub use self::provider::{MAX_PROVIDER_POLL, ProviderCache, ProviderContainer};
 pub use self::recovery::Recovered;
 pub use self::rpc::NodeCore;

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use sc_api::image_config::PublishedImage;
 use tracing::{debug, info, warn};
 
+use super::claim::{ClaimLayer, find_claim_mount};
 use super::error::{Context, IoError, PublishError, StatsError, UnpublishError};
-use super::live::LiveUppers;
+use super::live::{LiveTarget, LiveUppers, UpperKey};
 use super::provider::{ProviderCache, ProviderContainer};
 use super::shape::{check_published_shape, check_same_volume, host_mounts, is_our_tmpfs, published_mounts, sc_of_upper};
 use super::{NodeSettings, RootfsSettings, VolumeStats};
+use crate::authorize::BoundClaim;
 use crate::control;
 use crate::dirs;
 use crate::layout::{self, DataLayout, DataRoot, ScKey};
@@ -32,6 +34,16 @@ pub enum Found {
     Published { lower: PathBuf },
     /// Nothing of this plugin's is there (a half-done publication was undone): mount it.
     Clear,
+}
+
+/// Where a publication's persistent layer (the overlay's upper and work directories) is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PersistentLayer {
+    /// On this node, in the StoppableContainer's own filesystem of this size (or its directory
+    /// of an earlier release).
+    Node { size: RootfsSize },
+    /// On the claim's filesystem, where kubelet mounted it for the consumer pod.
+    Claim(ClaimLayer),
 }
 
 /// See the module comment.
@@ -81,13 +93,30 @@ impl<S: System> Mounter<S> {
         host_mounts(&*self.system)
     }
 
+    /// What the one-live-overlay rule keys `sc`'s upper on: its claim's volume, or its directory.
+    pub(super) fn upper_key(&self, sc: &ScKey, claim: Option<&BoundClaim>) -> UpperKey {
+        match claim {
+            Some(claim) => UpperKey::Claim(claim.volume_name.clone()),
+            None => UpperKey::Dir(self.upper_dir(sc)),
+        }
+    }
+
+    /// The key of the upper a record's publication uses.
+    pub(super) fn record_key(&self, record: &Record) -> UpperKey {
+        match &record.claim {
+            Some(layer) => UpperKey::of_claim(layer),
+            None => UpperKey::Dir(self.upper_dir(&record.sc)),
+        }
+    }
+
     /// Looks, once, at what the request's target holds: published as asked (by its record, or,
     /// with no readable record, by the mount table, and then recorded again), or clear. A
     /// recorded publication whose mounts are broken, and a half-done one of this plugin's with
-    /// no record, are undone here; anything that is not this plugin's is refused.
-    pub fn inspect(&self, request: &PublishRequest, sc: &ScKey) -> Result<Found, PublishError> {
+    /// no record, are undone here; anything that is not this plugin's is refused. `claim` is the
+    /// consumer's claim with `spec.storage`.
+    pub fn inspect(&self, request: &PublishRequest, sc: &ScKey, claim: Option<&BoundClaim>) -> Result<Found, PublishError> {
         let target = &request.target_path;
-        let upper = self.upper_dir(sc);
+        let upper = self.upper_key(sc, claim);
         let record = self.records.load(&request.volume_id).context("reading the record of", Path::new(&request.volume_id))?;
         if let Some(record) = record {
             check_same_volume(&record, request, sc)?;
@@ -110,7 +139,7 @@ impl<S: System> Mounter<S> {
             // Ours, unrecorded (a publish of this volume killed before it recorded itself, or its
             // record quarantined): complete, it is the live publication; half done, undone.
             Some(existing) if is_our_tmpfs(existing) => {
-                if let Some(lower) = self.adopt_unrecorded(&host, request, sc)? {
+                if let Some(lower) = self.adopt_unrecorded(&host, request, sc, claim)? {
                     return Ok(Found::Published { lower });
                 }
                 self.unwind_before_publish(target)?;
@@ -134,10 +163,13 @@ impl<S: System> Mounter<S> {
         request: &PublishRequest,
         sc: &ScKey,
         provider: &ProviderContainer,
-        size: RootfsSize,
+        layer: &PersistentLayer,
     ) -> Result<PathBuf, PublishError> {
         let target = &request.target_path;
-        let upper = self.upper_dir(sc);
+        let (upper, on_claim) = match layer {
+            PersistentLayer::Node { .. } => (UpperKey::Dir(self.upper_dir(sc)), None),
+            PersistentLayer::Claim(claim) => (UpperKey::of_claim(claim), Some((sc.clone(), claim.clone()))),
+        };
         if let Some(live) = self.live.get(&upper) {
             if &live.target == target {
                 return Ok(live.lower);
@@ -166,8 +198,9 @@ impl<S: System> Mounter<S> {
             pod: request.pod.clone(),
             sc: sc.clone(),
             lower_dir: lower.clone(),
+            claim: on_claim.as_ref().map(|(_, claim)| claim.clone()),
         };
-        let mounted = self.mount_layers(request, sc, size, &lower).and_then(|()| {
+        let mounted = self.mount_layers(request, sc, layer, &lower).and_then(|()| {
             self.records.save(&record).context("saving the record of", Path::new(&request.volume_id)).map_err(PublishError::from)
         });
         if let Err(error) = mounted {
@@ -181,14 +214,16 @@ impl<S: System> Mounter<S> {
             }
             return Err(error);
         }
-        self.live.insert(upper, target.clone(), lower.clone());
+        self.live.insert_key(upper, LiveTarget { target: target.clone(), lower: lower.clone(), on_claim });
         Ok(lower)
     }
 
-    fn mount_layers(&self, request: &PublishRequest, sc: &ScKey, size: RootfsSize, lower: &Path) -> Result<(), PublishError> {
+    fn mount_layers(&self, request: &PublishRequest, sc: &ScKey, layer: &PersistentLayer, lower: &Path) -> Result<(), PublishError> {
+        let size = match layer {
+            PersistentLayer::Node { size } => *size,
+            PersistentLayer::Claim(claim) => return self.mount_claim_layers(request, sc, claim, lower),
+        };
         let (system, data) = (&*self.system, &self.data);
-        let target = &request.target_path;
-        let control = data.control_dir(&request.volume_id);
         let (upper, work) = match self.layout(sc) {
             DataLayout::Unlimited => {
                 warn!(sc = %sc, "this rootfs was created before size limits and has none; its data is kept as it is");
@@ -209,7 +244,17 @@ impl<S: System> Mounter<S> {
                 (mounted.upper, mounted.work)
             }
         };
-        self.create_private_dirs(&control, &[])?;
+        let rootfs = self.mount_target(request)?;
+        system.mount_overlay(&OverlayDirs { lower, upper: &upper, work: &work }, &rootfs).context("mounting the overlay at", &rootfs)?;
+        self.mount_control(request, &rootfs)
+    }
+
+    /// Makes the target and the control directory, mounts the target's tmpfs and makes its
+    /// `rootfs/` and `control/` in it; returns `rootfs/`, where the overlay goes.
+    pub(super) fn mount_target(&self, request: &PublishRequest) -> Result<PathBuf, PublishError> {
+        let system = &*self.system;
+        let target = &request.target_path;
+        self.create_private_dirs(&self.data.control_dir(&request.volume_id), &[])?;
         match system.create_dir(target) {
             Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
                 return Err(IoError { action: "creating", path: target.display().to_string(), source: error }.into());
@@ -221,13 +266,20 @@ impl<S: System> Mounter<S> {
         for dir in [&rootfs, &control_target] {
             system.create_dir(dir).context("creating", dir)?;
         }
-        system.mount_overlay(&OverlayDirs { lower, upper: &upper, work: &work }, &rootfs).context("mounting the overlay at", &rootfs)?;
+        Ok(rootfs)
+    }
+
+    /// With the overlay at `rootfs`: binds the control directory and checks the overlay is writable.
+    pub(super) fn mount_control(&self, request: &PublishRequest, rootfs: &Path) -> Result<(), PublishError> {
+        let system = &*self.system;
+        let control = self.data.control_dir(&request.volume_id);
+        let control_target = layout::target_control(&request.target_path);
         // Read-only: the pod only connects to the socket in it, and must not plant anything there.
         system
             .bind_mount_read_only(&control, &control_target)
             .context("bind-mounting the control directory read-only at", &control_target)?;
         // statvfs answers "is it writable" for the new mount without reading the mount table.
-        if system.statvfs(&rootfs).context("statvfs of the new overlay at", &rootfs)?.read_only {
+        if system.statvfs(rootfs).context("statvfs of the new overlay at", rootfs)?.read_only {
             return Err(PublishError::ReadOnly(rootfs.display().to_string()));
         }
         Ok(())
@@ -245,12 +297,18 @@ impl<S: System> Mounter<S> {
     /// as published: records it again and returns its lower directory. `None` when the target
     /// does not hold a complete publication; a complete one of another volume or
     /// StoppableContainer is a conflict, never unwound.
-    fn adopt_unrecorded(&self, host: &[MountEntry], request: &PublishRequest, sc: &ScKey) -> Result<Option<PathBuf>, PublishError> {
+    fn adopt_unrecorded(
+        &self,
+        host: &[MountEntry],
+        request: &PublishRequest,
+        sc: &ScKey,
+        claim: Option<&BoundClaim>,
+    ) -> Result<Option<PathBuf>, PublishError> {
         let target = &request.target_path;
         let Ok(mounts) = published_mounts(host, target) else { return Ok(None) };
-        let upper = self.upper_dir(sc);
+        let upper = self.upper_key(sc, claim);
         let volume = mounts.control.root.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        if mounts.upper != upper || volume != request.volume_id {
+        if mounts.key != upper || volume != request.volume_id {
             return Err(PublishError::VolumeConflict {
                 volume_id: volume,
                 existing: target.display().to_string(),
@@ -262,15 +320,25 @@ impl<S: System> Mounter<S> {
             return Err(PublishError::UpperInUse { sc: sc.clone(), mounted_at: layout::target_rootfs(&mounted_at).display().to_string() });
         }
         let lower_dir = mounts.overlay.super_option("lowerdir").map(PathBuf::from).unwrap_or_default();
+        // A claim's mount is kubelet's, at a path of the pod: where it is now is where it was.
+        let claim = match claim {
+            Some(claim) => match find_claim_mount(host, &self.kubelet_dir, &request.pod.uid, claim) {
+                Some(mount) => Some(ClaimLayer { claim: claim.clone(), mount_path: mount.mount_point.clone() }),
+                None => return Ok(None),
+            },
+            None => None,
+        };
         let record = Record {
             volume_id: request.volume_id.clone(),
             target_path: target.clone(),
             pod: request.pod.clone(),
             sc: sc.clone(),
             lower_dir: lower_dir.clone(),
+            claim: claim.clone(),
         };
         self.records.save(&record).context("saving the record of", Path::new(&request.volume_id))?;
-        self.live.insert(upper, target.clone(), lower_dir.clone());
+        let on_claim = claim.map(|claim| (sc.clone(), claim));
+        self.live.insert_key(upper, LiveTarget { target: target.clone(), lower: lower_dir.clone(), on_claim });
         info!(volume_id = %request.volume_id, target = %target.display(), "found the volume published with no readable record; recorded it again");
         Ok(Some(lower_dir))
     }
@@ -296,8 +364,11 @@ impl<S: System> Mounter<S> {
         if let Some(record) = ours {
             self.records.remove(&request.volume_id).context("removing the record of", Path::new(&request.volume_id))?;
             info!(volume_id = %request.volume_id, target = %request.target_path.display(), "unpublished");
-            // Never fails the unpublish: the pod's mounts are gone either way.
-            self.release_idle_filesystem(&record.sc);
+            // Never fails the unpublish: the pod's mounts are gone either way. A claim's mount is
+            // kubelet's to unmount.
+            if record.claim.is_none() {
+                self.release_idle_filesystem(&record.sc);
+            }
         }
         self.remove_control_dir(&request.volume_id);
         self.live.remove_target(&request.target_path);
@@ -388,8 +459,13 @@ impl<S: System> Mounter<S> {
         if record.target_path != volume_path {
             return Err(not_found());
         }
-        let upper = self.upper_dir(&record.sc);
-        let abnormal = check_published_shape(&self.host_mounts()?, &record.target_path, &upper).err();
+        // A claim's upper is measured on the claim: how much of the claim the rootfs uses (by
+        // kubelet's mount point, not through directories a tenant can swap for symlinks).
+        let upper = match &record.claim {
+            Some(claim) => claim.mount_path.clone(),
+            None => self.upper_dir(&record.sc),
+        };
+        let abnormal = check_published_shape(&self.host_mounts()?, &record.target_path, &self.record_key(&record)).err();
         let stat = self.system.statvfs(&upper).context("statvfs of", &upper)?;
         Ok(VolumeStats {
             bytes_total: stat.bytes_total,
@@ -420,6 +496,7 @@ impl<S: System> Mounter<S> {
     /// The StoppableContainers with a live publication here, sorted, each once.
     pub fn published_scs(&self) -> Vec<ScKey> {
         let mut scs: Vec<ScKey> = self.live.uppers().iter().filter_map(|upper| sc_of_upper(&self.data, upper)).collect();
+        scs.extend(self.live.claims().into_iter().map(|(sc, _)| sc));
         scs.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
         scs.dedup();
         scs
@@ -428,8 +505,11 @@ impl<S: System> Mounter<S> {
     /// What the StoppableContainer's own filesystem holds (`Ok(None)`: a rootfs made before
     /// size limits, which has none), or `None` when it is not published any more.
     pub fn usage(&self, sc: &ScKey) -> Option<Result<Option<quota::RootfsUsage>, quota::QuotaError>> {
+        if let Some((_, claim)) = self.live.claims().into_iter().find(|(published, _)| published == sc) {
+            return Some(self.claim_usage(&claim).map(Some));
+        }
         let layout = self.layout(sc);
-        self.live.target_of(&self.data.upper_dir_in(sc, layout))?;
+        self.live.target_of(&UpperKey::Dir(self.data.upper_dir_in(sc, layout)))?;
         Some(match layout {
             DataLayout::Unlimited => Ok(None),
             DataLayout::OwnFilesystem => quota::usage(&*self.loops, &RootfsFs::new(self.data.container_dir(sc))).map(Some),

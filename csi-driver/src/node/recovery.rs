@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use super::error::{Context, IoError};
+use super::live::LiveTarget;
 use super::mounter::Mounter;
 use super::shape::{PublishedMounts, check_published_shape, is_our_tmpfs, published_mounts, sc_of_upper};
 use crate::layout::DataRoot;
@@ -42,10 +43,12 @@ impl<S: System> Mounter<S> {
         let host = self.host_mounts()?;
         let mut recovered = Recovered::default();
         for record in listing.records {
-            let upper = self.upper_dir(&record.sc);
+            let upper = self.record_key(&record);
             match check_published_shape(&host, &record.target_path, &upper) {
                 Ok(()) => {
-                    self.live.insert(upper, record.target_path.clone(), record.lower_dir.clone());
+                    let on_claim = record.claim.clone().map(|claim| (record.sc.clone(), claim));
+                    let live = LiveTarget { target: record.target_path.clone(), lower: record.lower_dir.clone(), on_claim };
+                    self.live.insert_key(upper, live);
                     recovered.live += 1;
                     recovered.serve.push(record);
                 }
@@ -81,7 +84,9 @@ impl<S: System> Mounter<S> {
                 Ok(mounts) => {
                     recovered.live += 1;
                     let lower = mounts.overlay.super_option("lowerdir").map(PathBuf::from).unwrap_or_default();
-                    self.live.insert(mounts.upper.to_path_buf(), target.clone(), lower);
+                    // A claim-backed one names no StoppableContainer in its mounts: it stays live
+                    // (one overlay per claim) but is not measured.
+                    self.live.insert_key(mounts.key.clone(), LiveTarget { target: target.clone(), lower, on_claim: None });
                     recovered.serve.extend(self.keep_unrecorded(&target, &mounts));
                 }
                 Err(problem) => {
@@ -150,7 +155,7 @@ pub(super) fn record_from_mounts(mounts: &PublishedMounts<'_>, target: &Path, da
     let pod_uid = crate::validate::pod_uid_in_target(kubelet_dir, target)?.to_owned();
     let lower_dir = PathBuf::from(mounts.overlay.super_option("lowerdir")?);
     let pod = PodRef { namespace: sc.namespace.clone(), name: sc.name.clone(), uid: pod_uid };
-    Some(Record { volume_id, target_path: target.to_path_buf(), pod, sc, lower_dir })
+    Some(Record { volume_id, target_path: target.to_path_buf(), pod, sc, lower_dir, claim: None })
 }
 
 /// What to do about `containers/` being mounted `nosuid,nodev`.
@@ -185,6 +190,7 @@ mod tests {
     use super::super::shape::tests::{DATA, KUBELET, POD_UID, SC_UID, published, target};
     use super::*;
     use crate::layout::ScKey;
+    use crate::node::UpperKey;
 
     #[test]
     fn a_complete_publication_is_read_back_from_its_mounts() {
@@ -200,10 +206,11 @@ mod tests {
                 pod: PodRef { namespace: "ns".into(), name: "dev".into(), uid: POD_UID.into() },
                 sc: ScKey { namespace: "ns".into(), name: "dev".into(), uid: SC_UID.into() },
                 lower_dir: "/run/containerd/x/rootfs".into(),
+                claim: None,
             }
         );
         let sc = record.sc.clone();
-        assert_eq!(check_published_shape(&host, &target(), &data.upper_dir(&sc)), Ok(()));
+        assert_eq!(check_published_shape(&host, &target(), &UpperKey::Dir(data.upper_dir(&sc))), Ok(()));
         // Another data root or kubelet dir (the flags changed since): live, but not recognised.
         assert_eq!(record_from_mounts(&mounts, &target(), &DataRoot::new("/srv/sc"), Path::new(KUBELET)), None);
         assert_eq!(record_from_mounts(&mounts, &target(), &data, Path::new("/srv/kubelet")), None);

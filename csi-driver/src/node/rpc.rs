@@ -12,12 +12,13 @@ use sc_api::image_config::{ImageSummary, PublishedImage};
 use tokio::sync::{Mutex, Notify};
 use tracing::{debug, info, warn};
 
-use super::error::{Context, IoError, PublishError, StatsError, UnpublishError};
+use super::claim::{ClaimLayer, expected_mount_points};
+use super::error::{Context, IoError, PublishError, StatsError, UnpublishError, claim_of_sc};
 use super::live::KnownImages;
-use super::mounter::{Found, Mounter};
+use super::mounter::{Found, Mounter, PersistentLayer};
 use super::provider::{ProviderContainer, next_poll_delay};
 use super::{NodeSettings, VolumeStats, rootfs_size};
-use crate::cluster::{ClusterView, Consumer, Provider};
+use crate::cluster::{BoundClaim, ClusterView, Consumer, Provider};
 use crate::control::{ControlSettings, ControlSockets};
 use crate::layout::{DataRoot, ScKey};
 use crate::quota;
@@ -72,7 +73,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         // A repeated publish is answered without waiting on the provider again.
         let found = {
             let _guard = self.mount_lock.lock().await;
-            let found = self.mounter.inspect(request, &sc)?;
+            let found = self.mounter.inspect(request, &sc, consumer.claim.as_ref())?;
             if matches!(found, Found::Published { .. }) {
                 // After a plugin restart the socket is served again by recovery; this covers a
                 // socket that failed to open the first time.
@@ -83,9 +84,19 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         if let Found::Published { .. } = found {
             return self.keep_image_config(request, &consumer).await;
         }
-        let size = rootfs_size(&self.settings.rootfs, &consumer)?;
         let waiting = Instant::now();
-        let provider = self.wait_for_provider(&consumer).await?;
+        let (provider, layer) = match &consumer.claim {
+            None => {
+                let size = rootfs_size(&self.settings.rootfs, &consumer)?;
+                (self.wait_for_provider(&consumer).await?, PersistentLayer::Node { size })
+            }
+            // Kubelet mounts the claim for the pod while this publish waits for the provider.
+            Some(claim) => {
+                let (provider, layer) =
+                    tokio::try_join!(self.wait_for_provider(&consumer), self.wait_for_claim(request, &consumer, claim))?;
+                (provider, PersistentLayer::Claim(layer))
+            }
+        };
         let provider_wait = waiting.elapsed();
         // The runtime is asked while the overlay is mounted, without the mount lock: a publish
         // takes the longer of the two, and a slow runtime never holds up other publishes.
@@ -98,7 +109,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         let mount = async {
             let guard = self.mount_lock.lock().await;
             let (mounter, task_request, task_sc) = (Arc::clone(&self.mounter), request.clone(), sc.clone());
-            let mounted = tokio::task::spawn_blocking(move || mounter.mount(&task_request, &task_sc, &provider, size)).await;
+            let mounted = tokio::task::spawn_blocking(move || mounter.mount(&task_request, &task_sc, &provider, &layer)).await;
             (guard, mounted)
         };
         let ((image, image_read), (guard, mounted)) = tokio::join!(image, mount);
@@ -263,6 +274,35 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
                     delay = next_poll_delay(delay);
                 }
             }
+        }
+    }
+
+    /// Waits, like [`Self::wait_for_provider`] and as long, for kubelet to mount `claim` for the
+    /// request's pod: kubelet sets up a pod's volumes side by side, so the rootfs volume's publish
+    /// may come first.
+    pub(super) async fn wait_for_claim(
+        &self,
+        request: &PublishRequest,
+        consumer: &Consumer,
+        claim: &BoundClaim,
+    ) -> Result<ClaimLayer, PublishError> {
+        let started = tokio::time::Instant::now();
+        let mut delay = self.settings.provider_poll;
+        loop {
+            if let Some(layer) = self.mounter.find_claim(request, claim)? {
+                return Ok(layer);
+            }
+            let waited = started.elapsed();
+            if waited >= self.settings.provider_wait {
+                return Err(PublishError::ClaimNotMounted {
+                    claim: claim_of_sc(&consumer.sc, &claim.claim_name),
+                    volume: claim.volume_name.clone(),
+                    waited,
+                    expected: expected_mount_points(&self.settings.kubelet_dir, &request.pod.uid, &claim.volume_name),
+                });
+            }
+            tokio::time::sleep(delay.min(self.settings.provider_wait.saturating_sub(waited))).await;
+            delay = next_poll_delay(delay);
         }
     }
 

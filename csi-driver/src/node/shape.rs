@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
+use super::claim::CLAIM_OVERLAY_SOURCE_PREFIX;
 use super::error::{Context, IoError, PublishError};
+use super::live::UpperKey;
 use crate::layout::{self, DataRoot, ScKey, TARGET_TMPFS_SOURCE};
 use crate::mountinfo::{self, MountEntry};
 use crate::records::Record;
@@ -32,8 +34,8 @@ pub(super) fn check_same_volume(record: &Record, request: &PublishRequest, sc: &
 
 /// Checks that `target` holds exactly what a publish puts there: our tmpfs, the overlay of
 /// `upper` mounted read-write at `rootfs/`, and the control directory at `control/`.
-pub(super) fn check_published_shape(host: &[MountEntry], target: &Path, upper: &Path) -> Result<(), String> {
-    if published_mounts(host, target)?.upper != upper {
+pub(super) fn check_published_shape(host: &[MountEntry], target: &Path, upper: &UpperKey) -> Result<(), String> {
+    if &published_mounts(host, target)?.key != upper {
         return Err("the rootfs mount is not this StoppableContainer's overlay".into());
     }
     Ok(())
@@ -41,8 +43,11 @@ pub(super) fn check_published_shape(host: &[MountEntry], target: &Path, upper: &
 
 /// The mounts of a complete publication at a target, as the mount table shows them.
 pub(super) struct PublishedMounts<'a> {
-    /// The overlay's upper directory.
+    /// The overlay's upper directory as its options name it (for an upper on a claim, a
+    /// `/proc/self/fd/<fd>` of the plugin at the time of the mount: see `key`).
     pub upper: &'a Path,
+    /// Which upper it is: the directory, or the claim's volume as the overlay's source names it.
+    pub key: UpperKey,
     pub overlay: &'a MountEntry,
     pub control: &'a MountEntry,
 }
@@ -60,7 +65,11 @@ pub(super) fn published_mounts<'a>(host: &'a [MountEntry], target: &Path) -> Res
         return Err("the overlay is read-only".into());
     }
     let control = mountinfo::mount_at(host, &layout::target_control(target)).ok_or("the control directory is not mounted")?;
-    Ok(PublishedMounts { upper: Path::new(upper), overlay, control })
+    let key = match overlay.source.strip_prefix(CLAIM_OVERLAY_SOURCE_PREFIX) {
+        Some(volume) => UpperKey::Claim(volume.to_owned()),
+        None => UpperKey::Dir(Path::new(upper).to_path_buf()),
+    };
+    Ok(PublishedMounts { upper: Path::new(upper), key, overlay, control })
 }
 
 /// The StoppableContainer whose data holds the upper directory `upper`: the first three names
@@ -125,7 +134,7 @@ pub(super) mod tests {
         assert_eq!(published_mounts(&host, &target()).err().as_deref(), Some("the control directory is not mounted"));
         let other_upper = DataRoot::new(DATA).upper_dir(&ScKey { namespace: "ns".into(), name: "dev".into(), uid: "other".into() });
         assert_eq!(
-            check_published_shape(&published("rw"), &target(), &other_upper).err().as_deref(),
+            check_published_shape(&published("rw"), &target(), &UpperKey::Dir(other_upper)).err().as_deref(),
             Some("the rootfs mount is not this StoppableContainer's overlay")
         );
     }

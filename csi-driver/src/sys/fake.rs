@@ -11,8 +11,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{FileIdentity, FsStats, OverlayDirs, System, overlay_mount_data};
+use super::{ClaimOverlayDirs, FileIdentity, FsStats, MountedFilesystem, OVERLAY_COMPAT_OPTIONS, OverlayDirs, System, overlay_mount_data};
 use crate::layout::{DataRoot, TARGET_TMPFS_SOURCE};
+use crate::node::UpperSupport;
 
 /// One mount, as a mountinfo line shows it.
 #[derive(Clone, Debug)]
@@ -29,8 +30,17 @@ pub struct FakeMount {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FakeEntry {
-    Directory { mode: u32 },
-    File { contents: Vec<u8>, mode: u32 },
+    Directory {
+        mode: u32,
+    },
+    File {
+        contents: Vec<u8>,
+        mode: u32,
+    },
+    /// Planted by a tenant; the plugin must never follow it.
+    Symlink {
+        target: PathBuf,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -51,6 +61,10 @@ pub struct FakeState {
     pub identities: HashMap<PathBuf, FileIdentity>,
     /// Operations that fail the next time they are called, with this errno.
     pub failures: HashMap<&'static str, i32>,
+    /// `statfs` magic numbers of mounted filesystems, by mount point (ext4's when not set).
+    pub magics: HashMap<PathBuf, i64>,
+    /// What a probe of an unknown filesystem finds (both supported when not set).
+    pub upper_support: Option<UpperSupport>,
     /// Overlays come up read-only (a data root on a filesystem overlayfs cannot write to).
     pub read_only_overlays: bool,
     /// Every mount and unmount, in order (`mount tmpfs /t`, `umount /t`).
@@ -118,8 +132,21 @@ impl FakeState {
         match self.entries.get(path) {
             Some(FakeEntry::Directory { .. }) => Ok(()),
             Some(FakeEntry::File { .. }) => Err(errno(nix::libc::ENOTDIR)),
+            // Every lookup of the plugin's that matters is O_NOFOLLOW.
+            Some(FakeEntry::Symlink { .. }) => Err(errno(nix::libc::ELOOP)),
             None => Err(errno(nix::libc::ENOENT)),
         }
+    }
+
+    /// A directory on the claim mounted at `claim_root` (device `device`), or `NotADirectory`.
+    fn require_claim_directory(&self, claim_root: &Path, path: &Path, device: (u32, u32)) -> io::Result<()> {
+        self.require_directory(path)
+            .map_err(|error| io::Error::new(io::ErrorKind::NotADirectory, format!("{}: {error}", path.display())))?;
+        let holder = self.mounts.iter().rev().find(|mount| path.starts_with(&mount.mount_point)).map(|mount| mount.device);
+        if holder != Some(device) || !path.starts_with(claim_root) {
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not on the claim's filesystem", path.display())));
+        }
+        Ok(())
     }
 
     fn make_directory(&mut self, path: &Path, mode: u32) -> io::Result<()> {
@@ -203,6 +230,25 @@ impl FakeSystem {
         state.processes.insert(pid, process);
     }
 
+    /// Kubelet's mount of a claim's volume at `at` (made with its parents), of a filesystem with
+    /// this `statfs` magic; returns its device.
+    pub fn add_claim_mount(&self, at: &Path, fs_type: &str, magic: i64) -> (u32, u32) {
+        self.add_directory(at);
+        let mut state = self.state();
+        let device = state.new_device();
+        let source = format!("/dev/loop{}", device.1);
+        state.push_mount(device, Path::new("/"), at, "rw,relatime", fs_type, &source, "rw");
+        state.magics.insert(at.to_path_buf(), magic);
+        device
+    }
+
+    /// A symlink planted at `path` (its directory must exist).
+    pub fn add_symlink(&self, path: &Path, target: &Path) {
+        let mut state = self.state();
+        state.require_directory(path.parent().expect("a parent")).expect("the link's directory exists");
+        state.entries.insert(path.to_path_buf(), FakeEntry::Symlink { target: target.to_path_buf() });
+    }
+
     /// The mount points at and below `path`, in mount order.
     pub fn mounts_under(&self, path: &Path) -> Vec<PathBuf> {
         self.state().mounts.iter().filter(|mount| mount.mount_point.starts_with(path)).map(|mount| mount.mount_point.clone()).collect()
@@ -228,6 +274,54 @@ impl System for FakeSystem {
         state.push_mount(device, Path::new("/"), target, options, "overlay", "overlay", &format!("rw,{}", overlay_mount_data(dirs)));
         state.calls.push(format!("mount overlay {}", target.display()));
         Ok(())
+    }
+
+    fn mount_claim_overlay(&self, dirs: &ClaimOverlayDirs<'_>, target: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.failure("mount_claim_overlay")?;
+        let data_dir = dirs.claim_root.join(sc_api::storage::CLAIM_DATA_DIR);
+        for dir in [data_dir.clone(), data_dir.join("upper"), data_dir.join("work")] {
+            state.require_claim_directory(dirs.claim_root, &dir, dirs.device)?;
+        }
+        state.require_directory(dirs.lower)?;
+        state.require_directory(target)?;
+        let options = if state.read_only_overlays { "ro,nosuid,nodev,relatime" } else { "rw,nosuid,nodev,relatime" };
+        let device = state.new_device();
+        let data =
+            format!("rw,lowerdir={},upperdir=/proc/self/fd/7,workdir=/proc/self/fd/8,{OVERLAY_COMPAT_OPTIONS}", dirs.lower.display());
+        state.push_mount(device, Path::new("/"), target, options, "overlay", dirs.source, &data);
+        state.calls.push(format!("mount claim overlay {}", target.display()));
+        Ok(())
+    }
+
+    fn mounted_filesystem(&self, mount_point: &Path) -> io::Result<MountedFilesystem> {
+        let mut state = self.state();
+        state.failure("mounted_filesystem")?;
+        state.require_directory(mount_point)?;
+        let holder = state.mounts.iter().rev().find(|mount| mount_point.starts_with(&mount.mount_point)).expect("/ is mounted");
+        let magic = state.magics.get(&holder.mount_point).copied().unwrap_or(0xEF53);
+        Ok(MountedFilesystem { device: holder.device, magic })
+    }
+
+    fn create_claim_dirs(&self, claim_root: &Path, device: (u32, u32)) -> io::Result<()> {
+        let mut state = self.state();
+        state.failure("create_claim_dirs")?;
+        let data_dir = claim_root.join(sc_api::storage::CLAIM_DATA_DIR);
+        for (dir, mode) in [(data_dir.clone(), 0o700), (data_dir.join("upper"), 0o755), (data_dir.join("work"), 0o700)] {
+            if !state.entries.contains_key(&dir) {
+                state.make_directory(&dir, mode)?;
+            }
+            state.require_claim_directory(claim_root, &dir, device)?;
+        }
+        Ok(())
+    }
+
+    fn probe_upper_support(&self, dir: &Path) -> io::Result<UpperSupport> {
+        let mut state = self.state();
+        state.failure("probe_upper_support")?;
+        state.require_directory(dir)?;
+        state.calls.push(format!("probe {}", dir.display()));
+        Ok(state.upper_support.unwrap_or(UpperSupport { d_type: true, trusted_xattr: true }))
     }
 
     fn mount_target_tmpfs(&self, target: &Path) -> io::Result<()> {
@@ -375,6 +469,7 @@ impl System for FakeSystem {
         match self.state().entries.get(path) {
             Some(FakeEntry::File { contents, .. }) => Ok(contents.clone()),
             Some(FakeEntry::Directory { .. }) => Err(errno(nix::libc::EISDIR)),
+            Some(FakeEntry::Symlink { .. }) => Err(errno(nix::libc::ELOOP)),
             None => Err(errno(nix::libc::ENOENT)),
         }
     }
@@ -399,7 +494,7 @@ impl System for FakeSystem {
         let mut state = self.state();
         state.failure("remove_file")?;
         match state.entries.get(path) {
-            Some(FakeEntry::File { .. }) => {
+            Some(FakeEntry::File { .. } | FakeEntry::Symlink { .. }) => {
                 state.entries.remove(path);
                 Ok(())
             }

@@ -8,10 +8,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::layout::DataRoot;
+use crate::node::UpperSupport;
 
 #[cfg(test)]
 pub(crate) mod fake;
 mod real;
+mod real_claim;
 
 pub use real::RealSystem;
 
@@ -48,6 +50,25 @@ impl FileIdentity {
     }
 }
 
+/// What the kernel says of a mounted filesystem, read through its mount point opened without
+/// following a symlink: `st_dev` of the directory (which is the mount's root only if it equals
+/// the mount table's `major:minor` for it) and `statfs`'s `f_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MountedFilesystem {
+    pub device: (u32, u32),
+    pub magic: i64,
+}
+
+/// An overlay whose upper and work directories are `<claim_root>/stoppablecontainer/{upper,work}`
+/// on the claim's filesystem (device `device`), mounted with the source `source`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimOverlayDirs<'a> {
+    pub lower: &'a Path,
+    pub claim_root: &'a Path,
+    pub device: (u32, u32),
+    pub source: &'a str,
+}
+
 /// What `statvfs` says of a filesystem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FsStats {
@@ -66,6 +87,22 @@ pub struct FsStats {
 pub trait System: Send + Sync + 'static {
     /// Mounts an overlay of `dirs` at `target`.
     fn mount_overlay(&self, dirs: &OverlayDirs<'_>, target: &Path) -> io::Result<()>;
+    /// Mounts an overlay whose upper is on a claim, `nodev,nosuid` (a tenant can write the claim
+    /// from any pod of theirs: a device node or setuid program planted there must give nothing).
+    /// The upper and work directories are opened without following a symlink (each must be a
+    /// directory on the claim's device) and handed to overlayfs as `/proc/self/fd/<fd>`, so a
+    /// tenant who swaps one for a symlink between a check and the mount changes nothing.
+    fn mount_claim_overlay(&self, dirs: &ClaimOverlayDirs<'_>, target: &Path) -> io::Result<()>;
+    /// `st_dev` and `f_type` of the filesystem mounted at `mount_point`, opened without
+    /// following a symlink.
+    fn mounted_filesystem(&self, mount_point: &Path) -> io::Result<MountedFilesystem>;
+    /// Creates `<claim_root>/stoppablecontainer` (root-only) and its `upper` (0755) and `work`
+    /// (0700) if missing, following no symlink below `claim_root`; each must be a directory on
+    /// `device` (`NotADirectory` otherwise).
+    fn create_claim_dirs(&self, claim_root: &Path, device: (u32, u32)) -> io::Result<()>;
+    /// Whether the filesystem of the directory `dir` gives file types in listings and holds a
+    /// `trusted.*` xattr: a probe file is made, tried and removed.
+    fn probe_upper_support(&self, dir: &Path) -> io::Result<UpperSupport>;
     /// Mounts the small tmpfs that holds a published volume's `rootfs/` and `control/`.
     fn mount_target_tmpfs(&self, target: &Path) -> io::Result<()>;
     /// Bind-mounts `source` at `target` read-only, without setuid, devices or exec (the control

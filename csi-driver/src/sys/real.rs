@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 use sys_mount::{Mount, MountFlags, UnmountFlags};
 
-use super::{FileIdentity, FsStats, OverlayDirs, System, overlay_mount_data};
+use super::{ClaimOverlayDirs, FileIdentity, FsStats, MountedFilesystem, OverlayDirs, System, overlay_mount_data, real_claim};
 use crate::dirs;
 use crate::layout::{DataRoot, TARGET_TMPFS_SOURCE};
+use crate::node::UpperSupport;
 
 /// The real syscalls.
 #[derive(Clone, Debug)]
@@ -27,6 +28,22 @@ impl System for RealSystem {
     fn mount_overlay(&self, dirs: &OverlayDirs<'_>, target: &Path) -> io::Result<()> {
         let data = overlay_mount_data(dirs);
         Mount::builder().fstype("overlay").data(&data).mount("overlay", target).map(drop)
+    }
+
+    fn mount_claim_overlay(&self, dirs: &ClaimOverlayDirs<'_>, target: &Path) -> io::Result<()> {
+        real_claim::mount_claim_overlay(dirs, target)
+    }
+
+    fn mounted_filesystem(&self, mount_point: &Path) -> io::Result<MountedFilesystem> {
+        real_claim::mounted_filesystem(mount_point)
+    }
+
+    fn create_claim_dirs(&self, claim_root: &Path, device: (u32, u32)) -> io::Result<()> {
+        real_claim::create_claim_dirs(claim_root, device)
+    }
+
+    fn probe_upper_support(&self, dir: &Path) -> io::Result<UpperSupport> {
+        real_claim::probe_upper_support(dir)
     }
 
     fn mount_target_tmpfs(&self, target: &Path) -> io::Result<()> {

@@ -7,12 +7,13 @@ use std::time::Duration;
 use crate::cgroup::KubeletCgroups;
 use crate::cri::{ImageConfigReader, RuntimeEndpoint};
 use crate::layout::{DataLayout, DataRoot, ScKey};
-use crate::node::{Found, Mounter, NodeSettings, ProviderContainer, PublishError, RootfsSettings};
+use crate::node::{Found, Mounter, NodeSettings, PersistentLayer, ProviderContainer, PublishError, RootfsSettings};
 use crate::quota::{self, RootfsSize};
 use crate::sys::fake::FakeSystem;
 use crate::sys::{OverlayDirs, System};
 use crate::validate::{PodRef, PublishRequest};
 
+mod claim;
 mod publish;
 mod recovery;
 mod rpc;
@@ -68,6 +69,11 @@ fn size() -> RootfsSize {
     quota::parse_size("10Gi").expect("size")
 }
 
+/// The persistent layer of a node-local SC of [`size`].
+fn node_layer() -> PersistentLayer {
+    PersistentLayer::Node { size: size() }
+}
+
 fn settings() -> NodeSettings {
     NodeSettings {
         data_root: data(),
@@ -102,9 +108,9 @@ fn node() -> Mounter<FakeSystem> {
 
 /// Publishes as the RPC side does: looks at the target, then mounts if it is clear.
 fn publish(node: &Mounter<FakeSystem>, request: &PublishRequest) -> Result<PathBuf, PublishError> {
-    match node.inspect(request, &sc())? {
+    match node.inspect(request, &sc(), None)? {
         Found::Published { lower } => Ok(lower),
-        Found::Clear => node.mount(request, &sc(), &provider(), size()),
+        Found::Clear => node.mount(request, &sc(), &provider(), &node_layer()),
     }
 }
 

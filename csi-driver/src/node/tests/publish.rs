@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{PROVIDER_ROOTFS, data, node, publish, request, sc, target_of};
 use crate::layout::{self, DataLayout};
-use crate::node::{Found, PublishError, UnpublishError};
+use crate::node::{Found, PublishError, UnpublishError, UpperKey};
 use crate::sys::System;
 use crate::validate::UnpublishRequest;
 
@@ -30,7 +30,7 @@ fn a_publish_mounts_the_tmpfs_the_overlay_and_the_control_directory_and_records_
     assert!(!control.is_read_write(), "the pod cannot plant anything in the control directory");
     let record = node.records.load("csi-1").expect("load").expect("recorded");
     assert_eq!((record.target_path, record.sc, record.lower_dir), (target.clone(), sc(), PROVIDER_ROOTFS.into()));
-    assert_eq!(node.live.target_of(&data().upper_dir_in(&sc(), DataLayout::Unlimited)).as_ref(), Some(target));
+    assert_eq!(node.live.target_of(&UpperKey::Dir(data().upper_dir_in(&sc(), DataLayout::Unlimited))).as_ref(), Some(target));
 }
 
 #[test]
@@ -39,7 +39,7 @@ fn a_repeated_publish_finds_the_publication_and_mounts_nothing_more() {
     let request = request("csi-1", super::POD_UID);
     publish(&node, &request).expect("published");
     let calls = node.system().state().calls.len();
-    assert_eq!(node.inspect(&request, &sc()).expect("inspected"), Found::Published { lower: PROVIDER_ROOTFS.into() });
+    assert_eq!(node.inspect(&request, &sc(), None).expect("inspected"), Found::Published { lower: PROVIDER_ROOTFS.into() });
     assert_eq!(publish(&node, &request).expect("published again"), Path::new(PROVIDER_ROOTFS));
     assert_eq!(node.system().state().calls.len(), calls, "no mount or unmount");
 }
@@ -49,11 +49,11 @@ fn a_concurrent_publish_of_the_same_volume_that_finished_first_is_the_publicatio
     let node = node();
     let request = request("csi-1", super::POD_UID);
     // Both found the target clear, then waited for the provider; the first one mounted.
-    assert_eq!(node.inspect(&request, &sc()).expect("first"), Found::Clear);
-    assert_eq!(node.inspect(&request, &sc()).expect("second"), Found::Clear);
-    node.mount(&request, &sc(), &super::provider(), super::size()).expect("first mounts");
+    assert_eq!(node.inspect(&request, &sc(), None).expect("first"), Found::Clear);
+    assert_eq!(node.inspect(&request, &sc(), None).expect("second"), Found::Clear);
+    node.mount(&request, &sc(), &super::provider(), &super::node_layer()).expect("first mounts");
     let mounts = node.system().mounts_under(&request.target_path);
-    assert_eq!(node.mount(&request, &sc(), &super::provider(), super::size()).expect("second"), Path::new(PROVIDER_ROOTFS));
+    assert_eq!(node.mount(&request, &sc(), &super::provider(), &super::node_layer()).expect("second"), Path::new(PROVIDER_ROOTFS));
     assert_eq!(node.system().mounts_under(&request.target_path), mounts, "nothing mounted twice");
 }
 
@@ -131,7 +131,7 @@ fn a_recorded_publication_with_a_missing_mount_is_undone_and_published_again() {
     publish(&node, &request).expect("published");
     // Someone unmounted the control bind.
     node.system().unmount(&layout::target_control(&request.target_path)).expect("unmount");
-    assert_eq!(node.inspect(&request, &sc()).expect("inspected"), Found::Clear);
+    assert_eq!(node.inspect(&request, &sc(), None).expect("inspected"), Found::Clear);
     assert!(node.system().mounts_under(&request.target_path).is_empty(), "the broken publication is undone");
     assert_eq!(node.records.load("csi-1").expect("load"), None);
     publish(&node, &request).expect("published again");
@@ -143,7 +143,7 @@ fn a_half_done_publish_with_no_record_is_undone_before_the_target_is_published()
     let node = node();
     let request = request("csi-1", super::POD_UID);
     let target = super::half_published(&node, &request);
-    assert_eq!(node.inspect(&request, &sc()).expect("inspected"), Found::Clear);
+    assert_eq!(node.inspect(&request, &sc(), None).expect("inspected"), Found::Clear);
     assert!(node.system().mounts_under(&target).is_empty());
     publish(&node, &request).expect("published");
     assert_eq!(node.system().mounts_under(&target).len(), 3);
@@ -158,7 +158,7 @@ fn a_complete_publication_whose_record_is_gone_is_adopted_and_recorded_again() {
     node.records.remove("csi-1").expect("the record is lost");
     node.live.remove_target(&request.target_path);
     let calls = node.system().state().calls.len();
-    assert_eq!(node.inspect(&request, &sc()).expect("inspected"), Found::Published { lower: PROVIDER_ROOTFS.into() });
+    assert_eq!(node.inspect(&request, &sc(), None).expect("inspected"), Found::Published { lower: PROVIDER_ROOTFS.into() });
     assert_eq!(node.records.load("csi-1").expect("load"), recorded, "recorded again as it was");
     assert_eq!(node.system().state().calls.len(), calls, "nothing unmounted");
 }

@@ -2,7 +2,7 @@
 
 use super::{POD_UID, PROVIDER_ROOTFS, data, mounter_on, node, publish, request, sc};
 use crate::layout::{self, DataLayout};
-use crate::node::{Found, Mounter};
+use crate::node::{Found, Mounter, UpperKey};
 use crate::sys::System;
 use crate::sys::fake::FakeSystem;
 
@@ -21,8 +21,11 @@ fn a_live_publication_survives_a_restart_and_is_served_again() {
     let recovered = after.recover().expect("recovered");
     assert_eq!((recovered.live, recovered.serve, recovered.unwound), (1, vec![record], vec![]));
     assert_eq!(after.system().mounts_under(&request.target_path).len(), 3, "nothing unmounted");
-    assert_eq!(after.live.target_of(&data().upper_dir_in(&sc(), DataLayout::Unlimited)).as_ref(), Some(&request.target_path));
-    assert_eq!(after.inspect(&request, &sc()).expect("inspected"), Found::Published { lower: PROVIDER_ROOTFS.into() });
+    assert_eq!(
+        after.live.target_of(&UpperKey::Dir(data().upper_dir_in(&sc(), DataLayout::Unlimited))).as_ref(),
+        Some(&request.target_path)
+    );
+    assert_eq!(after.inspect(&request, &sc(), None).expect("inspected"), Found::Published { lower: PROVIDER_ROOTFS.into() });
 }
 
 #[test]

@@ -114,3 +114,28 @@ async fn published_usage_measures_each_live_publication_once_and_an_unlimited_on
     core.publications_changed.notify_one();
     tokio::time::timeout(Duration::from_secs(5), core.publications_changed()).await.expect("a change wakes the usage reports");
 }
+
+#[tokio::test]
+async fn a_claim_kubelet_has_not_mounted_is_waited_for_and_then_named_in_a_retryable_error() {
+    let core = waiting_core(Provider::NotReady { reason: "starting".into() }, Duration::from_millis(50));
+    let claim = crate::cluster::BoundClaim { claim_name: "dev-rootfs".into(), claim_uid: "u".into(), volume_name: "pv-17".into() };
+    let request = crate::validate::PublishRequest {
+        volume_id: "csi-1".into(),
+        target_path: PathBuf::from(format!("/nonexistent/kubelet/pods/{POD_UID}/volumes/kubernetes.io~csi/sc-rootfs/mount")),
+        pod: crate::validate::PodRef { namespace: "team-a".into(), name: "dev".into(), uid: POD_UID.into() },
+        sc_name: "dev".into(),
+    };
+    let started = Instant::now();
+    let error = core.wait_for_claim(&request, &consumer(), &claim).await.expect_err("never mounted");
+    assert!(started.elapsed() >= Duration::from_millis(50), "it waited");
+    assert!(matches!(error, PublishError::ClaimNotMounted { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.starts_with("claim team-a/dev-rootfs of StoppableContainer team-a/dev (uid "), "{message}");
+    assert!(
+        message.ends_with(&format!(
+            "kubelet mounts it at /nonexistent/kubelet/pods/{POD_UID}/volumes/kubernetes.io~csi/pv-17/mount or /nonexistent/kubelet/pods/{POD_UID}/volumes/kubernetes.io~<plugin>/pv-17 once the volume is attached; kubelet will retry (see the consumer pod's events)"
+        )),
+        "{message}"
+    );
+    assert_eq!(tonic::Status::from(error).code(), tonic::Code::Unavailable, "kubelet retries");
+}
