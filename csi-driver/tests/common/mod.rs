@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use csi_driver::cluster::{StaticCluster, StaticConsumer};
+use csi_driver::cluster::{BoundClaim, StaticCluster, StaticConsumer};
 use csi_driver::validate::{PodRef, context_keys};
 use hyper_util::rt::TokioIo;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -300,10 +300,17 @@ impl World {
     }
 
     pub fn set_cluster(&self, consumers: &[(ConsumerPod, Option<&ProviderProcess>)]) {
+        let without_claims: Vec<_> = consumers.iter().map(|(consumer, provider)| (consumer.clone(), *provider, None)).collect();
+        self.set_cluster_with_claims(&without_claims);
+    }
+
+    /// The cluster, where a consumer with a claim is of an SC with `spec.storage` whose claim
+    /// is bound as given.
+    pub fn set_cluster_with_claims(&self, consumers: &[(ConsumerPod, Option<&ProviderProcess>, Option<BoundClaim>)]) {
         let cluster = StaticCluster {
             consumers: consumers
                 .iter()
-                .map(|(consumer, provider)| StaticConsumer {
+                .map(|(consumer, provider, claim)| StaticConsumer {
                     pod: consumer.pod.clone(),
                     sc_name: consumer.sc_name.clone(),
                     sc_uid: consumer.sc_uid.clone(),
@@ -311,7 +318,7 @@ impl World {
                     provider_pod_uid: provider.map(|provider| provider.pod_uid.clone()),
                     provider_image_ref: provider.map(|provider| provider.image_ref.clone()),
                     rootfs_size_bytes: Some(ROOTFS_SIZE_BYTES),
-                    claim: None,
+                    claim: claim.clone(),
                 })
                 .collect(),
         };
