@@ -1,0 +1,171 @@
+//! Reconcile tests of `spec.storage` (issue 13) against a real Kubernetes 1.20 API server (see
+//! `reconcile_apiserver.rs` and `support::apiserver` for the binaries and environment it needs):
+//! the claim created, recorded and mounted, a stop that leaves no pod, the claim deleted with
+//! `Delete` and kept with `Retain`, and a claim of that name the operator did not create never
+//! used. The tests play scheduler and kubelet; no controller-manager runs, so a deleted claim
+//! stays Terminating (its `kubernetes.io/pvc-protection` finalizer) and nothing binds a claim.
+
+mod support;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
+use sc_api::consts::{NODE_DATA_FINALIZER, provider_pod_name};
+use sc_api::storage::{STORAGE_VOLUME_MOUNT_PATH, STORAGE_VOLUME_NAME};
+use sc_operator::consumer_pod::pinned_node;
+use serde_json::{Value, json};
+use support::cluster::{TestEnv, condition_of, eventually, message, phase, sc_manifest};
+
+/// `sc_manifest` with `spec.storage` (2Gi of class `loop-ext4`, whenDeleted as given).
+fn on_claim(name: &str, running: bool, when_deleted: &str) -> Value {
+    let mut manifest = sc_manifest(name, running, "busybox:1.36");
+    manifest["spec"]["storage"] = json!({ "size": "2Gi", "storageClassName": "loop-ext4", "whenDeleted": when_deleted });
+    manifest
+}
+
+fn claims(env: &TestEnv) -> Api<PersistentVolumeClaim> {
+    Api::namespaced(env.client.clone(), &env.namespace)
+}
+
+async fn wait_claim(env: &TestEnv, name: &str, what: &str, check: impl Fn(&PersistentVolumeClaim) -> bool) -> PersistentVolumeClaim {
+    eventually(&format!("claim {name}: {what}"), || async {
+        match claims(env).get_opt(name).await.map_err(|error| error.to_string())? {
+            Some(claim) if check(&claim) => Ok(claim),
+            Some(claim) => Err(format!("{:?}", claim.metadata)),
+            None => Err("absent".to_owned()),
+        }
+    })
+    .await
+}
+
+/// The claim UID the instance records (what the node plugin trusts).
+async fn recorded_claim_uid(env: &TestEnv, name: &str) -> Option<String> {
+    let instance = env.instances.get_opt(name).await.expect("read the instance")?;
+    instance.spec.storage.and_then(|storage| storage.claim.claim_uid)
+}
+
+/// A first start on a claim, played until Running on `node`: the claim (recorded before the
+/// consumer pod exists), the consumer pod (mounting it, unpinned), the provider on its node.
+async fn start_on_claim(env: &TestEnv, name: &str, node: &str) -> (PersistentVolumeClaim, Pod) {
+    let claim_name = format!("{name}-rootfs");
+    let consumer = env.wait_pod(name, "created by the operator", |pod| pod.metadata.deletion_timestamp.is_none()).await;
+    let claim = claims(env).get(&claim_name).await.expect("the claim exists before the consumer pod");
+    assert_eq!(recorded_claim_uid(env, name).await, claim.uid(), "the claim's UID is recorded before any pod mounts it");
+    assert_eq!(pinned_node(&consumer), None, "the scheduler places it by the claim");
+    let spec = consumer.spec.as_ref().expect("spec");
+    let volume = spec.volumes.iter().flatten().find(|volume| volume.name == STORAGE_VOLUME_NAME).expect("the claim's volume");
+    assert_eq!(volume.persistent_volume_claim.as_ref().map(|source| source.claim_name.clone()), Some(claim_name));
+    assert!(
+        spec.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|mount| mount.mount_path == STORAGE_VOLUME_MOUNT_PATH && mount.read_only == Some(true)),
+        "mounted read-only in the workload container"
+    );
+    env.bind(name, node).await;
+    let provider_name = provider_pod_name(name);
+    env.wait_pod(&provider_name, "on the consumer pod's node", |pod| pinned_node(pod).as_deref() == Some(node)).await;
+    env.bind(&provider_name, node).await;
+    env.set_pod_ready(&provider_name).await;
+    env.set_pod_ready(name).await;
+    let sc = env.wait_sc(name, "phase Running", |sc| phase(sc) == "Running").await;
+    let status = sc.status.clone().unwrap_or_default();
+    assert_eq!(status.data_node_name, None, "no node holds the data");
+    assert!(!sc.finalizers().iter().any(|f| f == NODE_DATA_FINALIZER), "no node data to wait for");
+    let storage = status.storage.expect("status.storage");
+    assert_eq!((storage.claim.claim_uid, storage.storage_class_name.as_deref()), (claim.uid(), Some("loop-ext4")));
+    (claim, consumer)
+}
+
+#[tokio::test]
+async fn a_claim_is_created_recorded_mounted_left_alone_by_a_stop_and_deleted_with_the_sc() {
+    let Some(env) = TestEnv::with_operator("storage-delete").await else { return };
+    let node = env.create_node("n1").await;
+    let sc = env.create_sc(on_claim("dev", true, "Delete")).await;
+    let (claim, _) = start_on_claim(&env, "dev", &node).await;
+    let owners = claim.owner_references();
+    assert_eq!((owners.len(), owners.first().map(|owner| owner.uid.clone())), (1, sc.uid()), "owned by the SC");
+    assert_eq!(condition_of(&env.scs.get("dev").await.expect("sc"), "Storage"), Some(("False".into(), "ClaimPending".into())));
+
+    // A stop leaves no pod: the consumer pod, then the provider.
+    env.patch_spec("dev", json!({ "running": false })).await;
+    env.wait_pod_terminating("dev").await;
+    let provider = env.pod("dev-provider").await.expect("the provider stays while the consumer pod terminates");
+    assert!(provider.metadata.deletion_timestamp.is_none());
+    env.finish_termination("dev").await;
+    env.finish_termination("dev-provider").await;
+    env.wait_sc("dev", "Stopped with no pod", |sc| {
+        phase(sc) == "Stopped" && message(sc) == "stopped; the root filesystem is kept on its claim, and no pod runs"
+    })
+    .await;
+    assert!(claims(&env).get("dev-rootfs").await.expect("the claim").metadata.deletion_timestamp.is_none(), "a stop keeps the claim");
+
+    env.scs.delete("dev", &DeleteParams::default()).await.expect("delete");
+    env.wait_sc_gone("dev").await;
+    let deleted = claims(&env).get_opt("dev-rootfs").await.expect("read the claim");
+    assert!(deleted.is_none_or(|claim| claim.metadata.deletion_timestamp.is_some()), "whenDeleted Delete: the claim is deleted");
+    env.wait_event("dev", "ClaimDeleted").await;
+}
+
+#[tokio::test]
+async fn a_retained_claim_stays_and_a_new_sc_of_the_same_name_never_adopts_it() {
+    let Some(env) = TestEnv::with_operator("storage-retain").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(on_claim("dev", true, "Retain")).await;
+    let (claim, _) = start_on_claim(&env, "dev", &node).await;
+    assert_eq!(claim.metadata.owner_references, None, "nothing owns a retained claim");
+
+    env.scs.delete("dev", &DeleteParams::default()).await.expect("delete");
+    env.finish_termination("dev").await;
+    env.finish_termination("dev-provider").await;
+    env.wait_sc_gone("dev").await;
+    let kept = claims(&env).get("dev-rootfs").await.expect("whenDeleted Retain: the claim stays");
+    assert_eq!((kept.uid(), kept.metadata.deletion_timestamp), (claim.uid(), None));
+
+    // A new SC of the same name: the retained claim is an earlier SC's.
+    env.create_sc(on_claim("dev", true, "Delete")).await;
+    let sc = env.wait_sc("dev", "Failed on the claim", |sc| phase(sc) == "Failed").await;
+    assert!(
+        message(&sc).starts_with("PersistentVolumeClaim \"dev-rootfs\" exists and is not the claim the operator created for this StoppableContainer (it was created for an earlier StoppableContainer of this name"),
+        "{}",
+        message(&sc)
+    );
+    assert_eq!(condition_of(&sc, "Storage"), Some(("False".into(), "ClaimNotOwned".into())));
+    let event = env.wait_event("dev", "ClaimConflict").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(env.pod("dev").await.is_none(), "no pod mounts it");
+    assert_eq!(recorded_claim_uid(&env, "dev").await, None, "its UID is never recorded");
+
+    // Deleting this SC leaves the retained claim alone too.
+    env.scs.delete("dev", &DeleteParams::default()).await.expect("delete");
+    env.wait_sc_gone("dev").await;
+    let kept = claims(&env).get("dev-rootfs").await.expect("the claim stays");
+    assert_eq!((kept.uid(), kept.metadata.deletion_timestamp), (claim.uid(), None));
+}
+
+#[tokio::test]
+async fn a_tenants_claim_of_that_name_is_refused_until_it_is_deleted() {
+    let Some(env) = TestEnv::with_operator("storage-tenant").await else { return };
+    let planted: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": { "name": "dev-rootfs", "labels": { "stoppablecontainer.xtlsoft.top/instance": "dev" } },
+        "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } }
+    }))
+    .expect("a claim");
+    let planted = claims(&env).create(&PostParams::default(), &planted).await.expect("the tenant's claim");
+    env.create_sc(on_claim("dev", true, "Delete")).await;
+    let sc = env.wait_sc("dev", "Failed on the claim", |sc| phase(sc) == "Failed").await;
+    assert!(message(&sc).contains("Delete or rename that claim"), "{}", message(&sc));
+    assert!(env.pod("dev").await.is_none());
+
+    claims(&env).delete("dev-rootfs", &DeleteParams::default()).await.expect("delete the tenant's claim");
+    // No controller-manager: the tenant's claim keeps its pvc-protection finalizer; remove it.
+    let patch = kube::api::Patch::Merge(json!({ "metadata": { "finalizers": null } }));
+    claims(&env).patch("dev-rootfs", &kube::api::PatchParams::default(), &patch).await.ok();
+    let claim = wait_claim(&env, "dev-rootfs", "the operator's own", |claim| {
+        claim.uid().as_deref() != planted.uid().as_deref() && claim.labels().contains_key("stoppablecontainer.xtlsoft.top/managed-by")
+    })
+    .await;
+    env.wait_pod("dev", "the consumer pod", |_| true).await;
+    assert_eq!(recorded_claim_uid(&env, "dev").await, claim.uid());
+}
