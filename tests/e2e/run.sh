@@ -6,6 +6,7 @@
 # something fails, after printing the logs that explain it.
 #
 # Usage: tests/e2e/run.sh [SCENARIO_NUMBER...]     e.g. tests/e2e/run.sh 6 (runs 1, which 6 needs, then 6)
+# With no number it runs the SCENARIOS table; a pending scenario (PENDING_SCENARIOS) runs only when named.
 # Environment: SC_E2E_KEEP=1 leaves the cluster up afterwards (tear down: tests/e2e/cluster.sh down).
 # Ends with "e2e: N passed, N failed"; exits non-zero unless every scenario passed.
 set -euo pipefail
@@ -14,6 +15,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/product.sh"
 # shellcheck source=tests/e2e/lib/scenarios.sh
 source "$E2E_DIR/lib/scenarios.sh"
+# shellcheck source=tests/e2e/lib/scenarios-storage.sh
+source "$E2E_DIR/lib/scenarios-storage.sh"
 
 readonly KEEP="${SC_E2E_KEEP:-0}"
 passed=0
@@ -68,13 +71,15 @@ finish() {
   fi
 }
 
-# scenarios_to_run ID...: the SCENARIOS entries to run, in table order: the ones named and, before
-# them, every one they need (transitively); all of them when none is named. Fails on an unknown
-# ID, and on a table whose scenario needs one that does not run before it.
+# scenarios_to_run ID...: the entries to run, in table order (SCENARIOS, then PENDING_SCENARIOS):
+# the ones named and, before them, every one they need (transitively); all of SCENARIOS when none
+# is named. Fails on an unknown ID, and on a table whose scenario needs one that does not run
+# before it.
 scenarios_to_run() {
-  local -A wanted=() needs_of=()
+  local -A wanted=() needs_of=() pending=()
   local entry id needs need rest changed=1 ids=()
-  for entry in "${SCENARIOS[@]}"; do
+  for entry in "${PENDING_SCENARIOS[@]}"; do pending[${entry%%|*}]=1; done
+  for entry in "${SCENARIOS[@]}" "${PENDING_SCENARIOS[@]}"; do
     IFS='|' read -r id needs rest <<<"$entry"
     for need in $needs; do
       [[ -n "${needs_of[$need]+listed}" ]] || die "SCENARIOS: scenario $id needs $need, which is not listed before it"
@@ -94,9 +99,9 @@ scenarios_to_run() {
       done
     done
   done
-  for entry in "${SCENARIOS[@]}"; do
+  for entry in "${SCENARIOS[@]}" "${PENDING_SCENARIOS[@]}"; do
     id="${entry%%|*}"
-    if (($# == 0)) || [[ -n "${wanted[$id]:-}" ]]; then
+    if { (($# == 0)) && [[ -z "${pending[$id]:-}" ]]; } || [[ -n "${wanted[$id]:-}" ]]; then
       printf '%s\n' "$entry"
     fi
   done

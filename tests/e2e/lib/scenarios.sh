@@ -7,7 +7,8 @@
 SCENARIO_MANIFESTS="$(cd "$(dirname "${BASH_SOURCE[0]}")/../manifests" && pwd)"
 readonly SCENARIO_MANIFESTS
 # Namespaces the scenarios create (diagnostics describe them on failure).
-readonly SCENARIO_NAMESPACES=(e2e-persist e2e-legacy e2e-other e2e-unpriv e2e-durable e2e-image e2e-tenant e2e-imagecfg e2e-seeds)
+readonly SCENARIO_NAMESPACES=(e2e-persist e2e-legacy e2e-other e2e-unpriv e2e-durable e2e-image e2e-tenant e2e-imagecfg e2e-seeds
+  e2e-storage-harness e2e-storage e2e-storage-node)
 
 # --- assertions ----------------------------------------------------------------------------
 
@@ -693,7 +694,9 @@ scenario_seed_examples() {
 
 # "ID|NEEDS|FUNCTION|TITLE", in the order they run. NEEDS: the IDs whose leftovers this one uses
 # (6 deletes 1's StoppableContainer, 4 reboots the node under 3's); each comes earlier in the
-# table, and `tests/e2e/run.sh 6` runs 1 first.
+# table, and `tests/e2e/run.sh 6` runs 1 first. 11 replaces the node, which ends every node-local
+# StoppableContainer still there, so it runs last. lib/scenarios-storage.sh holds 11 and the
+# pending storage scenarios (PENDING_SCENARIOS, run only when named).
 readonly SCENARIOS=(
   "1||scenario_persistence|persistence: create, write, add a user, install a binary, stop, start"
   "7||scenario_legacy_manifests|manifests of the old operator: PodSpec form and template.container"
@@ -705,4 +708,5 @@ readonly SCENARIOS=(
   "8||scenario_hostile_tenant|a hostile tenant: forged provider and consumer pods, a lost provider, the shipped roles"
   "9||scenario_image_config|any image runs as in a plain container: entrypoint, cmd, env, user, workdir, exec, pull errors"
   "10||scenario_seed_examples|the old project's Istio and Vault examples serve what their images serve"
+  "11||scenario_storage_harness|the harness: a claim of the default class on a loop-backed ext4 PV; replace-node brings a Deployment and the node plugin back on a new node"
 )
