@@ -63,6 +63,9 @@ pub struct FakeState {
     pub failures: HashMap<&'static str, i32>,
     /// `statfs` magic numbers of mounted filesystems, by mount point (ext4's when not set).
     pub magics: HashMap<PathBuf, i64>,
+    /// `st_dev` that `mounted_filesystem` answers for a path instead of its mount's device (a
+    /// path that is not the root of the mount the table shows there).
+    pub devices: HashMap<PathBuf, (u32, u32)>,
     /// What a probe of an unknown filesystem finds (both supported when not set).
     pub upper_support: Option<UpperSupport>,
     /// Overlays come up read-only (a data root on a filesystem overlayfs cannot write to).
@@ -300,7 +303,8 @@ impl System for FakeSystem {
         state.require_directory(mount_point)?;
         let holder = state.mounts.iter().rev().find(|mount| mount_point.starts_with(&mount.mount_point)).expect("/ is mounted");
         let magic = state.magics.get(&holder.mount_point).copied().unwrap_or(0xEF53);
-        Ok(MountedFilesystem { device: holder.device, magic })
+        let device = state.devices.get(mount_point).copied().unwrap_or(holder.device);
+        Ok(MountedFilesystem { device, magic })
     }
 
     fn create_claim_dirs(&self, claim_root: &Path, device: (u32, u32)) -> io::Result<()> {

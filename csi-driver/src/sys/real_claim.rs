@@ -130,3 +130,38 @@ fn set_probe_xattr(file: &OwnedFd) -> io::Result<bool> {
         other => Err(other.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_finds_d_type_and_trusted_xattrs_on_the_test_machines_filesystem_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let support = probe_upper_support(dir.path()).expect("probe");
+        assert!(support.d_type, "{support:?}");
+        // trusted.* needs CAP_SYS_ADMIN: as a normal user the probe says no.
+        assert_eq!(support.trusted_xattr, nix::unistd::geteuid().is_root(), "{support:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0, "the probe file is removed");
+    }
+
+    #[test]
+    fn claim_directories_are_made_and_a_planted_symlink_is_refused() {
+        let claim = tempfile::tempdir().expect("tempdir");
+        let device = device_of(&open_directory(AT_FDCWD, claim.path()).expect("open")).expect("device");
+        create_claim_dirs(claim.path(), device).expect("made");
+        let data = claim.path().join(CLAIM_DATA_DIR);
+        let mode = |path: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).expect("stat").permissions()) & 0o7777;
+        assert_eq!((mode(&data), mode(&data.join("upper")), mode(&data.join("work"))), (0o700, 0o755, 0o700));
+        create_claim_dirs(claim.path(), device).expect("twice is fine");
+
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        std::fs::remove_dir(data.join("work")).expect("rmdir");
+        std::os::unix::fs::symlink(elsewhere.path(), data.join("work")).expect("symlink");
+        let error = create_claim_dirs(claim.path(), device).expect_err("a planted symlink");
+        assert_eq!(error.kind(), io::ErrorKind::NotADirectory, "{error}");
+        assert_eq!(error.to_string(), "work is not a directory");
+        let error = create_claim_dirs(claim.path(), (device.0, device.1.wrapping_add(1))).expect_err("another device");
+        assert!(error.to_string().contains("not on the claim's filesystem"), "{error}");
+    }
+}

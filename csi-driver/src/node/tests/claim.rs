@@ -239,3 +239,20 @@ fn a_node_local_publication_is_not_taken_for_the_claims() {
     assert_eq!(node.inspect(&request, &sc(), Some(&claim())).expect("inspected"), Found::Clear, "undone, to be mounted on the claim");
     assert!(node.system().mounts_under(&request.target_path).is_empty());
 }
+
+#[test]
+fn a_claim_path_that_is_not_the_root_of_kubelets_mount_is_refused() {
+    let node = node_with_claim("ext4", EXT4);
+    node.system().state().devices.insert(claim_mount_of(POD_UID), (254, 0));
+    let request = request("csi-1", POD_UID);
+    let message = publish_on_claim(&node, &request).expect_err("refused").to_string();
+    assert!(
+        message.contains(&format!(
+            "cannot hold the rootfs: {} is not the root of kubelet's mount of it (device 254:0, the mount table says 0:",
+            claim_mount_of(POD_UID).display()
+        )),
+        "{message}"
+    );
+    assert!(message.ends_with("; kubelet will retry"), "{message}");
+    assert!(node.system().mounts_under(&request.target_path).is_empty());
+}
