@@ -14,7 +14,7 @@ use sc_api::{StoppableContainer, StoppableContainerInstance, consts};
 use serde::Deserialize;
 
 pub use crate::authorize::{BoundClaim, Consumer, Provider, Refusal};
-use crate::authorize::{authorize_consumer, provider_state, recorded_claim_name};
+use crate::authorize::{authorize_consumer, check_consumer_volumes, provider_state, recorded_claim_name};
 use crate::layout::ScKey;
 use crate::validate::PodRef;
 
@@ -85,7 +85,15 @@ impl ClusterView for KubeClusterView {
             }
             None => None,
         };
-        Ok(authorize_consumer(pod, sc_name, sc.as_ref(), instance.as_ref(), claim.as_ref())?)
+        let consumer = authorize_consumer(pod, sc_name, sc.as_ref(), instance.as_ref(), claim.as_ref())?;
+        if let Some(claim) = &consumer.claim {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+            let consumer_pod = pods.get_opt(&pod.name).await?.ok_or_else(|| {
+                ClusterError::NotNow(format!("consumer pod {}/{} is gone while its volume was being published", pod.namespace, pod.name))
+            })?;
+            check_consumer_volumes(&consumer_pod, &pod.uid, claim)?;
+        }
+        Ok(consumer)
     }
 
     async fn provider(&self, consumer: &Consumer) -> Result<Provider, ClusterError> {

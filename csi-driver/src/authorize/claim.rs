@@ -2,7 +2,7 @@
 //! it (its UID in the instance's spec) and bound to a volume. Pure, like the rest of
 //! [`super`].
 
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
 use sc_api::storage::InstanceStorage;
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,36 @@ pub fn bound_claim(sc: &ScKey, recorded: &InstanceStorage, claim: Option<&Persis
     }
 }
 
+/// Checks the consumer pod's volumes as the API shows them (kubelet mounts what the spec says, and
+/// a pod's volumes cannot change): exactly the claim's volume may be named like the claim's
+/// PersistentVolume. Kubelet names an inline volume's directory after the volume, a claim's after
+/// its PV, so a template volume (the tenant's) named like the PV would put a mount of the
+/// tenant's choosing where the plugin looks for the claim. `pod` must be the consumer pod kubelet
+/// asked for (`pod_uid`).
+pub fn check_consumer_volumes(pod: &Pod, pod_uid: &str, claim: &BoundClaim) -> Result<(), Refusal> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    if pod.uid().as_deref() != Some(pod_uid) {
+        return Err(Refusal::NotNow(format!("consumer pod {name} (UID {pod_uid}) was replaced while its volume was being published")));
+    }
+    let volumes = pod.spec.as_ref().map(|spec| spec.volumes.as_deref().unwrap_or_default()).unwrap_or_default();
+    let claims_volume = |volume: &k8s_openapi::api::core::v1::Volume| {
+        volume.persistent_volume_claim.as_ref().is_some_and(|source| source.claim_name == claim.claim_name)
+    };
+    if let Some(clash) = volumes.iter().find(|volume| volume.name == claim.volume_name && !claims_volume(volume)) {
+        return Err(Refusal::Denied(format!(
+            "consumer pod {name} has a volume {:?} named like the claim's PersistentVolume, which kubelet would mount where the claim's volume goes; rename that volume in the StoppableContainer's template",
+            clash.name
+        )));
+    }
+    if !volumes.iter().any(claims_volume) {
+        return Err(Refusal::Denied(format!(
+            "consumer pod {name} does not mount claim {}, so kubelet never mounts it for the pod; the operator that created the pod does not know spec.storage (upgrade it)",
+            claim.claim_name
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PersistentVolumeClaimStatus};
@@ -101,6 +131,52 @@ mod tests {
 
     fn refusal(result: Result<BoundClaim, Refusal>) -> Refusal {
         result.expect_err("must be refused")
+    }
+
+    fn consumer_pod(volumes: Vec<k8s_openapi::api::core::v1::Volume>) -> Pod {
+        Pod {
+            metadata: ObjectMeta { name: Some("dev".into()), uid: Some("pod-uid".into()), ..ObjectMeta::default() },
+            spec: Some(k8s_openapi::api::core::v1::PodSpec { volumes: Some(volumes), ..Default::default() }),
+            status: None,
+        }
+    }
+
+    fn claim_volume(name: &str, claim_name: &str) -> k8s_openapi::api::core::v1::Volume {
+        k8s_openapi::api::core::v1::Volume {
+            name: name.into(),
+            persistent_volume_claim: Some(k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                claim_name: claim_name.into(),
+                read_only: Some(true),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn bound() -> BoundClaim {
+        BoundClaim { claim_name: "dev-rootfs".into(), claim_uid: CLAIM_UID.into(), volume_name: "pv-17".into() }
+    }
+
+    #[test]
+    fn the_consumer_pod_must_mount_the_claim_and_no_template_volume_may_take_the_pvs_name() {
+        let good = consumer_pod(vec![claim_volume("sc-storage", "dev-rootfs")]);
+        assert_eq!(check_consumer_volumes(&good, "pod-uid", &bound()), Ok(()));
+        // The tenant's template adds a memory emptyDir named like the PV (`pvc-<uid>` is visible
+        // to it): kubelet would mount it at .../kubernetes.io~empty-dir/pv-17.
+        let shadow = k8s_openapi::api::core::v1::Volume { name: "pv-17".into(), empty_dir: Some(Default::default()), ..Default::default() };
+        let forged = consumer_pod(vec![claim_volume("sc-storage", "dev-rootfs"), shadow]);
+        let Err(Refusal::Denied(message)) = check_consumer_volumes(&forged, "pod-uid", &bound()) else { panic!("denied") };
+        assert_eq!(
+            message,
+            "consumer pod dev has a volume \"pv-17\" named like the claim's PersistentVolume, which kubelet would mount where the claim's volume goes; rename that volume in the StoppableContainer's template"
+        );
+        // Another claim of the tenant's under the PV's name is no better.
+        let other_claim = consumer_pod(vec![claim_volume("sc-storage", "dev-rootfs"), claim_volume("pv-17", "mine")]);
+        assert!(check_consumer_volumes(&other_claim, "pod-uid", &bound()).is_err());
+        let without = consumer_pod(vec![]);
+        let message = check_consumer_volumes(&without, "pod-uid", &bound()).expect_err("refused").to_string();
+        assert!(message.starts_with("consumer pod dev does not mount claim dev-rootfs, so kubelet never mounts it"), "{message}");
+        let replaced = check_consumer_volumes(&good, "another-uid", &bound()).expect_err("refused");
+        assert!(matches!(replaced, Refusal::NotNow(_)), "{replaced:?}");
     }
 
     #[test]

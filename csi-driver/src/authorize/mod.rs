@@ -27,7 +27,7 @@ use sc_api::{StoppableContainer, StoppableContainerInstance};
 
 mod claim;
 
-pub use self::claim::{BoundClaim, bound_claim};
+pub use self::claim::{BoundClaim, bound_claim, check_consumer_volumes};
 use crate::cgroup::container_id_from_status;
 use crate::layout::ScKey;
 use crate::validate::PodRef;
