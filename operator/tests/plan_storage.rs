@@ -44,7 +44,12 @@ fn at(second: i64) -> Time {
 
 fn status_of(world: &World) -> StoppableContainerStatus {
     let settings = PodSettings::for_tests();
-    let facts = Facts { settings: &settings, data_node_exists: world.data_node_exists, usage: None, pod_nodes: Some(&world.pod_nodes) };
+    let facts = Facts {
+        settings: &settings,
+        data_node_exists: world.data_node_exists,
+        usage: world.usage.as_ref(),
+        pod_nodes: Some(&world.pod_nodes),
+    };
     report(&world.sc, world.sc.status.as_ref(), &world.children, &facts, None, epoch()).status
 }
 
@@ -511,4 +516,38 @@ fn a_local_image_id_is_never_pinned() {
 
 fn change_image(sc: &mut StoppableContainer) {
     sc.spec.template.spec.as_mut().expect("a pod spec").containers[0].image = Some("registry.test/changed:2".into());
+}
+
+fn usage_entry(node: &str, used_bytes: u64) -> std::collections::BTreeMap<String, String> {
+    let report = sc_api::node_report::UsageReport {
+        namespace: fixture_pods::NAMESPACE.into(),
+        name: "dev".into(),
+        node: node.into(),
+        limit_bytes: Some(2 << 30),
+        used_bytes: Some(used_bytes),
+        available_bytes: Some((2 << 30) - used_bytes),
+        inodes_used: None,
+        inodes_total: None,
+        observed_time: at(500),
+        image: None,
+    };
+    [(SC_UID.to_owned(), report.to_value())].into()
+}
+
+#[test]
+fn the_usage_the_consumer_pods_node_reports_is_shown_and_kept_while_stopped() {
+    let mut world = World::running(on_claim());
+    // Another node's word does not count.
+    world.usage = Some(usage_entry(OTHER_NODE, 1 << 20));
+    assert_eq!(status_of(&world).rootfs, None);
+    world.usage = Some(usage_entry(NODE, 1 << 20));
+    report_status(&mut world);
+    assert_eq!(world.sc.status.as_ref().and_then(|status| status.rootfs.as_ref()).and_then(|rootfs| rootfs.used_bytes), Some(1 << 20));
+    world.sc.spec.running = false;
+    world.reconcile();
+    world.gone(Role::Consumer);
+    world.reconcile();
+    world.gone(Role::Provider);
+    world.usage = None;
+    assert_eq!(status_of(&world).rootfs.and_then(|rootfs| rootfs.used_bytes), Some(1 << 20), "the last figures stay");
 }

@@ -56,7 +56,7 @@ impl Reconciler<'_> {
             .flatten();
         let mut settled = false;
         for _ in 0..MAX_PASSES {
-            let usage = self.usage_configmap(data_report::data_node(&sc));
+            let usage = self.usage_configmap(children.usage_node(&sc));
             let mut facts = Facts {
                 settings: &self.ctx.settings,
                 data_node_exists,
@@ -83,7 +83,7 @@ impl Reconciler<'_> {
         if !settled {
             tracing::warn!(sc = %self.key, passes = MAX_PASSES, "the reconcile did not settle; the status says where it stands and the next reconcile goes on");
         }
-        let usage = self.usage_configmap(data_report::data_node(&sc));
+        let usage = self.usage_configmap(children.usage_node(&sc));
         let facts = Facts {
             settings: &self.ctx.settings,
             data_node_exists,

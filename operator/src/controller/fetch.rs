@@ -57,6 +57,13 @@ impl Children {
         claim::judge(sc, storage::recorded_claim(sc, self.instance.as_ref()), self.claim.as_ref())
     }
 
+    /// The node whose plugin's usage report counts for `sc`: the data node; on a claim, the node
+    /// the operator's consumer pod is bound to (its plugin mounted the claim there). None while
+    /// no node has it (a stopped SC on a claim keeps its last figures).
+    pub fn usage_node<'a>(&'a self, sc: &'a StoppableContainer) -> Option<&'a str> {
+        if self.on_claim(sc) { self.consumer().owned()?.spec.as_ref()?.node_name.as_deref() } else { data_report::data_node(sc) }
+    }
+
     /// Whether the root filesystem is (or is to be) on a claim (see [`storage::on_claim`]).
     pub fn on_claim(&self, sc: &StoppableContainer) -> bool {
         storage::on_claim(sc, self.instance.as_ref())

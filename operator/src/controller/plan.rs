@@ -183,9 +183,8 @@ pub fn image_check(sc: &StoppableContainer, children: &Children, facts: &Facts<'
         pod_security: workload.pod_spec.security_context.as_ref(),
         pod: &kubelet_pod,
     });
-    let data_node = data_report::data_node(sc);
     let image_id = children.provider().owned().and_then(rootfs_usage::provider_image_id);
-    let summary = rootfs_usage::image_summary(sc, data_node, facts.usage, image_id.as_deref());
+    let summary = rootfs_usage::image_summary(sc, children.usage_node(sc), facts.usage, image_id.as_deref());
     check_image(summary.as_ref(), process)
 }
 

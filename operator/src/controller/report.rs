@@ -82,7 +82,11 @@ pub fn report(
         claim: on_claim.then(|| claim::condition(sc, children.claim_found(sc))),
     };
     let mut status = sc_status(&observed, Some(sc.name_any()), previous, now);
-    status.rootfs = rootfs_usage::rootfs_status(sc, data_node.as_deref(), facts.usage);
+    status.rootfs = match (on_claim, children.usage_node(sc)) {
+        // On a claim and stopped: no node has it; the last figures stay.
+        (true, None) => previous.and_then(|status| status.rootfs.clone()),
+        (_, usage_node) => rootfs_usage::rootfs_status(sc, usage_node, facts.usage),
+    };
     status.storage = on_claim.then(|| {
         let unrecorded = ClaimRecord { claim_name: claim_name(&sc.name_any()), claim_uid: None };
         let record = storage::recorded_claim(sc, children.instance.as_ref()).cloned().unwrap_or(unrecorded);
