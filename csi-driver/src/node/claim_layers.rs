@@ -45,6 +45,12 @@ impl<S: System> Mounter<S> {
         let host = self.host_mounts()?;
         let entry = mountinfo::mount_at(&host, mount_path)
             .ok_or_else(|| refused(format!("kubelet's mount of it at {} is gone; kubelet will retry", mount_path.display())))?;
+        if !entry.is_read_write() {
+            return Err(refused(format!(
+                "kubelet mounted it read-only at {} (the pod's volume has persistentVolumeClaim.readOnly, or the volume is read-only); the upper must be writable: mount it read-only only in the container (volumeMounts[].readOnly)",
+                mount_path.display()
+            )));
+        }
         let facts = system.mounted_filesystem(mount_path).map_err(|error| planted(error, mount_path))?;
         let device = (entry.major, entry.minor);
         if facts.device != device {

@@ -256,3 +256,14 @@ fn a_claim_path_that_is_not_the_root_of_kubelets_mount_is_refused() {
     assert!(message.ends_with("; kubelet will retry"), "{message}");
     assert!(node.system().mounts_under(&request.target_path).is_empty());
 }
+
+#[test]
+fn a_claim_kubelet_mounted_read_only_is_refused_with_what_the_pod_must_say() {
+    let node = node_with_claim("ext4", EXT4);
+    node.system().state().mounts.last_mut().expect("the claim's mount").options = "ro,relatime".into();
+    let request = request("csi-1", POD_UID);
+    let message = publish_on_claim(&node, &request).expect_err("refused").to_string();
+    assert!(message.contains("cannot hold the rootfs: kubelet mounted it read-only at "), "{message}");
+    assert!(message.ends_with("mount it read-only only in the container (volumeMounts[].readOnly)"), "{message}");
+    assert!(!node.system().exists(&claim_mount_of(POD_UID).join("stoppablecontainer")));
+}
