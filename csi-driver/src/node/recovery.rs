@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use super::error::{Context, IoError};
-use super::live::LiveTarget;
+use super::live::{LiveTarget, UpperKey};
 use super::mounter::Mounter;
 use super::shape::{PublishedMounts, check_published_shape, is_our_tmpfs, published_mounts, sc_of_upper};
 use crate::layout::DataRoot;
@@ -104,6 +104,14 @@ impl<S: System> Mounter<S> {
     /// record to serve it by. Failures are logged: the consumer keeps its mounts either way, and
     /// an unpublish goes by the mount table.
     fn keep_unrecorded(&self, target: &Path, mounts: &PublishedMounts<'_>) -> Option<Record> {
+        if let UpperKey::Claim(volume) = &mounts.key {
+            warn!(
+                target = %target.display(),
+                volume = %volume,
+                "kept a live publication on a claim with no readable record (its StoppableContainer is not in its mounts); it stays mounted until unpublished, and its consumer cannot be prepared again until the pod is recreated"
+            );
+            return None;
+        }
         let Some(record) = record_from_mounts(mounts, target, &self.data, &self.kubelet_dir) else {
             warn!(
                 target = %target.display(),
@@ -190,7 +198,6 @@ mod tests {
     use super::super::shape::tests::{DATA, KUBELET, POD_UID, SC_UID, published, target};
     use super::*;
     use crate::layout::ScKey;
-    use crate::node::UpperKey;
 
     #[test]
     fn a_complete_publication_is_read_back_from_its_mounts() {

@@ -267,3 +267,17 @@ fn a_claim_kubelet_mounted_read_only_is_refused_with_what_the_pod_must_say() {
     assert!(message.ends_with("mount it read-only only in the container (volumeMounts[].readOnly)"), "{message}");
     assert!(!node.system().exists(&claim_mount_of(POD_UID).join("stoppablecontainer")));
 }
+
+#[test]
+fn a_complete_claim_publication_whose_record_is_unreadable_stays_live_after_a_restart() {
+    let before = node_with_claim("ext4", EXT4);
+    let request = request("csi-1", POD_UID);
+    publish_on_claim(&before, &request).expect("published");
+    before.system().put_file(&super::data().record_path("csi-1"), b"{torn");
+    let after = mounter_on(before.system().clone());
+    let recovered = after.recover().expect("recovered");
+    assert_eq!((recovered.live, recovered.unwound.len()), (1, 0));
+    assert_eq!(after.system().mounts_under(&request.target_path).len(), 3, "the consumer's mounts stay");
+    // Still one overlay per claim: another consumer of the claim is refused.
+    assert_eq!(after.live.target_of(&UpperKey::Claim("pv-17".into())).as_ref(), Some(&request.target_path));
+}
