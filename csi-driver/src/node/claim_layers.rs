@@ -9,7 +9,7 @@ use super::claim::{ClaimLayer, FsVerdict, claim_overlay_source, find_claim_mount
 use super::error::{Context, IoError, PublishError, claim_of_sc};
 use super::mounter::Mounter;
 use crate::authorize::BoundClaim;
-use crate::layout::ScKey;
+use crate::layout::{self, ScKey};
 use crate::mountinfo;
 use crate::quota::{QuotaError, RootfsUsage};
 use crate::sys::{ClaimOverlayDirs, System};
@@ -85,9 +85,10 @@ impl<S: System> Mounter<S> {
         self.mount_control(request, &rootfs)
     }
 
-    /// What the claim's filesystem holds: its size is the rootfs's limit.
-    pub(super) fn claim_usage(&self, layer: &ClaimLayer) -> Result<RootfsUsage, QuotaError> {
-        let path = &layer.mount_path;
+    /// What the claim's filesystem holds, measured through the live overlay at `target` (its
+    /// statfs is its upper's filesystem's): the claim's size is the rootfs's limit.
+    pub(super) fn claim_usage(&self, target: &Path) -> Result<RootfsUsage, QuotaError> {
+        let path = &layout::target_rootfs(target);
         let fs = self.system.statvfs(path).map_err(|source| QuotaError::Io {
             action: "statvfs of",
             path: path.display().to_string(),

@@ -89,9 +89,9 @@ impl LiveUppers {
             .collect()
     }
 
-    /// The claim-backed publications that are live, with their SC.
-    pub fn claims(&self) -> Vec<(ScKey, ClaimLayer)> {
-        self.lock().values().filter_map(|live| live.on_claim.clone()).collect()
+    /// The claim-backed publications that are live (of a known SC): each SC with its target.
+    pub fn claims(&self) -> Vec<(ScKey, PathBuf)> {
+        self.lock().values().filter_map(|live| live.on_claim.as_ref().map(|(sc, _)| (sc.clone(), live.target.clone()))).collect()
     }
 
     pub fn remove_target(&self, target: &Path) {

@@ -459,10 +459,11 @@ impl<S: System> Mounter<S> {
         if record.target_path != volume_path {
             return Err(not_found());
         }
-        // A claim's upper is measured on the claim: how much of the claim the rootfs uses (by
-        // kubelet's mount point, not through directories a tenant can swap for symlinks).
+        // A claim's upper is measured through the overlay, whose statfs is its upper's
+        // filesystem's: how much of the claim the rootfs uses, with no path on the claim a tenant
+        // could swap, and right even once kubelet has unmounted the claim's own mount of the pod.
         let upper = match &record.claim {
-            Some(claim) => claim.mount_path.clone(),
+            Some(_) => layout::target_rootfs(&record.target_path),
             None => self.upper_dir(&record.sc),
         };
         let abnormal = check_published_shape(&self.host_mounts()?, &record.target_path, &self.record_key(&record)).err();
@@ -505,8 +506,8 @@ impl<S: System> Mounter<S> {
     /// What the StoppableContainer's own filesystem holds (`Ok(None)`: a rootfs made before
     /// size limits, which has none), or `None` when it is not published any more.
     pub fn usage(&self, sc: &ScKey) -> Option<Result<Option<quota::RootfsUsage>, quota::QuotaError>> {
-        if let Some((_, claim)) = self.live.claims().into_iter().find(|(published, _)| published == sc) {
-            return Some(self.claim_usage(&claim).map(Some));
+        if let Some((_, target)) = self.live.claims().into_iter().find(|(published, _)| published == sc) {
+            return Some(self.claim_usage(&target).map(Some));
         }
         let layout = self.layout(sc);
         self.live.target_of(&UpperKey::Dir(self.data.upper_dir_in(sc, layout)))?;
