@@ -551,3 +551,22 @@ fn the_usage_the_consumer_pods_node_reports_is_shown_and_kept_while_stopped() {
     world.usage = None;
     assert_eq!(status_of(&world).rootfs.and_then(|rootfs| rootfs.used_bytes), Some(1 << 20), "the last figures stay");
 }
+
+#[test]
+fn a_running_sc_on_a_claim_is_looked_at_every_minute_for_node_loss() {
+    let settings = PodSettings::for_tests();
+    let requeue = |world: &World| {
+        let facts = Facts { settings: &settings, data_node_exists: None, usage: None, pod_nodes: Some(&world.pod_nodes) };
+        report(&world.sc, world.sc.status.as_ref(), &world.children, &facts, None, epoch()).requeue
+    };
+    let mut world = World::running(on_claim());
+    assert_eq!(requeue(&world), sc_operator::controller::report::REQUEUE_STEADY_ON_CLAIM);
+    world.sc.spec.running = false;
+    world.reconcile();
+    world.gone(Role::Consumer);
+    world.reconcile();
+    world.gone(Role::Provider);
+    assert_eq!(requeue(&world), sc_operator::controller::report::REQUEUE_STEADY, "no pod, no node to lose");
+    let (_, node_local) = load("fixtures").remove(0);
+    assert_eq!(requeue(&World::running(node_local)), sc_operator::controller::report::REQUEUE_STEADY, "node-local: as today");
+}

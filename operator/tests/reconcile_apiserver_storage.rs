@@ -169,3 +169,52 @@ async fn a_tenants_claim_of_that_name_is_refused_until_it_is_deleted() {
     env.wait_pod("dev", "the consumer pod", |_| true).await;
     assert_eq!(recorded_claim_uid(&env, "dev").await, claim.uid());
 }
+
+/// Wakes the SC's reconcile at once (an annotation change), as the eviction of its pods by
+/// Kubernetes (or the operator's requeue while on a claim) would, without waiting for either.
+async fn wake(env: &TestEnv, name: &str, why: &str) {
+    let patch = kube::api::Patch::Merge(json!({ "metadata": { "annotations": { "test/wake": why } } }));
+    env.scs.patch(name, &kube::api::PatchParams::default(), &patch).await.expect("annotate the SC");
+}
+
+#[tokio::test]
+async fn pods_on_a_lost_node_go_at_once_and_the_workload_comes_back_elsewhere() {
+    let Some(env) = TestEnv::with_operator("storage-node-loss").await else { return };
+    let first = env.create_node("n1").await;
+    let second = env.create_node("n2").await;
+    env.create_sc(on_claim("dev", true, "Delete")).await;
+    let (_, consumer) = start_on_claim(&env, "dev", &first).await;
+
+    // Out of service (an administrator's word that the node is down): both pods go, no grace.
+    let taint =
+        json!({ "spec": { "taints": [{ "key": "node.kubernetes.io/out-of-service", "effect": "NoExecute", "value": "nodeshutdown" }] } });
+    env.nodes.patch(&first, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(taint)).await.expect("taint the node");
+    wake(&env, "dev", "tainted").await;
+    let replacement = env.wait_pod("dev", "a new consumer pod", |pod| pod.uid() != consumer.uid()).await;
+    assert_eq!(pinned_node(&replacement), None, "placed anywhere the claim can go");
+    assert!(env.pod("dev-provider").await.is_none(), "the provider of the lost node is gone too");
+    let event = env.wait_event("dev", "PodDeleted").await;
+    assert!(event.note.unwrap_or_default().contains("is out of service"), "the Event says why");
+
+    // On the second node; then that Node object is deleted (the machine replaced): again.
+    let (_, consumer) = start_on_claim(&env, "dev", &second).await;
+    env.delete_node(&second).await;
+    wake(&env, "dev", "deleted").await;
+    let replacement = env.wait_pod("dev", "another consumer pod", |pod| pod.uid() != consumer.uid()).await;
+    assert_eq!(replacement.spec.as_ref().and_then(|spec| spec.node_name.clone()), None, "not yet placed");
+}
+
+#[tokio::test]
+async fn a_node_that_is_only_not_ready_keeps_the_pods() {
+    let Some(env) = TestEnv::with_operator("storage-not-ready").await else { return };
+    let node = env.create_node("n1").await;
+    env.create_sc(on_claim("dev", true, "Delete")).await;
+    let (_, consumer) = start_on_claim(&env, "dev", &node).await;
+    let taint = json!({ "spec": { "taints": [{ "key": "node.kubernetes.io/unreachable", "effect": "NoExecute" }] } });
+    env.nodes.patch(&node, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(taint)).await.expect("taint the node");
+    // A reconcile sees the node (a spec change wakes it), and leaves the pods.
+    env.patch_spec("dev", json!({ "template": { "metadata": { "labels": { "app": "dev", "touched": "yes" } } } })).await;
+    env.wait_sc("dev", "RestartRequired", |sc| condition_of(sc, "RestartRequired").is_some_and(|(status, _)| status == "True")).await;
+    let still = env.pod("dev").await.expect("the consumer pod stays");
+    assert_eq!((still.uid(), still.metadata.deletion_timestamp), (consumer.uid(), None));
+}

@@ -25,6 +25,10 @@ use sc_api::storage::{ClaimRecord, claim_name};
 pub const REQUEUE_IN_MOTION: Duration = Duration::from_secs(5);
 /// Requeue when steady, to notice what watches cannot (a node that disappeared).
 pub const REQUEUE_STEADY: Duration = Duration::from_secs(300);
+/// Requeue when steady with the root filesystem on a claim and a pod bound to a node: a node
+/// that goes (Node deleted, out-of-service taint) changes no object the operator watches until
+/// Kubernetes removes its pods, and the workload is to come back elsewhere sooner than that.
+pub const REQUEUE_STEADY_ON_CLAIM: Duration = Duration::from_secs(60);
 /// Requeue while a foreign object holds one of our names: no watch tells when a stranger pod
 /// (unlabelled) or a leftover instance goes away, and the start should follow soon when it does.
 pub const REQUEUE_NAME_CONFLICT: Duration = Duration::from_secs(10);
@@ -127,8 +131,13 @@ fn requeue(sc: &StoppableContainer, status: &StoppableContainerStatus, children:
         || matches!(children.provider(), Found::Foreign(_))
         // A tenant's claim need not carry the labels the claim watch selects.
         || matches!(children.claim_found(sc), ClaimFound::Foreign(_));
+    let pods_on_a_node = [children.consumer().owned(), children.provider().owned()]
+        .into_iter()
+        .flatten()
+        .any(|pod| pod.spec.as_ref().is_some_and(|spec| spec.node_name.is_some()));
     match (name_conflict, steady) {
         (true, _) => REQUEUE_NAME_CONFLICT,
+        (false, true) if children.on_claim(sc) && pods_on_a_node => REQUEUE_STEADY_ON_CLAIM,
         (false, true) => REQUEUE_STEADY,
         (false, false) => REQUEUE_IN_MOTION,
     }
