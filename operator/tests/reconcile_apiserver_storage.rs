@@ -218,3 +218,38 @@ async fn a_node_that_is_only_not_ready_keeps_the_pods() {
     let still = env.pod("dev").await.expect("the consumer pod stays");
     assert_eq!((still.uid(), still.metadata.deletion_timestamp), (consumer.uid(), None));
 }
+
+#[tokio::test]
+async fn the_storage_fixture_applies_unchanged_and_its_claim_and_consumer_pod_bodies_are_accepted_by_1_20() {
+    let Some(env) = TestEnv::new("storage-bodies").await else { return };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/storage/dev-on-claim.yaml");
+    let mut manifest: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).expect("the fixture")).expect("yaml");
+    manifest["spec"]["running"] = json!(false);
+    let sc = env.create_sc(manifest.clone()).await;
+    let stored = serde_json::to_value(&sc.spec.storage).expect("json");
+    assert_eq!(stored, manifest["spec"]["storage"], "the CRD keeps spec.storage as written");
+
+    let valid = sc_operator::validate::validate(&sc).expect("valid");
+    let resolved = sc_api::storage::resolve(sc.spec.storage.as_ref().expect("storage")).expect("resolved");
+    let claim = sc_operator::storage::claim::build_claim(&sc, &resolved);
+    let created = claims(&env)
+        .create(&PostParams { dry_run: true, field_manager: None }, &claim)
+        .await
+        .unwrap_or_else(|error| panic!("the claim on 1.20: {error}"));
+    assert_eq!(created.spec.as_ref().and_then(|spec| spec.volume_mode.clone()).as_deref(), Some("Filesystem"));
+    let mut instance = sc_operator::instance_builder::build_instance(&sc, None, true);
+    instance.metadata.uid = Some("00000000-0000-4000-8000-00000000000a".into());
+    instance.spec.storage = Some(sc_api::storage::InstanceStorage {
+        requested: sc.spec.storage.clone().expect("storage"),
+        claim: sc_api::storage::ClaimRecord { claim_name: "dev-rootfs".into(), claim_uid: Some("claim-uid".into()) },
+        pinned_image: None,
+    });
+    let consumer = sc_operator::consumer_pod::build_consumer_pod(&valid.workload, &instance, None, &support::cluster::settings());
+    let created = env
+        .pods
+        .create(&PostParams { dry_run: true, field_manager: None }, &consumer)
+        .await
+        .unwrap_or_else(|error| panic!("the consumer pod on 1.20: {error}"));
+    let volumes = created.spec.and_then(|spec| spec.volumes).unwrap_or_default();
+    assert!(volumes.iter().any(|volume| volume.persistent_volume_claim.as_ref().is_some_and(|source| source.claim_name == "dev-rootfs")));
+}
