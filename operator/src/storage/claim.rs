@@ -231,3 +231,73 @@ pub fn condition(sc: &StoppableContainer, found: ClaimFound<'_>) -> ClaimConditi
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+    use sc_api::StoppableContainerSpec;
+
+    use super::*;
+
+    const SC_UID: &str = "sc-uid";
+
+    fn at(second: i64) -> Option<Time> {
+        Some(Time(Timestamp::from_second(second).expect("a time")))
+    }
+
+    fn sc() -> StoppableContainer {
+        let mut sc = StoppableContainer::new("dev", StoppableContainerSpec::default());
+        sc.metadata.namespace = Some("team-a".into());
+        sc.metadata.uid = Some(SC_UID.into());
+        sc.metadata.creation_timestamp = at(100);
+        sc
+    }
+
+    fn claim(uid: &str, annotation: Option<&str>, created: i64) -> PersistentVolumeClaim {
+        let mut claim = PersistentVolumeClaim::default();
+        claim.metadata.name = Some("dev-rootfs".into());
+        claim.metadata.uid = Some(uid.into());
+        claim.metadata.creation_timestamp = at(created);
+        claim.metadata.annotations = annotation.map(|sc_uid| [(CLAIM_SC_UID_ANNOTATION.to_owned(), sc_uid.to_owned())].into());
+        claim
+    }
+
+    fn record(uid: Option<&str>) -> ClaimRecord {
+        ClaimRecord { claim_name: "dev-rootfs".into(), claim_uid: uid.map(Into::into) }
+    }
+
+    #[test]
+    fn only_the_recorded_uid_makes_a_claim_ours() {
+        let sc = sc();
+        let ours = claim("c1", Some(SC_UID), 200);
+        assert!(matches!(judge(&sc, Some(&record(Some("c1"))), Some(&ours)), ClaimFound::Ours(_)));
+        assert!(matches!(judge(&sc, Some(&record(Some("c0"))), Some(&ours)), ClaimFound::Foreign(_)), "another UID, whatever it carries");
+        assert!(matches!(judge(&sc, Some(&record(Some("c1"))), None), ClaimFound::Lost { uid: "c1", .. }));
+        assert!(matches!(judge(&sc, None, None), ClaimFound::Absent));
+    }
+
+    #[test]
+    fn with_no_uid_recorded_only_a_newer_claim_made_for_this_sc_is_taken() {
+        let sc = sc();
+        assert!(matches!(judge(&sc, None, Some(&claim("c1", Some(SC_UID), 100))), ClaimFound::Unrecorded(_)), "the same second");
+        assert!(matches!(judge(&sc, None, Some(&claim("c1", Some(SC_UID), 99))), ClaimFound::Foreign(_)), "older than the SC");
+        assert!(matches!(judge(&sc, None, Some(&claim("c1", Some("earlier-sc"), 200))), ClaimFound::Foreign(_)), "another SC's");
+        assert!(matches!(judge(&sc, None, Some(&claim("c1", None, 200))), ClaimFound::Foreign(_)), "no annotation");
+        let mut undated = claim("c1", Some(SC_UID), 200);
+        undated.metadata.creation_timestamp = None;
+        assert!(matches!(judge(&sc, None, Some(&undated)), ClaimFound::Foreign(_)), "no proof of its age");
+    }
+
+    #[test]
+    fn owner_references_follow_when_deleted_and_keep_the_others() {
+        let sc = sc();
+        let mut claim = claim("c1", Some(SC_UID), 200);
+        let other = OwnerReference { uid: "other".into(), name: "backup".into(), kind: "Backup".into(), ..OwnerReference::default() };
+        claim.metadata.owner_references = Some(vec![other.clone(), controller_reference(&sc)]);
+        assert_eq!(wanted_owner_references(&claim, &sc, ClaimRetention::Delete), None, "already so");
+        assert_eq!(wanted_owner_references(&claim, &sc, ClaimRetention::Retain), Some(vec![other.clone()]));
+        claim.metadata.owner_references = Some(vec![other.clone()]);
+        assert_eq!(wanted_owner_references(&claim, &sc, ClaimRetention::Delete), Some(vec![other, controller_reference(&sc)]));
+    }
+}

@@ -106,3 +106,51 @@ pub fn refusal(sc: &StoppableContainer, instance: Option<&StoppableContainerInst
     let recorded = fixed(sc, instance)?;
     refuse_change(recorded, sc.spec.storage.as_ref()).map(|message| SpecProblem::new(STORAGE_FIELD, message))
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use sc_api::storage::{ClaimRecord, InstanceStorage};
+    use sc_api::{StoppableContainerSpec, StoppableContainerStatus};
+
+    use super::*;
+
+    fn storage(size: &str) -> StorageSpec {
+        StorageSpec { size: Quantity(size.into()), ..StorageSpec::default() }
+    }
+
+    fn sc(requested: Option<StorageSpec>, data_node: Option<&str>) -> StoppableContainer {
+        let mut sc = StoppableContainer::new("dev", StoppableContainerSpec { storage: requested, ..StoppableContainerSpec::default() });
+        sc.status = Some(StoppableContainerStatus { data_node_name: data_node.map(Into::into), ..StoppableContainerStatus::default() });
+        sc
+    }
+
+    fn instance_with(recorded: StorageSpec) -> StoppableContainerInstance {
+        let mut instance = crate::instance_builder::build_instance(&sc(None, None), None, true);
+        instance.spec.storage = Some(InstanceStorage {
+            requested: recorded,
+            claim: ClaimRecord { claim_name: "dev-rootfs".into(), claim_uid: Some("c1".into()) },
+            pinned_image: None,
+        });
+        instance
+    }
+
+    #[test]
+    fn before_anything_exists_anything_may_be_asked_for() {
+        assert_eq!(refusal(&sc(Some(storage("1Gi")), None), None), None);
+        assert_eq!(refusal(&sc(None, None), None), None);
+    }
+
+    #[test]
+    fn node_local_data_refuses_storage_and_a_claim_refuses_a_change_against_its_record() {
+        let added = refusal(&sc(Some(storage("1Gi")), Some("n1")), None).expect("refused");
+        assert_eq!(added.field, "spec.storage");
+        assert!(added.message.starts_with("spec.storage cannot be added"), "{added:?}");
+        let instance = instance_with(storage("1Gi"));
+        assert_eq!(refusal(&sc(Some(storage("1Gi")), None), Some(&instance)), None);
+        let grown = refusal(&sc(Some(storage("2Gi")), None), Some(&instance)).expect("refused");
+        assert!(grown.message.starts_with("spec.storage cannot change after creation"), "{grown:?}");
+        let removed = refusal(&sc(None, None), Some(&instance)).expect("refused");
+        assert!(removed.message.starts_with("spec.storage cannot be removed"), "{removed:?}");
+    }
+}
