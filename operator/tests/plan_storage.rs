@@ -570,3 +570,24 @@ fn a_running_sc_on_a_claim_is_looked_at_every_minute_for_node_loss() {
     let (_, node_local) = load("fixtures").remove(0);
     assert_eq!(requeue(&World::running(node_local)), sc_operator::controller::report::REQUEUE_STEADY, "node-local: as today");
 }
+
+#[test]
+fn a_claim_someone_deletes_keeps_the_running_workload_and_gets_no_new_pod() {
+    let mut world = World::running(on_claim());
+    world.children.claim.as_mut().expect("the claim").metadata.deletion_timestamp = Some(epoch());
+    world.settled();
+    let status = status_of(&world);
+    assert_eq!(status.phase, Some(Phase::Running), "the running workload keeps its mount");
+    let (bound, why, message) = condition_of(&status, condition::STORAGE);
+    assert_eq!((bound.as_str(), why.as_str()), ("False", reason::CLAIM_LOST));
+    assert!(message.starts_with("the claim \"dev-rootfs\" is being deleted (not by the operator)"), "{message}");
+    world.sc.spec.running = false;
+    world.reconcile();
+    world.gone(Role::Consumer);
+    world.reconcile();
+    world.gone(Role::Provider);
+    world.sc.spec.running = true;
+    let steps = world.reconcile();
+    assert_eq!(created(&steps).len(), 0, "no pod on a claim being deleted");
+    assert_eq!(events(&steps), [(true, "ClaimLost")]);
+}

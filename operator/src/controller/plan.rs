@@ -21,7 +21,7 @@ use crate::ownership::Role;
 use crate::provider_pod::{build_provider_pod, has_terminated, provider_is_current, provider_node};
 use crate::rootfs_usage;
 use crate::status::{Found, ImageCheck, WorkloadProcess, check_image, is_terminating, start_to_redo, unrecorded_pod_message};
-use crate::storage::claim::{ClaimFound, build_claim};
+use crate::storage::claim::{self, ClaimFound, build_claim};
 use crate::storage::{pin, spec as storage_spec};
 use crate::validate::{SpecProblem, StartSpec, Workload, describe_problems, validate_start};
 
@@ -504,6 +504,11 @@ fn ensure_claim(
         {
             steps.push(Step::ApplyInstance(with_record(claim.uid())));
             Some(Then::Replan)
+        }
+        ClaimFound::Ours(claim) if claim::is_terminating(claim) && children.consumer().owned().is_none() => {
+            let note = claim::condition(sc, ClaimFound::Ours(claim)).message;
+            steps.push(Announcement::warning("ClaimLost", "Start", note));
+            Some(Then::Report)
         }
         ClaimFound::Ours(_) => None,
         found @ (ClaimFound::Lost { .. } | ClaimFound::Foreign(_)) => {

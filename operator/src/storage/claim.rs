@@ -191,6 +191,16 @@ pub fn condition(sc: &StoppableContainer, found: ClaimFound<'_>) -> ClaimConditi
     let fine = |bound, reason, message: String| ClaimCondition { bound, reason, message, blocking: false };
     match found {
         ClaimFound::Absent => fine(false, reason::CLAIM_NOT_CREATED, format!("the claim {name:?} is created at the first start")),
+        ClaimFound::Ours(claim) | ClaimFound::Unrecorded(claim) if is_terminating(claim) => ClaimCondition {
+            bound: false,
+            reason: reason::CLAIM_LOST,
+            message: format!(
+                "the claim {name:?} is being deleted (not by the operator): once no pod uses it, it and the root filesystem are \
+                 gone, and no new pod is made on it. Delete and recreate this StoppableContainer to start over"
+            ),
+            // A running workload keeps its mount (the claim stays while a pod uses it).
+            blocking: false,
+        },
         ClaimFound::Ours(claim) | ClaimFound::Unrecorded(claim) => {
             let status = claim.status.as_ref();
             match status.and_then(|status| status.phase.as_deref()) {
