@@ -21,8 +21,12 @@ readonly STORAGE_POOL_LABEL=stoppablecontainer.test/e2e-pool=loop-disks
 storage_push_image() {
   local tag archive
   while read -r tag archive; do
-    [[ "$tag" == sc-test/busybox:1 ]] && "$PRODUCT_CLUSTER" push-image "$archive" "$STORAGE_IMAGE" >&2
+    if [[ "$tag" == sc-test/busybox:1 ]]; then
+      "$PRODUCT_CLUSTER" push-image "$archive" "$STORAGE_IMAGE" >&2
+      return 0
+    fi
   done < <("$E2E_DIR/images/base-images.sh" "$E2E_WORK_DIR/images")
+  fail "base-images.sh listed no sc-test/busybox:1 to push as $STORAGE_IMAGE"
 }
 
 claim_field() { kc -n "$1" get pvc "$2" -o "jsonpath=$3" 2>/dev/null; }
