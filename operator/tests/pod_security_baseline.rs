@@ -231,7 +231,7 @@ fn template_pod(workload: &Workload) -> Pod {
 
 #[test]
 fn every_fixtures_provider_passes_baseline() {
-    for (stem, sc) in load("fixtures") {
+    for (stem, sc) in fixture_pods::startable() {
         let provider = build(&sc).provider;
         let violations = baseline_violations(&provider);
         assert_eq!(violations, [], "{stem}: the provider pod breaks PodSecurity baseline:{}", listed(&violations));
@@ -241,7 +241,7 @@ fn every_fixtures_provider_passes_baseline() {
 #[test]
 fn every_fixtures_consumer_asks_for_exactly_what_its_template_asks() {
     let mut beyond_baseline = Vec::new();
-    for (stem, sc) in load("fixtures") {
+    for (stem, sc) in fixture_pods::startable() {
         let built = build(&sc);
         let template = baseline_violations(&template_pod(&built.valid.workload));
         for consumer in [&built.consumer, &built.consumer_pinned] {
