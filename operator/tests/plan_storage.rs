@@ -591,3 +591,13 @@ fn a_claim_someone_deletes_keeps_the_running_workload_and_gets_no_new_pod() {
     assert_eq!(created(&steps).len(), 0, "no pod on a claim being deleted");
     assert_eq!(events(&steps), [(true, "ClaimLost")]);
 }
+
+#[test]
+fn a_claim_refused_under_a_running_workload_still_lets_its_lost_provider_be_replaced() {
+    let mut world = World::running(on_claim());
+    world.children.claim = Some(claim_by_someone(Some(SC_UID), 300));
+    world.children.provider = None;
+    let steps = world.reconcile();
+    assert_eq!(created(&steps).iter().map(|(role, ..)| *role).collect::<Vec<_>>(), [Role::Provider]);
+    assert_eq!(condition_of(&status_of(&world), condition::STORAGE).1, reason::CLAIM_NOT_OWNED, "the status says so");
+}

@@ -512,6 +512,11 @@ fn ensure_claim(
         }
         ClaimFound::Ours(_) => None,
         found @ (ClaimFound::Lost { .. } | ClaimFound::Foreign(_)) => {
+            // A consumer pod that runs already keeps what it mounted, and its provider (the
+            // status says what is wrong); a start makes nothing.
+            if children.consumer().owned().is_some() {
+                return None;
+            }
             let reason = if matches!(found, ClaimFound::Lost { .. }) { "ClaimLost" } else { "ClaimConflict" };
             steps.push(Announcement::warning(reason, "Start", found.problem(sc).unwrap_or_default()));
             Some(Then::Report)
