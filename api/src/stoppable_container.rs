@@ -134,7 +134,7 @@ pub struct StoppableContainerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_pod_name: Option<String>,
     /// Conditions, one per part: Ready, SpecValid, ConsumerReady, ProviderReady, RootfsVolume,
-    /// DataNode, RestartRequired, NameConflict, HostPathPrefixIgnored, ProviderLost, ImageConfig.
+    /// DataNode, RestartRequired, NameConflict, HostPathPrefixIgnored, ProviderLost, ImageConfig, Storage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
