@@ -3,7 +3,8 @@
 # (root): sets up exactly what tests/e2e/run.sh sets up (packages, cached Kubernetes 1.20.2 build,
 # single-node cluster, images, chart), then runs sc-bench (tests/bench) on the node. Every figure
 # is measured side by side with a plain pod of the same image in the same run and printed as a
-# ratio: resume, diff-size independence, stop, first start, I/O, density and memory, churn.
+# ratio: resume, diff-size independence, stop, first start, I/O, density and memory, churn,
+# resume on a claim (spec.storage).
 #
 # Usage: tests/e2e/bench.sh [SC_BENCH_OPTION...]
 #        e.g. tests/e2e/bench.sh --sections resume,io --rounds 5

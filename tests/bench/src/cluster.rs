@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use sc_api::{Phase, StoppableContainer};
@@ -15,6 +16,9 @@ use serde_json::json;
 use crate::error::{BenchError, api};
 use crate::observe::{Objects, Observer};
 use crate::subjects::{self, BENCH_LABEL, has_failed, is_ready, sc_phase, sc_pods_gone, sc_workload_ready};
+
+/// The annotation that makes a StorageClass the cluster's default.
+const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -78,6 +82,14 @@ impl Cluster {
         Ok(())
     }
 
+    /// Creates a running SC whose persistent layer is on a claim of `size` (default class).
+    pub async fn create_sc_on_claim(&self, name: &str, size: &str) -> Result<(), BenchError> {
+        let body = subjects::stoppable_container_on_claim(name, &self.settings.image, true, size)
+            .map_err(|error| BenchError::Setup(format!("StoppableContainer manifest: {error}")))?;
+        self.scs.create(&PostParams::default(), &body).await.map_err(api(format!("creating StoppableContainer {name}")))?;
+        Ok(())
+    }
+
     pub async fn set_running(&self, name: &str, running: bool) -> Result<(), BenchError> {
         let patch = Patch::Merge(json!({ "spec": { "running": running } }));
         self.scs.patch(name, &PatchParams::default(), &patch).await.map_err(api(format!("setting running={running} on {name}")))?;
@@ -121,6 +133,32 @@ impl Cluster {
         let body = subjects::plain_pod(name, &self.settings.image).map_err(|error| BenchError::Setup(format!("pod manifest: {error}")))?;
         self.pods.create(&PostParams::default(), &body).await.map_err(api(format!("creating pod {name}")))?;
         Ok(())
+    }
+
+    /// Creates a claim of the default class (removed with the namespace at the end).
+    pub async fn create_claim(&self, name: &str, size: &str) -> Result<(), BenchError> {
+        let body = subjects::claim(name, size).map_err(|error| BenchError::Setup(format!("claim manifest: {error}")))?;
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.pods.clone().into_client(), &self.settings.namespace);
+        claims.create(&PostParams::default(), &body).await.map_err(api(format!("creating claim {name}")))?;
+        Ok(())
+    }
+
+    /// Creates a plain pod that mounts `claim`.
+    pub async fn create_pod_with_claim(&self, name: &str, claim: &str) -> Result<(), BenchError> {
+        let body = subjects::plain_pod_with_claim(name, &self.settings.image, claim)
+            .map_err(|error| BenchError::Setup(format!("pod manifest: {error}")))?;
+        self.pods.create(&PostParams::default(), &body).await.map_err(api(format!("creating pod {name}")))?;
+        Ok(())
+    }
+
+    /// Whether the cluster has a default StorageClass (a claim that names none binds only then).
+    pub async fn has_default_storage_class(&self) -> Result<bool, BenchError> {
+        let classes: Api<StorageClass> = Api::all(self.pods.clone().into_client());
+        let list = classes.list(&ListParams::default()).await.map_err(api("listing StorageClasses".to_owned()))?;
+        Ok(list.items.iter().any(|class| {
+            class.metadata.annotations.as_ref().and_then(|annotations| annotations.get(DEFAULT_CLASS_ANNOTATION)).map(String::as_str)
+                == Some("true")
+        }))
     }
 
     pub async fn wait_pod_ready(&self, name: &str) -> Result<SystemTime, BenchError> {

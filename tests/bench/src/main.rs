@@ -14,6 +14,7 @@ mod report;
 mod scale;
 mod starts;
 mod stats;
+mod storage;
 mod subjects;
 mod timeline;
 
@@ -38,13 +39,15 @@ enum Section {
     Density,
     /// 7: concurrent stop/start churn
     Churn,
+    /// 8: resume of a StoppableContainer on a claim (spec.storage)
+    Storage,
 }
 
 #[derive(Debug, Parser)]
 #[command(version, about = "StoppableContainer's cluster benchmark: each figure side by side with a plain pod")]
 struct Args {
     /// Sections to run (comma-separated); all by default.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Resume, Section::FirstStart, Section::Io, Section::Density, Section::Churn])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Resume, Section::FirstStart, Section::Io, Section::Density, Section::Churn, Section::Storage])]
     sections: Vec<Section>,
     /// Measured rounds of sections 1-3 (median and p90 are taken over them).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
@@ -123,6 +126,7 @@ async fn run(args: Args) -> Result<bool, BenchError> {
             Section::FirstStart => starts::first_start(&cluster, usize::from(args.first_start_rounds)).await.map(|figures| figures.targets),
             Section::Io => io::io(&cluster, usize::from(args.io_repeats)).await,
             Section::Density => scale::density(&cluster, usize::from(args.density)).await,
+            Section::Storage => storage::resume_on_claim(&cluster, rounds).await,
             Section::Churn => scale::churn(&cluster, usize::from(args.churn), usize::from(args.cycles)).await.map(|figures| {
                 healthy &= figures.failures == 0;
                 figures.targets

@@ -1,7 +1,7 @@
 //! What is measured: a StoppableContainer and a plain pod running the same image and the same
 //! command, and the states of their pods the measurements wait for.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use sc_api::consts::{LABEL_INSTANCE, LABEL_ROLE, ROLE_CONSUMER, provider_pod_name};
 use sc_api::{Phase, StoppableContainer};
 use serde_json::json;
@@ -29,6 +29,38 @@ pub fn stoppable_container(name: &str, image: &str, running: bool) -> Result<Sto
                 "spec": { "containers": [workload_container(image)] }
             }
         }
+    }))
+}
+
+/// The same StoppableContainer with its persistent layer on a claim of the default class.
+pub fn stoppable_container_on_claim(name: &str, image: &str, running: bool, size: &str) -> Result<StoppableContainer, serde_json::Error> {
+    let mut sc = stoppable_container(name, image, running)?;
+    sc.spec.storage = Some(sc_api::storage::StorageSpec {
+        size: k8s_openapi::apimachinery::pkg::api::resource::Quantity(size.to_owned()),
+        ..sc_api::storage::StorageSpec::default()
+    });
+    Ok(sc)
+}
+
+/// A claim of the default class, for the plain pod that mounts one.
+pub fn claim(name: &str, size: &str) -> Result<PersistentVolumeClaim, serde_json::Error> {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": { "name": name, "labels": { BENCH_LABEL: "true" } },
+        "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": size } } }
+    }))
+}
+
+/// The plain pod with `claim` mounted at `/data`: the baseline of a resume on a claim.
+pub fn plain_pod_with_claim(name: &str, image: &str, claim: &str) -> Result<Pod, serde_json::Error> {
+    let mut container = workload_container(image);
+    container["volumeMounts"] = json!([{ "name": "data", "mountPath": "/data" }]);
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "labels": { BENCH_LABEL: "true" } },
+        "spec": { "containers": [container], "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": claim } }] }
     }))
 }
 
