@@ -94,16 +94,7 @@ impl<S: System> Mounter<S> {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(RootfsUsage {
-            limit_bytes: fs.bytes_total,
-            bytes_total: fs.bytes_total,
-            bytes_used: fs.bytes_total.saturating_sub(fs.bytes_free),
-            bytes_available: fs.bytes_available,
-            inodes_total: fs.inodes_total,
-            inodes_used: fs.inodes_total.saturating_sub(fs.inodes_free),
-            inodes_free: fs.inodes_free,
-            // Not on the node's disk.
-            node_bytes_allocated: 0,
-        })
+        // The claim's size is the limit, and none of it is on the node's disk.
+        Ok(RootfsUsage::measured(fs.bytes_total, fs.into(), 0))
     }
 }

@@ -305,6 +305,23 @@ pub struct RootfsUsage {
     pub node_bytes_allocated: u64,
 }
 
+impl RootfsUsage {
+    /// The figures of a filesystem `statvfs` measured, against `limit_bytes`, taking
+    /// `node_bytes_allocated` of the node's disk.
+    pub fn measured(limit_bytes: u64, fs: FsUsage, node_bytes_allocated: u64) -> Self {
+        RootfsUsage {
+            limit_bytes,
+            bytes_total: fs.bytes_total,
+            bytes_used: fs.bytes_total.saturating_sub(fs.bytes_free),
+            bytes_available: fs.bytes_available,
+            inodes_total: fs.inodes_total,
+            inodes_used: fs.inodes_total.saturating_sub(fs.inodes_free),
+            inodes_free: fs.inodes_free,
+            node_bytes_allocated,
+        }
+    }
+}
+
 /// Stats: the usage of a mounted rootfs (an error when it is not mounted: `statvfs` of the bare
 /// mount point would report the node's disk).
 pub fn usage(system: &dyn LoopSystem, rootfs: &RootfsFs) -> Result<RootfsUsage, QuotaError> {
@@ -316,16 +333,7 @@ pub fn usage(system: &dyn LoopSystem, rootfs: &RootfsFs) -> Result<RootfsUsage, 
         .context("looking at", &image)?
         .ok_or_else(|| QuotaError::NotMounted { fs_dir: fs_dir.display().to_string() })?;
     let fs = system.statvfs(&fs_dir).context("statvfs of", &fs_dir)?;
-    Ok(RootfsUsage {
-        limit_bytes: info.len,
-        bytes_total: fs.bytes_total,
-        bytes_used: fs.bytes_total.saturating_sub(fs.bytes_free),
-        bytes_available: fs.bytes_available,
-        inodes_total: fs.inodes_total,
-        inodes_used: fs.inodes_total.saturating_sub(fs.inodes_free),
-        inodes_free: fs.inodes_free,
-        node_bytes_allocated: info.allocated,
-    })
+    Ok(RootfsUsage::measured(info.len, fs, info.allocated))
 }
 
 /// Unpublish of the last consumer: unmounts the rootfs filesystem (its loop device detaches by

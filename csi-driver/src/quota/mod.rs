@@ -250,6 +250,19 @@ pub struct FsUsage {
     pub inodes_free: u64,
 }
 
+/// The node plugin's `statvfs` says the same of a filesystem, and whether it is read-only.
+impl From<crate::sys::FsStats> for FsUsage {
+    fn from(stats: crate::sys::FsStats) -> Self {
+        FsUsage {
+            bytes_total: stats.bytes_total,
+            bytes_free: stats.bytes_free,
+            bytes_available: stats.bytes_available,
+            inodes_total: stats.inodes_total,
+            inodes_free: stats.inodes_free,
+        }
+    }
+}
+
 /// A program's result.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgramResult {
