@@ -184,7 +184,8 @@ pub fn resolve(storage: &StorageSpec) -> Result<ResolvedStorage, Vec<String>> {
 
 /// Why the storage of an existing StoppableContainer cannot change: its data is where it was
 /// created (on its node, or on its claim), and nothing moves it. `recorded` is what the
-/// operator set up (`None`: node-local); `None` here when nothing changed that matters.
+/// operator set up (`None`: node-local); `None` here when nothing changed that matters. The
+/// words follow the field's name (`spec.storage: cannot ...`).
 ///
 /// Only `whenDeleted` may change: it decides the claim's fate at deletion, not where the data is.
 pub fn refuse_change(recorded: Option<&StorageSpec>, requested: Option<&StorageSpec>) -> Option<String> {
@@ -192,15 +193,13 @@ pub fn refuse_change(recorded: Option<&StorageSpec>, requested: Option<&StorageS
     match (recorded, requested) {
         (None, None) => None,
         (None, Some(_)) => Some(
-            "spec.storage cannot be added to a StoppableContainer whose root filesystem is already on its node; \
+            "cannot be added to a StoppableContainer whose root filesystem is already on its node; \
              remove spec.storage, or create a new StoppableContainer with spec.storage and copy the files over"
                 .to_string(),
         ),
-        (Some(_), None) => {
-            Some("spec.storage cannot be removed: the root filesystem is on its claim; put spec.storage back as it was".to_string())
-        }
+        (Some(_), None) => Some("cannot be removed: the root filesystem is on its claim; put spec.storage back as it was".to_string()),
         (Some(recorded), Some(requested)) if fixed(recorded) != fixed(requested) => Some(format!(
-            "spec.storage cannot change after creation (only whenDeleted can): it was {}; put it back, \
+            "cannot change after creation (only whenDeleted can): it was {}; put it back, \
              or create a new StoppableContainer with the storage you want",
             describe(recorded)
         )),
@@ -291,12 +290,12 @@ mod tests {
         assert_eq!(refuse_change(Some(&recorded), Some(&recorded)), None);
         let retain = StorageSpec { when_deleted: Some(ClaimRetention::Retain), ..recorded.clone() };
         assert_eq!(refuse_change(Some(&recorded), Some(&retain)), None);
-        assert!(refuse_change(None, Some(&recorded)).expect("refused").starts_with("spec.storage cannot be added"));
-        assert!(refuse_change(Some(&recorded), None).expect("refused").starts_with("spec.storage cannot be removed"));
+        assert!(refuse_change(None, Some(&recorded)).expect("refused").starts_with("cannot be added"));
+        assert!(refuse_change(Some(&recorded), None).expect("refused").starts_with("cannot be removed"));
         let bigger = StorageSpec { size: Quantity("2Gi".to_string()), ..recorded.clone() };
         assert_eq!(
             refuse_change(Some(&recorded), Some(&bigger)).expect("refused"),
-            "spec.storage cannot change after creation (only whenDeleted can): it was size 1Gi, class fast; put it back, \
+            "cannot change after creation (only whenDeleted can): it was size 1Gi, class fast; put it back, \
              or create a new StoppableContainer with the storage you want"
         );
     }

@@ -282,7 +282,7 @@ fn a_changed_storage_is_refused_a_running_sc_keeps_running_and_a_start_waits() {
     let status = status_of(&world);
     assert_eq!(status.phase, Some(Phase::Running), "the running SC keeps running");
     assert!(spec_problem(&world).ends_with(
-        "spec.storage: spec.storage cannot change after creation (only whenDeleted can): it was size 2Gi, class loop-ext4; put it back, \
+        "spec.storage: cannot change after creation (only whenDeleted can): it was size 2Gi, class loop-ext4; put it back, \
          or create a new StoppableContainer with the storage you want"
     ));
     world.sc.spec.running = false;
@@ -304,7 +304,7 @@ fn removing_storage_is_refused() {
     world.settled();
     assert!(
         spec_problem(&world)
-            .ends_with("spec.storage cannot be removed: the root filesystem is on its claim; put spec.storage back as it was")
+            .ends_with("spec.storage: cannot be removed: the root filesystem is on its claim; put spec.storage back as it was")
     );
 }
 

@@ -145,12 +145,12 @@ mod tests {
     fn node_local_data_refuses_storage_and_a_claim_refuses_a_change_against_its_record() {
         let added = refusal(&sc(Some(storage("1Gi")), Some("n1")), None).expect("refused");
         assert_eq!(added.field, "spec.storage");
-        assert!(added.message.starts_with("spec.storage cannot be added"), "{added:?}");
+        assert!(added.message.starts_with("cannot be added"), "{added:?}");
         let instance = instance_with(storage("1Gi"));
         assert_eq!(refusal(&sc(Some(storage("1Gi")), None), Some(&instance)), None);
         let grown = refusal(&sc(Some(storage("2Gi")), None), Some(&instance)).expect("refused");
-        assert!(grown.message.starts_with("spec.storage cannot change after creation"), "{grown:?}");
+        assert!(grown.message.starts_with("cannot change after creation"), "{grown:?}");
         let removed = refusal(&sc(None, None), Some(&instance)).expect("refused");
-        assert!(removed.message.starts_with("spec.storage cannot be removed"), "{removed:?}");
+        assert!(removed.message.starts_with("cannot be removed"), "{removed:?}");
     }
 }
