@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2034  # PENDING_SCENARIOS is read by run.sh
 # The scenarios of issue 13 (`spec.storage`: the persistent layer on a PersistentVolumeClaim) and
-# the harness's own block storage and node replacement they stand on. Sourced by tests/e2e/run.sh
-# after lib/scenarios.sh, whose helpers (kc, in_sc, wait_for, expect_*, step, fail) they use.
+# the harness's own block storage and node replacement they stand on (11, 12, 13 in the SCENARIOS
+# table of lib/scenarios.sh). Sourced by tests/e2e/run.sh after lib/scenarios.sh, whose helpers
+# (kc, in_sc, wait_for, expect_*, step, fail) they use.
 #
 # The claims bind the pool of cluster.sh (lib/cluster/pv-pool.sh): loop-device-backed `local`
 # PersistentVolumes of the default StorageClass $E2E_STORAGE_CLASS, formatted ext4 by kubelet.
@@ -216,7 +217,7 @@ YAML
   return 0
 }
 
-# --- 12. (pending) spec.storage: stop holds no pod, start brings every file back; quota; deletion --
+# --- 12. spec.storage: stop holds no pod, start brings every file back; quota; deletion --
 
 scenario_storage_journey() {
   local ns=$STORAGE_NS token blob_sha claim uid
@@ -319,7 +320,7 @@ scenario_storage_journey() {
   kc -n "$ns" delete pvc keeper-rootfs --wait=true --timeout=120s >/dev/null
 }
 
-# --- 13. (pending) node replacement with spec.storage: a running and a stopped SC come back -----
+# --- 13. node replacement with spec.storage: a running and a stopped SC come back -----
 
 scenario_storage_node_replacement() {
   local ns=$STORAGE_NODE_NS old_node new_node runner_token sleeper_token runner_sha sleeper_sha
@@ -369,10 +370,6 @@ scenario_storage_node_replacement() {
   wait_for "the claims to be deleted" 120 bash -c "[[ -z \$(kubectl -n $ns get pvc -o name) ]]"
 }
 
-# Scenarios that run only when named (tests/e2e/run.sh 12), same format as SCENARIOS: they need
-# spec.storage in the operator, the node plugin and kubectl sc. Move them into SCENARIOS once
-# they pass.
-readonly PENDING_SCENARIOS=(
-  "12||scenario_storage_journey|spec.storage: files and an 8 MiB blob over stop (no pod) and start, quota, Delete and Retain"
-  "13||scenario_storage_node_replacement|spec.storage: node replacement brings a running and a stopped SC back with every file"
-)
+# Scenarios that run only when named (tests/e2e/run.sh ID), in the format of SCENARIOS: those of
+# a feature whose product parts have not landed yet. Each moves into SCENARIOS once it passes.
+readonly PENDING_SCENARIOS=()

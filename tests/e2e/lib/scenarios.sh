@@ -694,9 +694,9 @@ scenario_seed_examples() {
 
 # "ID|NEEDS|FUNCTION|TITLE", in the order they run. NEEDS: the IDs whose leftovers this one uses
 # (6 deletes 1's StoppableContainer, 4 reboots the node under 3's); each comes earlier in the
-# table, and `tests/e2e/run.sh 6` runs 1 first. 11 replaces the node, which ends every node-local
-# StoppableContainer still there, so it runs last. lib/scenarios-storage.sh holds 11 and the
-# pending storage scenarios (PENDING_SCENARIOS, run only when named).
+# table, and `tests/e2e/run.sh 6` runs 1 first. 11 and 13 replace the node, which ends every
+# node-local StoppableContainer still there, so they run last. lib/scenarios-storage.sh holds 11-13
+# and PENDING_SCENARIOS (run only when named).
 readonly SCENARIOS=(
   "1||scenario_persistence|persistence: create, write, add a user, install a binary, stop, start"
   "7||scenario_legacy_manifests|manifests of the old operator: PodSpec form and template.container"
@@ -709,4 +709,6 @@ readonly SCENARIOS=(
   "9||scenario_image_config|any image runs as in a plain container: entrypoint, cmd, env, user, workdir, exec, pull errors"
   "10||scenario_seed_examples|the old project's Istio and Vault examples serve what their images serve"
   "11||scenario_storage_harness|the harness: a claim of the default class on a loop-backed ext4 PV; replace-node brings a Deployment and the node plugin back on a new node"
+  "12||scenario_storage_journey|spec.storage: files and an 8 MiB blob over stop (no pod) and start, quota, Delete and Retain"
+  "13||scenario_storage_node_replacement|spec.storage: node replacement brings a running and a stopped SC back with every file"
 )
