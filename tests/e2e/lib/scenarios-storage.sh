@@ -323,7 +323,7 @@ scenario_storage_journey() {
 # --- 13. node replacement with spec.storage: a running and a stopped SC come back -----
 
 scenario_storage_node_replacement() {
-  local ns=$STORAGE_NODE_NS old_node new_node runner_token sleeper_token runner_sha sleeper_sha
+  local ns=$STORAGE_NODE_NS old_node new_node runner_token sleeper_token runner_sha sleeper_sha pinned
   runner_token="$(random_token)"
   sleeper_token="$(random_token)"
   fresh_namespace "$ns"
@@ -339,6 +339,9 @@ scenario_storage_node_replacement() {
   wait_for "every pod of sleeper to be gone" 90 no_pod_of "$ns" sleeper
   old_node="$(e2e_node_name)"
   expect_eq "runner's node" "$old_node" "$(pod_node "$ns" runner)"
+  step "the first start recorded the digest the provider ran: later starts on other nodes run it"
+  pinned="$(kc -n "$ns" get stoppablecontainerinstance runner -o 'jsonpath={.spec.storage.pinnedImage.digestRef}')"
+  [[ "$pinned" == *@sha256:* ]] || fail "runner's instance records no pullable digest of its image (pinnedImage.digestRef: '$pinned')"
   step "an fsync'ed file written just before the node goes"
   in_sc "$ns" runner sh -c "echo last-words-$runner_token | dd of=/root/fsynced conv=fsync 2>/dev/null"
 
@@ -355,6 +358,8 @@ scenario_storage_node_replacement() {
   expect_files "$ns" runner "$runner_token" "$runner_sha" "on the new node"
   expect_eq "the fsync'ed file on the new node" "last-words-$runner_token" "$(in_sc "$ns" runner cat /root/fsynced)"
   expect_eq "runner's provider's node" "$new_node" "$(pod_node "$ns" runner-provider)"
+  expect_eq "the image runner's provider runs on the new node (the recorded digest, not the tag)" "$pinned" \
+    "$(kc -n "$ns" get pod runner-provider -o 'jsonpath={.spec.containers[0].image}')"
 
   step "sleeper stays Stopped until started; then Running on $new_node with every file"
   expect_eq "sleeper after the node replacement" Stopped "$(sc_phase "$ns" sleeper)"
