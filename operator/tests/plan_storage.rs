@@ -228,11 +228,7 @@ fn a_claim_someone_else_made_is_never_adopted_and_fails_the_start_with_what_to_d
 fn a_claim_swapped_after_the_record_is_refused() {
     let mut world = World::running(on_claim());
     report_status(&mut world);
-    world.sc.spec.running = false;
-    world.reconcile();
-    world.gone(Role::Consumer);
-    world.reconcile();
-    world.gone(Role::Provider);
+    world.stopped_on_claim();
     // Someone deleted our claim and made one of the same name, with our annotation, newer.
     world.children.claim = Some(claim_by_someone(Some(SC_UID), 300));
     world.sc.spec.running = true;
@@ -244,11 +240,7 @@ fn a_claim_swapped_after_the_record_is_refused() {
 #[test]
 fn a_recorded_claim_that_is_gone_is_not_replaced_by_an_empty_one() {
     let mut world = World::running(on_claim());
-    world.sc.spec.running = false;
-    world.reconcile();
-    world.gone(Role::Consumer);
-    world.reconcile();
-    world.gone(Role::Provider);
+    world.stopped_on_claim();
     world.children.claim = None;
     world.sc.spec.running = true;
     let steps = world.reconcile();
@@ -285,11 +277,7 @@ fn a_changed_storage_is_refused_a_running_sc_keeps_running_and_a_start_waits() {
         "spec.storage: cannot change after creation (only whenDeleted can): it was size 2Gi, class loop-ext4; put it back, \
          or create a new StoppableContainer with the storage you want"
     ));
-    world.sc.spec.running = false;
-    world.reconcile();
-    world.gone(Role::Consumer);
-    world.reconcile();
-    world.gone(Role::Provider);
+    world.stopped_on_claim();
     world.sc.spec.running = true;
     assert_eq!(created(&world.reconcile()).len(), 0, "a start waits for the spec to be put back");
     world.sc.spec.storage.as_mut().expect("storage").size = Quantity("2Gi".into());
@@ -490,11 +478,7 @@ fn the_digest_the_provider_ran_is_pinned_and_later_providers_run_it_until_the_te
 
     // The template's image changed, and a stop and start apply it: the tag runs, then is pinned anew.
     change_image(&mut world.sc);
-    world.sc.spec.running = false;
-    world.reconcile();
-    world.gone(Role::Consumer);
-    world.reconcile();
-    world.gone(Role::Provider);
+    world.stopped_on_claim();
     world.sc.spec.running = true;
     world.reconcile();
     world.bind(Role::Consumer, NODE);
@@ -543,11 +527,7 @@ fn the_usage_the_consumer_pods_node_reports_is_shown_and_kept_while_stopped() {
     world.usage = Some(usage_entry(NODE, 1 << 20));
     report_status(&mut world);
     assert_eq!(world.sc.status.as_ref().and_then(|status| status.rootfs.as_ref()).and_then(|rootfs| rootfs.used_bytes), Some(1 << 20));
-    world.sc.spec.running = false;
-    world.reconcile();
-    world.gone(Role::Consumer);
-    world.reconcile();
-    world.gone(Role::Provider);
+    world.stopped_on_claim();
     world.usage = None;
     assert_eq!(status_of(&world).rootfs.and_then(|rootfs| rootfs.used_bytes), Some(1 << 20), "the last figures stay");
 }
@@ -561,11 +541,7 @@ fn a_running_sc_on_a_claim_is_looked_at_every_minute_for_node_loss() {
     };
     let mut world = World::running(on_claim());
     assert_eq!(requeue(&world), sc_operator::controller::report::REQUEUE_STEADY_ON_CLAIM);
-    world.sc.spec.running = false;
-    world.reconcile();
-    world.gone(Role::Consumer);
-    world.reconcile();
-    world.gone(Role::Provider);
+    world.stopped_on_claim();
     assert_eq!(requeue(&world), sc_operator::controller::report::REQUEUE_STEADY, "no pod, no node to lose");
     let (_, node_local) = load("fixtures").remove(0);
     assert_eq!(requeue(&World::running(node_local)), sc_operator::controller::report::REQUEUE_STEADY, "node-local: as today");
@@ -581,11 +557,7 @@ fn a_claim_someone_deletes_keeps_the_running_workload_and_gets_no_new_pod() {
     let (bound, why, message) = condition_of(&status, condition::STORAGE);
     assert_eq!((bound.as_str(), why.as_str()), ("False", reason::CLAIM_LOST));
     assert!(message.starts_with("the claim \"dev-rootfs\" is being deleted (not by the operator)"), "{message}");
-    world.sc.spec.running = false;
-    world.reconcile();
-    world.gone(Role::Consumer);
-    world.reconcile();
-    world.gone(Role::Provider);
+    world.stopped_on_claim();
     world.sc.spec.running = true;
     let steps = world.reconcile();
     assert_eq!(created(&steps).len(), 0, "no pod on a claim being deleted");

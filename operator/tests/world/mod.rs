@@ -185,6 +185,16 @@ impl World {
         self.children.set_pod(role, None);
     }
 
+    /// A stop of an SC on a claim played through: the consumer pod goes, then the provider pod
+    /// (with `spec.storage` a stopped SC holds no pod).
+    pub fn stopped_on_claim(&mut self) {
+        self.sc.spec.running = false;
+        self.reconcile();
+        self.gone(Role::Consumer);
+        self.reconcile();
+        self.gone(Role::Provider);
+    }
+
     /// A first start played through until both pods are ready on [`NODE`].
     pub fn running(sc: StoppableContainer) -> Self {
         let mut world = World::new(sc, true);
