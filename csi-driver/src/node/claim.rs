@@ -54,11 +54,16 @@ impl ClaimLayer {
     }
 }
 
+/// `<kubelet>/pods/<uid>/volumes`: where kubelet mounts every volume of pod `pod_uid`.
+fn pod_volumes_dir(kubelet_dir: &Path, pod_uid: &str) -> PathBuf {
+    kubelet_dir.join("pods").join(pod_uid).join("volumes")
+}
+
 /// Whether `mount_point` is where kubelet mounts the volume `volume_name` for pod `pod_uid`:
 /// exactly `<kubelet>/pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount`, or
 /// `<kubelet>/pods/<uid>/volumes/kubernetes.io~<plugin>/<pv>` for another plugin.
 pub fn is_claim_mount_point(kubelet_dir: &Path, pod_uid: &str, volume_name: &str, mount_point: &Path) -> bool {
-    let volumes = kubelet_dir.join("pods").join(pod_uid).join("volumes");
+    let volumes = pod_volumes_dir(kubelet_dir, pod_uid);
     let Ok(below) = mount_point.strip_prefix(&volumes) else { return false };
     let names: Vec<&str> = below.iter().filter_map(|name| name.to_str()).collect();
     if names.len() != below.iter().count() {
@@ -80,7 +85,7 @@ pub fn find_claim_mount<'a>(host: &'a [MountEntry], kubelet_dir: &Path, pod_uid:
 
 /// The paths kubelet would mount the claim at, for the message of a publish that waited in vain.
 pub fn expected_mount_points(kubelet_dir: &Path, pod_uid: &str, volume_name: &str) -> String {
-    let volumes = kubelet_dir.join("pods").join(pod_uid).join("volumes");
+    let volumes = pod_volumes_dir(kubelet_dir, pod_uid);
     format!(
         "{} or {}",
         volumes.join(CSI_PLUGIN_DIR).join(volume_name).join("mount").display(),
