@@ -30,14 +30,17 @@ pub fn is_controlled_by(object: &impl Resource, owner_uid: &str) -> bool {
     object.meta().owner_references.iter().flatten().any(|reference| reference.controller == Some(true) && reference.uid == owner_uid)
 }
 
-/// Labels every pod of a StoppableContainer carries; they win over the template's labels.
+/// Labels every object the operator makes for a StoppableContainer carries (its pods, its claim).
+pub fn sc_labels(sc_name: &str) -> BTreeMap<String, String> {
+    [(LABEL_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()), (LABEL_INSTANCE.to_owned(), sc_name.to_owned())].into()
+}
+
+/// Labels every pod of a StoppableContainer carries: [`sc_labels`] and its role. They win over
+/// the template's labels.
 pub fn system_labels(sc_name: &str, role: &str) -> BTreeMap<String, String> {
-    [
-        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
-        (LABEL_INSTANCE.to_owned(), sc_name.to_owned()),
-        (LABEL_ROLE.to_owned(), role.to_owned()),
-    ]
-    .into()
+    let mut labels = sc_labels(sc_name);
+    labels.insert(LABEL_ROLE.to_owned(), role.to_owned());
+    labels
 }
 
 /// The server-side apply of `status` to an object of kind `K` (send it to the status subresource

@@ -7,18 +7,15 @@
 //! created, from its own create response, in the instance (`spec.storage.claimUID`) and the SC's
 //! status, and a claim is this SC's exactly when its UID is the recorded one.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
 use sc_api::StoppableContainer;
-use sc_api::consts::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY_VALUE};
 use sc_api::storage::{ClaimRecord, ClaimRetention, ResolvedStorage, StorageStatus, claim_name};
 
 use sc_api::lifecycle::reason;
 
-use crate::meta::controller_reference;
+use crate::meta::{controller_reference, sc_labels};
 
 /// Annotation on the claim: the UID of the StoppableContainer it was created for. Read only by
 /// the operator, and only to close one gap (see [`judge`]): it proves nothing by itself.
@@ -30,8 +27,6 @@ pub const CLAIM_SC_UID_ANNOTATION: &str = "stoppablecontainer.xtlsoft.top/stoppa
 /// should the operator not (it deletes it itself, see the teardown); with `Retain` nothing owns it.
 pub fn build_claim(sc: &StoppableContainer, storage: &ResolvedStorage) -> PersistentVolumeClaim {
     let sc_name = sc.name_any();
-    let labels: BTreeMap<String, String> =
-        [(LABEL_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()), (LABEL_INSTANCE.to_owned(), sc_name.clone())].into();
     let owner_references = match storage.when_deleted {
         ClaimRetention::Delete => Some(vec![controller_reference(sc)]),
         ClaimRetention::Retain => None,
@@ -40,7 +35,7 @@ pub fn build_claim(sc: &StoppableContainer, storage: &ResolvedStorage) -> Persis
         metadata: ObjectMeta {
             name: Some(claim_name(&sc_name)),
             namespace: sc.namespace(),
-            labels: Some(labels),
+            labels: Some(sc_labels(&sc_name)),
             annotations: Some([(CLAIM_SC_UID_ANNOTATION.to_owned(), sc.uid().unwrap_or_default())].into()),
             owner_references,
             ..ObjectMeta::default()
