@@ -18,6 +18,15 @@ pub fn is_dns_label(value: &str) -> bool {
     }
 }
 
+/// Longest object name (a DNS-1123 subdomain).
+pub const MAX_OBJECT_NAME_LEN: usize = 253;
+
+/// Whether `value` is a DNS-1123 subdomain (what Kubernetes requires of node, StorageClass and
+/// most object names): at most 253 characters, dot-separated DNS labels.
+pub fn is_dns_subdomain(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_OBJECT_NAME_LEN && value.split('.').all(is_dns_label)
+}
+
 /// Checks an RFC 1123 label of at most `max_len` characters; the error says what it must look like.
 pub fn check_dns_label(value: &str, max_len: usize) -> Result<(), String> {
     if value.is_empty() {

@@ -36,10 +36,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::consts::{NODE_REPORT_NAME_PREFIX, NODE_USAGE_NAME_PREFIX};
-use crate::names::is_dns_label;
+use crate::names::{MAX_OBJECT_NAME_LEN, is_dns_subdomain};
 
-/// Longest object name (a DNS-1123 subdomain).
-pub const MAX_OBJECT_NAME_LEN: usize = 253;
 /// Hex digits of the node name's SHA-256 in a hashed ConfigMap name (64 bits).
 const HASH_HEX_LEN: usize = 16;
 
@@ -76,12 +74,6 @@ fn per_node_name(prefix: &str, node: &str) -> String {
 
 fn node_hash(node: &str) -> String {
     hex::encode(Sha256::digest(node.as_bytes()))[..HASH_HEX_LEN].to_owned()
-}
-
-/// Whether `value` is a DNS-1123 subdomain (what Kubernetes requires of node and object names):
-/// at most 253 characters, dot-separated DNS labels.
-pub fn is_dns_subdomain(value: &str) -> bool {
-    !value.is_empty() && value.len() <= MAX_OBJECT_NAME_LEN && value.split('.').all(is_dns_label)
 }
 
 /// Whether `key` may be a ConfigMap data key (`[-._a-zA-Z0-9]+`, at most 253). SC UIDs are.

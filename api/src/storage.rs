@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::names::{MAX_OBJECT_NAME_LEN, is_dns_subdomain};
 use crate::rootfs_size::{RootfsSize, parse_size};
 
 /// The suffix of the claim's name: `<sc-name>-rootfs`. An SC name is at most
@@ -220,17 +221,16 @@ pub fn describe(storage: &StorageSpec) -> String {
     parts.join(", ")
 }
 
-/// A DNS subdomain (RFC 1123): what StorageClass names are.
+/// A DNS subdomain (RFC 1123, [`is_dns_subdomain`]): what StorageClass names are; the error
+/// says which rule the name breaks.
 fn check_dns_subdomain(value: &str) -> Result<(), String> {
-    if value.is_empty() || value.len() > 253 {
-        return Err("must be 1 to 253 characters".to_string());
+    if value.is_empty() || value.len() > MAX_OBJECT_NAME_LEN {
+        Err(format!("must be 1 to {MAX_OBJECT_NAME_LEN} characters"))
+    } else if !is_dns_subdomain(value) {
+        Err("must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit".to_string())
+    } else {
+        Ok(())
     }
-    for label in value.split('.') {
-        if !crate::names::is_dns_label(label) {
-            return Err("must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit".to_string());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
