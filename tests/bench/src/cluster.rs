@@ -76,16 +76,16 @@ impl Cluster {
     // --- StoppableContainers ---------------------------------------------------------------
 
     pub async fn create_sc(&self, name: &str, running: bool) -> Result<(), BenchError> {
-        let body = subjects::stoppable_container(name, &self.settings.image, running)
-            .map_err(|error| BenchError::Setup(format!("StoppableContainer manifest: {error}")))?;
-        self.scs.create(&PostParams::default(), &body).await.map_err(api(format!("creating StoppableContainer {name}")))?;
-        Ok(())
+        self.create_sc_from(name, subjects::stoppable_container(name, &self.settings.image, running)).await
     }
 
     /// Creates a running SC whose persistent layer is on a claim of `size` (default class).
     pub async fn create_sc_on_claim(&self, name: &str, size: &str) -> Result<(), BenchError> {
-        let body = subjects::stoppable_container_on_claim(name, &self.settings.image, true, size)
-            .map_err(|error| BenchError::Setup(format!("StoppableContainer manifest: {error}")))?;
+        self.create_sc_from(name, subjects::stoppable_container_on_claim(name, &self.settings.image, true, size)).await
+    }
+
+    async fn create_sc_from(&self, name: &str, manifest: Result<StoppableContainer, serde_json::Error>) -> Result<(), BenchError> {
+        let body = manifest.map_err(|error| BenchError::Setup(format!("StoppableContainer manifest: {error}")))?;
         self.scs.create(&PostParams::default(), &body).await.map_err(api(format!("creating StoppableContainer {name}")))?;
         Ok(())
     }
