@@ -4,7 +4,7 @@
 # single-node cluster, images, chart), then runs sc-bench (tests/bench) on the node. Every figure
 # is measured side by side with a plain pod of the same image in the same run and printed as a
 # ratio: resume, diff-size independence, stop, first start, I/O, density and memory, churn,
-# resume on a claim (spec.storage).
+# resume on a claim (spec.storage), start with no provider left.
 #
 # Usage: tests/e2e/bench.sh [SC_BENCH_OPTION...]
 #        e.g. tests/e2e/bench.sh --sections resume,io --rounds 5

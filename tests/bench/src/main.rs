@@ -4,6 +4,7 @@
 //! which starts the cluster, installs the product and runs this on the node, as root.
 
 mod cluster;
+mod cold;
 mod error;
 mod host;
 mod io;
@@ -41,15 +42,17 @@ enum Section {
     Churn,
     /// 8: resume of a StoppableContainer on a claim (spec.storage)
     Storage,
+    /// 9: start of a stopped StoppableContainer whose provider pod was deleted
+    Cold,
 }
 
 #[derive(Debug, Parser)]
 #[command(version, about = "StoppableContainer's cluster benchmark: each figure side by side with a plain pod")]
 struct Args {
     /// Sections to run (comma-separated); all by default.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Resume, Section::FirstStart, Section::Io, Section::Density, Section::Churn, Section::Storage])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Resume, Section::FirstStart, Section::Io, Section::Density, Section::Churn, Section::Storage, Section::Cold])]
     sections: Vec<Section>,
-    /// Measured rounds of sections 1-3 (median and p90 are taken over them).
+    /// Measured rounds of sections 1-3, 8 and 9 (median and p90 are taken over them).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     rounds: u16,
     /// Measured rounds of section 4 (each creates and deletes a StoppableContainer: slower).
@@ -127,6 +130,7 @@ async fn run(args: Args) -> Result<bool, BenchError> {
             Section::Io => io::io(&cluster, usize::from(args.io_repeats)).await,
             Section::Density => scale::density(&cluster, usize::from(args.density)).await,
             Section::Storage => storage::resume_on_claim(&cluster, rounds).await,
+            Section::Cold => cold::start_without_provider(&cluster, rounds).await,
             Section::Churn => scale::churn(&cluster, usize::from(args.churn), usize::from(args.cycles)).await.map(|figures| {
                 healthy &= figures.failures == 0;
                 figures.targets
