@@ -84,6 +84,10 @@ pub const CONSUMER_CONTROL_SOCKET_PATH: &str = "/.sc/control/prepare.sock";
 /// Volume attribute on the inline CSI volume naming the StoppableContainer. It is only a hint to
 /// find the SC: the node plugin checks that the mounting pod really is that SC's consumer.
 pub const VOLUME_ATTR_SC_NAME: &str = "stoppablecontainer.xtlsoft.top/name";
+/// Volume attribute (value `"true"`) on the provider pod's inline CSI volume: the node plugin
+/// publishes there, read-only, its own directory holding only `sc-exec` (no StoppableContainer,
+/// so never with [`VOLUME_ATTR_SC_NAME`]).
+pub const VOLUME_ATTR_EXEC_WRAPPER: &str = "stoppablecontainer.xtlsoft.top/exec-wrapper";
 
 /// Directory in the consumer containers where `sc-exec` is installed.
 pub const EXEC_WRAPPER_DIR: &str = "/.sc-bin";

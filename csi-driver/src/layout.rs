@@ -53,6 +53,12 @@ impl DataRoot {
         self.containers_dir().join(&key.namespace).join(&key.name).join(&key.uid)
     }
 
+    /// The directory holding only `sc-exec`, filled by the node DaemonSet's init container
+    /// (`sc-exec install`) and bind-mounted read-only into every provider pod.
+    pub fn exec_wrapper_dir(&self) -> PathBuf {
+        self.root.join("exec-wrapper")
+    }
+
     /// The parent of every StoppableContainer's data.
     pub fn containers_dir(&self) -> PathBuf {
         self.root.join("containers")

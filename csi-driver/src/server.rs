@@ -75,6 +75,12 @@ impl<C: ClusterView, S: System> csi::node_server::Node for NodeService<C, S> {
 
     async fn node_publish_volume(&self, request: Request<NodePublishVolumeRequest>) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let raw = request.into_inner();
+        let exec_wrapper =
+            validate::exec_wrapper(&raw, &self.policy).map_err(|error| reject("NodePublishVolume", &raw.volume_id, error))?;
+        if let Some(checked) = exec_wrapper {
+            self.core.publish_exec_wrapper(&checked).await.map_err(|error| fail("NodePublishVolume", &raw.volume_id, error.into()))?;
+            return Ok(Response::new(NodePublishVolumeResponse {}));
+        }
         let checked = validate::publish(&raw, &self.policy).map_err(|error| reject("NodePublishVolume", &raw.volume_id, error))?;
         self.core.publish(&checked).await.map_err(|error| fail("NodePublishVolume", &raw.volume_id, error.into()))?;
         Ok(Response::new(NodePublishVolumeResponse {}))
@@ -216,7 +222,7 @@ impl From<PublishError> for Status {
             }
             PublishError::VolumeConflict { .. } | PublishError::ForeignMount { .. } => Status::already_exists(message),
             PublishError::ReadOnly(_) => Status::internal(message),
-            PublishError::RootfsSize { .. } => Status::failed_precondition(message),
+            PublishError::RootfsSize { .. } | PublishError::ExecWrapperSource { .. } => Status::failed_precondition(message),
             PublishError::Rootfs(quota) => rootfs_status(&quota, message),
             PublishError::Io(io) => io.into(),
         }
@@ -285,6 +291,7 @@ mod tests {
             (PublishError::ForeignMount { target: "/t".into(), fs_type: "ext4".into(), device: "/dev/sda".into() }, Code::AlreadyExists),
             (PublishError::ReadOnly("/t/rootfs".into()), Code::Internal),
             (PublishError::RootfsSize { sc: sc(), problem: "200Gi is more than this node's maximum".into() }, Code::FailedPrecondition),
+            (PublishError::ExecWrapperSource { dir: "/d".into(), problem: "it holds no sc-exec".into() }, Code::FailedPrecondition),
             (
                 PublishError::Rootfs(quota::QuotaError::GrowWhileInUse {
                     image: "i".into(),

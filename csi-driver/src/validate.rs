@@ -3,7 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use sc_api::consts::VOLUME_ATTR_SC_NAME;
+use sc_api::consts::{VOLUME_ATTR_EXEC_WRAPPER, VOLUME_ATTR_SC_NAME};
 use sc_proto::csi::{
     NodePublishVolumeRequest, NodeUnpublishVolumeRequest, VolumeCapability,
     volume_capability::{AccessType, access_mode::Mode},
@@ -47,6 +47,14 @@ pub struct PublishRequest {
     pub pod: PodRef,
     /// The StoppableContainer the pod claims to be the consumer of (verified before use).
     pub sc_name: String,
+}
+
+/// A checked `NodePublishVolume` for a provider pod's inline exec-wrapper volume: the node's
+/// `sc-exec`, read-only. It carries no StoppableContainer and needs no authorisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecWrapperRequest {
+    pub volume_id: String,
+    pub target_path: PathBuf,
 }
 
 /// A checked `NodeUnpublishVolume`.
@@ -168,6 +176,47 @@ pub fn publish(request: &NodePublishVolumeRequest, policy: &TargetPolicy) -> Res
         ));
     }
     Ok(PublishRequest { volume_id, target_path, pod, sc_name })
+}
+
+/// Checks a `NodePublishVolume` request for the exec-wrapper volume: `None` when the request does
+/// not carry [`VOLUME_ATTR_EXEC_WRAPPER`] (then it is a rootfs volume, see [`publish`]). The
+/// volume is read-only whatever `readonly` says, so either value is accepted.
+pub fn exec_wrapper(request: &NodePublishVolumeRequest, policy: &TargetPolicy) -> Result<Option<ExecWrapperRequest>, InvalidField> {
+    const FIELD: &str = "volume_context[stoppablecontainer.xtlsoft.top/exec-wrapper]";
+    let context = &request.volume_context;
+    let Some(value) = context.get(VOLUME_ATTR_EXEC_WRAPPER) else { return Ok(None) };
+    if value != "true" {
+        return Err(invalid(FIELD, format!("{value:?} must be \"true\" (or the attribute left out, for a rootfs volume)")));
+    }
+    if context.contains_key(VOLUME_ATTR_SC_NAME) {
+        return Err(invalid(
+            FIELD,
+            "cannot be set together with stoppablecontainer.xtlsoft.top/name: a volume is either the exec wrapper (provider pod) or a rootfs (consumer pod)",
+        ));
+    }
+    let volume_id = volume_id("volume_id", &request.volume_id)?;
+    let target_path = policy.check("target_path", &request.target_path)?;
+    if !request.staging_target_path.is_empty() {
+        return Err(invalid("staging_target_path", "must be empty: this driver has no STAGE_UNSTAGE_VOLUME capability"));
+    }
+    let capability = request.volume_capability.as_ref().ok_or_else(|| invalid("volume_capability", "missing"))?;
+    match &capability.access_type {
+        Some(AccessType::Mount(mount)) if mount.fs_type.is_empty() && mount.mount_flags.is_empty() => {}
+        Some(AccessType::Mount(_)) => {
+            return Err(invalid(
+                "volume_capability.mount",
+                "fsType and mount flags are not supported for the exec-wrapper volume; leave them out",
+            ));
+        }
+        _ => return Err(invalid("volume_capability.access_type", "expected mount: the exec wrapper is a directory")),
+    }
+    if context.get(context_keys::EPHEMERAL).map(String::as_str) != Some("true") {
+        return Err(invalid(
+            "volume_context[csi.storage.k8s.io/ephemeral]",
+            "must be \"true\": the exec-wrapper volume exists only as an inline CSI volume in the provider pod",
+        ));
+    }
+    Ok(Some(ExecWrapperRequest { volume_id, target_path }))
 }
 
 /// Checks a `NodeUnpublishVolume` request.
@@ -378,6 +427,73 @@ mod tests {
                 "is not a volume directory of pod UID",
             ),
             (rejection(|r| r.target_path = format!("/var/lib/kubelet/pods/{UID}/plugins/x/mount")), "is not a volume directory of pod UID"),
+        ];
+        for (message, expected) in cases {
+            assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+        }
+    }
+
+    /// What kubelet sends for the provider pod's exec-wrapper volume.
+    fn exec_wrapper_request() -> NodePublishVolumeRequest {
+        let mut request = valid_request();
+        request.target_path = format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~csi/sc-bin/mount");
+        request.volume_context.remove(VOLUME_ATTR_SC_NAME);
+        request.volume_context.insert(VOLUME_ATTR_EXEC_WRAPPER.into(), "true".into());
+        request.readonly = true;
+        request
+    }
+
+    #[test]
+    fn the_exec_wrapper_attribute_makes_an_exec_wrapper_request() {
+        let checked = exec_wrapper(&exec_wrapper_request(), &policy()).expect("valid").expect("an exec-wrapper request");
+        assert_eq!(
+            checked,
+            ExecWrapperRequest {
+                volume_id: "csi-0123abcd".into(),
+                target_path: format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~csi/sc-bin/mount").into()
+            }
+        );
+        let mut writable = exec_wrapper_request();
+        writable.readonly = false;
+        assert!(exec_wrapper(&writable, &policy()).expect("valid").is_some(), "read-only either way");
+        // Without the attribute the request is a rootfs one, for `publish`.
+        assert_eq!(exec_wrapper(&valid_request(), &policy()), Ok(None));
+    }
+
+    #[test]
+    fn a_malformed_exec_wrapper_request_names_its_field() {
+        let rejection = |change: &dyn Fn(&mut NodePublishVolumeRequest)| {
+            let mut request = exec_wrapper_request();
+            change(&mut request);
+            exec_wrapper(&request, &policy()).expect_err("must be rejected").to_string()
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (
+                rejection(&|r| {
+                    r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "dev".into());
+                }),
+                "exec-wrapper]: cannot be set together with stoppablecontainer.xtlsoft.top/name",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_context.insert(VOLUME_ATTR_EXEC_WRAPPER.into(), "yes".into());
+                }),
+                "exec-wrapper]: \"yes\" must be \"true\"",
+            ),
+            (rejection(&|r| r.target_path = "/etc/mount".into()), "invalid target_path: \"/etc/mount\" is outside /var/lib/kubelet/pods"),
+            (rejection(&|r| r.volume_id = "../x".into()), "invalid volume_id"),
+            (rejection(&|r| r.staging_target_path = "/stage".into()), "invalid staging_target_path"),
+            (rejection(&|r| r.volume_capability = None), "invalid volume_capability: missing"),
+            (
+                rejection(&|r| r.volume_capability.as_mut().expect("set").access_type = Some(AccessType::Block(BlockVolume {}))),
+                "invalid volume_capability.access_type: expected mount",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_context.remove(context_keys::EPHEMERAL);
+                }),
+                "ephemeral]: must be \"true\"",
+            ),
         ];
         for (message, expected) in cases {
             assert!(message.contains(expected), "{message:?} should contain {expected:?}");

@@ -103,7 +103,7 @@ pub enum Error {
     #[error("{action}: {source}")]
     Io { action: String, source: std::io::Error },
 
-    #[error("cannot install sc-exec into {dir}: {source}. The directory must exist and be writable.")]
+    #[error("cannot install sc-exec into {dir}: {source}. The directory (or its parent, to create it) must exist and be writable.")]
     Install { dir: PathBuf, source: std::io::Error },
 }
 

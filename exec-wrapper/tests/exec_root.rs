@@ -6,7 +6,7 @@ mod support;
 use std::fs;
 use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -229,6 +229,13 @@ fn install_copies_the_running_binary_as_root() {
     assert_eq!(fs::metadata(&installed).expect("stat").permissions().mode() & 0o777, 0o755);
     let version = Command::new(&installed).arg("version").output().expect("run installed");
     assert_eq!(stdout(&version).trim(), format!("sc-exec {}", env!("CARGO_PKG_VERSION")));
-    let missing = Command::new(support::binary_under_test()).args(["install", "/nonexistent"]).output().expect("run");
+    // A missing directory is made (the node DaemonSet's first install), not its missing parents.
+    let made = target.path().join("exec-wrapper");
+    let output = Command::new(support::binary_under_test()).args(["install", made.to_str().expect("utf-8")]).output().expect("run install");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(fs::metadata(&made).expect("stat").permissions().mode() & 0o777, 0o755);
+    assert!(made.join("sc-exec").is_file());
+    let missing = Command::new(support::binary_under_test()).args(["install", "/nonexistent/exec-wrapper"]).output().expect("run");
     assert_eq!(missing.status.code(), Some(73));
+    assert!(!Path::new("/nonexistent").exists(), "no parent is made");
 }

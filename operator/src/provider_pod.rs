@@ -16,13 +16,16 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, Pod, PodSpec, ResourceRequirements, SecurityContext, Toleration, Volume, VolumeMount,
+    CSIVolumeSource, Capabilities, Container, Pod, PodSpec, ResourceRequirements, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use sc_api::StoppableContainerInstance;
-use sc_api::consts::{EXEC_WRAPPER_DIR, EXEC_WRAPPER_PATH, PROVIDER_CONTAINER_NAME, ROLE_PROVIDER, provider_pod_name};
+use sc_api::consts::{
+    CSI_DRIVER_NAME, EXEC_WRAPPER_DIR, EXEC_WRAPPER_PATH, PROVIDER_CONTAINER_NAME, ROLE_PROVIDER, VOLUME_ATTR_EXEC_WRAPPER,
+    provider_pod_name,
+};
 use sha2::{Digest, Sha256};
 
 use crate::consumer_pod::{pin_to_node, pinned_node};
@@ -30,12 +33,9 @@ use crate::meta::{controller_reference, system_labels};
 use crate::settings::PodSettings;
 use crate::validate::Workload;
 
-/// Volume (an emptyDir) through which the init container hands `sc-exec` to the provider.
+/// The provider's inline CSI volume through which the node plugin hands it `sc-exec`, read-only
+/// (a bind of the plugin's own copy: no init container, no hostPath in the tenant's pod).
 pub const EXEC_WRAPPER_VOLUME_NAME: &str = "sc-bin";
-/// Where the init container sees that volume (it must not shadow its own `/.sc-bin`).
-const INSTALL_DIR: &str = "/sc-bin";
-/// Name of the init container that installs `sc-exec`.
-pub const INSTALL_CONTAINER_NAME: &str = "install-sc-exec";
 /// Taint of a cordoned node.
 const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 /// Annotation on the provider pod: hex SHA-256 of the JSON of the PodSpec it was built with. Only
@@ -192,6 +192,21 @@ fn normalized_security_context(context: SecurityContext) -> SecurityContext {
     SecurityContext { proc_mount: context.proc_mount.filter(|mount| mount != "Default"), ..context }
 }
 
+/// The inline CSI volume holding `sc-exec`: the node plugin publishes its own copy there,
+/// read-only (see the node plugin's `exec_wrapper.rs`). The attribute tells it from a rootfs.
+fn exec_wrapper_volume() -> Volume {
+    Volume {
+        name: EXEC_WRAPPER_VOLUME_NAME.to_owned(),
+        csi: Some(CSIVolumeSource {
+            driver: CSI_DRIVER_NAME.to_owned(),
+            read_only: Some(true),
+            volume_attributes: Some([(VOLUME_ATTR_EXEC_WRAPPER.to_owned(), "true".to_owned())].into()),
+            ..CSIVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
 /// The provider pod for `workload`, on `node` (the data node, where its consumer runs).
 pub fn build_provider_pod(workload: &Workload, instance: &StoppableContainerInstance, node: &str, settings: &PodSettings) -> Pod {
     let sc_name = &instance.spec.stoppable_container_name;
@@ -203,20 +218,6 @@ pub fn build_provider_pod(workload: &Workload, instance: &StoppableContainerInst
         .clone()
         .filter(|resources| resources.requests.is_some() || resources.limits.is_some())
         .unwrap_or_else(default_provider_resources);
-    let install = Container {
-        name: INSTALL_CONTAINER_NAME.to_owned(),
-        image: Some(settings.exec_wrapper_image.clone()),
-        image_pull_policy: Some(settings.exec_wrapper_pull_policy.clone()),
-        command: Some(vec![EXEC_WRAPPER_PATH.to_owned(), "install".to_owned(), INSTALL_DIR.to_owned()]),
-        volume_mounts: Some(vec![VolumeMount {
-            name: EXEC_WRAPPER_VOLUME_NAME.to_owned(),
-            mount_path: INSTALL_DIR.to_owned(),
-            ..VolumeMount::default()
-        }]),
-        resources: Some(default_provider_resources()),
-        security_context: Some(unprivileged()),
-        ..Container::default()
-    };
     let pause = Container {
         name: PROVIDER_CONTAINER_NAME.to_owned(),
         image: workload_container.image.clone(),
@@ -250,13 +251,8 @@ pub fn build_provider_pod(workload: &Workload, instance: &StoppableContainerInst
         image_pull_secrets: template_spec.image_pull_secrets.clone(),
         // The same runtime as the consumer, so the node plugin finds the rootfs where it looks.
         runtime_class_name: template_spec.runtime_class_name.clone(),
-        init_containers: Some(vec![install]),
         containers: vec![pause],
-        volumes: Some(vec![Volume {
-            name: EXEC_WRAPPER_VOLUME_NAME.to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        }]),
+        volumes: Some(vec![exec_wrapper_volume()]),
         restart_policy: Some("Always".to_owned()),
         termination_grace_period_seconds: Some(settings.provider_grace_period_seconds),
         automount_service_account_token: Some(false),
@@ -375,9 +371,60 @@ mod tests {
         );
         assert!(!provider_is_current(&swapped, &desired));
 
-        let mut init_swapped = as_stored(desired.clone());
-        live_spec(&mut init_swapped).init_containers.as_mut().expect("init containers")[0].image = Some("attacker.example/sc-exec".into());
-        assert!(!provider_is_current(&init_swapped, &desired), "the init container installs sc-exec: its image counts too");
+        let mut init_added = as_stored(desired.clone());
+        live_spec(&mut init_added).init_containers =
+            Some(vec![Container { name: "x".into(), image: Some("attacker.example/sc-exec".into()), ..Container::default() }]);
+        assert!(!provider_is_current(&init_added, &desired), "an init container could replace sc-exec: it counts too");
+    }
+
+    #[test]
+    fn the_provider_gets_sc_exec_from_the_node_plugin_with_no_init_container() {
+        let desired = desired();
+        let spec = desired.spec.as_ref().expect("spec");
+        assert_eq!(spec.init_containers, None, "no container start and exit before the provider's");
+        let volumes = spec.volumes.as_ref().expect("volumes");
+        assert_eq!(volumes.len(), 1);
+        let csi = volumes[0].csi.as_ref().expect("an inline CSI volume, allowed under PodSecurity baseline and restricted");
+        assert_eq!(csi.driver, CSI_DRIVER_NAME);
+        assert_eq!(csi.read_only, Some(true));
+        assert_eq!(csi.volume_attributes, Some([(VOLUME_ATTR_EXEC_WRAPPER.to_owned(), "true".to_owned())].into()));
+        assert_eq!(volumes[0].host_path, None);
+        let mounts = spec.containers[0].volume_mounts.as_ref().expect("mounts");
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(
+            (mounts[0].name.as_str(), mounts[0].mount_path.as_str(), mounts[0].read_only),
+            (EXEC_WRAPPER_VOLUME_NAME, EXEC_WRAPPER_DIR, Some(true))
+        );
+        assert_eq!(spec.containers[0].command.as_deref(), Some(&[EXEC_WRAPPER_PATH.to_owned(), "pause".to_owned()][..]));
+    }
+
+    /// A provider the operator built before the exec-wrapper volume: `sc-exec` installed by an
+    /// init container into an emptyDir. A start never reuses it; it replaces it.
+    #[test]
+    fn a_provider_of_the_older_operator_with_its_init_container_is_not_current() {
+        let desired = desired();
+        let mut older = as_stored(desired.clone());
+        let spec = live_spec(&mut older);
+        spec.init_containers = Some(vec![Container {
+            name: "install-sc-exec".into(),
+            image: Some("stoppablecontainer/exec-wrapper:1".into()),
+            command: Some(vec![EXEC_WRAPPER_PATH.into(), "install".into(), "/sc-bin".into()]),
+            volume_mounts: Some(vec![VolumeMount {
+                name: EXEC_WRAPPER_VOLUME_NAME.into(),
+                mount_path: "/sc-bin".into(),
+                ..VolumeMount::default()
+            }]),
+            ..Container::default()
+        }]);
+        spec.volumes =
+            Some(vec![Volume { name: EXEC_WRAPPER_VOLUME_NAME.into(), empty_dir: Some(Default::default()), ..Volume::default() }]);
+        let hash = provider_spec_hash(spec);
+        older.metadata.annotations = Some([(PROVIDER_HASH_ANNOTATION.to_owned(), hash)].into());
+        assert_eq!(
+            provider_spec_differences(older.spec.as_ref().expect("spec"), desired.spec.as_ref().expect("spec")),
+            ["initContainers", "volumes"]
+        );
+        assert!(!provider_is_current(&older, &desired));
     }
 
     #[test]
@@ -402,7 +449,10 @@ mod tests {
                 Box::new(|spec| spec.containers[0].security_context.get_or_insert_with(Default::default).privileged = Some(true)),
             ),
             ("containers", Box::new(|spec| spec.containers.push(Container { name: "extra".into(), ..Container::default() }))),
-            ("initContainers", Box::new(|spec| spec.init_containers = None)),
+            (
+                "initContainers",
+                Box::new(|spec| spec.init_containers = Some(vec![Container { name: "extra".into(), ..Container::default() }])),
+            ),
             (
                 "ephemeralContainers",
                 Box::new(|spec| spec.ephemeral_containers = Some(vec![EphemeralContainer { name: "debug".into(), ..Default::default() }])),

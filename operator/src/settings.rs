@@ -5,8 +5,8 @@ use sc_api::rootfs_size::{RootfsSize, format_bytes};
 /// What the pod builders need to know about the installation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodSettings {
-    /// Image holding `/.sc-bin/sc-exec`: the consumer's workload container runs it, and the
-    /// provider's init container installs `sc-exec` from it.
+    /// Image holding `/.sc-bin/sc-exec`: the consumer's workload container runs it (the provider
+    /// gets the node DaemonSet's copy of it through the node plugin's exec-wrapper volume).
     pub exec_wrapper_image: String,
     /// `imagePullPolicy` for the exec-wrapper image.
     pub exec_wrapper_pull_policy: String,

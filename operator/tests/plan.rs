@@ -8,7 +8,7 @@ mod fixture_pods;
 mod world;
 
 use fixture_pods::{NODE, load};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, EmptyDirVolumeSource, Pod, Volume, VolumeMount};
 use kube::ResourceExt;
 use sc_api::consts::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, NODE_DATA_FINALIZER, SCI_FINALIZER};
 use sc_api::stoppable_container::ImageStatus;
@@ -111,6 +111,39 @@ fn a_start_after_a_stop_is_pinned_and_reuses_the_kept_provider() {
             Some(format!("starting the workload, pinned to node {NODE:?}, reusing the provider pod kept by the stop").as_str())
         );
         assert_eq!(pinned_node(pods[0].1).as_deref(), Some(NODE), "{stem}: pinned to the data node");
+    }
+}
+
+/// A provider kept by the stop of an operator that installed `sc-exec` with an init container
+/// into an emptyDir: it is not what this operator builds (the node plugin's exec-wrapper volume),
+/// so the start replaces it, and the new one has no init container.
+#[test]
+fn a_kept_provider_with_the_older_operators_init_container_is_replaced_at_the_start() {
+    for (stem, sc) in fixtures() {
+        let mut world = World::stopped(sc);
+        let spec = world.pod_mut(Role::Provider).spec.as_mut().expect("a spec");
+        spec.init_containers = Some(vec![Container {
+            name: "install-sc-exec".into(),
+            image: Some("stoppablecontainer/exec-wrapper:0.1".into()),
+            command: Some(vec!["/.sc-bin/sc-exec".into(), "install".into(), "/sc-bin".into()]),
+            volume_mounts: Some(vec![VolumeMount { name: "sc-bin".into(), mount_path: "/sc-bin".into(), ..VolumeMount::default() }]),
+            ..Container::default()
+        }]);
+        spec.volumes = Some(vec![Volume { name: "sc-bin".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }]);
+        world.sc.spec.running = true;
+        world.data_node_exists = Some(true);
+        let steps = world.reconcile();
+        let deletions = deleted(&steps);
+        assert_eq!(deletions.len(), 1, "{stem}");
+        assert_eq!(deletions[0].0, Role::Provider, "{stem}");
+        assert!(lifecycle_why(deletions[0].1).contains("made by an older operator"), "{stem}");
+        assert_eq!(created(&steps).len(), 0, "{stem}: no consumer pod while the old provider is in the way");
+        world.settled();
+        world.gone(Role::Provider);
+        let steps = world.reconcile();
+        let pods = created(&steps);
+        assert_eq!(pods.iter().map(|(role, ..)| *role).collect::<Vec<_>>(), [Role::Consumer, Role::Provider], "{stem}");
+        assert!(pods[1].1.spec.as_ref().is_some_and(|spec| spec.init_containers.is_none()), "{stem}: the new provider starts at once");
     }
 }
 

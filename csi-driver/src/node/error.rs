@@ -53,6 +53,10 @@ pub enum PublishError {
         "{claim}: {problem} at {path}, where the plugin needs directories of its own (a symlink or a file planted by a pod that mounted the claim is never followed); remove it from a pod that mounts the claim, then start the StoppableContainer again"
     )]
     ClaimDataDir { claim: String, path: String, problem: String },
+    #[error(
+        "the exec-wrapper directory {dir} cannot be published: {problem}; the node DaemonSet's init container fills it (sc-exec install {dir}): restart the node plugin pod, or remove what does not belong there"
+    )]
+    ExecWrapperSource { dir: String, problem: String },
     #[error("the rootfs size of StoppableContainer {sc} cannot be used: {problem}")]
     RootfsSize { sc: ScKey, problem: String },
     #[error("the size-limited filesystem of the rootfs: {0}")]

@@ -7,6 +7,7 @@
 //!   [`System`](crate::sys::System), held once behind an `Arc` for the blocking tasks;
 //!   `recovery.rs` is its start-up recovery, `shape.rs` what a complete publication looks like.
 //! - `provider.rs`: the provider container's process and root filesystem.
+//! - `exec_wrapper.rs`: the provider pod's read-only volume holding `sc-exec`.
 //! - `live.rs`: the in-memory tables of live publications; `error.rs`: the RPC error types.
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::quota::{self, RootfsSize};
 mod claim;
 mod claim_layers;
 mod error;
+mod exec_wrapper;
 mod live;
 mod mounter;
 mod provider;

@@ -24,7 +24,7 @@ use crate::mountinfo::{self, MountEntry};
 use crate::published_image;
 use crate::quota::{self, LoopSystem, RootfsFs, RootfsSize};
 use crate::records::{Record, Records};
-use crate::sys::{OverlayDirs, System};
+use crate::sys::{FsStats, OverlayDirs, System};
 use crate::validate::{PublishRequest, UnpublishRequest};
 
 /// What a publish finds at its target before it waits for the provider.
@@ -359,6 +359,10 @@ impl<S: System> Mounter<S> {
             // reading the node's whole mount table. The record goes last, so an interrupted
             // unpublish is finished by kubelet's retry.
             Some(_) => self.unmount_published(&request.target_path)?,
+            // The provider's exec-wrapper bind, which has no record (see `exec_wrapper.rs`).
+            None if self.holds_exec_wrapper(&request.target_path) => {
+                return self.unpublish_exec_wrapper(&request.volume_id, &request.target_path);
+            }
             None => self.unwind_target(&request.target_path)?,
         }
         if let Some(record) = ours {
@@ -455,7 +459,12 @@ impl<S: System> Mounter<S> {
     /// Usage of the filesystem holding a published volume's upper layer.
     pub fn stats(&self, volume_id: &str, volume_path: &Path) -> Result<VolumeStats, StatsError> {
         let not_found = || StatsError::NotFound { volume_id: volume_id.to_owned(), path: volume_path.display().to_string() };
-        let record = self.records.load(volume_id).context("reading the record of", Path::new(volume_id))?.ok_or_else(not_found)?;
+        let Some(record) = self.records.load(volume_id).context("reading the record of", Path::new(volume_id))? else {
+            return match self.exec_wrapper_at(volume_path) {
+                Some(dir) => self.exec_wrapper_stats(&dir),
+                None => Err(not_found()),
+            };
+        };
         if record.target_path != volume_path {
             return Err(not_found());
         }
@@ -468,15 +477,13 @@ impl<S: System> Mounter<S> {
         };
         let abnormal = check_published_shape(&self.host_mounts()?, &record.target_path, &self.record_key(&record)).err();
         let stat = self.system.statvfs(&upper).context("statvfs of", &upper)?;
-        Ok(VolumeStats {
-            bytes_total: stat.bytes_total,
-            bytes_available: stat.bytes_available,
-            bytes_used: stat.bytes_total - stat.bytes_free,
-            inodes_total: stat.inodes_total,
-            inodes_free: stat.inodes_free,
-            inodes_used: stat.inodes_total - stat.inodes_free,
-            abnormal,
-        })
+        Ok(VolumeStats { abnormal, ..volume_stats(&stat) })
+    }
+
+    /// Usage of the filesystem holding the exec-wrapper directory, the source of the bind.
+    fn exec_wrapper_stats(&self, dir: &Path) -> Result<VolumeStats, StatsError> {
+        let stat = self.system.statvfs(dir).context("statvfs of", dir)?;
+        Ok(volume_stats(&stat))
     }
 
     /// Whether the StoppableContainer's persistent data is mounted anywhere on this node.
@@ -515,6 +522,19 @@ impl<S: System> Mounter<S> {
             DataLayout::Unlimited => Ok(None),
             DataLayout::OwnFilesystem => quota::usage(&*self.loops, &RootfsFs::new(self.data.container_dir(sc))).map(Some),
         })
+    }
+}
+
+/// A volume's usage from its filesystem's `statvfs`, as mounted as published.
+fn volume_stats(stat: &FsStats) -> VolumeStats {
+    VolumeStats {
+        bytes_total: stat.bytes_total,
+        bytes_available: stat.bytes_available,
+        bytes_used: stat.bytes_total - stat.bytes_free,
+        inodes_total: stat.inodes_total,
+        inodes_free: stat.inodes_free,
+        inodes_used: stat.inodes_total - stat.inodes_free,
+        abnormal: None,
     }
 }
 

@@ -11,7 +11,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{ClaimOverlayDirs, FileIdentity, FsStats, MountedFilesystem, OVERLAY_COMPAT_OPTIONS, OverlayDirs, System, overlay_mount_data};
+use super::{
+    ClaimOverlayDirs, FileIdentity, FileKind, FileStatus, FsStats, MountedFilesystem, OVERLAY_COMPAT_OPTIONS, OverlayDirs, System,
+    overlay_mount_data,
+};
 use crate::layout::{DataRoot, TARGET_TMPFS_SOURCE};
 use crate::node::UpperSupport;
 
@@ -70,6 +73,11 @@ pub struct FakeState {
     pub upper_support: Option<UpperSupport>,
     /// Overlays come up read-only (a data root on a filesystem overlayfs cannot write to).
     pub read_only_overlays: bool,
+    /// Owners of entries other than root's (uid 0).
+    pub owners: HashMap<PathBuf, u32>,
+    /// Targets of executable read-only binds: while mounted, `identity_of` answers the source's
+    /// identity there, as a real mount point shows the root of what is mounted on it.
+    pub executable_binds: HashMap<PathBuf, PathBuf>,
     /// Every mount and unmount, in order (`mount tmpfs /t`, `umount /t`).
     pub calls: Vec<String>,
     /// Full process scans.
@@ -349,6 +357,17 @@ impl System for FakeSystem {
         Ok(())
     }
 
+    fn bind_mount_read_only_executable(&self, source: &Path, target: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.failure("bind_mount_read_only_executable")?;
+        state.require_directory(source)?;
+        state.require_directory(target)?;
+        state.push_mount((254, 0), source, target, "ro,nosuid,nodev", "ext4", "/dev/vda", "rw");
+        state.executable_binds.insert(target.to_path_buf(), source.to_path_buf());
+        state.calls.push(format!("bind-exec {} {}", source.display(), target.display()));
+        Ok(())
+    }
+
     fn bind_mount_nosuid_nodev(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.failure("bind_mount_nosuid_nodev")?;
@@ -367,6 +386,9 @@ impl System for FakeSystem {
             return Err(errno(nix::libc::EBUSY));
         }
         let mount = state.mounts.remove(index);
+        if state.mount_at(target).is_none() {
+            state.executable_binds.remove(target);
+        }
         if mount.fs_type == "tmpfs" {
             // What was made on the tmpfs goes with it.
             state.entries.retain(|path, _| path == target || !path.starts_with(target));
@@ -405,7 +427,20 @@ impl System for FakeSystem {
     }
 
     fn identity_of(&self, path: &Path) -> io::Result<FileIdentity> {
-        self.state().identities.get(path).copied().ok_or_else(|| errno(nix::libc::ENOENT))
+        let state = self.state();
+        let path = state.executable_binds.get(path).map_or(path, PathBuf::as_path);
+        state.identities.get(path).copied().ok_or_else(|| errno(nix::libc::ENOENT))
+    }
+
+    fn file_status(&self, path: &Path) -> io::Result<FileStatus> {
+        let state = self.state();
+        let uid = state.owners.get(path).copied().unwrap_or(0);
+        match state.entries.get(path) {
+            Some(FakeEntry::Directory { mode }) => Ok(FileStatus { kind: FileKind::Directory, uid, mode: *mode }),
+            Some(FakeEntry::File { mode, .. }) => Ok(FileStatus { kind: FileKind::Regular, uid, mode: *mode }),
+            Some(FakeEntry::Symlink { .. }) => Ok(FileStatus { kind: FileKind::Symlink, uid, mode: 0o777 }),
+            None => Err(errno(nix::libc::ENOENT)),
+        }
     }
 
     fn exists(&self, path: &Path) -> bool {

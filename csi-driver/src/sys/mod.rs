@@ -69,6 +69,25 @@ pub struct ClaimOverlayDirs<'a> {
     pub source: &'a str,
 }
 
+/// What `lstat` says of a path: its kind (a final symlink is not followed), owner and mode bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStatus {
+    pub kind: FileKind,
+    pub uid: u32,
+    /// The permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+/// The kind of a file, as `lstat` tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Directory,
+    Regular,
+    Symlink,
+    /// A device, socket or FIFO.
+    Other,
+}
+
 /// What `statvfs` says of a filesystem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FsStats {
@@ -108,6 +127,9 @@ pub trait System: Send + Sync + 'static {
     /// Bind-mounts `source` at `target` read-only, without setuid, devices or exec (the control
     /// directory: the pod may connect to the socket in it and change nothing).
     fn bind_mount_read_only(&self, source: &Path, target: &Path) -> io::Result<()>;
+    /// Bind-mounts `source` at `target` read-only, without setuid or devices but executable (the
+    /// exec-wrapper directory: the provider runs the `sc-exec` in it).
+    fn bind_mount_read_only_executable(&self, source: &Path, target: &Path) -> io::Result<()>;
     /// Bind-mounts the directory `dir` onto itself without setuid programs and device files
     /// (the data root's `containers/`: the uppers hold what tenants put in their rootfs; through
     /// their overlays both still work, as the overlay mount's own flags are what count there).
@@ -132,6 +154,8 @@ pub trait System: Send + Sync + 'static {
     /// The identity of the directory at `path`, without following a final symlink.
     fn identity_of(&self, path: &Path) -> io::Result<FileIdentity>;
 
+    /// Kind, owner and mode of `path`, without following a final symlink.
+    fn file_status(&self, path: &Path) -> io::Result<FileStatus>;
     /// Whether anything is at `path` (a final symlink is not followed).
     fn exists(&self, path: &Path) -> bool;
     /// Whether `path` is a directory (a final symlink is not followed).

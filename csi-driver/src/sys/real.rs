@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 use sys_mount::{Mount, MountFlags, UnmountFlags};
 
-use super::{ClaimOverlayDirs, FileIdentity, FsStats, MountedFilesystem, OverlayDirs, System, overlay_mount_data, real_claim};
+use super::{
+    ClaimOverlayDirs, FileIdentity, FileKind, FileStatus, FsStats, MountedFilesystem, OverlayDirs, System, overlay_mount_data, real_claim,
+};
 use crate::dirs;
 use crate::layout::{DataRoot, TARGET_TMPFS_SOURCE};
 use crate::node::UpperSupport;
@@ -58,6 +60,10 @@ impl System for RealSystem {
     fn bind_mount_read_only(&self, source: &Path, target: &Path) -> io::Result<()> {
         let restricted = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         bind_then_restrict(source, target, restricted)
+    }
+
+    fn bind_mount_read_only_executable(&self, source: &Path, target: &Path) -> io::Result<()> {
+        bind_then_restrict(source, target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
     }
 
     fn bind_mount_nosuid_nodev(&self, dir: &Path) -> io::Result<()> {
@@ -111,6 +117,22 @@ impl System for RealSystem {
 
     fn identity_of(&self, path: &Path) -> io::Result<FileIdentity> {
         std::fs::symlink_metadata(path).map(|metadata| FileIdentity::of(&metadata))
+    }
+
+    fn file_status(&self, path: &Path) -> io::Result<FileStatus> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::symlink_metadata(path)?;
+        let file_type = metadata.file_type();
+        let kind = if file_type.is_symlink() {
+            FileKind::Symlink
+        } else if file_type.is_dir() {
+            FileKind::Directory
+        } else if file_type.is_file() {
+            FileKind::Regular
+        } else {
+            FileKind::Other
+        };
+        Ok(FileStatus { kind, uid: metadata.uid(), mode: metadata.mode() & 0o7777 })
     }
 
     fn exists(&self, path: &Path) -> bool {

@@ -14,6 +14,7 @@ use crate::sys::{OverlayDirs, System};
 use crate::validate::{PodRef, PublishRequest};
 
 mod claim;
+mod exec_wrapper;
 mod publish;
 mod recovery;
 mod rpc;
