@@ -250,6 +250,7 @@ async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>)
         },
         rootfs: rootfs_settings(&args)?,
         images: crate::cri::ImageConfigReader::new(runtime_endpoint(&args)?),
+        runtime: std::sync::Arc::new(crate::runtime_containers::CriContainerRuntime::new(runtime_endpoint(&args)?)),
     };
     match &args.static_cluster {
         Some(path) => serve_with(&args, endpoint, StaticClusterView::new(path.clone()), settings, None).await,

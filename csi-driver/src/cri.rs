@@ -18,6 +18,7 @@
 //! both, containerd 2.x only v1. Every call is a new connection: a publish asks once.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -107,44 +108,69 @@ pub enum CriError {
         "cannot connect to the container runtime at {socket}: {message}; check the node plugin's {RUNTIME_ENDPOINT_FLAG} (chart value node.runtimeEndpoint)"
     )]
     Connect { socket: String, message: String },
-    #[error("the container runtime at {socket} did not answer ImageStatus within {timeout:?}")]
-    Timeout { socket: String, timeout: Duration },
-    #[error("the container runtime at {socket} serves neither runtime.v1 nor runtime.v1alpha2 ImageService: {message}")]
-    NoImageService { socket: String, message: String },
-    #[error("the container runtime at {socket} failed ImageStatus ({service}, {code:?}): {message}")]
-    Failed { socket: String, service: &'static str, code: Code, message: String },
+    #[error("the container runtime at {socket} did not answer {rpc} within {timeout:?}")]
+    Timeout { socket: String, rpc: &'static str, timeout: Duration },
+    #[error("the container runtime at {socket} serves neither runtime.v1 nor runtime.v1alpha2 {service}: {message}")]
+    NoService { socket: String, service: &'static str, message: String },
+    #[error("the container runtime at {socket} failed {rpc} ({service}, {code:?}): {message}")]
+    Failed { socket: String, rpc: &'static str, service: &'static str, code: Code, message: String },
+}
+
+/// One CRI call to the runtime at `socket`, within `timeout`: `v1` on a new connection, then, when
+/// the runtime does not implement `runtime.v1`'s `service`, `v1alpha2` on the same connection.
+pub(crate) async fn call_with_fallback<T, V1, V1Future, Alpha, AlphaFuture>(
+    socket: &Path,
+    service: &'static str,
+    rpc: &'static str,
+    timeout: Duration,
+    v1: V1,
+    v1alpha2: Alpha,
+) -> Result<T, CriError>
+where
+    V1: FnOnce(Channel) -> V1Future,
+    V1Future: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    Alpha: FnOnce(Channel) -> AlphaFuture,
+    AlphaFuture: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let display = socket.display().to_string();
+    let call = async {
+        let channel = connect(socket).await.map_err(|error| CriError::Connect { socket: display.clone(), message: error_chain(&error) })?;
+        let failed = |service_name: &'static str, status: tonic::Status| CriError::Failed {
+            socket: display.clone(),
+            rpc,
+            service: service_name,
+            code: status.code(),
+            message: status.message().to_owned(),
+        };
+        match v1(channel.clone()).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) if status.code() == Code::Unimplemented => match v1alpha2(channel).await {
+                Ok(response) => Ok(response.into_inner()),
+                Err(status) if status.code() == Code::Unimplemented => {
+                    Err(CriError::NoService { socket: display.clone(), service, message: status.message().to_owned() })
+                }
+                Err(status) => Err(failed("runtime.v1alpha2", status)),
+            },
+            Err(status) => Err(failed("runtime.v1", status)),
+        }
+    };
+    tokio::time::timeout(timeout, call).await.map_err(|_| CriError::Timeout { socket: display.clone(), rpc, timeout })?
 }
 
 /// Asks the runtime at `socket` for the verbose status of `image`, within `timeout`.
 pub async fn image_status(socket: &Path, image: &str, timeout: Duration) -> Result<ImageStatusResponse, CriError> {
-    let display = socket.display().to_string();
-    let call = async {
-        let channel = connect(socket).await.map_err(|error| CriError::Connect { socket: display.clone(), message: error_chain(&error) })?;
-        let request = || ImageStatusRequest { image: Some(ImageSpec { image: image.to_owned(), ..ImageSpec::default() }), verbose: true };
-        let failed = |service: &'static str, status: tonic::Status| CriError::Failed {
-            socket: display.clone(),
-            service,
-            code: status.code(),
-            message: status.message().to_owned(),
-        };
-        let v1 = sc_proto::runtime::v1::image_service_client::ImageServiceClient::new(channel.clone()).image_status(request()).await;
-        match v1 {
-            Ok(response) => Ok(response.into_inner()),
-            Err(status) if status.code() == Code::Unimplemented => {
-                let v1alpha2 =
-                    sc_proto::runtime::v1alpha2::image_service_client::ImageServiceClient::new(channel).image_status(request()).await;
-                match v1alpha2 {
-                    Ok(response) => Ok(response.into_inner()),
-                    Err(status) if status.code() == Code::Unimplemented => {
-                        Err(CriError::NoImageService { socket: display.clone(), message: status.message().to_owned() })
-                    }
-                    Err(status) => Err(failed("runtime.v1alpha2", status)),
-                }
-            }
-            Err(status) => Err(failed("runtime.v1", status)),
-        }
-    };
-    tokio::time::timeout(timeout, call).await.map_err(|_| CriError::Timeout { socket: display.clone(), timeout })?
+    let request = || ImageStatusRequest { image: Some(ImageSpec { image: image.to_owned(), ..ImageSpec::default() }), verbose: true };
+    call_with_fallback(
+        socket,
+        "ImageService",
+        "ImageStatus",
+        timeout,
+        |channel| async move { sc_proto::runtime::v1::image_service_client::ImageServiceClient::new(channel).image_status(request()).await },
+        |channel| async move {
+            sc_proto::runtime::v1alpha2::image_service_client::ImageServiceClient::new(channel).image_status(request()).await
+        },
+    )
+    .await
 }
 
 /// A channel over the Unix socket. The URI only sets `:authority` (`localhost`, which every gRPC
@@ -350,7 +376,7 @@ mod tests {
         let PublishedImage::Unavailable { image_ref, reason } = published else { panic!("unavailable") };
         assert_eq!(image_ref, "sha256:abc");
         assert!(reason.contains("set the node plugin's --runtime-endpoint (chart value node.runtimeEndpoint)"), "{reason}");
-        let timeout = CriError::Timeout { socket: "/run/crio/crio.sock".into(), timeout: Duration::from_secs(5) };
+        let timeout = CriError::Timeout { socket: "/run/crio/crio.sock".into(), rpc: "ImageStatus", timeout: Duration::from_secs(5) };
         assert_eq!(
             published_image("x", Err(timeout)),
             PublishedImage::Unavailable {

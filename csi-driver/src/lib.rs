@@ -24,6 +24,7 @@ pub mod published_image;
 pub mod quota;
 pub mod records;
 pub mod registration;
+pub mod runtime_containers;
 pub mod server;
 pub mod socket;
 pub mod sys;

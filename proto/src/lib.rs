@@ -5,7 +5,8 @@
 //! `pkg/kubelet/apis/pluginregistration/v1/api.proto`), trimmed to the services this project
 //! serves: CSI Identity and Node, and plugin registration. From the Container Runtime Interface
 //! (`k8s.io/cri-api`), only the image service's `ImageStatus`, which the node plugin calls to read
-//! an image's config.
+//! an image's config, and the runtime service's `ListContainers` and `ContainerStatus`, with which
+//! it finds a provider container as soon as the runtime runs it.
 
 /// CSI v1 (`package csi.v1`): Identity and Node services.
 pub mod csi {
@@ -19,8 +20,8 @@ pub mod registration {
     tonic::include_proto!("pluginregistration");
 }
 
-/// The Container Runtime Interface's image service, `ImageStatus` only, under both names runtimes
-/// serve it: `runtime.v1` and the older `runtime.v1alpha2` (which reuses the v1 messages: the two
+/// The Container Runtime Interface's image service (`ImageStatus`) and runtime service
+/// (`ListContainers`, `ContainerStatus`), under both names runtimes serve them: `runtime.v1` and the older `runtime.v1alpha2` (which reuses the v1 messages: the two
 /// are wire-identical).
 pub mod runtime {
     /// `package runtime.v1`.

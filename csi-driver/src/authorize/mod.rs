@@ -54,6 +54,11 @@ pub enum Provider {
     /// `image_ref` as kubelet reports it (its `imageID`, a digest reference; its `image` when
     /// kubelet gives no `imageID`), which the plugin asks the container runtime for the config of.
     Running { container_id: String, pod_uid: Option<String>, image_ref: String },
+    /// The operator's provider pod (its UID is the recorded one, and it is not being deleted) is
+    /// on this node, or not yet bound, and kubelet has not reported its container running: the
+    /// runtime may already run it, so the plugin may look it up there by the pod's UID
+    /// (see [`crate::runtime_containers`]). Otherwise like `NotReady`.
+    Starting { pod_uid: String, reason: String },
     /// Not (yet) usable; waiting may help. The reason is shown to the user if waiting times out.
     NotReady { reason: String },
     /// Not usable until something changes that waiting here will not change (an image that
@@ -196,7 +201,12 @@ pub fn provider_state(
         let why = provider.status.as_ref().and_then(|status| status.reason.clone().or(status.message.clone())).unwrap_or_default();
         return Ok(Provider::Stuck { reason: format!("provider pod {name} has ended ({phase} {why}); the operator replaces it") });
     }
+    let deleting = provider.metadata.deletion_timestamp.is_some();
     match provider.spec.as_ref().and_then(|spec| spec.node_name.as_deref()) {
+        // Bound in a moment, and started here at once if here is where it goes.
+        None if !deleting => {
+            return Ok(Provider::Starting { pod_uid: uid, reason: format!("provider pod {name} is not scheduled yet") });
+        }
         None => return Ok(Provider::NotReady { reason: format!("provider pod {name} is not scheduled yet") }),
         Some(node) if node != this_node => {
             return Ok(Provider::NotReady { reason: format!("provider pod {name} is on node {node:?}, not on this node {this_node:?}") });
@@ -209,9 +219,13 @@ pub fn provider_state(
         .and_then(|status| status.container_statuses.as_ref())
         .and_then(|statuses| statuses.iter().find(|status| status.name == PROVIDER_CONTAINER_NAME));
     let Some(status) = status else {
-        return Ok(Provider::NotReady { reason: format!("provider pod {name} has no container status yet") });
+        let reason = format!("provider pod {name} has no container status yet");
+        return Ok(if deleting { Provider::NotReady { reason } } else { Provider::Starting { pod_uid: uid, reason } });
     };
-    Ok(container_state(&name, uid, status))
+    Ok(match container_state(&name, uid.clone(), status) {
+        Provider::NotReady { reason } if !deleting => Provider::Starting { pod_uid: uid, reason },
+        state => state,
+    })
 }
 
 /// The image a running container runs, as kubelet reports it: `imageID` (the digest the runtime
@@ -477,15 +491,30 @@ mod tests {
     fn a_provider_elsewhere_or_unscheduled_is_waited_for() {
         let elsewhere = provider_pod(PROVIDER_UID, Some("node-2"), running());
         assert!(not_ready_reason(state(&elsewhere, Some(PROVIDER_UID))).contains("is on node \"node-2\", not on this node \"node-1\""));
+        // The operator's own pod, not bound yet: the runtime may be asked about it by its UID.
         let unscheduled = provider_pod(PROVIDER_UID, None, running());
-        assert!(not_ready_reason(state(&unscheduled, Some(PROVIDER_UID))).contains("not scheduled yet"));
+        match state(&unscheduled, Some(PROVIDER_UID)) {
+            Provider::Starting { pod_uid, reason } => {
+                assert_eq!(pod_uid, PROVIDER_UID);
+                assert!(reason.contains("not scheduled yet"), "{reason}");
+            }
+            other => panic!("expected Starting, got {other:?}"),
+        }
         let missing = provider_state(&consumer(), Some(&instance(Some(CONSUMER_UID), Some(PROVIDER_UID))), None, "node-1");
         assert!(not_ready_reason(missing.expect("not refused")).contains("does not exist yet"));
     }
 
     #[test]
     fn a_starting_provider_is_waited_for_and_a_stuck_one_is_not() {
-        let starting = provider_pod(PROVIDER_UID, Some("node-1"), waiting("ContainerCreating"));
+        let mut starting = provider_pod(PROVIDER_UID, Some("node-1"), waiting("ContainerCreating"));
+        match state(&starting, Some(PROVIDER_UID)) {
+            Provider::Starting { pod_uid, reason } => {
+                assert!(pod_uid == PROVIDER_UID && reason.contains("is ContainerCreating"), "{reason}")
+            }
+            other => panic!("expected Starting, got {other:?}"),
+        }
+        // Being deleted: its container is about to stop, so the runtime is not asked about it.
+        starting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
         assert!(not_ready_reason(state(&starting, Some(PROVIDER_UID))).contains("is ContainerCreating"));
         for reason in ["ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError"] {
             let stuck = provider_pod(PROVIDER_UID, Some("node-1"), waiting(reason));

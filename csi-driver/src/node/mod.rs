@@ -11,6 +11,7 @@
 //! - `live.rs`: the in-memory tables of live publications; `error.rs`: the RPC error types.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cgroup::KubeletCgroups;
@@ -18,6 +19,7 @@ use crate::cluster::Consumer;
 use crate::cri::ImageConfigReader;
 use crate::layout::DataRoot;
 use crate::quota::{self, RootfsSize};
+use crate::runtime_containers::ContainerRuntime;
 
 mod claim;
 mod claim_layers;
@@ -69,6 +71,8 @@ pub struct NodeSettings {
     pub rootfs: RootfsSettings,
     /// Where the provider image's config is read from (the container runtime).
     pub images: ImageConfigReader,
+    /// Where a starting provider container is looked up before kubelet reports it.
+    pub runtime: Arc<dyn ContainerRuntime>,
 }
 
 /// How node-local root filesystems are made and sized (see [`crate::quota`]).

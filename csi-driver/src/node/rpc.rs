@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use sc_api::consts::PROVIDER_CONTAINER_NAME;
 use sc_api::image_config::{ImageSummary, PublishedImage};
 use tokio::sync::{Mutex, Notify};
 use tracing::{debug, info, warn};
@@ -26,6 +27,9 @@ use crate::records::Record;
 use crate::sys::System;
 use crate::timing::millis;
 use crate::validate::{PodRef, PublishRequest, UnpublishRequest};
+
+/// How often a publish asks the container runtime for a provider container that is starting.
+pub const RUNTIME_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The node plugin's state: shared by every RPC.
 pub struct NodeCore<C, S> {
@@ -158,7 +162,7 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         }
         let image_ref = match self.cluster.provider(consumer).await {
             Ok(Provider::Running { image_ref, .. }) => image_ref,
-            Ok(Provider::NotReady { reason } | Provider::Stuck { reason }) => {
+            Ok(Provider::Starting { reason, .. } | Provider::NotReady { reason } | Provider::Stuck { reason }) => {
                 warn!(volume_id = %request.volume_id, sc = %consumer.sc, %reason, "the published volume has no image config file and its provider is not running; the next publish tries again");
                 return Ok(());
             }
@@ -252,28 +256,55 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         self.mounter.is_data_in_use(sc)
     }
 
-    /// Waits for the provider to run, asking again after a delay that doubles from
-    /// `provider_poll` up to [`super::MAX_PROVIDER_POLL`]: a provider that starts asks little of
-    /// the API server, one that never does (a typo in the image) costs a handful of requests per
-    /// minute per waiting publish, and a stuck one ends the wait at once.
+    /// Waits for the provider to run. The API server (the operator's record, the pod, kubelet's
+    /// status) is asked again after a delay that doubles from `provider_poll` up to
+    /// [`super::MAX_PROVIDER_POLL`]: a provider that never starts (a typo in the image) costs a
+    /// handful of requests per minute per waiting publish, and a stuck one ends the wait at once.
+    /// Once the operator's provider pod exists, the node's container runtime is asked every
+    /// [`RUNTIME_POLL`] too: it runs the container a PLEG relist (up to a second) before kubelet
+    /// reports it, and asking it costs the API server nothing.
     pub(super) async fn wait_for_provider(&self, consumer: &Consumer) -> Result<ProviderContainer, PublishError> {
         let started = tokio::time::Instant::now();
-        let mut delay = self.settings.provider_poll;
+        let mut api_delay = self.settings.provider_poll;
+        let mut next_api_look = started;
+        let mut starting_pod: Option<String> = None;
+        let mut reason = String::new();
         loop {
-            match self.cluster.provider(consumer).await? {
-                Provider::Running { container_id, pod_uid, image_ref } => {
-                    return Ok(ProviderContainer { container_id, pod_uid, image_ref });
-                }
-                Provider::Stuck { reason } => return Err(PublishError::ProviderStuck { sc: consumer.sc.clone(), reason }),
-                Provider::NotReady { reason } => {
-                    let waited = started.elapsed();
-                    if waited >= self.settings.provider_wait {
-                        return Err(PublishError::ProviderNotReady { sc: consumer.sc.clone(), waited, reason });
+            let now = tokio::time::Instant::now();
+            if now >= next_api_look {
+                match self.cluster.provider(consumer).await? {
+                    Provider::Running { container_id, pod_uid, image_ref } => {
+                        return Ok(ProviderContainer { container_id, pod_uid, image_ref });
                     }
-                    tokio::time::sleep(delay.min(self.settings.provider_wait.saturating_sub(waited))).await;
-                    delay = next_poll_delay(delay);
+                    Provider::Stuck { reason } => return Err(PublishError::ProviderStuck { sc: consumer.sc.clone(), reason }),
+                    Provider::Starting { pod_uid, reason: why } => (starting_pod, reason) = (Some(pod_uid), why),
+                    Provider::NotReady { reason: why } => (starting_pod, reason) = (None, why),
+                }
+                next_api_look = tokio::time::Instant::now() + api_delay;
+                api_delay = next_poll_delay(api_delay);
+            }
+            if let Some(pod_uid) = &starting_pod {
+                match self.settings.runtime.running_container(pod_uid, PROVIDER_CONTAINER_NAME).await {
+                    Ok(Some(container)) => {
+                        debug!(sc = %consumer.sc, container_id = %container.container_id, waited_ms = millis(started.elapsed()), "the runtime runs the provider container before kubelet reports it");
+                        return Ok(ProviderContainer {
+                            container_id: container.container_id,
+                            pod_uid: Some(pod_uid.clone()),
+                            image_ref: container.image_ref,
+                        });
+                    }
+                    Ok(None) => {}
+                    // Kubelet's status still tells; the runtime is asked again at the next look.
+                    Err(error) => debug!(sc = %consumer.sc, %error, "cannot ask the container runtime for the provider container"),
                 }
             }
+            let waited = started.elapsed();
+            if waited >= self.settings.provider_wait {
+                return Err(PublishError::ProviderNotReady { sc: consumer.sc.clone(), waited, reason });
+            }
+            let until_api = next_api_look.saturating_duration_since(tokio::time::Instant::now());
+            let pause = if starting_pod.is_some() { until_api.min(RUNTIME_POLL) } else { until_api };
+            tokio::time::sleep(pause.min(self.settings.provider_wait.saturating_sub(waited))).await;
         }
     }
 

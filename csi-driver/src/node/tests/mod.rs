@@ -84,6 +84,29 @@ fn settings() -> NodeSettings {
         kubelet_cgroups: kubelet_cgroups(),
         rootfs: rootfs_settings(),
         images: ImageConfigReader::new(RuntimeEndpoint::Socket(PathBuf::from("/nonexistent/runtime.sock"))),
+        runtime: std::sync::Arc::new(FakeRuntime::default()),
+    }
+}
+
+/// A container runtime that runs the provider container of [`FakeRuntime::runs`] once asked
+/// [`FakeRuntime::after`] times (0: at once; None: never), and counts the questions.
+#[derive(Debug, Default)]
+pub(super) struct FakeRuntime {
+    pub runs: Option<(String, crate::runtime_containers::RuntimeContainer)>,
+    pub after: usize,
+    pub asked: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::runtime_containers::ContainerRuntime for FakeRuntime {
+    fn running_container<'a>(&'a self, pod_uid: &'a str, name: &'a str) -> crate::runtime_containers::RuntimeFuture<'a> {
+        let asked = self.asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = match &self.runs {
+            Some((uid, container)) if uid == pod_uid && name == sc_api::consts::PROVIDER_CONTAINER_NAME && asked >= self.after => {
+                Some(container.clone())
+            }
+            _ => None,
+        };
+        Box::pin(async move { Ok(answer) })
     }
 }
 

@@ -33,6 +33,15 @@ fn waiting_core(answer: Provider, wait: Duration) -> NodeCore<WaitingCluster, Fa
 }
 
 fn waiting_core_in(data_root: DataRoot, answer: Provider, wait: Duration) -> NodeCore<WaitingCluster, FakeSystem> {
+    waiting_core_with(data_root, answer, wait, &std::sync::Arc::new(super::FakeRuntime::default()))
+}
+
+fn waiting_core_with(
+    data_root: DataRoot,
+    answer: Provider,
+    wait: Duration,
+    runtime: &std::sync::Arc<super::FakeRuntime>,
+) -> NodeCore<WaitingCluster, FakeSystem> {
     let settings = NodeSettings {
         data_root,
         kubelet_dir: PathBuf::from("/nonexistent/kubelet"),
@@ -41,6 +50,7 @@ fn waiting_core_in(data_root: DataRoot, answer: Provider, wait: Duration) -> Nod
         kubelet_cgroups: kubelet_cgroups(),
         rootfs: rootfs_settings(),
         images: ImageConfigReader::new(crate::cri::RuntimeEndpoint::Socket(PathBuf::from("/nonexistent/runtime.sock"))),
+        runtime: runtime.clone(),
     };
     NodeCore::new(WaitingCluster { answer, asked: AtomicUsize::new(0) }, FakeSystem::default(), settings)
 }
@@ -87,6 +97,56 @@ async fn a_stuck_provider_ends_the_wait_at_once() {
     assert!(error.to_string().contains("ImagePullBackOff"), "{error}");
     assert_eq!(core.cluster.asked.load(Ordering::Relaxed), 1);
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+const PROVIDER_POD_UID: &str = "77777777-7777-4777-8777-777777777777";
+
+fn runtime_running_provider_after(after: usize) -> std::sync::Arc<super::FakeRuntime> {
+    let container = crate::runtime_containers::RuntimeContainer { container_id: "c0ffee".into(), image_ref: "sha256:abc".into() };
+    std::sync::Arc::new(super::FakeRuntime { runs: Some((PROVIDER_POD_UID.into(), container)), after, ..Default::default() })
+}
+
+#[tokio::test]
+async fn a_starting_provider_is_taken_from_the_runtime_before_kubelet_reports_it() {
+    let runtime = runtime_running_provider_after(3);
+    let starting =
+        Provider::Starting { pod_uid: PROVIDER_POD_UID.into(), reason: "provider pod dev-provider has no container status yet".into() };
+    let core = waiting_core_with(DataRoot::new("/nonexistent/data-root"), starting, Duration::from_secs(10), &runtime);
+    let started = Instant::now();
+    let provider = core.wait_for_provider(&consumer()).await.expect("found through the runtime");
+    assert_eq!(
+        (provider.container_id.as_str(), provider.pod_uid.as_deref(), provider.image_ref.as_str()),
+        ("c0ffee", Some(PROVIDER_POD_UID), "sha256:abc")
+    );
+    // The runtime is asked every RUNTIME_POLL; the API server only on its own back-off.
+    assert_eq!(runtime.asked.load(Ordering::Relaxed), 4);
+    assert!(core.cluster.asked.load(Ordering::Relaxed) <= 4, "asked the API {} times", core.cluster.asked.load(Ordering::Relaxed));
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_runtime_is_never_asked_before_the_operators_provider_pod_exists_nor_about_another_pod() {
+    // NotReady: nothing recorded yet, or a pod that is not the operator's: no pod UID to ask about.
+    let runtime = runtime_running_provider_after(0);
+    let core = waiting_core_with(
+        DataRoot::new("/nonexistent/data-root"),
+        Provider::NotReady { reason: "the operator has not created the provider pod dev-provider yet".into() },
+        Duration::from_millis(100),
+        &runtime,
+    );
+    let error = core.wait_for_provider(&consumer()).await.err().expect("times out");
+    assert!(error.to_string().contains("has not created the provider pod"), "{error}");
+    assert_eq!(runtime.asked.load(Ordering::Relaxed), 0);
+    // Starting, for a pod whose container the runtime does not run: a timeout naming kubelet's view.
+    let core = waiting_core_with(
+        DataRoot::new("/nonexistent/data-root"),
+        Provider::Starting { pod_uid: "88888888-8888-4888-8888-888888888888".into(), reason: "ContainerCreating".into() },
+        Duration::from_millis(200),
+        &runtime,
+    );
+    let error = core.wait_for_provider(&consumer()).await.err().expect("times out");
+    assert!(error.to_string().contains("ContainerCreating"), "{error}");
+    assert!(runtime.asked.load(Ordering::Relaxed) >= 2, "the runtime was asked while waiting");
 }
 
 #[tokio::test]
