@@ -10,6 +10,7 @@ pub mod error;
 pub mod farm;
 pub mod image;
 pub mod install;
+pub mod layer;
 pub mod lookup;
 pub mod rootfs;
 pub mod supervisor;
