@@ -3,16 +3,13 @@
 //! `kubectl delete`): the next start must create the provider as well as the consumer pod.
 //! Measured against creating a plain pod in the same rounds, the sides taking turns.
 
-use std::time::Duration;
-
 use crate::cluster::Cluster;
 use crate::error::BenchError;
 use crate::measure::{ScStartKind, settle, start_plain, start_sc, stop_plain, stop_sc};
-use crate::report::{LATENCY_HEADER, Target, latency_row, steps_table, table};
-use crate::stats::{Summary, format_ratio, ratio};
-use crate::storage::sc_first;
+use crate::paired::alternate;
+use crate::report::{Target, steps_table};
 use crate::subjects::provider_name;
-use crate::timeline::{plain_steps, sc_side_facts, sc_steps};
+use crate::timeline::{plain_steps, sc_side_facts};
 
 const SC_NAME: &str = "cold-sc";
 
@@ -35,48 +32,34 @@ pub async fn start_without_provider(cluster: &Cluster, rounds: usize) -> Result<
     stop_plain(cluster, "cold-plain-warmup").await?;
     settle().await;
 
-    let mut sc_starts = Vec::new();
-    let mut plain_starts = Vec::new();
-    for round in 0..rounds {
-        for sc_turn in [sc_first(round), !sc_first(round)] {
-            if sc_turn {
-                remove_provider(cluster).await?;
-                settle().await;
-                provider_still_gone(cluster)?;
-                sc_starts.push(start_sc(cluster, SC_NAME, ScStartKind::Resume).await?);
-                settle().await;
-                stop_sc(cluster, SC_NAME).await?;
-            } else {
-                let name = format!("cold-plain-{round}");
-                plain_starts.push(start_plain(cluster, &name).await?);
-                settle().await;
-                stop_plain(cluster, &name).await?;
-            }
+    let paired = alternate(
+        "start-with-no-provider",
+        rounds,
+        async |_| {
+            remove_provider(cluster).await?;
             settle().await;
-        }
-        eprintln!("sc-bench: start-with-no-provider round {}/{rounds} done", round + 1);
-    }
+            provider_still_gone(cluster)?;
+            let start = start_sc(cluster, SC_NAME, ScStartKind::Resume).await?;
+            settle().await;
+            stop_sc(cluster, SC_NAME).await?;
+            Ok(start)
+        },
+        async |round| {
+            let name = format!("cold-plain-{round}");
+            let start = start_plain(cluster, &name).await?;
+            settle().await;
+            stop_plain(cluster, &name).await?;
+            Ok(start)
+        },
+    )
+    .await?;
     cluster.delete_scs(&[SC_NAME.to_owned()]).await?;
 
-    let plain = Summary::of(&plain_starts.iter().map(|start| start.ready).collect::<Vec<_>>());
-    let sc = Summary::of(&sc_starts.iter().map(|start| start.ready).collect::<Vec<_>>());
-    println!(
-        "{}",
-        table(
-            &LATENCY_HEADER,
-            &[latency_row("plain pod (create)", plain, None), latency_row("StoppableContainer, no provider left (start)", sc, plain)]
-        )
-    );
-    println!("{}", steps_table(&["no provider left"], &[sc_steps(&sc_starts)]));
-    println!("{}", steps_table(&["no provider left"], &[sc_side_facts(&sc_starts)]));
+    paired.print("plain pod (create)", "StoppableContainer, no provider left (start)", "no provider left");
+    println!("{}", steps_table(&["no provider left"], &[sc_side_facts(&paired.sc)]));
     println!("  plain pod, for comparison:");
-    println!("{}", steps_table(&["plain pod"], &[plain_steps(&plain_starts)]));
-    let of = |pick: fn(&Summary) -> Duration| sc.zip(plain).and_then(|(sc, plain)| ratio(pick(&sc), pick(&plain)));
-    Ok(vec![
-        Target::ratio("9. start with no provider left / plain pod start, median", of(|s| s.median), 1.3),
-        Target::ratio("9. start with no provider left / plain pod start, p90", of(|s| s.p90), 1.3),
-        Target::informative("9. (min ratio)", format_ratio(of(|s| s.min))),
-    ])
+    println!("{}", steps_table(&["plain pod"], &[plain_steps(&paired.plain)]));
+    Ok(paired.targets("9. start with no provider left / plain pod start", 1.3))
 }
 
 /// The data node the SC's status records; without one the rounds would measure first starts.

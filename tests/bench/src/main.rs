@@ -10,6 +10,7 @@ mod host;
 mod io;
 mod measure;
 mod observe;
+mod paired;
 mod plugin_log;
 mod report;
 mod scale;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::cluster::Cluster;
 use crate::error::BenchError;
 use crate::measure::{ScStartKind, settle, start_plain, start_sc, stop_plain, stop_sc};
+use crate::paired::alternate;
 use crate::report::{LATENCY_HEADER, Target, latency_row, steps_table, table};
 use crate::stats::{Summary, ratio};
 use crate::timeline::{PlainStart, ScStart, plain_steps, sc_side_facts, sc_steps};
@@ -174,31 +175,25 @@ pub async fn resume_and_stop(cluster: &Cluster, rounds: usize) -> Result<StartFi
 /// the node already. Each round's SC is deleted (with its data) before the next.
 pub async fn first_start(cluster: &Cluster, rounds: usize) -> Result<StartFigures, BenchError> {
     println!("\n== 4. First start ({rounds} rounds): a new StoppableContainer until its workload is Ready, vs a new plain pod");
-    let mut sc_starts = Vec::new();
-    let mut plain_starts = Vec::new();
-    for round in 0..rounds {
-        let (sc, plain) = (format!("first-{round}"), format!("first-plain-{round}"));
-        for sc_first in [round % 2 == 0, round % 2 == 1] {
-            if sc_first {
-                sc_starts.push(start_sc(cluster, &sc, ScStartKind::Create).await?);
-                cluster.delete_scs(std::slice::from_ref(&sc)).await?;
-            } else {
-                plain_starts.push(start_plain(cluster, &plain).await?);
-                stop_plain(cluster, &plain).await?;
-            }
-            settle().await;
-        }
-        eprintln!("sc-bench: first-start round {}/{rounds} done", round + 1);
-    }
-    let plain = Summary::of(&plain_starts.iter().map(|start| start.ready).collect::<Vec<_>>());
-    let sc = Summary::of(&sc_starts.iter().map(|start| start.ready).collect::<Vec<_>>());
-    println!(
-        "{}",
-        table(&LATENCY_HEADER, &[latency_row("plain pod (create)", plain, None), latency_row("StoppableContainer (create)", sc, plain)])
-    );
-    println!("{}", steps_table(&["first start"], &[sc_steps(&sc_starts)]));
-    let value = sc.zip(plain).and_then(|(sc, plain)| ratio(sc.median, plain.median));
-    Ok(StartFigures { targets: vec![Target::informative("4. first start / plain pod start, median", crate::stats::format_ratio(value))] })
+    let paired = alternate(
+        "first-start",
+        rounds,
+        async |round| {
+            let sc = format!("first-{round}");
+            let start = start_sc(cluster, &sc, ScStartKind::Create).await?;
+            cluster.delete_scs(std::slice::from_ref(&sc)).await?;
+            Ok(start)
+        },
+        async |round| {
+            let plain = format!("first-plain-{round}");
+            let start = start_plain(cluster, &plain).await?;
+            stop_plain(cluster, &plain).await?;
+            Ok(start)
+        },
+    )
+    .await?;
+    paired.print("plain pod (create)", "StoppableContainer (create)", "first start");
+    Ok(StartFigures { targets: paired.targets("4. first start / plain pod start", 1.3) })
 }
 
 #[cfg(test)]

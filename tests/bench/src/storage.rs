@@ -6,19 +6,14 @@
 use crate::cluster::Cluster;
 use crate::error::BenchError;
 use crate::measure::{ScStartKind, settle, start_sc, stop_plain, stop_sc};
-use crate::report::{LATENCY_HEADER, Target, latency_row, steps_table, table};
-use crate::stats::{Summary, format_ratio, ratio};
-use crate::timeline::{PlainStart, offset, sc_steps};
+use crate::paired::alternate;
+use crate::report::Target;
+use crate::timeline::{PlainStart, offset};
 
 const SC_NAME: &str = "claim-sc";
 const PLAIN_CLAIM: &str = "claim-plain-data";
 /// The smallest volumes of the e2e cluster's pool; a claim binds to any volume at least as large.
 const CLAIM_SIZE: &str = "256Mi";
-
-/// Which side goes first in a round: they take turns.
-pub fn sc_first(round: usize) -> bool {
-    round.is_multiple_of(2)
-}
 
 pub async fn resume_on_claim(cluster: &Cluster, rounds: usize) -> Result<Vec<Target>, BenchError> {
     println!(
@@ -42,45 +37,28 @@ pub async fn resume_on_claim(cluster: &Cluster, rounds: usize) -> Result<Vec<Tar
     stop_sc(cluster, SC_NAME).await?;
     settle().await;
 
-    let mut sc_starts = Vec::new();
-    let mut plain_starts = Vec::new();
-    for round in 0..rounds {
-        for sc_turn in [sc_first(round), !sc_first(round)] {
-            if sc_turn {
-                sc_starts.push(start_sc(cluster, SC_NAME, ScStartKind::Resume).await?);
-                settle().await;
-                stop_sc(cluster, SC_NAME).await?;
-            } else {
-                let name = format!("claim-plain-{round}");
-                plain_starts.push(start_plain_with_claim(cluster, &name).await?);
-                settle().await;
-                stop_plain(cluster, &name).await?;
-            }
+    let paired = alternate(
+        "resume-on-a-claim",
+        rounds,
+        async |_| {
+            let start = start_sc(cluster, SC_NAME, ScStartKind::Resume).await?;
             settle().await;
-        }
-        eprintln!("sc-bench: resume-on-a-claim round {}/{rounds} done", round + 1);
-    }
+            stop_sc(cluster, SC_NAME).await?;
+            Ok(start)
+        },
+        async |round| {
+            let name = format!("claim-plain-{round}");
+            let start = start_plain_with_claim(cluster, &name).await?;
+            settle().await;
+            stop_plain(cluster, &name).await?;
+            Ok(start)
+        },
+    )
+    .await?;
     cluster.delete_scs(&[SC_NAME.to_owned()]).await?;
 
-    let plain = Summary::of(&plain_starts.iter().map(|start| start.ready).collect::<Vec<_>>());
-    let sc = Summary::of(&sc_starts.iter().map(|start| start.ready).collect::<Vec<_>>());
-    println!(
-        "{}",
-        table(
-            &LATENCY_HEADER,
-            &[
-                latency_row("plain pod with a claim (create)", plain, None),
-                latency_row("StoppableContainer on a claim (resume)", sc, plain)
-            ]
-        )
-    );
-    println!("{}", steps_table(&["resume on a claim"], &[sc_steps(&sc_starts)]));
-    let of = |pick: fn(&Summary) -> std::time::Duration| sc.zip(plain).and_then(|(sc, plain)| ratio(pick(&sc), pick(&plain)));
-    Ok(vec![
-        Target::ratio("8. resume on a claim / plain pod with a claim, median", of(|s| s.median), 1.3),
-        Target::ratio("8. resume on a claim / plain pod with a claim, p90", of(|s| s.p90), 1.3),
-        Target::informative("8. (min ratio)", format_ratio(of(|s| s.min))),
-    ])
+    paired.print("plain pod with a claim (create)", "StoppableContainer on a claim (resume)", "resume on a claim");
+    Ok(paired.targets("8. resume on a claim / plain pod with a claim", 1.3))
 }
 
 /// Creating a plain pod that mounts the plain side's claim, until it is Ready.
@@ -95,11 +73,6 @@ async fn start_plain_with_claim(cluster: &Cluster, name: &str) -> Result<PlainSt
 mod tests {
     use super::*;
     use crate::subjects::{claim, plain_pod_with_claim, stoppable_container_on_claim};
-
-    #[test]
-    fn the_sides_take_turns() {
-        assert_eq!((0..10).filter(|round| sc_first(*round)).count(), 5);
-    }
 
     #[test]
     fn both_sides_ask_for_a_claim_of_the_same_size_and_class() {
