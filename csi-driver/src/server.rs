@@ -215,6 +215,7 @@ impl From<PublishError> for Status {
             PublishError::ProviderNotReady { .. }
             | PublishError::ProviderStuck { .. }
             | PublishError::ProviderProcessNotFound { .. }
+            | PublishError::ProviderReplaced { .. }
             | PublishError::ClaimNotMounted { .. } => Status::unavailable(message),
             PublishError::ClaimFilesystem { .. } | PublishError::ClaimDataDir { .. } => Status::failed_precondition(message),
             PublishError::LowerNotFound { .. } | PublishError::UnusableLower { .. } | PublishError::UpperInUse { .. } => {
@@ -275,6 +276,7 @@ mod tests {
                 Code::Unavailable,
             ),
             (PublishError::ProviderProcessNotFound { sc: sc(), container_id: "c".into() }, Code::Unavailable),
+            (PublishError::ProviderReplaced { sc: sc(), container_id: "c".into() }, Code::Unavailable),
             (PublishError::ProviderStuck { sc: sc(), reason: "ImagePullBackOff".into() }, Code::Unavailable),
             (PublishError::LowerNotFound { sc: sc() }, Code::FailedPrecondition),
             (PublishError::UnusableLower { sc: sc() }, Code::FailedPrecondition),

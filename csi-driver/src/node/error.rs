@@ -24,6 +24,10 @@ pub enum PublishError {
     )]
     ProviderProcessNotFound { sc: ScKey, container_id: String },
     #[error(
+        "provider container {container_id} of StoppableContainer {sc} exited while its root filesystem was being mounted as the lower layer; nothing was left mounted and kubelet will retry with the provider's next container"
+    )]
+    ProviderReplaced { sc: ScKey, container_id: String },
+    #[error(
         "the root directory of the provider's process for StoppableContainer {sc} is not a container root filesystem mounted in the node's mount namespace; refusing to use it as the lower layer (the provider pod must run the operator's pause in its own image; if it does, the plugin must run in the host mount namespace next to the container runtime: --host-mount-namespace)"
     )]
     LowerNotFound { sc: ScKey },

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use super::claim::{ClaimLayer, find_claim_mount};
 use super::error::{Context, IoError, PublishError, StatsError, UnpublishError};
 use super::live::{LiveTarget, LiveUppers, UpperKey};
-use super::provider::{ProviderCache, ProviderContainer};
+use super::provider::{ProviderCache, ProviderContainer, ProviderLower};
 use super::shape::{check_published_shape, check_same_volume, host_mounts, is_our_tmpfs, published_mounts, sc_of_upper};
 use super::{NodeSettings, RootfsSettings, VolumeStats};
 use crate::authorize::BoundClaim;
@@ -191,7 +191,8 @@ impl<S: System> Mounter<S> {
                 None => {}
             }
         }
-        let lower = self.providers.lower_dir(&*self.system, sc, provider)?;
+        let provider_lower = self.providers.lower_dir(&*self.system, sc, provider)?;
+        let lower = provider_lower.path.clone();
         let record = Record {
             volume_id: request.volume_id.clone(),
             target_path: target.clone(),
@@ -200,9 +201,17 @@ impl<S: System> Mounter<S> {
             lower_dir: lower.clone(),
             claim: on_claim.as_ref().map(|(_, claim)| claim.clone()),
         };
-        let mounted = self.mount_layers(request, sc, layer, &lower).and_then(|()| {
-            self.records.save(&record).context("saving the record of", Path::new(&request.volume_id)).map_err(PublishError::from)
-        });
+        // The container may exit between the lookup and the mount: the overlay would then have
+        // an empty directory as its lower (a rootfs with no image in it), or fail for want of one.
+        // Either way the exit is the reason to report, and kubelet's retry finds the next container.
+        let mounted =
+            match (self.mount_layers(request, sc, layer, &lower), self.require_lower_still_mounted(sc, provider, &provider_lower)) {
+                (_, Err(replaced)) => Err(replaced),
+                (mounted, Ok(())) => mounted,
+            }
+            .and_then(|()| {
+                self.records.save(&record).context("saving the record of", Path::new(&request.volume_id)).map_err(PublishError::from)
+            });
         if let Err(error) = mounted {
             // Nothing may stay mounted after a failed publish.
             if let Err(cleanup) = self.unwind_target(target) {
@@ -216,6 +225,14 @@ impl<S: System> Mounter<S> {
         }
         self.live.insert_key(upper, LiveTarget { target: target.clone(), lower: lower.clone(), on_claim });
         Ok(lower)
+    }
+
+    fn require_lower_still_mounted(&self, sc: &ScKey, provider: &ProviderContainer, lower: &ProviderLower) -> Result<(), PublishError> {
+        if lower.is_still_mounted(&*self.system) {
+            return Ok(());
+        }
+        warn!(sc = %sc, container_id = %provider.container_id, lower = %lower.path.display(), "the provider container's root filesystem went away during the publish");
+        Err(PublishError::ProviderReplaced { sc: sc.clone(), container_id: provider.container_id.clone() })
     }
 
     fn mount_layers(&self, request: &PublishRequest, sc: &ScKey, layer: &PersistentLayer, lower: &Path) -> Result<(), PublishError> {

@@ -24,6 +24,25 @@ pub struct ProviderContainer {
     pub image_ref: String,
 }
 
+/// Where a provider container's root filesystem is mounted in the host's namespace, and what it
+/// was when it was found: the directory the process had as `/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderLower {
+    pub path: PathBuf,
+    pub root: FileIdentity,
+}
+
+impl ProviderLower {
+    /// Whether `path` still is the container's root filesystem. Kubelet never starts a container
+    /// ID twice, and the runtime mounts a container's rootfs at a path named by its ID once: once
+    /// unmounted (the container exited), the path is an empty directory of the node's disk or is
+    /// gone, and never that root again. So a lower found before a mount and still there after it
+    /// was there during the mount.
+    pub(super) fn is_still_mounted(&self, system: &dyn System) -> bool {
+        system.identity_of(&self.path).is_ok_and(|identity| identity == self.root)
+    }
+}
+
 /// The longest pause between two looks at a provider that is still starting.
 pub const MAX_PROVIDER_POLL: Duration = Duration::from_secs(2);
 
@@ -57,7 +76,7 @@ impl ProviderCache {
         Self { kubelet_cgroups, entries: std::sync::Mutex::default() }
     }
 
-    pub(super) fn lower_dir(&self, system: &dyn System, sc: &ScKey, provider: &ProviderContainer) -> Result<PathBuf, PublishError> {
+    pub(super) fn lower_dir(&self, system: &dyn System, sc: &ScKey, provider: &ProviderContainer) -> Result<ProviderLower, PublishError> {
         let container_id = provider.container_id.as_str();
         let known = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(container_id).cloned();
         if let Some(known) = known {
@@ -67,7 +86,7 @@ impl ProviderCache {
                 && system.process_root_identity(known.pid).is_ok_and(|root| root == known.root)
                 && system.identity_of(&known.lower).is_ok_and(|lower| lower == known.root);
             if same_root {
-                return Ok(known.lower);
+                return Ok(ProviderLower { path: known.lower, root: known.root });
             }
         }
         let pid = find_provider_pid(system, &self.kubelet_cgroups, container_id, provider.pod_uid.as_deref())?
@@ -78,7 +97,7 @@ impl ProviderCache {
             entries.clear();
         }
         entries.insert(container_id.to_owned(), KnownProvider { pid, lower: lower.clone(), root });
-        Ok(lower)
+        Ok(ProviderLower { path: lower, root })
     }
 }
 

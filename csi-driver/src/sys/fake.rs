@@ -73,6 +73,9 @@ pub struct FakeState {
     pub upper_support: Option<UpperSupport>,
     /// Overlays come up read-only (a data root on a filesystem overlayfs cannot write to).
     pub read_only_overlays: bool,
+    /// The provider container exits at the worst moment of a publish: just before the overlay is
+    /// mounted on its root filesystem, the runtime unmounts that root.
+    pub provider_exits_at_mount: Option<ProviderExit>,
     /// Owners of entries other than root's (uid 0).
     pub owners: HashMap<PathBuf, u32>,
     /// Targets of executable read-only binds: while mounted, `identity_of` answers the source's
@@ -84,6 +87,15 @@ pub struct FakeState {
     pub scans: usize,
     next_mount_id: u32,
     next_device: u32,
+}
+
+/// What the runtime leaves of a container's root filesystem when the container exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderExit {
+    /// The mount point stays, an empty directory of the node's disk.
+    EmptyDirectoryLeft,
+    /// The mount point is removed too.
+    DirectoryRemoved,
 }
 
 /// See the module comment. Clones share one node: a plugin restart is a new mounter over a
@@ -132,6 +144,24 @@ impl FakeState {
         match self.failures.remove(operation) {
             Some(code) => Err(errno(code)),
             None => Ok(()),
+        }
+    }
+
+    /// Carries out [`FakeState::provider_exits_at_mount`] if `lower` is a mounted provider rootfs.
+    fn provider_exit_before_mounting_on(&mut self, lower: &Path) {
+        let Some(exit) = self.provider_exits_at_mount else { return };
+        let Some(index) = self.mount_at(lower) else { return };
+        self.provider_exits_at_mount = None;
+        self.mounts.remove(index);
+        self.processes.retain(|_, process| process.root != self.identities.get(lower).copied());
+        match exit {
+            ProviderExit::EmptyDirectoryLeft => {
+                self.identities.insert(lower.to_path_buf(), FileIdentity { device: 0xfe00, inode: 4242 });
+            }
+            ProviderExit::DirectoryRemoved => {
+                self.identities.remove(lower);
+                self.entries.remove(lower);
+            }
         }
     }
 
@@ -265,6 +295,13 @@ impl FakeSystem {
         self.state().mounts.iter().filter(|mount| mount.mount_point.starts_with(path)).map(|mount| mount.mount_point.clone()).collect()
     }
 
+    /// The `lowerdir` of the overlay mounted at `at`, if one is.
+    pub fn mounted_overlay_lower(&self, at: &Path) -> Option<PathBuf> {
+        let state = self.state();
+        let overlay = state.mounts.iter().rev().find(|mount| mount.mount_point == at && mount.fs_type == "overlay")?;
+        overlay.super_options.split(',').find_map(|option| option.strip_prefix("lowerdir=")).map(PathBuf::from)
+    }
+
     /// Writes a file (its directory must exist).
     pub fn put_file(&self, path: &Path, contents: &[u8]) {
         let mut state = self.state();
@@ -277,6 +314,7 @@ impl System for FakeSystem {
     fn mount_overlay(&self, dirs: &OverlayDirs<'_>, target: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.failure("mount_overlay")?;
+        state.provider_exit_before_mounting_on(dirs.lower);
         for dir in [dirs.lower, dirs.upper, dirs.work, target] {
             state.require_directory(dir)?;
         }
@@ -290,6 +328,7 @@ impl System for FakeSystem {
     fn mount_claim_overlay(&self, dirs: &ClaimOverlayDirs<'_>, target: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.failure("mount_claim_overlay")?;
+        state.provider_exit_before_mounting_on(dirs.lower);
         let data_dir = dirs.claim_root.join(sc_api::storage::CLAIM_DATA_DIR);
         for dir in [data_dir.clone(), data_dir.join("upper"), data_dir.join("work")] {
             state.require_claim_directory(dirs.claim_root, &dir, dirs.device)?;

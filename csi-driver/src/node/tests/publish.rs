@@ -4,10 +4,12 @@ use std::path::Path;
 
 use super::{PROVIDER_ROOTFS, data, node, publish, request, sc, target_of};
 use crate::layout::{self, DataLayout};
-use crate::node::{Found, PublishError, UnpublishError, UpperKey};
+use crate::node::{Found, ProviderContainer, PublishError, UnpublishError, UpperKey};
 use crate::sys::System;
+use crate::sys::fake::ProviderExit;
 use crate::validate::UnpublishRequest;
 
+const NEXT_CONTAINER_ID: &str = "5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5";
 const OTHER_POD_UID: &str = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a";
 
 fn unpublish_request(volume_id: &str, pod_uid: &str) -> UnpublishRequest {
@@ -111,6 +113,34 @@ fn a_publish_cut_short_leaves_nothing_mounted_and_no_record() {
         assert_eq!(node.records.load("csi-1").expect("load"), None, "{operation}: no record");
         // Kubelet's retry publishes it.
         publish(&node, &request).expect("the retry");
+    }
+}
+
+/// The provider container exits between the lookup of its rootfs and the overlay's mount (the
+/// worst moment): the overlay would have an empty directory, or nothing, as its lower. The
+/// publish fails with the reason kubelet retries on, leaves nothing mounted and no record, and
+/// the retry uses the provider's next container, never the old path.
+#[test]
+fn a_provider_that_exits_while_its_rootfs_is_being_mounted_fails_the_publish_and_the_retry_uses_its_next_container() {
+    for exit in [ProviderExit::EmptyDirectoryLeft, ProviderExit::DirectoryRemoved] {
+        let node = node();
+        let request = request("csi-1", super::POD_UID);
+        node.system().state().provider_exits_at_mount = Some(exit);
+        let error = publish(&node, &request).expect_err("the lower went away");
+        assert!(matches!(error, PublishError::ProviderReplaced { .. }), "{exit:?}: {error}");
+        assert!(error.to_string().contains("exited while its root filesystem was being mounted"), "{error}");
+        assert_eq!(tonic::Status::from(error).code(), tonic::Code::Unavailable, "kubelet retries");
+        assert!(node.system().mounts_under(&request.target_path).is_empty(), "{exit:?}: nothing stays mounted");
+        assert_eq!(node.records.load("csi-1").expect("load"), None, "{exit:?}: no record");
+        assert!(node.live.get(&UpperKey::Dir(data().upper_dir_in(&sc(), DataLayout::Unlimited))).is_none(), "{exit:?}: not live");
+
+        // Kubelet restarts the container: a new ID, a new rootfs path, a new process.
+        let next_rootfs = Path::new("/run/containerd/io.containerd.runtime.v2.task/k8s.io/next/rootfs");
+        node.system().add_provider(18, NEXT_CONTAINER_ID, next_rootfs);
+        let next = ProviderContainer { container_id: NEXT_CONTAINER_ID.into(), pod_uid: None, image_ref: "sha256:1".into() };
+        let lower = node.mount(&request, &sc(), &next, &super::node_layer()).expect("the retry");
+        assert_eq!(lower, next_rootfs, "{exit:?}");
+        assert_eq!(node.system().mounted_overlay_lower(&layout::target_rootfs(&request.target_path)).as_deref(), Some(next_rootfs));
     }
 }
 
