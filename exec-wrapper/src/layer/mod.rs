@@ -6,6 +6,8 @@
 //! of opaque directories over beside the upper. Whiteouts are character devices 0/0 and are seen
 //! by anyone.
 
+pub mod oci;
+
 use std::path::PathBuf;
 
 /// One entry of an upper directory, as the walk found it (no symlink followed).
