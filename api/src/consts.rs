@@ -88,6 +88,10 @@ pub const VOLUME_ATTR_SC_NAME: &str = "stoppablecontainer.xtlsoft.top/name";
 /// publishes there, read-only, its own directory holding only `sc-exec` (no StoppableContainer,
 /// so never with [`VOLUME_ATTR_SC_NAME`]).
 pub const VOLUME_ATTR_EXEC_WRAPPER: &str = "stoppablecontainer.xtlsoft.top/exec-wrapper";
+/// Volume attribute naming the StoppableContainer whose persistent layer (the overlay's upper,
+/// and the list of its opaque directories) a pod of the SC's own namespace reads, read-only:
+/// the layer volume of `kubectl sc diff`. Never with the other two attributes.
+pub const VOLUME_ATTR_LAYER_OF: &str = "stoppablecontainer.xtlsoft.top/layer-of";
 
 /// Directory in the consumer containers where `sc-exec` is installed.
 pub const EXEC_WRAPPER_DIR: &str = "/.sc-bin";
