@@ -253,7 +253,7 @@ async fn serve(args: Args, endpoint: PathBuf, kube_config: Option<kube::Config>)
         runtime: std::sync::Arc::new(crate::runtime_containers::CriContainerRuntime::new(runtime_endpoint(&args)?)),
     };
     match &args.static_cluster {
-        Some(path) => serve_with(&args, endpoint, StaticClusterView::new(path.clone()), settings, None).await,
+        Some(path) => serve_with(&args, endpoint, StaticClusterView::new(path.clone(), args.node_id.clone()), settings, None).await,
         None => {
             let config = match kube_config {
                 Some(config) => config,

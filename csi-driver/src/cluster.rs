@@ -13,8 +13,11 @@ use kube::core::{ApiResource, GroupVersionKind};
 use sc_api::{StoppableContainer, StoppableContainerInstance, consts};
 use serde::Deserialize;
 
-pub use crate::authorize::{BoundClaim, Consumer, Provider, Refusal};
-use crate::authorize::{authorize_consumer, check_consumer_volumes, provider_state, recorded_claim_name};
+pub use crate::authorize::{BoundClaim, Consumer, LayerData, LayerSource, Provider, Refusal};
+use crate::authorize::{
+    ClaimUser, LayerFacts, authorize_consumer, authorize_layer_reader, check_claim_volumes, provider_state, recorded_claim,
+    recorded_claim_name,
+};
 use crate::layout::ScKey;
 use crate::validate::PodRef;
 
@@ -48,6 +51,9 @@ pub trait ClusterView: Send + Sync + 'static {
     fn authorize_consumer(&self, pod: &PodRef, sc_name: &str) -> impl Future<Output = Result<Consumer, ClusterError>> + Send;
     /// The state of the consumer's provider container on this node.
     fn provider(&self, consumer: &Consumer) -> impl Future<Output = Result<Provider, ClusterError>> + Send;
+    /// Checks that `pod` may read the layer of the StoppableContainer `sc_name` in the pod's own
+    /// namespace on this node (the layer volume), and says where that layer is.
+    fn authorize_layer_reader(&self, pod: &PodRef, sc_name: &str) -> impl Future<Output = Result<LayerSource, ClusterError>> + Send;
 }
 
 /// The StoppableContainer API resource, for metadata-level access without the CRD types.
@@ -74,24 +80,16 @@ impl ClusterView for KubeClusterView {
             // Refused before any request: the answer cannot depend on what the API holds.
             return Ok(authorize_consumer(pod, sc_name, None, None, None)?);
         }
-        let scs: Api<StoppableContainer> = Api::namespaced(self.client.clone(), &pod.namespace);
-        let instances: Api<StoppableContainerInstance> = Api::namespaced(self.client.clone(), &pod.namespace);
-        let (sc, instance) = futures::try_join!(scs.get_opt(sc_name), instances.get_opt(sc_name))?;
+        let (sc, instance) = self.sc_and_instance(&pod.namespace, sc_name).await?;
         // The claim is looked up by the name the operator recorded, in the SC's own namespace.
-        let claim = match instance.as_ref().and_then(recorded_claim_name) {
-            Some(claim_name) => {
-                let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &pod.namespace);
-                claims.get_opt(claim_name).await?
-            }
-            None => None,
-        };
+        let claim = self.claim(&pod.namespace, instance.as_ref().and_then(recorded_claim_name)).await?;
         let consumer = authorize_consumer(pod, sc_name, sc.as_ref(), instance.as_ref(), claim.as_ref())?;
         if let Some(claim) = &consumer.claim {
             let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
             let consumer_pod = pods.get_opt(&pod.name).await?.ok_or_else(|| {
                 ClusterError::NotNow(format!("consumer pod {}/{} is gone while its volume was being published", pod.namespace, pod.name))
             })?;
-            check_consumer_volumes(&consumer_pod, &pod.uid, claim)?;
+            check_claim_volumes(&consumer_pod, &pod.uid, claim, ClaimUser::Consumer)?;
         }
         Ok(consumer)
     }
@@ -103,6 +101,42 @@ impl ClusterView for KubeClusterView {
         let (instance, provider) = futures::try_join!(instances.get_opt(&consumer.sc.name), pods.get_opt(&provider_name))?;
         Ok(provider_state(consumer, instance.as_ref(), provider.as_ref(), &self.node_name)?)
     }
+
+    async fn authorize_layer_reader(&self, pod: &PodRef, sc_name: &str) -> Result<LayerSource, ClusterError> {
+        // Only the pod's own namespace is asked: a pod never reaches another namespace's SC.
+        let (sc, instance) = self.sc_and_instance(&pod.namespace, sc_name).await?;
+        let record = sc.as_ref().and_then(|sc| recorded_claim(sc, instance.as_ref()));
+        let (claim, reader_pod) = match record {
+            Some(record) => {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+                futures::try_join!(self.claim(&pod.namespace, Some(&record.claim_name)), pods.get_opt(&pod.name))?
+            }
+            None => (None, None),
+        };
+        let facts = LayerFacts { sc: sc.as_ref(), instance: instance.as_ref(), claim: claim.as_ref(), reader_pod: reader_pod.as_ref() };
+        Ok(authorize_layer_reader(pod, sc_name, facts, &self.node_name)?)
+    }
+}
+
+impl KubeClusterView {
+    /// The StoppableContainer `name` of `namespace` and its instance, as the API holds them now.
+    async fn sc_and_instance(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(Option<StoppableContainer>, Option<StoppableContainerInstance>), kube::Error> {
+        let scs: Api<StoppableContainer> = Api::namespaced(self.client.clone(), namespace);
+        let instances: Api<StoppableContainerInstance> = Api::namespaced(self.client.clone(), namespace);
+        futures::try_join!(scs.get_opt(name), instances.get_opt(name))
+    }
+
+    /// The claim `name` of `namespace` (`None` when no name is recorded or there is no such claim).
+    async fn claim(&self, namespace: &str, name: Option<&str>) -> Result<Option<PersistentVolumeClaim>, kube::Error> {
+        match name {
+            Some(name) => Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), namespace).get_opt(name).await,
+            None => Ok(None),
+        }
+    }
 }
 
 /// A cluster described by a JSON file, re-read on every question, for running the plugin without
@@ -110,6 +144,8 @@ impl ClusterView for KubeClusterView {
 #[derive(Debug)]
 pub struct StaticClusterView {
     path: PathBuf,
+    /// This node's name (`--node-id`): a node-local layer is published only on its data node.
+    node_name: String,
     /// The last parse, keyed by the file's modification time and length, so a benchmark's
     /// publishes do not re-parse an unchanged file.
     cache: std::sync::Mutex<Option<(std::time::SystemTime, u64, std::sync::Arc<StaticCluster>)>>,
@@ -120,6 +156,24 @@ pub struct StaticClusterView {
 #[serde(rename_all = "camelCase")]
 pub struct StaticCluster {
     pub consumers: Vec<StaticConsumer>,
+    /// The StoppableContainers whose layer any pod of their namespace may read (the layer volume).
+    #[serde(default)]
+    pub layers: Vec<StaticLayer>,
+}
+
+/// A StoppableContainer whose layer the static cluster lets pods of its namespace read.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaticLayer {
+    pub namespace: String,
+    pub sc_name: String,
+    pub sc_uid: String,
+    /// The node its status names as holding its data (node-local).
+    #[serde(default)]
+    pub data_node: Option<String>,
+    /// With `spec.storage`: the claim as the plugin would have found it bound.
+    #[serde(default)]
+    pub claim: Option<BoundClaim>,
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -148,8 +202,8 @@ pub struct StaticConsumer {
 }
 
 impl StaticClusterView {
-    pub fn new(path: PathBuf) -> Self {
-        Self { path, cache: std::sync::Mutex::new(None) }
+    pub fn new(path: PathBuf, node_name: String) -> Self {
+        Self { path, node_name, cache: std::sync::Mutex::new(None) }
     }
 
     fn read(&self) -> Result<std::sync::Arc<StaticCluster>, ClusterError> {
@@ -201,5 +255,27 @@ impl ClusterView for StaticClusterView {
             },
             None => Provider::NotReady { reason: "provider container is not running yet".into() },
         })
+    }
+
+    async fn authorize_layer_reader(&self, pod: &PodRef, sc_name: &str) -> Result<LayerSource, ClusterError> {
+        let cluster = self.read()?;
+        let Some(layer) = cluster.layers.iter().find(|layer| layer.namespace == pod.namespace && layer.sc_name == sc_name) else {
+            return Err(ClusterError::Denied(format!(
+                "pod {}/{} may not read the layer of StoppableContainer {}/{sc_name}: no such StoppableContainer in the pod's namespace",
+                pod.namespace, pod.name, pod.namespace
+            )));
+        };
+        let sc = ScKey { namespace: layer.namespace.clone(), name: layer.sc_name.clone(), uid: layer.sc_uid.clone() };
+        let data = match (&layer.claim, &layer.data_node) {
+            (Some(claim), _) => LayerData::Claim(claim.clone()),
+            (None, Some(node)) if *node == self.node_name => LayerData::Node,
+            (None, node) => {
+                return Err(ClusterError::NotNow(format!(
+                    "the layer of StoppableContainer {sc} is on node {node:?}, not on this node {:?}",
+                    self.node_name
+                )));
+            }
+        };
+        Ok(LayerSource { sc, data })
     }
 }

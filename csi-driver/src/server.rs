@@ -198,6 +198,7 @@ fn rootfs_status(error: &quota::QuotaError, message: String) -> Status {
         QuotaError::ToolNotFound { .. }
         | QuotaError::CannotShrink { .. }
         | QuotaError::InUse { .. }
+        | QuotaError::BoundElsewhere { .. }
         | QuotaError::NotExt4 { .. }
         | QuotaError::StillAttached { .. } => Status::failed_precondition(message),
         QuotaError::ForeignMount { .. } => Status::already_exists(message),

@@ -3,7 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use sc_api::consts::{VOLUME_ATTR_EXEC_WRAPPER, VOLUME_ATTR_SC_NAME};
+use sc_api::consts::{VOLUME_ATTR_EXEC_WRAPPER, VOLUME_ATTR_LAYER_OF, VOLUME_ATTR_SC_NAME};
 use sc_proto::csi::{
     NodePublishVolumeRequest, NodeUnpublishVolumeRequest, VolumeCapability,
     volume_capability::{AccessType, access_mode::Mode},
@@ -55,6 +55,20 @@ pub struct PublishRequest {
 pub struct ExecWrapperRequest {
     pub volume_id: String,
     pub target_path: PathBuf,
+}
+
+/// A checked `NodePublishVolume` for a layer volume: the persistent layer (the overlay's upper
+/// and the list of its opaque directories) of the StoppableContainer `sc_name`, read-only, for a
+/// pod of the SC's own namespace (`kubectl sc diff`). Which SC and where its data is are decided
+/// only from what the operator recorded (see [`crate::authorize::authorize_layer_reader`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerRequest {
+    pub volume_id: String,
+    pub target_path: PathBuf,
+    /// The pod kubelet mounts the volume for (`podInfoOnMount`, checked against the target).
+    pub pod: PodRef,
+    /// The StoppableContainer the pod asks to read, looked up in the pod's own namespace only.
+    pub sc_name: String,
 }
 
 /// A checked `NodeUnpublishVolume`.
@@ -132,20 +146,7 @@ pub fn publish(request: &NodePublishVolumeRequest, policy: &TargetPolicy) -> Res
             "must be \"true\": the rootfs volume exists only as an inline CSI volume in the consumer pod (persistent volumes are not supported)",
         ));
     }
-    let pod_hint = "the CSIDriver object must have podInfoOnMount: true";
-    let pod = PodRef {
-        namespace: dns_label(get(context_keys::POD_NAMESPACE), 63)
-            .map_err(|problem| invalid("volume_context[csi.storage.k8s.io/pod.namespace]", format!("{problem} ({pod_hint})")))?,
-        name: dns_subdomain(get(context_keys::POD_NAME))
-            .map_err(|problem| invalid("volume_context[csi.storage.k8s.io/pod.name]", format!("{problem} ({pod_hint})")))?,
-        uid: {
-            let uid = get(context_keys::POD_UID);
-            if !is_uid(uid) {
-                return Err(invalid("volume_context[csi.storage.k8s.io/pod.uid]", format!("{uid:?} is not a Kubernetes UID ({pod_hint})")));
-            }
-            uid.to_owned()
-        },
-    };
+    let pod = pod_of(context)?;
     let sc_name = get(VOLUME_ATTR_SC_NAME);
     let sc_name = match sc_api::names::check_sc_name(sc_name) {
         Ok(()) => sc_name.to_owned(),
@@ -162,20 +163,41 @@ pub fn publish(request: &NodePublishVolumeRequest, policy: &TargetPolicy) -> Res
             ));
         }
     };
-    // Defence in depth for a CSIDriver installed without podInfoOnMount (then the pod keys are
-    // the pod author's words): kubelet's own target path names the pod it mounts for.
-    let target_pod_uid = policy.pod_uid_of(&target_path);
-    if target_pod_uid != Some(pod.uid.as_str()) {
-        return Err(invalid(
-            "target_path",
-            format!(
-                "{} is not a volume directory of pod UID {} (kubelet mounts at <kubelet-dir>/pods/<pod-uid>/volumes/...); the pod keys of the request do not match kubelet's target ({pod_hint})",
-                target_path.display(),
-                pod.uid
-            ),
-        ));
-    }
+    require_target_of_pod(policy, &target_path, &pod)?;
     Ok(PublishRequest { volume_id, target_path, pod, sc_name })
+}
+
+/// What kubelet says when the pod keys are missing or malformed.
+const POD_INFO_HINT: &str = "the CSIDriver object must have podInfoOnMount: true";
+
+/// The pod kubelet mounts the volume for, from the `podInfoOnMount` keys.
+fn pod_of(context: &std::collections::HashMap<String, String>) -> Result<PodRef, InvalidField> {
+    let get = |key: &'static str| context.get(key).map(String::as_str).unwrap_or_default();
+    let namespace = dns_label(get(context_keys::POD_NAMESPACE), 63)
+        .map_err(|problem| invalid("volume_context[csi.storage.k8s.io/pod.namespace]", format!("{problem} ({POD_INFO_HINT})")))?;
+    let name = dns_subdomain(get(context_keys::POD_NAME))
+        .map_err(|problem| invalid("volume_context[csi.storage.k8s.io/pod.name]", format!("{problem} ({POD_INFO_HINT})")))?;
+    let uid = get(context_keys::POD_UID);
+    if !is_uid(uid) {
+        return Err(invalid("volume_context[csi.storage.k8s.io/pod.uid]", format!("{uid:?} is not a Kubernetes UID ({POD_INFO_HINT})")));
+    }
+    Ok(PodRef { namespace, name, uid: uid.to_owned() })
+}
+
+/// Defence in depth for a CSIDriver installed without podInfoOnMount (then the pod keys are the
+/// pod author's words): kubelet's own target path names the pod it mounts for.
+fn require_target_of_pod(policy: &TargetPolicy, target_path: &Path, pod: &PodRef) -> Result<(), InvalidField> {
+    if policy.pod_uid_of(target_path) == Some(pod.uid.as_str()) {
+        return Ok(());
+    }
+    Err(invalid(
+        "target_path",
+        format!(
+            "{} is not a volume directory of pod UID {} (kubelet mounts at <kubelet-dir>/pods/<pod-uid>/volumes/...); the pod keys of the request do not match kubelet's target ({POD_INFO_HINT})",
+            target_path.display(),
+            pod.uid
+        ),
+    ))
 }
 
 /// Checks a `NodePublishVolume` request for the exec-wrapper volume: `None` when the request does
@@ -217,6 +239,60 @@ pub fn exec_wrapper(request: &NodePublishVolumeRequest, policy: &TargetPolicy) -
         ));
     }
     Ok(Some(ExecWrapperRequest { volume_id, target_path }))
+}
+
+/// Checks a `NodePublishVolume` request for a layer volume: `None` when the request does not
+/// carry [`VOLUME_ATTR_LAYER_OF`] (then it is one of the other two kinds). The volume is
+/// read-only, and the request must say so (`readOnly: true` on the pod's CSI volume), so that
+/// nobody mounts it expecting to write the StoppableContainer's layer through it.
+pub fn layer(request: &NodePublishVolumeRequest, policy: &TargetPolicy) -> Result<Option<LayerRequest>, InvalidField> {
+    const FIELD: &str = "volume_context[stoppablecontainer.xtlsoft.top/layer-of]";
+    let context = &request.volume_context;
+    let Some(sc_name) = context.get(VOLUME_ATTR_LAYER_OF) else { return Ok(None) };
+    for (other, kind) in [(VOLUME_ATTR_SC_NAME, "rootfs (consumer pod)"), (VOLUME_ATTR_EXEC_WRAPPER, "exec wrapper (provider pod)")] {
+        if context.contains_key(other) {
+            return Err(invalid(
+                FIELD,
+                format!(
+                    "cannot be set together with {other}: a volume is the layer of a StoppableContainer (read-only, for a pod of its namespace) or the {kind}, never both"
+                ),
+            ));
+        }
+    }
+    if let Err(problem) = sc_api::names::check_sc_name(sc_name) {
+        return Err(invalid(FIELD, format!("{problem}; set it to the name of the StoppableContainer whose layer the pod reads")));
+    }
+    let volume_id = volume_id("volume_id", &request.volume_id)?;
+    let target_path = policy.check("target_path", &request.target_path)?;
+    if !request.staging_target_path.is_empty() {
+        return Err(invalid("staging_target_path", "must be empty: this driver has no STAGE_UNSTAGE_VOLUME capability"));
+    }
+    let capability = request.volume_capability.as_ref().ok_or_else(|| invalid("volume_capability", "missing"))?;
+    match &capability.access_type {
+        Some(AccessType::Mount(mount)) if mount.fs_type.is_empty() && mount.mount_flags.is_empty() => {}
+        Some(AccessType::Mount(_)) => {
+            return Err(invalid(
+                "volume_capability.mount",
+                "fsType and mount flags are not supported for the layer volume; leave them out",
+            ));
+        }
+        _ => return Err(invalid("volume_capability.access_type", "expected mount: the layer is a directory")),
+    }
+    if !request.readonly {
+        return Err(invalid(
+            "readonly",
+            "must be true: the layer volume is read-only (a StoppableContainer's layer is written only through its rootfs); set readOnly: true on the pod's csi volume",
+        ));
+    }
+    if context.get(context_keys::EPHEMERAL).map(String::as_str) != Some("true") {
+        return Err(invalid(
+            "volume_context[csi.storage.k8s.io/ephemeral]",
+            "must be \"true\": the layer volume exists only as an inline CSI volume in the pod that reads it",
+        ));
+    }
+    let pod = pod_of(context)?;
+    require_target_of_pod(policy, &target_path, &pod)?;
+    Ok(Some(LayerRequest { volume_id, target_path, pod, sc_name: sc_name.clone() }))
 }
 
 /// Checks a `NodeUnpublishVolume` request.
@@ -493,6 +569,122 @@ mod tests {
                     r.volume_context.remove(context_keys::EPHEMERAL);
                 }),
                 "ephemeral]: must be \"true\"",
+            ),
+        ];
+        for (message, expected) in cases {
+            assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+        }
+    }
+
+    /// What kubelet sends for the `kubectl sc diff` pod's layer volume (`readOnly: true`).
+    fn layer_request() -> NodePublishVolumeRequest {
+        let mut request = valid_request();
+        request.target_path = format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~csi/sc-layer/mount");
+        request.volume_context.remove(VOLUME_ATTR_SC_NAME);
+        request.volume_context.insert(context_keys::POD_NAME.into(), "dev-diff-x7k2p".into());
+        request.volume_context.insert(VOLUME_ATTR_LAYER_OF.into(), "dev".into());
+        request.readonly = true;
+        request
+    }
+
+    #[test]
+    fn the_layer_attribute_makes_a_layer_request_of_the_pods_own_namespace() {
+        let checked = layer(&layer_request(), &policy()).expect("valid").expect("a layer request");
+        assert_eq!(
+            checked,
+            LayerRequest {
+                volume_id: "csi-0123abcd".into(),
+                target_path: format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~csi/sc-layer/mount").into(),
+                pod: PodRef { namespace: "team-a".into(), name: "dev-diff-x7k2p".into(), uid: UID.into() },
+                sc_name: "dev".into(),
+            }
+        );
+        // Without the attribute the request is one of the other kinds.
+        assert_eq!(layer(&valid_request(), &policy()), Ok(None));
+        assert_eq!(layer(&exec_wrapper_request(), &policy()), Ok(None));
+    }
+
+    #[test]
+    fn each_malformed_layer_request_says_what_is_wrong() {
+        let rejection = |change: &dyn Fn(&mut NodePublishVolumeRequest)| {
+            let mut request = layer_request();
+            change(&mut request);
+            layer(&request, &policy()).expect_err("must be rejected").to_string()
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (
+                rejection(&|r| {
+                    r.volume_context.insert(VOLUME_ATTR_SC_NAME.into(), "dev".into());
+                }),
+                "invalid volume_context[stoppablecontainer.xtlsoft.top/layer-of]: cannot be set together with stoppablecontainer.xtlsoft.top/name: a volume is the layer of a StoppableContainer (read-only, for a pod of its namespace) or the rootfs (consumer pod), never both",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_context.insert(VOLUME_ATTR_EXEC_WRAPPER.into(), "true".into());
+                }),
+                "invalid volume_context[stoppablecontainer.xtlsoft.top/layer-of]: cannot be set together with stoppablecontainer.xtlsoft.top/exec-wrapper: a volume is the layer of a StoppableContainer (read-only, for a pod of its namespace) or the exec wrapper (provider pod), never both",
+            ),
+            (
+                rejection(&|r| r.readonly = false),
+                "invalid readonly: must be true: the layer volume is read-only (a StoppableContainer's layer is written only through its rootfs); set readOnly: true on the pod's csi volume",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_context.insert(VOLUME_ATTR_LAYER_OF.into(), "../other".into());
+                }),
+                "invalid volume_context[stoppablecontainer.xtlsoft.top/layer-of]: \"../other\" is not a valid name for a StoppableContainer",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_context.insert(VOLUME_ATTR_LAYER_OF.into(), String::new());
+                }),
+                "invalid volume_context[stoppablecontainer.xtlsoft.top/layer-of]: the name must not be empty; set it to the name of the StoppableContainer whose layer the pod reads",
+            ),
+            (rejection(&|r| r.target_path = "/etc/mount".into()), "invalid target_path: \"/etc/mount\" is outside /var/lib/kubelet/pods"),
+            (rejection(&|r| r.volume_id = "../x".into()), "invalid volume_id: \"../x\" must be 1-128 characters"),
+            (rejection(&|r| r.staging_target_path = "/stage".into()), "invalid staging_target_path: must be empty"),
+            (rejection(&|r| r.volume_capability = None), "invalid volume_capability: missing"),
+            (
+                rejection(&|r| r.volume_capability.as_mut().expect("set").access_type = Some(AccessType::Block(BlockVolume {}))),
+                "invalid volume_capability.access_type: expected mount: the layer is a directory",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_capability.as_mut().expect("set").access_type =
+                        Some(AccessType::Mount(MountVolume { fs_type: "ext4".into(), ..Default::default() }))
+                }),
+                "invalid volume_capability.mount: fsType and mount flags are not supported for the layer volume; leave them out",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_capability.as_mut().expect("set").access_type =
+                        Some(AccessType::Mount(MountVolume { mount_flags: vec!["rw".into()], ..Default::default() }))
+                }),
+                "invalid volume_capability.mount: fsType and mount flags are not supported",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_context.remove(context_keys::EPHEMERAL);
+                }),
+                "invalid volume_context[csi.storage.k8s.io/ephemeral]: must be \"true\": the layer volume exists only as an inline CSI volume",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_context.remove(context_keys::POD_NAMESPACE);
+                }),
+                "invalid volume_context[csi.storage.k8s.io/pod.namespace]: missing (the CSIDriver object must have podInfoOnMount: true)",
+            ),
+            (
+                rejection(&|r| {
+                    r.volume_context.insert(context_keys::POD_UID.into(), "1234".into());
+                }),
+                "invalid volume_context[csi.storage.k8s.io/pod.uid]: \"1234\" is not a Kubernetes UID",
+            ),
+            (
+                // The pod keys name another pod than kubelet's target path (podInfoOnMount off,
+                // the keys written by the pod's author): another namespace's SC is never reached.
+                rejection(&|r| r.target_path = format!("/var/lib/kubelet/pods/{OTHER_UID}/volumes/kubernetes.io~csi/sc-layer/mount")),
+                "is not a volume directory of pod UID 6d1c2b7e-43a1-4e5e-9d63-0c5a3f1b2e7d",
             ),
         ];
         for (message, expected) in cases {

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
-use sc_api::storage::InstanceStorage;
+use sc_api::storage::ClaimRecord;
 use serde::{Deserialize, Serialize};
 
 use super::Refusal;
@@ -25,9 +25,9 @@ pub struct BoundClaim {
 
 /// Checks that `claim` (the live claim named as `recorded` says) is the claim the operator
 /// created for `sc`, bound to a volume and not going away.
-pub fn bound_claim(sc: &ScKey, recorded: &InstanceStorage, claim: Option<&PersistentVolumeClaim>) -> Result<BoundClaim, Refusal> {
-    let name = &recorded.claim.claim_name;
-    let Some(recorded_uid) = recorded.claim.claim_uid.as_deref() else {
+pub fn bound_claim(sc: &ScKey, recorded: &ClaimRecord, claim: Option<&PersistentVolumeClaim>) -> Result<BoundClaim, Refusal> {
+    let name = &recorded.claim_name;
+    let Some(recorded_uid) = recorded.claim_uid.as_deref() else {
         return Err(Refusal::NotNow(format!(
             "the operator has not recorded the UID of claim {}/{name} of StoppableContainer {sc} yet; kubelet retries once it has (see the StoppableContainer's status)",
             sc.namespace
@@ -67,30 +67,55 @@ pub fn bound_claim(sc: &ScKey, recorded: &InstanceStorage, claim: Option<&Persis
     }
 }
 
-/// Checks the consumer pod's volumes as the API shows them (kubelet mounts what the spec says, and
-/// a pod's volumes cannot change): exactly the claim's volume may be named like the claim's
+/// The pod that mounts a StoppableContainer's claim, which words the refusals of
+/// [`check_claim_volumes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimUser {
+    /// The consumer pod, created by the operator with the claim among its volumes.
+    Consumer,
+    /// A pod of the SC's namespace reading its layer (the layer volume): its author lists the
+    /// claim among its volumes (`kubectl sc diff` does).
+    LayerReader,
+}
+
+/// Checks the pod's volumes as the API shows them (kubelet mounts what the spec says, and a pod's
+/// volumes cannot change): exactly the claim's volume may be named like the claim's
 /// PersistentVolume. Kubelet names an inline volume's directory after the volume, a claim's after
-/// its PV, so a template volume (the tenant's) named like the PV would put a mount of the
-/// tenant's choosing where the plugin looks for the claim. `pod` must be the consumer pod kubelet
-/// asked for (`pod_uid`).
-pub fn check_consumer_volumes(pod: &Pod, pod_uid: &str, claim: &BoundClaim) -> Result<(), Refusal> {
+/// its PV, so a volume of the pod author's named like the PV would put a mount of the author's
+/// choosing where the plugin looks for the claim. `pod` must be the pod kubelet asked for
+/// (`pod_uid`).
+pub fn check_claim_volumes(pod: &Pod, pod_uid: &str, claim: &BoundClaim, user: ClaimUser) -> Result<(), Refusal> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let who = match user {
+        ClaimUser::Consumer => "consumer pod",
+        ClaimUser::LayerReader => "pod",
+    };
     if pod.uid().as_deref() != Some(pod_uid) {
-        return Err(Refusal::NotNow(format!("consumer pod {name} (UID {pod_uid}) was replaced while its volume was being published")));
+        return Err(Refusal::NotNow(format!("{who} {name} (UID {pod_uid}) was replaced while its volume was being published")));
     }
     let volumes = pod.spec.as_ref().map(|spec| spec.volumes.as_deref().unwrap_or_default()).unwrap_or_default();
     let claims_volume = |volume: &k8s_openapi::api::core::v1::Volume| {
         volume.persistent_volume_claim.as_ref().is_some_and(|source| source.claim_name == claim.claim_name)
     };
     if let Some(clash) = volumes.iter().find(|volume| volume.name == claim.volume_name && !claims_volume(volume)) {
+        let rename = match user {
+            ClaimUser::Consumer => "rename that volume in the StoppableContainer's template",
+            ClaimUser::LayerReader => "rename that volume",
+        };
         return Err(Refusal::Denied(format!(
-            "consumer pod {name} has a volume {:?} named like the claim's PersistentVolume, which kubelet would mount where the claim's volume goes; rename that volume in the StoppableContainer's template",
+            "{who} {name} has a volume {:?} named like the claim's PersistentVolume, which kubelet would mount where the claim's volume goes; {rename}",
             clash.name
         )));
     }
     if !volumes.iter().any(claims_volume) {
+        let advice = match user {
+            ClaimUser::Consumer => "the operator that created the pod does not know spec.storage (upgrade it)",
+            ClaimUser::LayerReader => {
+                "the layer of a StoppableContainer with spec.storage is on its claim: add the claim to the pod's volumes (persistentVolumeClaim, readOnly: true) and mount it in a container"
+            }
+        };
         return Err(Refusal::Denied(format!(
-            "consumer pod {name} does not mount claim {}, so kubelet never mounts it for the pod; the operator that created the pod does not know spec.storage (upgrade it)",
+            "{who} {name} does not mount claim {}, so kubelet never mounts it for the pod; {advice}",
             claim.claim_name
         )));
     }
@@ -102,7 +127,6 @@ mod tests {
     use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PersistentVolumeClaimStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_openapi::jiff::Timestamp;
-    use sc_api::storage::{ClaimRecord, StorageSpec};
 
     use super::*;
 
@@ -113,12 +137,8 @@ mod tests {
         ScKey { namespace: "team-a".into(), name: "dev".into(), uid: "11111111-1111-4111-8111-111111111111".into() }
     }
 
-    fn recorded(uid: Option<&str>) -> InstanceStorage {
-        InstanceStorage {
-            requested: StorageSpec::default(),
-            claim: ClaimRecord { claim_name: "dev-rootfs".into(), claim_uid: uid.map(str::to_owned) },
-            ..InstanceStorage::default()
-        }
+    fn recorded(uid: Option<&str>) -> ClaimRecord {
+        ClaimRecord { claim_name: "dev-rootfs".into(), claim_uid: uid.map(str::to_owned) }
     }
 
     fn claim(uid: &str, phase: &str, volume: Option<&str>) -> PersistentVolumeClaim {
@@ -159,24 +179,47 @@ mod tests {
     #[test]
     fn the_consumer_pod_must_mount_the_claim_and_no_template_volume_may_take_the_pvs_name() {
         let good = consumer_pod(vec![claim_volume("sc-storage", "dev-rootfs")]);
-        assert_eq!(check_consumer_volumes(&good, "pod-uid", &bound()), Ok(()));
+        assert_eq!(check_claim_volumes(&good, "pod-uid", &bound(), ClaimUser::Consumer), Ok(()));
         // The tenant's template adds a memory emptyDir named like the PV (`pvc-<uid>` is visible
         // to it): kubelet would mount it at .../kubernetes.io~empty-dir/pv-17.
         let shadow = k8s_openapi::api::core::v1::Volume { name: "pv-17".into(), empty_dir: Some(Default::default()), ..Default::default() };
         let forged = consumer_pod(vec![claim_volume("sc-storage", "dev-rootfs"), shadow]);
-        let Err(Refusal::Denied(message)) = check_consumer_volumes(&forged, "pod-uid", &bound()) else { panic!("denied") };
+        let Err(Refusal::Denied(message)) = check_claim_volumes(&forged, "pod-uid", &bound(), ClaimUser::Consumer) else {
+            panic!("denied")
+        };
         assert_eq!(
             message,
             "consumer pod dev has a volume \"pv-17\" named like the claim's PersistentVolume, which kubelet would mount where the claim's volume goes; rename that volume in the StoppableContainer's template"
         );
         // Another claim of the tenant's under the PV's name is no better.
         let other_claim = consumer_pod(vec![claim_volume("sc-storage", "dev-rootfs"), claim_volume("pv-17", "mine")]);
-        assert!(check_consumer_volumes(&other_claim, "pod-uid", &bound()).is_err());
+        assert!(check_claim_volumes(&other_claim, "pod-uid", &bound(), ClaimUser::Consumer).is_err());
         let without = consumer_pod(vec![]);
-        let message = check_consumer_volumes(&without, "pod-uid", &bound()).expect_err("refused").to_string();
+        let message = check_claim_volumes(&without, "pod-uid", &bound(), ClaimUser::Consumer).expect_err("refused").to_string();
         assert!(message.starts_with("consumer pod dev does not mount claim dev-rootfs, so kubelet never mounts it"), "{message}");
-        let replaced = check_consumer_volumes(&good, "another-uid", &bound()).expect_err("refused");
+        let replaced = check_claim_volumes(&good, "another-uid", &bound(), ClaimUser::Consumer).expect_err("refused");
         assert!(matches!(replaced, Refusal::NotNow(_)), "{replaced:?}");
+    }
+
+    #[test]
+    fn a_layer_reader_must_mount_the_claim_too_and_is_told_how() {
+        let mut reader = consumer_pod(vec![claim_volume("sc-claim", "dev-rootfs")]);
+        reader.metadata.name = Some("dev-diff-x7k2p".into());
+        assert_eq!(check_claim_volumes(&reader, "pod-uid", &bound(), ClaimUser::LayerReader), Ok(()));
+        let mut without = consumer_pod(vec![]);
+        without.metadata.name = Some("dev-diff-x7k2p".into());
+        assert_eq!(
+            check_claim_volumes(&without, "pod-uid", &bound(), ClaimUser::LayerReader).expect_err("refused").to_string(),
+            "pod dev-diff-x7k2p does not mount claim dev-rootfs, so kubelet never mounts it for the pod; the layer of a StoppableContainer with spec.storage is on its claim: add the claim to the pod's volumes (persistentVolumeClaim, readOnly: true) and mount it in a container"
+        );
+        // An emptyDir of the reader's named like the PV would be found where the claim goes.
+        let shadow = k8s_openapi::api::core::v1::Volume { name: "pv-17".into(), empty_dir: Some(Default::default()), ..Default::default() };
+        let mut forged = consumer_pod(vec![claim_volume("sc-claim", "dev-rootfs"), shadow]);
+        forged.metadata.name = Some("dev-diff-x7k2p".into());
+        assert_eq!(
+            check_claim_volumes(&forged, "pod-uid", &bound(), ClaimUser::LayerReader).expect_err("refused").to_string(),
+            "pod dev-diff-x7k2p has a volume \"pv-17\" named like the claim's PersistentVolume, which kubelet would mount where the claim's volume goes; rename that volume"
+        );
     }
 
     #[test]

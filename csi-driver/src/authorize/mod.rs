@@ -18,7 +18,10 @@
 //!   UID, from the API server's answer to the operator's own create) and the claim's binding as
 //!   the API shows it (its UID, phase and `spec.volumeName`, which only the control plane
 //!   writes once bound). A tenant may delete the claim and create one of the same name: its UID
-//!   differs, and it is never used.
+//!   differs, and it is never used;
+//! - for the layer volume ([`authorize_layer_reader`]), which any pod of the SC's namespace may
+//!   have: the SC's status, which only the operator writes (the node that holds a node-local
+//!   SC's data, `dataNodeName`; the claim record, kept there too for a stopped SC).
 
 use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod};
 use kube::{Resource, ResourceExt};
@@ -26,8 +29,10 @@ use sc_api::consts::{PROVIDER_CONTAINER_NAME, provider_pod_name};
 use sc_api::{StoppableContainer, StoppableContainerInstance};
 
 mod claim;
+mod layer;
 
-pub use self::claim::{BoundClaim, bound_claim, check_consumer_volumes};
+pub use self::claim::{BoundClaim, ClaimUser, bound_claim, check_claim_volumes};
+pub use self::layer::{LayerData, LayerFacts, LayerSource, authorize_layer_reader, recorded_claim};
 use crate::cgroup::container_id_from_status;
 use crate::layout::ScKey;
 use crate::validate::PodRef;
@@ -118,17 +123,11 @@ pub fn authorize_consumer(
     if pod.name != sc_name {
         return Err(denied(format!("its consumer pod is named {sc_name:?}")));
     }
-    let Some(sc) = sc else {
-        return Err(denied("no such StoppableContainer in the pod's namespace".into()));
-    };
-    if sc.metadata.deletion_timestamp.is_some() {
-        return Err(Refusal::NotNow(format!("StoppableContainer {namespace}/{sc_name} is being deleted")));
-    }
-    let sc_uid = sc.uid().unwrap_or_default();
+    let (_, sc) = live_sc(namespace, sc_name, sc, &denied)?;
     let Some(instance) = instance else {
         return Err(denied("it has no instance: the operator has not started it".into()));
     };
-    if sc_uid.is_empty() || !is_controlled_by(instance, &sc_uid) {
+    if !is_own_instance(instance, &sc.uid) {
         return Err(denied(
             "its instance was not created for this StoppableContainer (a leftover of an earlier one of the same name)".into(),
         ));
@@ -151,12 +150,36 @@ pub fn authorize_consumer(
         }
     }
     let instance_uid = instance.uid().unwrap_or_default();
-    let sc = ScKey { namespace: namespace.clone(), name: sc_name.to_owned(), uid: sc_uid };
     let claim = match &instance.spec.storage {
-        Some(storage) => Some(bound_claim(&sc, storage, claim)?),
+        Some(storage) => Some(bound_claim(&sc, &storage.claim, claim)?),
         None => None,
     };
     Ok(Consumer { sc, instance_uid, rootfs_size_bytes: instance.spec.rootfs_size_bytes, claim })
+}
+
+/// The StoppableContainer `sc_name` of `namespace` as the API holds it (`sc`: `None` when there is
+/// none there), its identity and its object: it must exist and not be being deleted. Only the
+/// pod's own namespace is ever looked in, so a pod never reaches another namespace's SC.
+fn live_sc<'a>(
+    namespace: &str,
+    sc_name: &str,
+    sc: Option<&'a StoppableContainer>,
+    denied: &dyn Fn(String) -> Refusal,
+) -> Result<(&'a StoppableContainer, ScKey), Refusal> {
+    let Some(sc) = sc else {
+        return Err(denied("no such StoppableContainer in the pod's namespace".into()));
+    };
+    if sc.metadata.deletion_timestamp.is_some() {
+        return Err(Refusal::NotNow(format!("StoppableContainer {namespace}/{sc_name} is being deleted")));
+    }
+    Ok((sc, ScKey { namespace: namespace.to_owned(), name: sc_name.to_owned(), uid: sc.uid().unwrap_or_default() }))
+}
+
+/// Whether `instance` is the operator's instance of the StoppableContainer `sc` (not a leftover
+/// of an earlier SC of the same name): only the operator creates instances, with a controller
+/// reference to the SC's UID.
+fn is_own_instance(instance: &StoppableContainerInstance, sc_uid: &str) -> bool {
+    !sc_uid.is_empty() && is_controlled_by(instance, sc_uid)
 }
 
 /// The name of the claim the instance records, which [`authorize_consumer`] is to be given.

@@ -338,14 +338,15 @@ pub fn usage(system: &dyn LoopSystem, rootfs: &RootfsFs) -> Result<RootfsUsage, 
 
 /// Unpublish of the last consumer: unmounts the rootfs filesystem (its loop device detaches by
 /// itself). Nothing mounted is not an error. Refused while an overlay in this mount namespace
-/// has its upper there: unmount the overlay first.
+/// has its upper there, or a directory of it is bind-mounted elsewhere (a layer volume reading
+/// the upper): unmount those first.
 pub fn unmount(system: &dyn LoopSystem, rootfs: &RootfsFs) -> Result<(), QuotaError> {
     let fs_dir = rootfs.fs_dir();
     // A second mount of it stacked on the first (never made by this module, but cheap to undo).
     for _ in 0..4 {
-        if mounted_device(system, rootfs)?.is_none() {
+        let Some(device) = mounted_device(system, rootfs)? else {
             return Ok(());
-        }
+        };
         // The kernel would unmount it (an overlay holds a private clone of its upper's mount,
         // not this one), and the filesystem would live on, out of sight, with the overlay.
         let entries = mountinfo::parse(&system.mountinfo().context("reading", Path::new("/proc/self/mountinfo"))?)?;
@@ -353,6 +354,18 @@ pub fn unmount(system: &dyn LoopSystem, rootfs: &RootfsFs) -> Result<(), QuotaEr
             entry.fs_type == "overlay" && entry.super_option("upperdir").is_some_and(|upper| Path::new(upper).starts_with(&fs_dir))
         }) {
             return Err(QuotaError::InUse { fs_dir: fs_dir.display().to_string(), overlay: overlay.mount_point.display().to_string() });
+        }
+        // Likewise a bind of one of its directories: the mount table shows the device and, as the
+        // bind's root, the directory (the layer volume's `/upper`), never `/` as for the
+        // filesystem's own mount or a propagated copy of it.
+        if let Some(bind) = entries.iter().find(|entry| {
+            (entry.major, entry.minor) == (device.major, device.minor) && entry.mount_point != fs_dir && entry.root != Path::new("/")
+        }) {
+            return Err(QuotaError::BoundElsewhere {
+                fs_dir: fs_dir.display().to_string(),
+                directory: bind.root.display().to_string(),
+                bind: bind.mount_point.display().to_string(),
+            });
         }
         system.unmount(&fs_dir).context("unmounting the rootfs filesystem at", &fs_dir)?;
     }

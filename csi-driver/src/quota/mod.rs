@@ -352,6 +352,12 @@ pub enum QuotaError {
     )]
     InUse { fs_dir: String, overlay: String },
     #[error(
+        "the rootfs filesystem at {fs_dir} has its {directory} bind-mounted at {bind} (a layer volume reading the upper); it \
+         stays mounted until that volume is unpublished (an unmount now would only hide the filesystem: the bind keeps it, \
+         and its loop device, alive)"
+    )]
+    BoundElsewhere { fs_dir: String, directory: String, bind: String },
+    #[error(
         "the rootfs image {image} holds no ext4 filesystem; it was not made by this plugin or is damaged: move it away to start with an empty rootfs"
     )]
     NotExt4 { image: String },

@@ -29,6 +29,10 @@ struct State {
     mounts: Vec<(PathBuf, Option<u32>)>,
     /// Overlay mounts: (target, upper directory).
     overlays: Vec<(PathBuf, PathBuf)>,
+    /// Binds of a directory of a mounted image's filesystem: (target, loop index, the directory).
+    binds: Vec<(PathBuf, u32, PathBuf)>,
+    /// Mounts of a loop device's whole filesystem elsewhere (propagated copies): (target, index).
+    copies: Vec<(PathBuf, u32)>,
     unmount_busy: bool,
     calls: Vec<String>,
     next_inode: u64,
@@ -222,6 +226,17 @@ impl LoopSystem for Fake {
                 Some(index) => format!("{} 1 7:{index} / {} rw,nosuid,nodev - ext4 /dev/loop{index} rw\n", id + 2, target.display()),
                 None => format!("{} 1 0:55 / {} rw - tmpfs tmpfs rw\n", id + 2, target.display()),
             });
+        }
+        for (id, (target, index, directory)) in state.binds.iter().enumerate() {
+            text.push_str(&format!(
+                "{} 1 7:{index} {} {} ro,nosuid,nodev,noexec - ext4 /dev/loop{index} rw\n",
+                id + 200,
+                directory.display(),
+                target.display()
+            ));
+        }
+        for (id, (target, index)) in state.copies.iter().enumerate() {
+            text.push_str(&format!("{} 1 7:{index} / {} rw,nosuid,nodev - ext4 /dev/loop{index} rw\n", id + 300, target.display()));
         }
         for (id, (target, upper)) in state.overlays.iter().enumerate() {
             text.push_str(&format!(
@@ -689,6 +704,24 @@ fn unmount_and_delete_are_refused_while_an_overlay_uses_the_upper() {
     assert_eq!(unmount(&fake, &rootfs()).map_err(|error| error.to_string()).err().as_deref(), Some(message));
     assert_eq!(delete(&fake, &rootfs()).map_err(|error| error.to_string()).err().as_deref(), Some(message));
     assert!(fake.calls().iter().all(|call| !call.starts_with("umount") && !call.starts_with("rm")));
+}
+
+#[test]
+fn unmount_and_delete_are_refused_while_a_layer_volume_binds_the_upper_but_not_for_a_copy_of_the_mount() {
+    let fake = mounted_fake(1 << 30, 3);
+    // A propagated copy of the filesystem's own mount (its root is `/`) is not a reader.
+    fake.state().copies.push((PathBuf::from("/run/elsewhere/fs"), 3));
+    fake.state().binds.push((PathBuf::from("/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/sc-layer/mount/upper"), 3, "/upper".into()));
+    let message = "the rootfs filesystem at /data/containers/team-a/dev/uid-1/fs has its /upper bind-mounted at \
+                   /var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/sc-layer/mount/upper (a layer volume reading the upper); \
+                   it stays mounted until that volume is unpublished (an unmount now would only hide the filesystem: the bind \
+                   keeps it, and its loop device, alive)";
+    assert_eq!(unmount(&fake, &rootfs()).map_err(|error| error.to_string()).err().as_deref(), Some(message));
+    assert_eq!(delete(&fake, &rootfs()).map_err(|error| error.to_string()).err().as_deref(), Some(message));
+    assert!(fake.calls().iter().all(|call| !call.starts_with("umount") && !call.starts_with("rm")));
+    // A bind of another filesystem's directory is no reason to keep this one.
+    fake.state().binds[0].1 = 5;
+    unmount(&fake, &rootfs()).expect("unmounted once the layer volume's bind is of another filesystem");
 }
 
 #[test]

@@ -321,6 +321,7 @@ impl World {
                     claim: claim.clone(),
                 })
                 .collect(),
+            layers: Vec::new(),
         };
         let temporary = self.cluster_file.with_extension("tmp");
         std::fs::write(&temporary, serde_json::to_vec(&cluster).expect("json")).expect("write cluster");

@@ -26,6 +26,9 @@ impl ClusterView for WaitingCluster {
         self.asked.fetch_add(1, Ordering::Relaxed);
         Ok(self.answer.clone())
     }
+    async fn authorize_layer_reader(&self, _: &crate::validate::PodRef, _: &str) -> Result<crate::cluster::LayerSource, ClusterError> {
+        Err(ClusterError::Denied("not part of this fake".into()))
+    }
 }
 
 fn waiting_core(answer: Provider, wait: Duration) -> NodeCore<WaitingCluster, FakeSystem> {
