@@ -8,7 +8,7 @@ SCENARIO_MANIFESTS="$(cd "$(dirname "${BASH_SOURCE[0]}")/../manifests" && pwd)"
 readonly SCENARIO_MANIFESTS
 # Namespaces the scenarios create (diagnostics describe them on failure).
 readonly SCENARIO_NAMESPACES=(e2e-persist e2e-legacy e2e-other e2e-unpriv e2e-durable e2e-image e2e-tenant e2e-imagecfg e2e-seeds
-  e2e-storage-harness e2e-storage e2e-storage-node)
+  e2e-storage-harness e2e-storage e2e-storage-node e2e-layer e2e-layer-other)
 
 # --- assertions ----------------------------------------------------------------------------
 
@@ -67,8 +67,9 @@ kept_file() { with_kept_upper "$1" "$2" "$3" cat_under "$4"; }
 cat_under() { cat "$2/$1"; }
 
 container_pids() {
-  # container_pids CONTAINER_ID: host PIDs whose cgroup names the container.
-  grep -l -- "$1" /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3
+  # container_pids CONTAINER_ID: host PIDs whose cgroup names the container. A process that
+  # exits while grep reads /proc makes grep exit 2, which is not a failure here.
+  { grep -ls -- "$1" /proc/[0-9]*/cgroup || true; } | cut -d/ -f3
 }
 
 node_plugin_ready() {
