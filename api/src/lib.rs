@@ -15,6 +15,7 @@
 pub mod consts;
 pub mod exec_config;
 pub mod image_config;
+pub mod layer_diff;
 pub mod lifecycle;
 pub mod names;
 pub mod process;
