@@ -40,6 +40,12 @@ pub enum Invocation {
     Pause,
     /// `sc-exec install <dir>`: copy this binary into `<dir>`.
     Install { dir: PathBuf },
+    /// `sc-exec layer diff`: print the user's layer's changes against the image as JSON
+    /// (`sc_api::layer_diff::DiffReport`).
+    LayerDiff { upper: PathBuf, opaque_dirs: Option<PathBuf>, lower: PathBuf },
+    /// `sc-exec layer facts`: print what the image has at the listed paths as JSON
+    /// (`sc_api::layer_diff::FactsReport`).
+    LayerFacts { paths: PathBuf, root: PathBuf },
     /// `sc-exec version`.
     Version,
     /// `sc-exec help`, `--help`, `-h`, or no arguments.
@@ -54,6 +60,13 @@ usage:
   sc-exec [--] <command> [args...]     run a command inside /.sc/rootfs (kubectl exec)
   sc-exec pause                        block until SIGTERM/SIGINT, then exit 0
   sc-exec install <dir>                copy this binary to <dir>/sc-exec
+  sc-exec layer diff --upper <dir> [--opaque-dirs <file>] [--lower <dir>]
+                                       print the upper's changes against the image at <dir>
+                                       (default /) as JSON; <file> lists the opaque directories
+  sc-exec layer facts --paths <file> [--root <dir>]
+                                       print type, size, mode, SHA-256 and link target of the
+                                       listed paths in the image at <dir> (default /) as JSON
+                                       (path lists: absolute paths, each followed by a NUL byte)
   sc-exec version                      print the version
 A symlink to sc-exec named like a program (ls, /usr/bin/vim) runs that program inside the rootfs.";
 
@@ -82,6 +95,7 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, Error> {
                     .into(),
             )),
         },
+        Some("layer") => layer(mode_args),
         Some("--") => {
             command_line(mode_args).map(Invocation::Exec).ok_or_else(|| Error::Usage("`sc-exec --` needs a command after `--`".into()))
         }
@@ -119,6 +133,77 @@ fn words_after_dash_dash<'a>(mode: &str, args: &'a [OsString]) -> Result<&'a [Os
 fn command_after_dash_dash(mode: &str, args: &[OsString]) -> Result<CommandLine, Error> {
     command_line(words_after_dash_dash(mode, args)?)
         .ok_or_else(|| Error::Usage(format!("`sc-exec {mode} --` needs the workload's command after `--`")))
+}
+
+/// Where `sc-exec layer` looks for the image when not told: its own root, as it runs in a pod
+/// whose root filesystem is the image.
+pub const DEFAULT_IMAGE_ROOT: &str = "/";
+
+/// `sc-exec layer diff ...` and `sc-exec layer facts ...`.
+fn layer(args: &[OsString]) -> Result<Invocation, Error> {
+    let usage = || {
+        Error::Usage(
+            "`sc-exec layer` takes `diff --upper <dir> [--opaque-dirs <file>] [--lower <dir>]` or \
+             `facts --paths <file> [--root <dir>]`"
+                .into(),
+        )
+    };
+    let Some((action, options)) = args.split_first() else {
+        return Err(usage());
+    };
+    match action.to_str() {
+        Some("diff") => {
+            let mut values = options_of("layer diff", options, &["--upper", "--opaque-dirs", "--lower"])?;
+            let upper = values
+                .remove("--upper")
+                .ok_or_else(|| Error::Usage("`sc-exec layer diff` needs `--upper <dir>`, the overlay's upper directory".into()))?;
+            Ok(Invocation::LayerDiff {
+                upper,
+                opaque_dirs: values.remove("--opaque-dirs"),
+                lower: values.remove("--lower").unwrap_or_else(|| PathBuf::from(DEFAULT_IMAGE_ROOT)),
+            })
+        }
+        Some("facts") => {
+            let mut values = options_of("layer facts", options, &["--paths", "--root"])?;
+            let paths = values
+                .remove("--paths")
+                .ok_or_else(|| Error::Usage("`sc-exec layer facts` needs `--paths <file>`, the NUL-separated paths to look up".into()))?;
+            Ok(Invocation::LayerFacts { paths, root: values.remove("--root").unwrap_or_else(|| PathBuf::from(DEFAULT_IMAGE_ROOT)) })
+        }
+        _ => Err(usage()),
+    }
+}
+
+/// `--name value` or `--name=value` options, each of `known` at most once, each value a
+/// non-empty path.
+fn options_of(
+    command: &str,
+    args: &[OsString],
+    known: &[&'static str],
+) -> Result<std::collections::BTreeMap<&'static str, PathBuf>, Error> {
+    let mut values = std::collections::BTreeMap::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let bytes = arg.as_bytes();
+        let (name, inline_value) = match bytes.iter().position(|&byte| byte == b'=') {
+            Some(equals) => (&bytes[..equals], Some(OsStr::from_bytes(&bytes[equals + 1..]))),
+            None => (bytes, None),
+        };
+        let Some(&option) = known.iter().find(|option| option.as_bytes() == name) else {
+            return Err(Error::Usage(format!("`sc-exec {command}` does not take {arg:?}; it takes {}", known.join(", "))));
+        };
+        let value = match inline_value {
+            Some(value) => value,
+            None => rest.next().map(OsString::as_os_str).unwrap_or_default(),
+        };
+        if value.is_empty() {
+            return Err(Error::Usage(format!("`sc-exec {command}`: {option} needs a path after it")));
+        }
+        if values.insert(option, PathBuf::from(value)).is_some() {
+            return Err(Error::Usage(format!("`sc-exec {command}`: {option} is given twice")));
+        }
+    }
+    Ok(values)
 }
 
 fn no_more_args(mode: &str, args: &[OsString]) -> Result<(), Error> {
@@ -204,6 +289,45 @@ mod tests {
             parse(&argv(&["sc-exec", START_WORKLOAD_MODE, "--", "sleep", "1"])).expect("parses"),
             Invocation::StartWorkload(command(&["sleep", "1"]))
         );
+    }
+
+    #[test]
+    fn layer_diff_and_facts_take_their_options_in_either_form() {
+        assert_eq!(
+            parse(&argv(&["sc-exec", "layer", "diff", "--upper", "/upper"])).expect("parses"),
+            Invocation::LayerDiff { upper: "/upper".into(), opaque_dirs: None, lower: "/".into() }
+        );
+        assert_eq!(
+            parse(&argv(&["sc-exec", "layer", "diff", "--lower=/image", "--opaque-dirs", "/o", "--upper=/u"])).expect("parses"),
+            Invocation::LayerDiff { upper: "/u".into(), opaque_dirs: Some("/o".into()), lower: "/image".into() }
+        );
+        assert_eq!(
+            parse(&argv(&["sc-exec", "layer", "facts", "--paths", "/p"])).expect("parses"),
+            Invocation::LayerFacts { paths: "/p".into(), root: "/".into() }
+        );
+        assert_eq!(
+            parse(&argv(&["sc-exec", "layer", "facts", "--root", "/r", "--paths=/p"])).expect("parses"),
+            Invocation::LayerFacts { paths: "/p".into(), root: "/r".into() }
+        );
+    }
+
+    #[test]
+    fn layer_refuses_what_it_cannot_use_and_says_what_it_takes() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["sc-exec", "layer"], "takes `diff --upper"),
+            (&["sc-exec", "layer", "export"], "takes `diff --upper"),
+            (&["sc-exec", "layer", "diff"], "needs `--upper <dir>`"),
+            (&["sc-exec", "layer", "diff", "--upper"], "--upper needs a path"),
+            (&["sc-exec", "layer", "diff", "--upper="], "--upper needs a path"),
+            (&["sc-exec", "layer", "diff", "--upper", "/a", "--upper", "/b"], "given twice"),
+            (&["sc-exec", "layer", "diff", "--upper", "/a", "--root", "/"], "does not take \"--root\""),
+            (&["sc-exec", "layer", "facts", "--root", "/"], "needs `--paths <file>`"),
+        ];
+        for (words, message) in cases {
+            let error = parse(&argv(words)).expect_err("refused");
+            assert!(error.to_string().contains(message), "{words:?}: {error}");
+            assert_eq!(error.exit_code(), 64);
+        }
     }
 
     #[test]

@@ -6,9 +6,15 @@
 use std::path::PathBuf;
 
 use nix::errno::Errno;
+use sc_api::layer_diff::PathListError;
+
+use crate::layer::diff::LowerError;
+use crate::layer::walk::WalkError;
 
 /// `EX_USAGE`: the command line was wrong.
 pub const EX_USAGE: i32 = 64;
+/// `EX_DATAERR`: an input file (a path list) is malformed.
+pub const EX_DATAERR: i32 = 65;
 /// `EX_UNAVAILABLE`: the rootfs never became ready.
 pub const EX_UNAVAILABLE: i32 = 69;
 /// `EX_OSERR`: a system call the wrapper depends on failed.
@@ -105,6 +111,20 @@ pub enum Error {
 
     #[error("cannot install sc-exec into {dir}: {source}. The directory (or its parent, to create it) must exist and be writable.")]
     Install { dir: PathBuf, source: std::io::Error },
+
+    /// Reading the user's layer (the overlay's upper directory) failed.
+    #[error(transparent)]
+    WalkUpper(#[from] WalkError),
+
+    /// Looking into the image's root directory failed.
+    #[error(transparent)]
+    ReadImage(#[from] LowerError),
+
+    #[error(
+        "cannot use {what} listed in {file}: {source}. The node plugin writes this file \
+         (sc_api::layer_diff::encode_path_list); a hand-made one needs NUL-terminated entries (`find -print0`)."
+    )]
+    PathList { file: PathBuf, what: &'static str, source: PathListError },
 }
 
 impl Error {
@@ -120,7 +140,8 @@ impl Error {
             Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
             Error::ChrootDenied { .. } | Error::PrivilegeChange { .. } => EX_NOPERM,
             Error::Os { .. } => EX_OSERR,
-            Error::Io { .. } => EX_IOERR,
+            Error::Io { .. } | Error::WalkUpper(_) | Error::ReadImage(_) => EX_IOERR,
+            Error::PathList { .. } => EX_DATAERR,
             Error::Install { .. } => EX_CANTCREAT,
         }
     }
@@ -157,6 +178,9 @@ mod tests {
             (Error::os("a", Errno::EIO), 71),
             (Error::io("a", std::io::Error::other("x")), 74),
             (Error::Install { dir: "/d".into(), source: std::io::Error::other("x") }, 73),
+            (Error::WalkUpper(WalkError::OpenUpper { upper: "/u".into(), source: Errno::ENOENT }), 74),
+            (Error::ReadImage(LowerError::Root { root: "/".into(), source: std::io::Error::other("x") }), 74),
+            (Error::PathList { file: "/o".into(), what: "w", source: PathListError::Unterminated { entries: 0 } }, 65),
         ];
         for (error, code) in cases {
             assert_eq!(error.exit_code(), code, "{error}");

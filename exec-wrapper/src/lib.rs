@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use sc_api::consts::CONSUMER_ROOTFS_PATH;
 use sc_api::exec_config::{EXEC_CONFIG_ENV, ExecConfig};
 use sc_api::image_config::{CONSUMER_IMAGE_CONFIG_PATH, PublishedImage};
+use sc_api::layer_diff::FactsReport;
 use sc_api::process::{working_dir, workload_argv};
 
 use crate::cli::{CommandLine, Invocation};
@@ -69,6 +70,13 @@ fn dispatch(argv: &[OsString]) -> Result<i32, Error> {
             println!("sc-exec: installed {}", installed.display());
             Ok(0)
         }
+        Invocation::LayerDiff { upper, opaque_dirs, lower } => {
+            print_json(&layer::diff::diff_report(&upper, opaque_dirs.as_deref(), &lower)?)
+        }
+        Invocation::LayerFacts { paths, root } => {
+            let paths = layer::diff::read_path_list(&paths, "the paths to look up")?;
+            print_json(&FactsReport::new(&layer::conflicts::path_facts(&root, &paths)?))
+        }
         Invocation::Run(words) => with_termination_message(run_workload(&words)),
         Invocation::StartWorkload(command) => {
             let config = exec_config()?;
@@ -93,6 +101,15 @@ fn dispatch(argv: &[OsString]) -> Result<i32, Error> {
             Err(enter_rootfs(command, config, &published, working_directory, false))
         }
     }
+}
+
+/// Writes `document` as one line of JSON on stdout (what `kubectl sc` reads from the pod's log).
+fn print_json(document: &impl serde::Serialize) -> Result<i32, Error> {
+    let mut json = serde_json::to_vec(document).map_err(|source| Error::io("encoding the JSON output", source.into()))?;
+    json.push(b'\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&json).and_then(|()| stdout.flush()).map_err(|source| Error::io("writing the JSON output", source))?;
+    Ok(0)
 }
 
 /// PID 1: decides the workload's argv and checks what kubelet checks before anything starts, so a

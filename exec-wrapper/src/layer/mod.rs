@@ -6,7 +6,10 @@
 //! of opaque directories over beside the upper. Whiteouts are character devices 0/0 and are seen
 //! by anyone.
 
+pub mod conflicts;
+pub mod diff;
 pub mod oci;
+pub mod walk;
 
 use std::path::PathBuf;
 
@@ -16,6 +19,7 @@ pub struct UpperEntry {
     /// Path inside the rootfs, absolute (`/etc/hosts`).
     pub path: PathBuf,
     pub kind: UpperKind,
+    /// `st_mode` as `lstat` gives it (file type and permission bits).
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
