@@ -1,6 +1,8 @@
 //! Pure rendering of what the commands print: the `list` table, the `status` text, object lists
 //! as JSON/YAML, ages. Every function takes "now" as an argument so the output is reproducible.
 
+pub mod diff;
+
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use sc_api::lifecycle::condition;
