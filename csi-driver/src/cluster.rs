@@ -269,11 +269,14 @@ impl ClusterView for StaticClusterView {
         let data = match (&layer.claim, &layer.data_node) {
             (Some(claim), _) => LayerData::Claim(claim.clone()),
             (None, Some(node)) if *node == self.node_name => LayerData::Node,
-            (None, node) => {
+            (None, Some(node)) => {
                 return Err(ClusterError::NotNow(format!(
-                    "the layer of StoppableContainer {sc} is on node {node:?}, not on this node {:?}",
+                    "the layer of StoppableContainer {sc} is on node {node:?}, not on this node {:?}: run the pod on node {node}",
                     self.node_name
                 )));
+            }
+            (None, None) => {
+                return Err(ClusterError::NotNow(format!("StoppableContainer {sc} has no layer yet: it has never been started")));
             }
         };
         Ok(LayerSource { sc, data })

@@ -157,6 +157,23 @@ pub fn target_control(target: &Path) -> PathBuf {
 /// recognisable in mountinfo.
 pub const TARGET_TMPFS_SOURCE: &str = "stoppablecontainer";
 
+/// The `source` field of the tmpfs at a layer volume's target: another marker than the rootfs
+/// volume's, so that recovery, the sweeps and the usage reports, which go by that one, never take
+/// a layer volume for a (half-done) rootfs publication.
+pub const LAYER_TMPFS_SOURCE: &str = "stoppablecontainer-layer";
+
+/// Where a layer volume binds the upper, read-only: `<target>/upper` (`kubectl sc diff` reads it
+/// at `/.sc-layer/upper`).
+pub fn target_layer_upper(target: &Path) -> PathBuf {
+    target.join("upper")
+}
+
+/// The list of the upper's opaque directories in a layer volume: `<target>/opaque-dirs`, NUL
+/// separated ([`sc_api::layer_diff::encode_path_list`]).
+pub fn target_opaque_dirs(target: &Path) -> PathBuf {
+    target.join("opaque-dirs")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

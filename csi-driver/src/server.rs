@@ -75,6 +75,12 @@ impl<C: ClusterView, S: System> csi::node_server::Node for NodeService<C, S> {
 
     async fn node_publish_volume(&self, request: Request<NodePublishVolumeRequest>) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let raw = request.into_inner();
+        // Three kinds of inline volume, told apart by their attributes (each refuses the others').
+        let layer = validate::layer(&raw, &self.policy).map_err(|error| reject("NodePublishVolume", &raw.volume_id, error))?;
+        if let Some(checked) = layer {
+            self.core.publish_layer(&checked).await.map_err(|error| fail("NodePublishVolume", &raw.volume_id, error.into()))?;
+            return Ok(Response::new(NodePublishVolumeResponse {}));
+        }
         let exec_wrapper =
             validate::exec_wrapper(&raw, &self.policy).map_err(|error| reject("NodePublishVolume", &raw.volume_id, error))?;
         if let Some(checked) = exec_wrapper {
@@ -217,7 +223,9 @@ impl From<PublishError> for Status {
             | PublishError::ProviderStuck { .. }
             | PublishError::ProviderProcessNotFound { .. }
             | PublishError::ProviderReplaced { .. }
-            | PublishError::ClaimNotMounted { .. } => Status::unavailable(message),
+            | PublishError::ClaimNotMounted { .. }
+            | PublishError::LayerGone { .. } => Status::unavailable(message),
+            PublishError::NoLayer { .. } | PublishError::OpaqueListTooLarge { .. } => Status::failed_precondition(message),
             PublishError::ClaimFilesystem { .. } | PublishError::ClaimDataDir { .. } => Status::failed_precondition(message),
             PublishError::LowerNotFound { .. } | PublishError::UnusableLower { .. } | PublishError::UpperInUse { .. } => {
                 Status::failed_precondition(message)
@@ -295,6 +303,10 @@ mod tests {
             (PublishError::ReadOnly("/t/rootfs".into()), Code::Internal),
             (PublishError::RootfsSize { sc: sc(), problem: "200Gi is more than this node's maximum".into() }, Code::FailedPrecondition),
             (PublishError::ExecWrapperSource { dir: "/d".into(), problem: "it holds no sc-exec".into() }, Code::FailedPrecondition),
+            (PublishError::NoLayer { sc: sc(), looked: "/claim/stoppablecontainer/upper".into() }, Code::FailedPrecondition),
+            (PublishError::OpaqueListTooLarge { sc: sc(), bytes: 17 << 20, max: 16 << 20 }, Code::FailedPrecondition),
+            (PublishError::LayerGone { target: "/t".into() }, Code::Unavailable),
+            (ClusterError::NotNow("the layer is on node \"node-2\"".into()).into(), Code::FailedPrecondition),
             (
                 PublishError::Rootfs(quota::QuotaError::GrowWhileInUse {
                     image: "i".into(),
@@ -309,6 +321,14 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (PublishError::Rootfs(quota::QuotaError::NotMounted { fs_dir: "/f".into() }), Code::Internal),
+            (
+                PublishError::Rootfs(quota::QuotaError::BoundElsewhere {
+                    fs_dir: "/f".into(),
+                    directory: "/upper".into(),
+                    bind: "/t/upper".into(),
+                }),
+                Code::FailedPrecondition,
+            ),
             (PublishError::Io(io()), Code::Internal),
         ];
         for (error, code) in cases {

@@ -16,10 +16,10 @@ use crate::sys::{ClaimOverlayDirs, System};
 use crate::validate::PublishRequest;
 
 impl<S: System> Mounter<S> {
-    /// Where kubelet mounted `claim` for the request's pod, `None` while it has not (yet).
-    pub fn find_claim(&self, request: &PublishRequest, claim: &BoundClaim) -> Result<Option<ClaimLayer>, IoError> {
+    /// Where kubelet mounted `claim` for the pod `pod_uid`, `None` while it has not (yet).
+    pub fn find_claim(&self, pod_uid: &str, claim: &BoundClaim) -> Result<Option<ClaimLayer>, IoError> {
         let host = self.host_mounts()?;
-        Ok(find_claim_mount(&host, &self.kubelet_dir, &request.pod.uid, claim)
+        Ok(find_claim_mount(&host, &self.kubelet_dir, pod_uid, claim)
             .map(|mount| ClaimLayer { claim: claim.clone(), mount_path: mount.mount_point.clone() }))
     }
 

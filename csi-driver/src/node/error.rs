@@ -47,10 +47,11 @@ pub enum PublishError {
     #[error("the overlay at {0} came up read-only; check the data root's filesystem (overlayfs needs a writable upper on ext4/xfs/btrfs)")]
     ReadOnly(String),
     #[error(
-        "{claim} (volume {volume}) is not mounted for the consumer pod after waiting {waited:?}: kubelet mounts it at {expected} once the volume is attached; kubelet will retry (see the consumer pod's events)"
+        "{claim} (volume {volume}) is not mounted for {pod} after waiting {waited:?}: kubelet mounts it at {expected} once the volume is attached; kubelet will retry (see the events of {pod})"
     )]
-    // `claim` is [`claim_of_sc`]'s words: one string keeps the error small.
-    ClaimNotMounted { claim: String, volume: String, waited: Duration, expected: String },
+    // `claim` is [`claim_of_sc`]'s words, `pod` names the pod (`consumer pod <ns>/<name>`): one
+    // string each keeps the error small.
+    ClaimNotMounted { claim: String, pod: String, volume: String, waited: Duration, expected: String },
     #[error("{claim} cannot hold the rootfs: {problem}")]
     ClaimFilesystem { claim: String, problem: String },
     #[error(
@@ -61,6 +62,18 @@ pub enum PublishError {
         "the exec-wrapper directory {dir} cannot be published: {problem}; the node DaemonSet's init container fills it (sc-exec install {dir}): restart the node plugin pod, or remove what does not belong there"
     )]
     ExecWrapperSource { dir: String, problem: String },
+    #[error(
+        "StoppableContainer {sc} has no layer at {looked} yet: its data is made by its first start (on its data node, or on its claim); start it once, then read its layer"
+    )]
+    NoLayer { sc: ScKey, looked: String },
+    #[error(
+        "the list of the opaque directories in the layer of StoppableContainer {sc} takes {bytes} bytes, more than the layer volume holds ({max} bytes): a directory removed and made again in the rootfs is opaque; remove some of them (or their contents' parents) from the rootfs"
+    )]
+    OpaqueListTooLarge { sc: ScKey, bytes: usize, max: usize },
+    #[error(
+        "the layer volume at {target} was unmounted while the opaque directories of its upper were listed (its pod went away?); kubelet will retry"
+    )]
+    LayerGone { target: String },
     #[error("the rootfs size of StoppableContainer {sc} cannot be used: {problem}")]
     RootfsSize { sc: ScKey, problem: String },
     #[error("the size-limited filesystem of the rootfs: {0}")]

@@ -8,6 +8,8 @@
 //!   `recovery.rs` is its start-up recovery, `shape.rs` what a complete publication looks like.
 //! - `provider.rs`: the provider container's process and root filesystem.
 //! - `exec_wrapper.rs`: the provider pod's read-only volume holding `sc-exec`.
+//! - `layer.rs`: the layer volume, a StoppableContainer's upper read-only for a pod of its
+//!   namespace (`kubectl sc diff`).
 //! - `live.rs`: the in-memory tables of live publications; `error.rs`: the RPC error types.
 
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ mod claim;
 mod claim_layers;
 mod error;
 mod exec_wrapper;
+mod layer;
 mod live;
 mod mounter;
 mod provider;
@@ -36,6 +39,7 @@ mod tests;
 
 pub use self::claim::{ClaimLayer, FsVerdict, UpperSupport};
 pub use self::error::{IoError, PublishError, StatsError, UnpublishError};
+pub use self::layer::{LayerStep, MAX_OPAQUE_LIST_BYTES, opaque_list};
 pub use self::live::{LiveTarget, LiveUppers, UpperKey};
 pub use self::mounter::{Found, Mounter, PersistentLayer};
 pub use self::provider::{MAX_PROVIDER_POLL, ProviderCache, ProviderContainer};

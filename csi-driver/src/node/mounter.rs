@@ -56,8 +56,8 @@ pub struct Mounter<S> {
     providers: ProviderCache,
     pub(super) live: LiveUppers,
     /// The loop devices and ext4 mounts of the size-limited filesystems.
-    loops: Box<dyn LoopSystem>,
-    rootfs: RootfsSettings,
+    pub(super) loops: Box<dyn LoopSystem>,
+    pub(super) rootfs: RootfsSettings,
 }
 
 impl<S: System> Mounter<S> {
@@ -81,7 +81,7 @@ impl<S: System> Mounter<S> {
     }
 
     /// How the SC's data is kept, asked of the system (one `stat`).
-    fn layout(&self, sc: &ScKey) -> DataLayout {
+    pub(super) fn layout(&self, sc: &ScKey) -> DataLayout {
         DataLayout::of(self.system.is_directory(&self.data.legacy_upper_dir(sc)))
     }
 
@@ -380,6 +380,10 @@ impl<S: System> Mounter<S> {
             None if self.holds_exec_wrapper(&request.target_path) => {
                 return self.unpublish_exec_wrapper(&request.volume_id, &request.target_path);
             }
+            // A layer volume, which has no record either (see `layer.rs`).
+            None if self.system.exists(&request.target_path) && self.is_layer_at(&self.host_mounts()?, &request.target_path) => {
+                return self.unpublish_layer(&request.volume_id, &request.target_path);
+            }
             None => self.unwind_target(&request.target_path)?,
         }
         if let Some(record) = ours {
@@ -458,6 +462,9 @@ impl<S: System> Mounter<S> {
         match quota::unmount(&*self.loops, &RootfsFs::new(self.data.container_dir(sc))) {
             Ok(()) => debug!(sc = %sc, "the rootfs's own filesystem is unmounted"),
             Err(quota::QuotaError::InUse { overlay, .. }) => debug!(sc = %sc, %overlay, "the rootfs's own filesystem is still in use"),
+            Err(quota::QuotaError::BoundElsewhere { bind, .. }) => {
+                debug!(sc = %sc, %bind, "the rootfs's own filesystem is still read by a layer volume")
+            }
             Err(error) => warn!(sc = %sc, %error, "could not unmount the rootfs's own filesystem; it stays mounted until the next try"),
         }
     }
@@ -477,10 +484,14 @@ impl<S: System> Mounter<S> {
     pub fn stats(&self, volume_id: &str, volume_path: &Path) -> Result<VolumeStats, StatsError> {
         let not_found = || StatsError::NotFound { volume_id: volume_id.to_owned(), path: volume_path.display().to_string() };
         let Some(record) = self.records.load(volume_id).context("reading the record of", Path::new(volume_id))? else {
-            return match self.exec_wrapper_at(volume_path) {
-                Some(dir) => self.exec_wrapper_stats(&dir),
-                None => Err(not_found()),
-            };
+            if let Some(dir) = self.exec_wrapper_at(volume_path) {
+                return self.exec_wrapper_stats(&dir);
+            }
+            let host = self.host_mounts()?;
+            if self.is_layer_at(&host, volume_path) {
+                return Ok(self.layer_stats(&host, volume_path)?);
+            }
+            return Err(not_found());
         };
         if record.target_path != volume_path {
             return Err(not_found());
@@ -508,14 +519,15 @@ impl<S: System> Mounter<S> {
         Ok(!mountinfo::overlays_with_upper(&self.host_mounts()?, &self.upper_dir(sc)).is_empty())
     }
 
-    /// Whether anything mounts the StoppableContainer's data: an overlay over its upper, or a
-    /// mount on or below its data directory (its own filesystem, a bind). Data is deleted only
-    /// when neither is there.
+    /// Whether anything mounts the StoppableContainer's data: an overlay over its upper, a mount
+    /// on or below its data directory (its own filesystem, a bind), or a layer volume's bind of
+    /// its upper. Data is deleted only when none is there.
     pub fn is_data_mounted(&self, sc: &ScKey) -> Result<bool, IoError> {
         let mounts = self.host_mounts()?;
         let dir = self.data.container_dir(sc);
         Ok(!mountinfo::overlays_with_upper(&mounts, &self.upper_dir(sc)).is_empty()
-            || mounts.iter().any(|entry| entry.mount_point.starts_with(&dir)))
+            || mounts.iter().any(|entry| entry.mount_point.starts_with(&dir))
+            || self.is_layer_read(&mounts, sc))
     }
 
     /// The StoppableContainers with a live publication here, sorted, each once.
@@ -543,7 +555,7 @@ impl<S: System> Mounter<S> {
 }
 
 /// A volume's usage from its filesystem's `statvfs`, as mounted as published.
-fn volume_stats(stat: &FsStats) -> VolumeStats {
+pub(super) fn volume_stats(stat: &FsStats) -> VolumeStats {
     VolumeStats {
         bytes_total: stat.bytes_total,
         bytes_available: stat.bytes_available,

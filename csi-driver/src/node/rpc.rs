@@ -96,8 +96,9 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
             }
             // Kubelet mounts the claim for the pod while this publish waits for the provider.
             Some(claim) => {
+                let pod = format!("consumer pod {}/{}", request.pod.namespace, request.pod.name);
                 let (provider, layer) =
-                    tokio::try_join!(self.wait_for_provider(&consumer), self.wait_for_claim(request, &consumer, claim))?;
+                    tokio::try_join!(self.wait_for_provider(&consumer), self.wait_for_claim(&request.pod, &pod, &consumer.sc, claim))?;
                 (provider, PersistentLayer::Claim(layer))
             }
         };
@@ -308,28 +309,24 @@ impl<C: ClusterView, S: System> NodeCore<C, S> {
         }
     }
 
-    /// Waits, like [`Self::wait_for_provider`] and as long, for kubelet to mount `claim` for the
-    /// request's pod: kubelet sets up a pod's volumes side by side, so the rootfs volume's publish
-    /// may come first.
-    pub(super) async fn wait_for_claim(
-        &self,
-        request: &PublishRequest,
-        consumer: &Consumer,
-        claim: &BoundClaim,
-    ) -> Result<ClaimLayer, PublishError> {
+    /// Waits, like [`Self::wait_for_provider`] and as long, for kubelet to mount `claim` (of the
+    /// StoppableContainer `sc`) for `pod` (called `who` in the error): kubelet sets up a pod's
+    /// volumes side by side, so this plugin's volume may be published first.
+    pub(super) async fn wait_for_claim(&self, pod: &PodRef, who: &str, sc: &ScKey, claim: &BoundClaim) -> Result<ClaimLayer, PublishError> {
         let started = tokio::time::Instant::now();
         let mut delay = self.settings.provider_poll;
         loop {
-            if let Some(layer) = self.mounter.find_claim(request, claim)? {
+            if let Some(layer) = self.mounter.find_claim(&pod.uid, claim)? {
                 return Ok(layer);
             }
             let waited = started.elapsed();
             if waited >= self.settings.provider_wait {
                 return Err(PublishError::ClaimNotMounted {
-                    claim: claim_of_sc(&consumer.sc, &claim.claim_name),
+                    claim: claim_of_sc(sc, &claim.claim_name),
+                    pod: who.to_owned(),
                     volume: claim.volume_name.clone(),
                     waited,
-                    expected: expected_mount_points(&self.settings.kubelet_dir, &request.pod.uid, &claim.volume_name),
+                    expected: expected_mount_points(&self.settings.kubelet_dir, &pod.uid, &claim.volume_name),
                 });
             }
             tokio::time::sleep(delay.min(self.settings.provider_wait.saturating_sub(waited))).await;

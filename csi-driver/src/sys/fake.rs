@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{
-    ClaimOverlayDirs, FileIdentity, FileKind, FileStatus, FsStats, MountedFilesystem, OVERLAY_COMPAT_OPTIONS, OverlayDirs, System,
-    overlay_mount_data,
+    ClaimOverlayDirs, FileIdentity, FileKind, FileStatus, FsStats, LayerUpper, MountedFilesystem, OVERLAY_COMPAT_OPTIONS, OverlayDirs,
+    System, overlay_mount_data,
 };
-use crate::layout::{DataRoot, TARGET_TMPFS_SOURCE};
+use crate::layout::{DataRoot, LAYER_TMPFS_SOURCE, TARGET_TMPFS_SOURCE};
 use crate::node::UpperSupport;
 
 /// One mount, as a mountinfo line shows it.
@@ -78,9 +78,12 @@ pub struct FakeState {
     pub provider_exits_at_mount: Option<ProviderExit>,
     /// Owners of entries other than root's (uid 0).
     pub owners: HashMap<PathBuf, u32>,
-    /// Targets of executable read-only binds: while mounted, `identity_of` answers the source's
-    /// identity there, as a real mount point shows the root of what is mounted on it.
-    pub executable_binds: HashMap<PathBuf, PathBuf>,
+    /// Targets of the exec-wrapper's and the layer volumes' binds, with their sources: while
+    /// mounted, `identity_of` answers the source's identity there, as a real mount point shows
+    /// the root of what is mounted on it, and a walk of the target walks the source.
+    pub binds: HashMap<PathBuf, PathBuf>,
+    /// Directories marked opaque (`trusted.overlay.opaque` is `y`).
+    pub opaque: std::collections::BTreeSet<PathBuf>,
     /// Every mount and unmount, in order (`mount tmpfs /t`, `umount /t`).
     pub calls: Vec<String>,
     /// Full process scans.
@@ -190,10 +193,20 @@ impl FakeState {
         Ok(())
     }
 
+    /// `EROFS` when the mount holding `path` is read-only.
+    fn require_writable(&self, path: &Path) -> io::Result<()> {
+        let holder = self.mounts.iter().rev().find(|mount| path.starts_with(&mount.mount_point));
+        match holder {
+            Some(mount) if mount.options.starts_with("ro") => Err(errno(nix::libc::EROFS)),
+            _ => Ok(()),
+        }
+    }
+
     fn make_directory(&mut self, path: &Path, mode: u32) -> io::Result<()> {
         if self.entries.contains_key(path) {
             return Err(errno(nix::libc::EEXIST));
         }
+        self.require_writable(path)?;
         self.require_directory(path.parent().ok_or_else(|| errno(nix::libc::EEXIST))?)?;
         self.entries.insert(path.to_path_buf(), FakeEntry::Directory { mode });
         Ok(())
@@ -385,6 +398,74 @@ impl System for FakeSystem {
         Ok(())
     }
 
+    fn mount_layer_tmpfs(&self, target: &Path, size_bytes: u64) -> io::Result<()> {
+        let mut state = self.state();
+        state.failure("mount_layer_tmpfs")?;
+        state.require_directory(target)?;
+        let device = state.new_device();
+        let super_options = format!("rw,size={}k,nr_inodes=16,mode=755", size_bytes / 1024);
+        state.push_mount(device, Path::new("/"), target, "rw,nosuid,nodev,noexec", "tmpfs", LAYER_TMPFS_SOURCE, &super_options);
+        state.calls.push(format!("mount layer tmpfs {}", target.display()));
+        Ok(())
+    }
+
+    fn remount_read_only(&self, target: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.failure("remount_read_only")?;
+        let index = state.mount_at(target).ok_or_else(|| errno(nix::libc::EINVAL))?;
+        let mount = &mut state.mounts[index];
+        mount.options = format!("ro{}", mount.options.strip_prefix("rw").unwrap_or(&mount.options));
+        state.calls.push(format!("remount ro {}", target.display()));
+        Ok(())
+    }
+
+    fn bind_layer_read_only(&self, upper: &LayerUpper, target: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.failure("bind_layer_read_only")?;
+        let source = upper.path();
+        let (device, root) = match upper {
+            LayerUpper::DataRoot(path) => {
+                state.require_directory(path)?;
+                // The data root is on the root filesystem: the bind shows the upper's path as root.
+                ((254, 0), path.clone())
+            }
+            LayerUpper::Claim { claim_root, device } => {
+                let data_dir = claim_root.join(sc_api::storage::CLAIM_DATA_DIR);
+                for dir in [&data_dir, &source] {
+                    if !state.entries.contains_key(dir) {
+                        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{}: no such directory", dir.display())));
+                    }
+                    state.require_claim_directory(claim_root, dir, *device)?;
+                }
+                let below = source.strip_prefix(claim_root).map_err(|_| errno(nix::libc::EINVAL))?;
+                (*device, Path::new("/").join(below))
+            }
+        };
+        state.require_directory(target)?;
+        state.push_mount(device, &root, target, "ro,nosuid,nodev,noexec", "ext4", "/dev/vda", "rw");
+        state.binds.insert(target.to_path_buf(), source.clone());
+        state.calls.push(format!("bind-layer {} {}", source.display(), target.display()));
+        Ok(())
+    }
+
+    fn opaque_directories(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let mut state = self.state();
+        state.failure("opaque_directories")?;
+        let source = state.binds.get(dir).cloned().unwrap_or_else(|| dir.to_path_buf());
+        state.require_directory(&source)?;
+        state.calls.push(format!("walk {}", dir.display()));
+        // Only directories are walked into, and a symlink is never one.
+        let mut opaque: Vec<PathBuf> = state
+            .entries
+            .iter()
+            .filter(|(path, entry)| matches!(entry, FakeEntry::Directory { .. }) && path.starts_with(&source))
+            .filter(|(path, _)| state.opaque.contains(*path))
+            .filter_map(|(path, _)| path.strip_prefix(&source).ok().map(|below| Path::new("/").join(below)))
+            .collect();
+        opaque.sort();
+        Ok(opaque)
+    }
+
     fn bind_mount_read_only(&self, source: &Path, target: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.failure("bind_mount_read_only")?;
@@ -402,7 +483,7 @@ impl System for FakeSystem {
         state.require_directory(source)?;
         state.require_directory(target)?;
         state.push_mount((254, 0), source, target, "ro,nosuid,nodev", "ext4", "/dev/vda", "rw");
-        state.executable_binds.insert(target.to_path_buf(), source.to_path_buf());
+        state.binds.insert(target.to_path_buf(), source.to_path_buf());
         state.calls.push(format!("bind-exec {} {}", source.display(), target.display()));
         Ok(())
     }
@@ -426,7 +507,7 @@ impl System for FakeSystem {
         }
         let mount = state.mounts.remove(index);
         if state.mount_at(target).is_none() {
-            state.executable_binds.remove(target);
+            state.binds.remove(target);
         }
         if mount.fs_type == "tmpfs" {
             // What was made on the tmpfs goes with it.
@@ -467,7 +548,7 @@ impl System for FakeSystem {
 
     fn identity_of(&self, path: &Path) -> io::Result<FileIdentity> {
         let state = self.state();
-        let path = state.executable_binds.get(path).map_or(path, PathBuf::as_path);
+        let path = state.binds.get(path).map_or(path, PathBuf::as_path);
         state.identities.get(path).copied().ok_or_else(|| errno(nix::libc::ENOENT))
     }
 
@@ -556,6 +637,7 @@ impl System for FakeSystem {
         let mut state = self.state();
         state.failure("write_file_durably")?;
         state.require_directory(path.parent().unwrap_or(Path::new("/")))?;
+        state.require_writable(path)?;
         state.entries.insert(path.to_path_buf(), FakeEntry::File { contents: contents.to_vec(), mode });
         Ok(())
     }

@@ -14,6 +14,7 @@ use crate::node::UpperSupport;
 pub(crate) mod fake;
 mod real;
 mod real_claim;
+mod real_layer;
 
 pub use real::RealSystem;
 
@@ -68,6 +69,31 @@ pub struct ClaimOverlayDirs<'a> {
     pub device: (u32, u32),
     pub source: &'a str,
 }
+
+/// The upper directory a layer volume reads, and how it is reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerUpper {
+    /// A node-local StoppableContainer's upper, below the root-only data root.
+    DataRoot(PathBuf),
+    /// `<claim_root>/stoppablecontainer/upper` on the claim's filesystem (device `device`): each
+    /// directory on the way is opened without following a symlink and must be on the claim, as
+    /// for [`System::mount_claim_overlay`] (a tenant writes the claim from any pod of theirs).
+    Claim { claim_root: PathBuf, device: (u32, u32) },
+}
+
+impl LayerUpper {
+    /// The upper's path (for messages and identity checks; the mounts never go by it).
+    pub fn path(&self) -> PathBuf {
+        match self {
+            LayerUpper::DataRoot(path) => path.clone(),
+            LayerUpper::Claim { claim_root, .. } => claim_root.join(sc_api::storage::CLAIM_DATA_DIR).join("upper"),
+        }
+    }
+}
+
+/// The extended attribute overlayfs marks an opaque directory of an upper with (value `y`): what
+/// was below it in the lower layers is hidden. Only a process with `CAP_SYS_ADMIN` reads it.
+pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// What `lstat` says of a path: its kind (a final symlink is not followed), owner and mode bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +150,23 @@ pub trait System: Send + Sync + 'static {
     fn probe_upper_support(&self, dir: &Path) -> io::Result<UpperSupport>;
     /// Mounts the small tmpfs that holds a published volume's `rootfs/` and `control/`.
     fn mount_target_tmpfs(&self, target: &Path) -> io::Result<()>;
+    /// Mounts the tmpfs of a layer volume at `target` (its source is
+    /// [`crate::layout::LAYER_TMPFS_SOURCE`], `nosuid,nodev,noexec`), which holds `upper/` and
+    /// the opaque-directory list; at most `size_bytes` can be written to it.
+    fn mount_layer_tmpfs(&self, target: &Path, size_bytes: u64) -> io::Result<()>;
+    /// Remounts the filesystem mounted at `target` read-only, `nosuid,nodev,noexec`.
+    fn remount_read_only(&self, target: &Path) -> io::Result<()>;
+    /// Bind-mounts `upper` at `target` read-only, without setuid, devices or exec. The upper is
+    /// opened without following a symlink (`NotFound` when it does not exist, `NotADirectory`
+    /// when something else is there or, on a claim, it is not on the claim's filesystem) and the
+    /// bind made from that descriptor, so no path is resolved again between the check and the
+    /// mount.
+    fn bind_layer_read_only(&self, upper: &LayerUpper, target: &Path) -> io::Result<()>;
+    /// The directories of the tree at `dir` (a layer volume's bind of an upper) marked opaque
+    /// ([`OPAQUE_XATTR`] is `y`), as paths of the rootfs (`/` for `dir` itself), sorted. Every
+    /// directory is opened beneath `dir` without following a symlink or crossing a mount; one that
+    /// is removed or replaced during the walk (a running workload) is skipped.
+    fn opaque_directories(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Bind-mounts `source` at `target` read-only, without setuid, devices or exec (the control
     /// directory: the pod may connect to the socket in it and change nothing).
     fn bind_mount_read_only(&self, source: &Path, target: &Path) -> io::Result<()>;

@@ -8,10 +8,11 @@ use nix::mount::MsFlags;
 use sys_mount::{Mount, MountFlags, UnmountFlags};
 
 use super::{
-    ClaimOverlayDirs, FileIdentity, FileKind, FileStatus, FsStats, MountedFilesystem, OverlayDirs, System, overlay_mount_data, real_claim,
+    ClaimOverlayDirs, FileIdentity, FileKind, FileStatus, FsStats, LayerUpper, MountedFilesystem, OverlayDirs, System, overlay_mount_data,
+    real_claim, real_layer,
 };
 use crate::dirs;
-use crate::layout::{DataRoot, TARGET_TMPFS_SOURCE};
+use crate::layout::{DataRoot, LAYER_TMPFS_SOURCE, TARGET_TMPFS_SOURCE};
 use crate::node::UpperSupport;
 
 /// The real syscalls.
@@ -55,6 +56,29 @@ impl System for RealSystem {
             .data("mode=0755,size=64k,nr_inodes=64")
             .mount(TARGET_TMPFS_SOURCE, target)
             .map(drop)
+    }
+
+    fn mount_layer_tmpfs(&self, target: &Path, size_bytes: u64) -> io::Result<()> {
+        // Four inodes are used (its root, `upper/`, the list and its temporary file).
+        Mount::builder()
+            .fstype("tmpfs")
+            .flags(MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC)
+            .data(&format!("mode=0755,size={size_bytes},nr_inodes=16"))
+            .mount(LAYER_TMPFS_SOURCE, target)
+            .map(drop)
+    }
+
+    fn remount_read_only(&self, target: &Path) -> io::Result<()> {
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(io::Error::from)
+    }
+
+    fn bind_layer_read_only(&self, upper: &LayerUpper, target: &Path) -> io::Result<()> {
+        real_layer::bind_layer_read_only(upper, target)
+    }
+
+    fn opaque_directories(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        real_layer::opaque_directories(dir)
     }
 
     fn bind_mount_read_only(&self, source: &Path, target: &Path) -> io::Result<()> {
@@ -225,7 +249,7 @@ fn in_path(path: &Path, error: io::Error) -> io::Error {
 
 /// A bind mount's flags other than `MS_BIND` take effect only through a remount of the bind; if
 /// that fails the bind is undone, so no unrestricted bind is ever left behind.
-fn bind_then_restrict(source: &Path, target: &Path, flags: MsFlags) -> io::Result<()> {
+pub(super) fn bind_then_restrict(source: &Path, target: &Path, flags: MsFlags) -> io::Result<()> {
     nix::mount::mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
     let restricted = nix::mount::mount(None::<&str>, target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, None::<&str>);
     match restricted {

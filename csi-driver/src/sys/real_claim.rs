@@ -23,7 +23,7 @@ const PROBE_NAME: &str = ".sc-upper-probe";
 /// The xattr the probe sets: overlayfs keeps its own (`trusted.overlay.*`) in this namespace.
 const PROBE_XATTR: &std::ffi::CStr = c"trusted.stoppablecontainer.probe";
 
-fn open_directory(parent: impl AsFd, name: &Path) -> io::Result<OwnedFd> {
+pub(super) fn open_directory(parent: impl AsFd, name: &Path) -> io::Result<OwnedFd> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     openat(parent, name, flags, Mode::empty()).map_err(|errno| match errno {
         Errno::ELOOP | Errno::ENOTDIR => io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", name.display())),
@@ -37,7 +37,7 @@ fn device_of(fd: &OwnedFd) -> io::Result<(u32, u32)> {
     Ok((number(nix::sys::stat::major(stat.st_dev)), number(nix::sys::stat::minor(stat.st_dev))))
 }
 
-fn require_device(fd: &OwnedFd, name: &Path, device: (u32, u32)) -> io::Result<()> {
+pub(super) fn require_device(fd: &OwnedFd, name: &Path, device: (u32, u32)) -> io::Result<()> {
     let found = device_of(fd)?;
     if found != device {
         return Err(io::Error::new(
@@ -48,17 +48,31 @@ fn require_device(fd: &OwnedFd, name: &Path, device: (u32, u32)) -> io::Result<(
     Ok(())
 }
 
-/// Opens `<claim_root>/stoppablecontainer/{upper,work}`, each a directory on `device`.
-fn open_layers(claim_root: &Path, device: (u32, u32)) -> io::Result<(OwnedFd, OwnedFd)> {
+/// Opens `<claim_root>/stoppablecontainer`, a directory on `device`.
+fn open_data_dir(claim_root: &Path, device: (u32, u32)) -> io::Result<OwnedFd> {
     let root = open_directory(AT_FDCWD, claim_root)?;
     require_device(&root, claim_root, device)?;
     let data = open_directory(&root, Path::new(CLAIM_DATA_DIR))?;
     require_device(&data, Path::new(CLAIM_DATA_DIR), device)?;
-    let upper = open_directory(&data, Path::new("upper"))?;
-    require_device(&upper, Path::new("upper"), device)?;
-    let work = open_directory(&data, Path::new("work"))?;
-    require_device(&work, Path::new("work"), device)?;
-    Ok((upper, work))
+    Ok(data)
+}
+
+/// Opens `name` in the claim's data directory `data`, a directory on `device`.
+fn open_layer_dir(data: &OwnedFd, name: &str, device: (u32, u32)) -> io::Result<OwnedFd> {
+    let dir = open_directory(data, Path::new(name))?;
+    require_device(&dir, Path::new(name), device)?;
+    Ok(dir)
+}
+
+/// Opens `<claim_root>/stoppablecontainer/upper`, a directory on `device` as each on the way.
+pub(super) fn open_upper(claim_root: &Path, device: (u32, u32)) -> io::Result<OwnedFd> {
+    open_layer_dir(&open_data_dir(claim_root, device)?, "upper", device)
+}
+
+/// Opens `<claim_root>/stoppablecontainer/{upper,work}`, each a directory on `device`.
+fn open_layers(claim_root: &Path, device: (u32, u32)) -> io::Result<(OwnedFd, OwnedFd)> {
+    let data = open_data_dir(claim_root, device)?;
+    Ok((open_layer_dir(&data, "upper", device)?, open_layer_dir(&data, "work", device)?))
 }
 
 pub(super) fn mount_claim_overlay(dirs: &ClaimOverlayDirs<'_>, target: &Path) -> io::Result<()> {

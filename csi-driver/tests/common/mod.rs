@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use csi_driver::cluster::{BoundClaim, StaticCluster, StaticConsumer};
+use csi_driver::cluster::{BoundClaim, StaticCluster, StaticConsumer, StaticLayer};
 use csi_driver::validate::{PodRef, context_keys};
 use hyper_util::rt::TokioIo;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -307,6 +307,16 @@ impl World {
     /// The cluster, where a consumer with a claim is of an SC with `spec.storage` whose claim
     /// is bound as given.
     pub fn set_cluster_with_claims(&self, consumers: &[(ConsumerPod, Option<&ProviderProcess>, Option<BoundClaim>)]) {
+        self.set_cluster_with_layers(consumers, Vec::new());
+    }
+
+    /// The cluster with `layers`: the StoppableContainers whose layer pods of their namespace may
+    /// read (the layer volume).
+    pub fn set_cluster_with_layers(
+        &self,
+        consumers: &[(ConsumerPod, Option<&ProviderProcess>, Option<BoundClaim>)],
+        layers: Vec<StaticLayer>,
+    ) {
         let cluster = StaticCluster {
             consumers: consumers
                 .iter()
@@ -321,7 +331,7 @@ impl World {
                     claim: claim.clone(),
                 })
                 .collect(),
-            layers: Vec::new(),
+            layers,
         };
         let temporary = self.cluster_file.with_extension("tmp");
         std::fs::write(&temporary, serde_json::to_vec(&cluster).expect("json")).expect("write cluster");

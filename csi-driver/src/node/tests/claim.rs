@@ -37,7 +37,7 @@ fn publish_on_claim(node: &Mounter<FakeSystem>, request: &PublishRequest) -> Res
     match node.inspect(request, &sc(), Some(&claim()))? {
         Found::Published { lower } => Ok(lower),
         Found::Clear => {
-            let layer = node.find_claim(request, &claim()).expect("mountinfo").expect("the claim is mounted");
+            let layer = node.find_claim(&request.pod.uid, &claim()).expect("mountinfo").expect("the claim is mounted");
             node.mount(request, &sc(), &provider(), &PersistentLayer::Claim(layer))
         }
     }
@@ -47,13 +47,13 @@ fn publish_on_claim(node: &Mounter<FakeSystem>, request: &PublishRequest) -> Res
 fn the_claim_is_found_only_at_kubelets_path_of_the_consumer_pod() {
     let node = node();
     let request = request("csi-1", POD_UID);
-    assert_eq!(node.find_claim(&request, &claim()).expect("mountinfo"), None, "not mounted yet");
+    assert_eq!(node.find_claim(&request.pod.uid, &claim()).expect("mountinfo"), None, "not mounted yet");
     // A tenant's pod on this node mounting the same claim is not the consumer.
     node.system().add_claim_mount(&claim_mount_of(OTHER_POD_UID), "ext4", EXT4);
-    assert_eq!(node.find_claim(&request, &claim()).expect("mountinfo"), None);
+    assert_eq!(node.find_claim(&request.pod.uid, &claim()).expect("mountinfo"), None);
     node.system().add_claim_mount(&claim_mount_of(POD_UID), "ext4", EXT4);
     assert_eq!(
-        node.find_claim(&request, &claim()).expect("mountinfo"),
+        node.find_claim(&request.pod.uid, &claim()).expect("mountinfo"),
         Some(ClaimLayer { claim: claim(), mount_path: claim_mount_of(POD_UID) })
     );
 }
@@ -215,7 +215,7 @@ fn a_claim_publication_survives_a_restart_and_a_half_done_one_is_unwound() {
     // Killed between the overlay and the control bind, with no record: unwound at start-up, the
     // claim and its data untouched.
     after.unpublish(&UnpublishRequest { volume_id: "csi-1".into(), target_path: request.target_path.clone() }).expect("unpublished");
-    let layer = after.find_claim(&request, &claim()).expect("mountinfo").expect("mounted");
+    let layer = after.find_claim(&request.pod.uid, &claim()).expect("mountinfo").expect("mounted");
     let rootfs = after.mount_target(&request).expect("the target's tmpfs");
     let device = after.system().mounted_filesystem(&layer.mount_path).expect("facts").device;
     let dirs =

@@ -15,6 +15,7 @@ use crate::validate::{PodRef, PublishRequest};
 
 mod claim;
 mod exec_wrapper;
+mod layer;
 mod publish;
 mod recovery;
 mod rpc;

@@ -189,14 +189,14 @@ async fn a_claim_kubelet_has_not_mounted_is_waited_for_and_then_named_in_a_retry
         sc_name: "dev".into(),
     };
     let started = Instant::now();
-    let error = core.wait_for_claim(&request, &consumer(), &claim).await.expect_err("never mounted");
+    let error = core.wait_for_claim(&request.pod, "consumer pod team-a/dev", &consumer().sc, &claim).await.expect_err("never mounted");
     assert!(started.elapsed() >= Duration::from_millis(50), "it waited");
     assert!(matches!(error, PublishError::ClaimNotMounted { .. }), "{error:?}");
     let message = error.to_string();
     assert!(message.starts_with("claim team-a/dev-rootfs of StoppableContainer team-a/dev (uid "), "{message}");
     assert!(
         message.ends_with(&format!(
-            "kubelet mounts it at /nonexistent/kubelet/pods/{POD_UID}/volumes/kubernetes.io~csi/pv-17/mount or /nonexistent/kubelet/pods/{POD_UID}/volumes/kubernetes.io~<plugin>/pv-17 once the volume is attached; kubelet will retry (see the consumer pod's events)"
+            "kubelet mounts it at /nonexistent/kubelet/pods/{POD_UID}/volumes/kubernetes.io~csi/pv-17/mount or /nonexistent/kubelet/pods/{POD_UID}/volumes/kubernetes.io~<plugin>/pv-17 once the volume is attached; kubelet will retry (see the events of consumer pod team-a/dev)"
         )),
         "{message}"
     );
