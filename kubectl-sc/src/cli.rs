@@ -60,6 +60,10 @@ pub enum Command {
     /// Delete a StoppableContainer and its persistent root filesystem.
     #[command(visible_aliases = ["rm", "remove"])]
     Delete(DeleteArgs),
+    /// Show what changed in the root filesystem against the image (A added, C changed, D
+    /// deleted), running or stopped, through a short-lived pod in the StoppableContainer's
+    /// namespace.
+    Diff(DiffArgs),
     /// Print the plugin's version.
     Version,
 }
@@ -274,6 +278,38 @@ pub struct DeleteArgs {
     pub timeout: Duration,
 }
 
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Name of the StoppableContainer.
+    #[arg(value_parser = parse_sc_name)]
+    pub name: String,
+    /// Only these paths and what is below them (absolute paths in the rootfs, e.g. /etc).
+    #[arg(value_name = "PATH", value_parser = parse_rootfs_path)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Counts and bytes per top-level directory instead of every path.
+    #[arg(long)]
+    pub stat: bool,
+    /// Output format (json: the report as sc-exec wrote it, filtered by the paths).
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// How long to wait for the pod that reads the layer (an image pull can take a while).
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// A path filter of `diff`: absolute, normalised (no `.`, `..` or trailing `/` kept).
+pub fn parse_rootfs_path(raw: &str) -> Result<std::path::PathBuf, String> {
+    use std::path::{Component, Path, PathBuf};
+    let path = Path::new(raw);
+    if !path.is_absolute() {
+        return Err(format!("{raw:?} is not an absolute path in the root filesystem: write it from /, e.g. /etc"));
+    }
+    if path.components().any(|component| matches!(component, Component::ParentDir)) {
+        return Err(format!("{raw:?} contains \"..\": write the path without it"));
+    }
+    Ok(path.components().collect::<PathBuf>())
+}
+
 /// Parses `90s`, `2m`, `1h`, `1m30s`, `500ms` or a bare number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let invalid = || format!("{raw:?} is not a duration: expected e.g. 30s, 2m, 1m30s or 1h");
@@ -479,6 +515,23 @@ mod tests {
         // A command that itself starts with a dash still needs `--`.
         assert_eq!(exec(&["exec", "box", "--", "-weird"]).command, ["-weird"]);
         assert!(exec(&["exec", "box", "-i"]).command.is_empty());
+    }
+
+    #[test]
+    fn diff_takes_path_filters_and_refuses_relative_ones() {
+        match parse_ok(&["diff", "box", "/etc/", "/var/./lib", "--stat"]).command {
+            Command::Diff(diff) => {
+                assert_eq!(diff.paths, [std::path::PathBuf::from("/etc"), std::path::PathBuf::from("/var/lib")]);
+                assert!(diff.stat);
+                assert_eq!(diff.timeout, Duration::from_secs(180));
+            }
+            other => panic!("not diff: {other:?}"),
+        }
+        assert_eq!(
+            parse_rootfs_path("etc").expect_err("relative"),
+            "\"etc\" is not an absolute path in the root filesystem: write it from /, e.g. /etc"
+        );
+        assert_eq!(parse_rootfs_path("/etc/../root").expect_err("dotdot"), "\"/etc/../root\" contains \"..\": write the path without it");
     }
 
     #[test]

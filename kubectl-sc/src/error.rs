@@ -78,6 +78,15 @@ pub enum CliError {
     #[error("kubectl exited with status {code}")]
     KubectlFailed { code: i32 },
 
+    #[error("the pod {pod} that reads {what} {why}{}", output_tail(output))]
+    LayerPod { pod: String, what: String, why: String, output: String },
+
+    #[error(transparent)]
+    LayerPodPlan(#[from] crate::layer_pod::LayerPodError),
+
+    #[error("cannot read what the pod printed: {0}")]
+    LayerReport(#[from] sc_api::layer_diff::ReportError),
+
     #[error("cannot serialize the output: {0}")]
     Json(#[from] serde_json::Error),
 
@@ -89,6 +98,12 @@ pub enum CliError {
 
     #[error("internal error in kubectl-sc: {0} (please report it)")]
     Internal(String),
+}
+
+/// The last lines a failed layer pod printed, after its failure.
+fn output_tail(output: &str) -> String {
+    let output = output.trim();
+    if output.is_empty() { String::new() } else { format!("; it printed:\n{output}") }
 }
 
 /// A `--wait` that ran out of time, with the last state seen (boxed in [`CliError`]: it is the

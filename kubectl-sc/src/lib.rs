@@ -9,6 +9,8 @@ pub mod cluster;
 pub mod commands;
 pub mod error;
 pub mod kubectl;
+pub mod layer;
+pub mod layer_pod;
 pub mod manifest;
 pub mod render;
 pub mod validate;
@@ -57,6 +59,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Exec(args) => commands::exec(global, args).await,
         Command::Logs(args) => commands::logs(global, args).await,
         Command::Delete(args) => commands::delete(global, args).await,
+        Command::Diff(args) => layer::diff(global, args).await,
         Command::Version => {
             println!("{}", version::version_line());
             Ok(())
@@ -75,6 +78,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Exec(_) => "exec",
         Command::Logs(_) => "logs",
         Command::Delete(_) => "delete",
+        Command::Diff(_) => "diff",
         Command::Version => "version",
     }
 }

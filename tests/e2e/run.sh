@@ -17,6 +17,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/product.sh"
 source "$E2E_DIR/lib/scenarios.sh"
 # shellcheck source=tests/e2e/lib/scenarios-storage.sh
 source "$E2E_DIR/lib/scenarios-storage.sh"
+# shellcheck source=tests/e2e/lib/scenarios-layer.sh
+source "$E2E_DIR/lib/scenarios-layer.sh"
 
 readonly KEEP="${SC_E2E_KEEP:-0}"
 passed=0

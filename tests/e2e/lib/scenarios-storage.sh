@@ -377,4 +377,6 @@ scenario_storage_node_replacement() {
 
 # Scenarios that run only when named (tests/e2e/run.sh ID), in the format of SCENARIOS: those of
 # a feature whose product parts have not landed yet. Each moves into SCENARIOS once it passes.
-readonly PENDING_SCENARIOS=()
+readonly PENDING_SCENARIOS=(
+  "14||scenario_layer_diff|kubectl sc diff of a running and a stopped SC as a tenant; another namespace's pod gets no layer"
+)
